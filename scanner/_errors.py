@@ -1,0 +1,71 @@
+"""One exception hierarchy for the probes. Each error names the step that failed and, where
+the server said something, quotes its reply trimmed to a readable length."""
+
+from __future__ import annotations
+
+REPLY_QUOTE_LIMIT = 120
+
+
+def quote_reply(reply: bytes | str | None, limit: int = REPLY_QUOTE_LIMIT) -> str:
+    """A server reply made safe to show: decoded, control bytes escaped, trimmed."""
+    if reply is None:
+        return ""
+    if isinstance(reply, bytes):
+        reply = reply.decode("utf-8", errors="backslashreplace")
+    text = reply.rstrip("\r\n")
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[:limit])
+    return shown + ("…" if len(text) > limit else "")
+
+
+class ScanError(Exception):
+    """A probe step failed. `outcome` is the Outcome value recorded in the facts."""
+
+    outcome = "protocol_error"
+
+    def __init__(self, step: str, reason: str, reply: bytes | str | None = None) -> None:
+        self.step = step
+        self.reason = reason
+        self.reply = quote_reply(reply) if reply is not None else None
+        message = f"{step}: {reason}"
+        if self.reply:
+            message += f" (server said: {self.reply!r})"
+        super().__init__(message)
+
+
+class ConnectionClosedPort(ScanError):
+    """Nothing listens on the port: the connection was refused."""
+
+    outcome = "closed"
+
+
+class Unreachable(ScanError):
+    """No route to the address, or the network is down."""
+
+    outcome = "unreachable"
+
+
+class ProbeTimeout(ScanError):
+    """The server did not finish answering before the deadline."""
+
+    outcome = "timeout"
+
+
+class ProtocolError(ScanError):
+    """The server answered, but not as a POP3 server should (no greeting, garbage, a line
+    longer than the limit, the connection closed mid-reply)."""
+
+    outcome = "protocol_error"
+
+
+class TlsHandshakeError(ScanError):
+    """The TLS handshake failed."""
+
+    outcome = "tls_error"
+
+
+class DnsError(ScanError):
+    """A DNS lookup failed; `kind` is nxdomain, no_address, servfail, timeout or error."""
+
+    def __init__(self, step: str, reason: str, kind: str) -> None:
+        super().__init__(step, reason)
+        self.kind = kind

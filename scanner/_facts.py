@@ -1,0 +1,204 @@
+"""Facts: what a server did when we talked to it, as frozen values with no judgement in them.
+
+Every connection-level fact says first whether we could talk to the server at all
+(`outcome`), separately from what we found. "The server refused plaintext login" and "we timed
+out" are different facts, and mixing them is what sends false regression alerts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+from scanner._target import Target
+
+# ok: the conversation finished. closed: the port refused the connection (nothing listens).
+# unreachable: no route / host down. timeout: the deadline passed. protocol_error: the server
+# spoke, but not POP3 as we know it. tls_error: the TLS handshake failed.
+Outcome = Literal["ok", "closed", "unreachable", "timeout", "protocol_error", "tls_error"]
+Status = Literal["pass", "warn", "fail", "error", "skip"]
+LoginVerdict = Literal["accepted", "refused", "unknown"]
+Certainty = Literal["confirmed", "likely", "unknown"]
+
+# Worst last: the status of several results is the one with the highest rank.
+STATUS_RANK: dict[str, int] = {"skip": 0, "pass": 1, "warn": 2, "error": 3, "fail": 4}
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    """One certificate as served. Times are timezone-aware UTC."""
+
+    subject: str
+    issuer: str
+    common_name: str | None
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+    serial: str
+    fingerprint_sha256: str
+    not_before: datetime
+    not_after: datetime
+    key_type: str
+    key_bits: int
+    signature_hash: str | None
+    self_signed: bool
+    is_ca: bool
+    pem: str
+
+
+@dataclass(frozen=True)
+class TlsFacts:
+    """One TLS session: what was negotiated, the chain as served (leaf first), and which
+    protocol versions the endpoint accepts (True/False; None = could not be tested)."""
+
+    version: str
+    cipher: str
+    chain: tuple[CertificateFacts, ...]
+    accepted_versions: dict[str, bool | None] = field(default_factory=dict)
+
+    @property
+    def leaf(self) -> CertificateFacts | None:
+        return self.chain[0] if self.chain else None
+
+
+@dataclass(frozen=True)
+class StlsFacts:
+    """The STLS upgrade on the cleartext port, and CAPA inside TLS."""
+
+    outcome: Outcome
+    error: str | None = None
+    reply: str | None = None
+    tls: TlsFacts | None = None
+    capabilities: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Pop3Facts:
+    """The cleartext POP3 port: greeting, CAPA, the plaintext-login probe and STLS.
+
+    `outcome` is about the login-probe connection. `plaintext_login` is what the server would
+    do with a password sent before TLS, `evidence` quotes the reply that shows it, and
+    `certainty` says how sure we are (accepted USER is confirmed; an advertised mechanism we
+    could not exercise is likely).
+    """
+
+    port: int
+    outcome: Outcome
+    error: str | None = None
+    greeting: str | None = None
+    capabilities: tuple[str, ...] | None = None
+    user_reply: str | None = None
+    auth_replies: dict[str, str] = field(default_factory=dict)
+    plaintext_login: LoginVerdict = "unknown"
+    certainty: Certainty = "unknown"
+    evidence: str | None = None
+    quit_reply: str | None = None
+    stls: StlsFacts | None = None
+
+
+@dataclass(frozen=True)
+class Pop3sFacts:
+    """Implicit TLS on the POP3S port: the handshake, then the greeting inside TLS.
+
+    `plaintext_reply` holds what a server sent in the clear instead of a TLS handshake
+    (Exchange with no bound certificate says `-ERR Connection is closed. 13`).
+    """
+
+    port: int
+    outcome: Outcome
+    error: str | None = None
+    tls: TlsFacts | None = None
+    greeting: str | None = None
+    plaintext_reply: str | None = None
+
+
+@dataclass(frozen=True)
+class EndpointFacts:
+    """Everything learnt about one address of the target."""
+
+    address: str
+    pop3: Pop3Facts
+    pop3s: Pop3sFacts
+    product: str | None = None
+    login_type: str | None = None
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True)
+class SrvRecord:
+    priority: int
+    weight: int
+    port: int
+    target: str
+
+
+@dataclass(frozen=True)
+class DnsFacts:
+    """Name resolution. `outcome` is ok, nxdomain, no_address, servfail, timeout, error, or
+    not_applicable when the target is an IP address. SRV lookups are RFC 6186's, made in
+    `srv_domain`; None lists mean the lookup itself failed (`srv_error` says why)."""
+
+    name: str | None
+    outcome: str
+    addresses: tuple[str, ...] = ()
+    error: str | None = None
+    srv_domain: str | None = None
+    srv_pop3s: tuple[SrvRecord, ...] | None = None
+    srv_pop3: tuple[SrvRecord, ...] | None = None
+    srv_error: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One verdict of the check catalog. `address` names the address it is about (the worst
+    one, for a target-level result); None for checks about the name as a whole."""
+
+    id: str
+    status: Status
+    summary: str
+    remediation: str = ""
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """The facts and verdicts for one target. `checks` has one entry per check id (worst over
+    addresses); `address_checks` has one per address and check, for per-address history."""
+
+    target: Target
+    dns: DnsFacts
+    endpoints: tuple[EndpointFacts, ...]
+    checks: tuple[CheckResult, ...]
+    address_checks: tuple[CheckResult, ...]
+    compliant: bool | None
+    started_at: datetime
+    duration_ms: int
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(endpoint.address for endpoint in self.endpoints)
+
+    @property
+    def has_fail(self) -> bool:
+        return any(check.status == "fail" for check in self.checks)
+
+    @property
+    def has_error(self) -> bool:
+        return any(check.status == "error" for check in self.checks)
+
+
+def worst_status(statuses: list[str]) -> Status:
+    """The worst of several statuses; skip when there are none."""
+    if not statuses:
+        return "skip"
+    return max(statuses, key=STATUS_RANK.__getitem__)  # type: ignore[return-value]
+
+
+def compliance(checks: tuple[CheckResult, ...]) -> bool | None:
+    """True when nothing fails or errors, False when anything fails, None (unknown) otherwise."""
+    statuses = {check.status for check in checks}
+    if "fail" in statuses:
+        return False
+    if "error" in statuses:
+        return None
+    return True

@@ -1,0 +1,121 @@
+"""What to scan and how: the target, the network settings and the policy, all frozen values."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+TLS_VERSIONS = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+
+
+def is_ip_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_port(name: str, port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{name} must be between 1 and 65535, not {port}")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One POP3 service: a DNS name or an IP address, and the name users connect to.
+
+    `service_name` is the name checked against the certificate and used for the DNS checks.
+    It defaults to `host` when `host` is a name; for an IP host without a name it stays None.
+    """
+
+    host: str
+    service_name: str | None = None
+    pop3_port: int = 110
+    pop3s_port: int = 995
+
+    def __post_init__(self) -> None:
+        host = self.host.strip().rstrip(".").lower()
+        if not host or any(c.isspace() for c in host):
+            raise ValueError(f"not a host name or IP address: {self.host!r}")
+        object.__setattr__(self, "host", host.strip("[]"))
+        _check_port("pop3_port", self.pop3_port)
+        _check_port("pop3s_port", self.pop3s_port)
+        name = self.service_name
+        if name is None and not is_ip_address(self.host):
+            name = self.host
+        if name is not None:
+            name = name.strip().rstrip(".").lower() or None
+        object.__setattr__(self, "service_name", name)
+
+    @property
+    def host_is_ip(self) -> bool:
+        return is_ip_address(self.host)
+
+    def __str__(self) -> str:
+        return self.host
+
+
+def parse_resolver(text: str) -> tuple[str, int]:
+    """Split `IP[:PORT]` (or `[IPv6]:PORT`) into address and port; port 53 by default."""
+    text = text.strip()
+    if text.startswith("["):
+        address, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":") or "53"
+    elif text.count(":") == 1:
+        address, port = text.split(":")
+    else:
+        address, port = text, "53"
+    if not is_ip_address(address) or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"resolver must be IP[:PORT], not {text!r}")
+    return address, int(port)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the scanner talks to the network.
+
+    `timeout` bounds each connection as a whole, reads included, so a server that trickles
+    bytes is cut off like one that is silent. `concurrency` is how many addresses are probed at
+    once; `connections_per_address` caps parallel connections to one address, because mail
+    servers throttle clients that open many at once.
+    """
+
+    timeout: float = 10.0
+    resolver: str | None = None
+    concurrency: int = 50
+    connections_per_address: int = 3
+    test_tls_versions: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.timeout <= 600:
+            raise ValueError(f"timeout must be between 0 and 600 seconds, not {self.timeout}")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, not {self.concurrency}")
+        if self.connections_per_address < 1:
+            raise ValueError("connections_per_address must be at least 1")
+        if self.resolver is not None:
+            parse_resolver(self.resolver)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The rules the facts are judged against; defaults encode the secure configuration.
+
+    `ca_bundle_pem` holds extra trust anchors (an enterprise CA) as PEM text, so a stored
+    policy carries its trust store with it. `allow_cleartext_port` False means port 110 must
+    not answer at all (implicit TLS only, RFC 8314).
+    """
+
+    warn_days: int = 30
+    critical_days: int = 7
+    min_tls_version: str = "TLSv1.2"
+    use_system_trust: bool = True
+    ca_bundle_pem: str | None = None
+    allow_cleartext_port: bool = True
+
+    def __post_init__(self) -> None:
+        if self.min_tls_version not in TLS_VERSIONS:
+            raise ValueError(f"min_tls_version must be one of {', '.join(TLS_VERSIONS)}")
+        if not 0 <= self.critical_days <= self.warn_days:
+            raise ValueError("critical_days must be between 0 and warn_days")
