@@ -187,11 +187,9 @@ class ScanReport:
         return any(check.status == "error" for check in self.checks)
 
 
-def worst_status(statuses: list[str]) -> Status:
+def worst_status(statuses: list[Status]) -> Status:
     """The worst of several statuses; skip when there are none."""
-    if not statuses:
-        return "skip"
-    return max(statuses, key=STATUS_RANK.__getitem__)  # type: ignore[return-value]
+    return max(statuses, key=STATUS_RANK.__getitem__, default="skip")
 
 
 def compliance(checks: tuple[CheckResult, ...]) -> bool | None:

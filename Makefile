@@ -1,0 +1,44 @@
+# PopCompliance: `make run` serves the dashboard, `make test` runs every test.
+# Both install what is missing first: Python packages into .venv, Debian packages when root.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint format bench deps system-deps clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "PopCompliance needs Python 3.11 or newer (found $$($(PYTHON) --version))."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+deps: $(STAMP)
+
+# Debian packages the test suite talks to for real (Dovecot as a second POP3 server).
+system-deps:
+	@scripts/system-deps.sh test
+
+test: deps system-deps lint
+	$(PY) -m pytest
+
+lint: deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy scanner
+
+format: deps
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: deps
+	$(PY) bench/scan_fleet.py
+
+run: deps
+	@echo "make run arrives with the fleet pipeline (issue 3); for now: $(PY) -m scanner --help"
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,117 @@
+"""`python -m pop3lab`: serve a fleet of emulated POP3 servers on loopback until interrupted.
+
+Examples:
+    python -m pop3lab --count 1000 --base 127.1.0.1 --mixed --pop3-port 11110 --pop3s-port 19950
+    python -m pop3lab --count 1 --base 127.0.0.2 --profile exchange2010 --login-type PlainTextLogin
+    python -m pop3lab --hostile --base 127.2.0.1 --manifest hostile.json
+
+It prints one summary line, then `ready` once every listener is bound (scripts wait for it),
+and serves until Ctrl-C or SIGTERM. Ports 110/995 work too, but need root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import signal
+import sys
+from pathlib import Path
+
+from pop3lab.certs import KINDS
+from pop3lab.config import LOGIN_TYPES, PROFILES, EndpointConfig
+from pop3lab.fleet import describe, hostile_fleet, mixed_fleet, uniform_fleet
+from pop3lab.lab import BoundEndpoint, EndpointSpec, Lab
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; see the module docstring for examples."""
+    parser = argparse.ArgumentParser(prog="python -m pop3lab", description=__doc__.split("\n")[0])
+    parser.add_argument("--count", type=int, default=1, help="number of endpoints")
+    parser.add_argument("--base", default="127.1.0.1", help="first loopback address")
+    parser.add_argument("--pop3-port", type=int, default=11110, help="0 = ephemeral per listener")
+    parser.add_argument("--pop3s-port", type=int, default=19950, help="0 = ephemeral per listener")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--mixed", action="store_true", help="cycle through pop3lab.fleet.MIX")
+    kind.add_argument("--hostile", action="store_true", help="one endpoint per hostile behaviour")
+    parser.add_argument("--profile", choices=PROFILES, default="exchange2016")
+    parser.add_argument("--login-type", choices=LOGIN_TYPES, default="SecureLogin")
+    parser.add_argument("--no-ntlm", action="store_true", help="EnableGSSAPIAndNTLMAuth off")
+    parser.add_argument("--cert-kind", choices=(*KINDS, "none"), default="good")
+    parser.add_argument("--cert-name", default="mail.example.test")
+    parser.add_argument("--tls-min", default="TLSv1.2")
+    parser.add_argument("--tls-max", default="TLSv1.3")
+    parser.add_argument("--manifest", type=Path, help="write a JSON list of endpoints here")
+    parser.add_argument("--verbose", action="store_true", help="print every endpoint")
+    return parser.parse_args(argv)
+
+
+def fleet_from_args(args: argparse.Namespace) -> list[EndpointSpec]:
+    """The endpoints the arguments describe."""
+    if args.hostile:
+        return hostile_fleet(args.base)
+    if args.mixed:
+        return mixed_fleet(args.count, args.base)
+    config = EndpointConfig(
+        profile=args.profile,
+        login_type=args.login_type,
+        ntlm=not args.no_ntlm,
+        cert_kind=None if args.cert_kind == "none" else args.cert_kind,
+        cert_name=args.cert_name,
+        tls_versions=(args.tls_min, args.tls_max),
+    )
+    return uniform_fleet(args.count, args.base, config)
+
+
+def raise_file_limit(needed: int) -> None:
+    """Two listeners per endpoint plus connections: lift the soft fd limit toward the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def report(bound: dict[str, BoundEndpoint], args: argparse.Namespace) -> None:
+    """Say what is being served: a summary, optionally every endpoint, optionally a manifest."""
+    entries = [describe(endpoint) for endpoint in bound.values()]
+    if args.manifest:
+        args.manifest.write_text(json.dumps(entries, indent=1) + "\n")
+    if args.verbose:
+        for entry in entries:
+            print(json.dumps(entry, separators=(",", ":")))
+    first, last = entries[0]["address"], entries[-1]["address"]
+    print(
+        f"pop3lab: {len(entries)} endpoints {first}..{last}, "
+        f"POP3 port {args.pop3_port or 'ephemeral'}, POP3S port {args.pop3s_port or 'ephemeral'}"
+    )
+    print("ready", flush=True)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Start the fleet, report it, and wait for SIGINT/SIGTERM."""
+    fleet = fleet_from_args(args)
+    raise_file_limit(2 * len(fleet) + 1024)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with Lab() as lab:
+        bound = await lab.start(fleet, pop3_port=args.pop3_port, pop3s_port=args.pop3s_port)
+        report(bound, args)
+        await stop.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    args = parse_args(argv)
+    try:
+        asyncio.run(serve(args))
+    except (OSError, ValueError) as error:
+        print(f"pop3lab: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

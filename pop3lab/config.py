@@ -1,0 +1,106 @@
+"""What one emulated POP3 endpoint is: a frozen, validated, hashable description.
+
+`EndpointConfig` is the only thing the rest of pop3lab needs to know about an endpoint. It is
+hashable so that expensive derived objects (TLS contexts) can be cached per config.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+EXCHANGE_PROFILES = ("exchange2010", "exchange2013", "exchange2016", "exchange2019")
+PROFILES = (*EXCHANGE_PROFILES, "generic", "dovecot_like")
+LOGIN_TYPES = ("SecureLogin", "PlainTextAuthentication", "PlainTextLogin")
+
+# Spellings people actually type, mapped to the ssl enum. "TLSv1" is OpenSSL's name for 1.0.
+_TLS_NAMES = {
+    "TLSV1": ssl.TLSVersion.TLSv1,
+    "TLSV1.0": ssl.TLSVersion.TLSv1,
+    "TLSV1.1": ssl.TLSVersion.TLSv1_1,
+    "TLSV1.2": ssl.TLSVersion.TLSv1_2,
+    "TLSV1.3": ssl.TLSVersion.TLSv1_3,
+}
+
+TlsVersionLike = ssl.TLSVersion | str
+
+
+def parse_tls_version(value: TlsVersionLike) -> ssl.TLSVersion:
+    """Turn "TLSv1.2", "TLSv1_2", "1.2" or an `ssl.TLSVersion` into an `ssl.TLSVersion`."""
+    if isinstance(value, ssl.TLSVersion):
+        return value
+    key = value.strip().upper().replace("_", ".")
+    if not key.startswith("TLSV"):
+        key = "TLSV" + key
+    try:
+        return _TLS_NAMES[key]
+    except KeyError:
+        raise ValueError(f"unknown TLS version {value!r}") from None
+
+
+@dataclass(frozen=True)
+class EndpointConfig:
+    """One emulated server: its product profile, Exchange LoginType and TLS set-up.
+
+    `cert_kind=None` means no certificate is bound: Exchange then drops STLS from CAPA and
+    answers the POP3S port with a plaintext `-ERR Connection is closed. 13`.
+    `tls_versions` is (minimum, maximum) for both POP3S and STLS; strings are normalised to
+    `ssl.TLSVersion` on construction.
+    """
+
+    profile: str = "exchange2016"
+    login_type: str = "SecureLogin"
+    ntlm: bool = True
+    cert_kind: str | None = "good"
+    cert_name: str = "mail.example.test"
+    tls_versions: tuple[TlsVersionLike, TlsVersionLike] = (
+        ssl.TLSVersion.TLSv1_2,
+        ssl.TLSVersion.TLSv1_3,
+    )
+    pop3: bool = True
+    pop3s: bool = True
+    stls: bool = True
+    generic_accepts_user_rejects_pass: bool = False
+    banner: str | None = None
+    idle_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        """Reject nonsense early, where the mistake is made, and normalise TLS versions."""
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, not {self.profile!r}")
+        if self.login_type not in LOGIN_TYPES:
+            raise ValueError(f"login_type must be one of {LOGIN_TYPES}, not {self.login_type!r}")
+        low, high = (parse_tls_version(v) for v in self.tls_versions)
+        if low > high:
+            raise ValueError(f"tls_versions minimum {low.name} is above maximum {high.name}")
+        if self.banner is not None and ("\r" in self.banner or "\n" in self.banner):
+            raise ValueError("banner must be a single line")
+        if self.idle_timeout <= 0:
+            raise ValueError("idle_timeout must be positive")
+        # Frozen dataclasses can only be normalised through object.__setattr__.
+        object.__setattr__(self, "tls_versions", (low, high))
+
+    @property
+    def is_exchange(self) -> bool:
+        """True for the four Exchange profiles, whose wire behaviour is documented exactly."""
+        return self.profile in EXCHANGE_PROFILES
+
+    @property
+    def tls_min(self) -> ssl.TLSVersion:
+        """Lowest TLS version the endpoint's TLS listeners accept."""
+        return parse_tls_version(self.tls_versions[0])
+
+    @property
+    def tls_max(self) -> ssl.TLSVersion:
+        """Highest TLS version the endpoint's TLS listeners accept."""
+        return parse_tls_version(self.tls_versions[1])
+
+    @property
+    def has_cert(self) -> bool:
+        """Whether a certificate is bound, i.e. whether any TLS can happen at all."""
+        return self.cert_kind is not None
+
+    @property
+    def plaintext_login(self) -> bool:
+        """Whether a password would be accepted before TLS (what the scanner must find)."""
+        return self.login_type == "PlainTextLogin"

@@ -1,0 +1,203 @@
+"""Hostile servers: small misbehaviours that a robust scanner must survive and report.
+
+Each behaviour is one coroutine over (reader, writer), selected by name through
+`HostileConfig(behaviour)` and started with the same `Lab.start` as emulated endpoints. The
+same behaviour answers on both ports; point the scanner at the one that makes sense (e.g.
+`reset_mid_handshake` on the POP3S port, `stls_refused` on the POP3 port). Every behaviour
+ends by itself after `MAX_SECONDS`, so a forgotten client cannot pin a connection forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "HostileConfig"], Awaitable[None]]
+
+GREETING = b"+OK The Microsoft Exchange POP3 service is ready.\r\n"
+MAX_SECONDS = 600.0
+HUGE_LINE_BYTES = 10 * 1024 * 1024
+# endless_line streams CHUNK bytes every `interval / 100` seconds: ~100 KB/s at the default.
+CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class HostileConfig:
+    """A misbehaving endpoint. `interval` paces the slow behaviours (seconds per step)."""
+
+    behaviour: str
+    pop3: bool = True
+    pop3s: bool = True
+    interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        """Fail on a typo at construction, not when the first client connects."""
+        if self.behaviour not in BEHAVIOURS:
+            raise ValueError(f"unknown behaviour {self.behaviour!r}; known: {sorted(BEHAVIOURS)}")
+        if self.interval <= 0:
+            raise ValueError("interval must be positive")
+
+
+def handler(config: HostileConfig) -> Handler:
+    """The connection handler for `config`: its behaviour, bounded in time, errors swallowed."""
+    behaviour = BEHAVIOURS[config.behaviour]
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(MAX_SECONDS):
+                await behaviour(reader, writer, config)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    return handle
+
+
+async def _until_eof(reader: asyncio.StreamReader) -> None:
+    """Swallow whatever the client sends until it hangs up."""
+    while await reader.read(4096):
+        pass
+
+
+async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
+    writer.write(data)
+    await writer.drain()
+
+
+async def no_banner(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """Accept and say nothing at all."""
+    await _until_eof(reader)
+
+
+async def slow_banner(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """Send a valid greeting one byte per `interval`."""
+    for index in range(len(GREETING)):
+        await _send(writer, GREETING[index : index + 1])
+        await asyncio.sleep(config.interval)
+    await _until_eof(reader)
+
+
+async def endless_line(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """A greeting that never ends: bytes without a newline, throttled to spare the CPU."""
+    await _send(writer, b"+OK ")
+    chunk = b"A" * CHUNK
+    while not writer.is_closing():
+        await _send(writer, chunk)
+        await asyncio.sleep(config.interval / 100)
+
+
+async def huge_line(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """A 10 MB greeting line, then silence."""
+    await _send(writer, b"+OK ")
+    chunk = b"x" * 65536
+    for _ in range(HUGE_LINE_BYTES // len(chunk)):
+        await _send(writer, chunk)
+    await _send(writer, b"\r\n")
+    await _until_eof(reader)
+
+
+async def garbage(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """Random binary instead of a greeting, and more of it for every line the client sends."""
+    await _send(writer, os.urandom(CHUNK))
+    while await reader.read(4096):
+        await _send(writer, os.urandom(CHUNK))
+
+
+async def close_after_banner(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """A normal greeting, then an immediate hang-up."""
+    await _send(writer, GREETING)
+
+
+async def non_tls_on_tls_port(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """A plaintext greeting where a TLS handshake is expected; the ClientHello gets an -ERR."""
+    await _send(writer, GREETING)
+    if await reader.read(4096):
+        await _send(writer, b"-ERR Protocol error.\r\n")
+
+
+async def reset_mid_handshake(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """Read the ClientHello, then reset the connection (SO_LINGER 0 makes close send RST)."""
+    await reader.read(4096)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def stls_refused(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """CAPA advertises STLS, but STLS itself is refused."""
+    await _mini_pop3(reader, writer, b"-ERR Command is not valid in this state.\r\n")
+
+
+async def stls_garbage(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """STLS is accepted, then random bytes arrive instead of a ServerHello."""
+    if await _mini_pop3(reader, writer, b"+OK Begin TLS negotiation.\r\n"):
+        await _send(writer, os.urandom(CHUNK))
+        await _until_eof(reader)
+
+
+_MINI_REPLIES = {
+    b"CAPA": b"+OK\r\nTOP\r\nUIDL\r\nSTLS\r\n.\r\n",
+    b"USER": b"-ERR Command is not valid in this state.\r\n",
+}
+
+
+async def _mini_pop3(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, stls_reply: bytes
+) -> bool:
+    """A SecureLogin-like dialogue; True once STLS is accepted, False when the client leaves."""
+    await _send(writer, GREETING)
+    while line := await reader.readline():
+        verb = line.strip().split(b" ", 1)[0].upper()
+        if verb == b"STLS":
+            await _send(writer, stls_reply)
+            if stls_reply.startswith(b"+OK"):
+                return True
+            continue
+        if verb == b"QUIT":
+            await _send(writer, b"+OK Microsoft Exchange Server 2016 POP3 server signing off.\r\n")
+            return False
+        await _send(writer, _MINI_REPLIES.get(verb, b"-ERR Protocol error.\r\n"))
+    return False
+
+
+BEHAVIOURS: dict[str, Behaviour] = {
+    behaviour.__name__: behaviour
+    for behaviour in (
+        no_banner,
+        slow_banner,
+        endless_line,
+        huge_line,
+        garbage,
+        close_after_banner,
+        non_tls_on_tls_port,
+        reset_mid_handshake,
+        stls_refused,
+        stls_garbage,
+    )
+}

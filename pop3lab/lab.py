@@ -1,0 +1,213 @@
+"""Start and stop many emulated endpoints, each on its own loopback address.
+
+Linux routes all of 127.0.0.0/8 to `lo`, so a fleet of 1,000 servers is 1,000 addresses such as
+127.1.0.1, 127.1.0.2, ... with the same two ports each, and no setup. `Lab` runs inside an
+existing event loop; `LabThread` gives synchronous code (pytest fixtures, benchmarks) a lab on
+its own loop in a background thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from pop3lab import hostile
+from pop3lab._tls import server_context
+from pop3lab.config import EndpointConfig
+from pop3lab.hostile import HostileConfig
+from pop3lab.server import (
+    LINE_LIMIT,
+    TLS_HANDSHAKE_TIMEOUT,
+    Handler,
+    no_cert_pop3s_handler,
+    pop3_handler,
+    pop3s_handler,
+)
+
+AnyConfig = EndpointConfig | HostileConfig
+EndpointSpec = tuple[str, AnyConfig]
+Listener = tuple[Handler, ssl.SSLContext | None]
+
+
+@dataclass(frozen=True)
+class BoundEndpoint:
+    """Where one endpoint ended up listening; a port is None when that listener is off."""
+
+    address: str
+    config: AnyConfig
+    pop3_port: int | None
+    pop3s_port: int | None
+
+
+class Lab:
+    """A set of listening endpoints inside the running event loop. Stop it to free the ports."""
+
+    def __init__(self) -> None:
+        """An empty lab; `start` adds endpoints."""
+        self.endpoints: dict[str, BoundEndpoint] = {}
+        self._servers: list[asyncio.Server] = []
+        # Open connections, so that `stop` can cut them instead of waiting for clients.
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+
+    async def start(
+        self, endpoints: Sequence[EndpointSpec], *, pop3_port: int = 0, pop3s_port: int = 0
+    ) -> dict[str, BoundEndpoint]:
+        """Listen on every (address, config); port 0 picks a free port per listener.
+
+        Returns the newly bound endpoints by address. If any bind fails, the listeners this
+        call opened are closed again and the error propagates.
+        """
+        started: dict[str, BoundEndpoint] = {}
+        mark = len(self._servers)
+        try:
+            for address, config in endpoints:
+                if address in self.endpoints or address in started:
+                    raise ValueError(f"address {address} is already in this lab")
+                started[address] = await self._start_one(address, config, pop3_port, pop3s_port)
+        except BaseException:
+            await _close_servers(self._servers[mark:])
+            del self._servers[mark:]
+            raise
+        self.endpoints.update(started)
+        return started
+
+    async def stop(self) -> None:
+        """Close every listener and every open connection."""
+        await _close_servers(self._servers)
+        self._servers.clear()
+        for task, writer in list(self._connections.items()):
+            writer.transport.abort()
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        self.endpoints.clear()
+
+    async def __aenter__(self) -> Lab:
+        """`async with Lab() as lab:` stops the lab on exit."""
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Stop everything, whatever happened inside the block."""
+        await self.stop()
+
+    async def _start_one(
+        self, address: str, config: AnyConfig, pop3_port: int, pop3s_port: int
+    ) -> BoundEndpoint:
+        """Open the (up to two) listeners of one endpoint."""
+        plain, tls = _listeners(config)
+        bound_pop3 = await self._listen(address, pop3_port, *plain) if config.pop3 else None
+        bound_pop3s = await self._listen(address, pop3s_port, *tls) if config.pop3s else None
+        return BoundEndpoint(address, config, bound_pop3, bound_pop3s)
+
+    async def _listen(
+        self, address: str, port: int, handler: Handler, context: ssl.SSLContext | None
+    ) -> int:
+        """Start one listener and return the port it got."""
+        server = await asyncio.start_server(
+            self._tracked(handler),
+            address,
+            port,
+            ssl=context,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if context else None,
+            limit=LINE_LIMIT,
+            backlog=128,
+        )
+        self._servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    def _tracked(self, handler: Handler) -> Handler:
+        """Wrap a handler so `stop` can find and cancel its connections."""
+
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            self._connections[task] = writer
+            try:
+                await handler(reader, writer)
+            finally:
+                del self._connections[task]
+
+        return run
+
+
+def _listeners(config: AnyConfig) -> tuple[Listener, Listener]:
+    """(handler, TLS context) for the POP3 port and for the POP3S port of one endpoint."""
+    if isinstance(config, HostileConfig):
+        # Hostile behaviours speak raw bytes on both ports, TLS port included.
+        handler = hostile.handler(config)
+        return (handler, None), (handler, None)
+    context = server_context(config)
+    plain: Listener = (pop3_handler(config, context), None)
+    if context is None:
+        return plain, (no_cert_pop3s_handler(config), None)
+    return plain, (pop3s_handler(config), context)
+
+
+async def _close_servers(servers: Sequence[asyncio.Server]) -> None:
+    """Stop accepting on all of them, then wait until each has closed."""
+    for server in servers:
+        server.close()
+    await asyncio.gather(*(server.wait_closed() for server in servers))
+
+
+class LabThread:
+    """A `Lab` on its own event loop in a daemon thread, for synchronous callers.
+
+    `with LabThread([("127.0.0.2", EndpointConfig())]) as lab: lab.endpoints["127.0.0.2"]`.
+    """
+
+    def __init__(
+        self, endpoints: Sequence[EndpointSpec] = (), *, pop3_port: int = 0, pop3s_port: int = 0
+    ) -> None:
+        """Remember what to start; nothing listens until `__enter__` (or `start`)."""
+        self._initial = list(endpoints)
+        self._ports = (pop3_port, pop3s_port)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="pop3lab", daemon=True)
+        self.lab = Lab()
+
+    @property
+    def endpoints(self) -> dict[str, BoundEndpoint]:
+        """Every endpoint the lab serves, by address."""
+        return self.lab.endpoints
+
+    def start(self) -> LabThread:
+        """Start the loop thread and the initial endpoints; returns self."""
+        self._thread.start()
+        try:
+            self.add(self._initial, pop3_port=self._ports[0], pop3s_port=self._ports[1])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def add(
+        self, endpoints: Sequence[EndpointSpec], *, pop3_port: int = 0, pop3s_port: int = 0
+    ) -> dict[str, BoundEndpoint]:
+        """Start more endpoints from any thread; blocks until they listen."""
+        coroutine = self.lab.start(endpoints, pop3_port=pop3_port, pop3s_port=pop3s_port)
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+
+    def stop(self) -> None:
+        """Stop the lab, the loop and the thread."""
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self.lab.stop(), self._loop).result()
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> LabThread:
+        """Start on entry."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Stop on exit."""
+        self.stop()

@@ -1,0 +1,156 @@
+"""Product profiles: how Exchange, a Dovecot-like server and a generic server word things.
+
+Exchange follows /work/shared/exchange-pop3.md §2 to the letter (CAPA table, replies, the
+two-rejections rule). The Dovecot-like and generic profiles are plausible, not exact: they
+exist so the scanner meets servers that phrase the same facts differently.
+"""
+
+from __future__ import annotations
+
+from pop3lab._session import Action, Reply, Session
+from pop3lab.config import EndpointConfig
+
+
+class ExchangeSession(Session):
+    """Microsoft Exchange Client Access POP3 (2010 to 2019) before login."""
+
+    greeting_text = "+OK The Microsoft Exchange POP3 service is ready."
+    stls_text = "+OK Begin TLS negotiation."
+    capa_header = "+OK"
+    invalid_state_text = "-ERR Command is not valid in this state."
+    unknown_text = "-ERR Protocol error."
+    logon_failed_text = "-ERR Logon failure: unknown user name or bad password."
+    no_user_text = invalid_state_text
+    user_disallowed_text = invalid_state_text
+    unknown_mech_text = "-ERR Unrecognized authentication type."
+    cancelled_text = "-ERR Authentication cancelled."
+    max_errors = 2
+    user_locks_state = True
+
+    def __init__(self, config: EndpointConfig, *, tls: bool = False) -> None:
+        """Exchange signs off with its product year, taken from the profile name."""
+        super().__init__(config, tls=tls)
+        year = config.profile.removeprefix("exchange")
+        self.quit_text = f"+OK Microsoft Exchange Server {year} POP3 server signing off."
+        self._last_unknown = False
+
+    def sasl_mechanisms(self) -> list[str]:
+        """NTLM/GSSAPI unless SecureLogin before TLS; PLAIN only where passwords may flow."""
+        mechanisms = []
+        if self.config.ntlm and (self.tls or self.config.login_type != "SecureLogin"):
+            mechanisms += ["NTLM", "GSSAPI"]
+        if self.plaintext_allowed():
+            mechanisms.append("PLAIN")
+        return mechanisms
+
+    def capabilities(self) -> list[str]:
+        """The exchange-pop3.md §2 table: TOP, UIDL, then SASL, USER, STLS as applicable."""
+        lines = ["TOP", "UIDL"]
+        mechanisms = self.sasl_mechanisms()
+        if mechanisms:
+            lines.append("SASL " + " ".join(mechanisms))
+        if self.plaintext_allowed():
+            lines.append("USER")
+        if self.stls_offered():
+            lines.append("STLS")
+        return lines
+
+    def unknown_command(self, verb: str) -> Reply:
+        """Remember the error kind: the closing line differs for parse errors."""
+        self._last_unknown = True
+        reply = self.reject(self.unknown_text)
+        self._last_unknown = False
+        return reply
+
+    def auth_refused(self, mechanism: str) -> Reply:
+        """A known mechanism that this state forbids is an invalid-state error."""
+        if mechanism in ("PLAIN", "NTLM", "GSSAPI", "LOGIN"):
+            return self.reject(self.invalid_state_text)
+        return self.reject(self.unknown_mech_text)
+
+    def too_many_errors(self, text: str) -> Reply:
+        """The third rejection hangs up, with the code Exchange uses for its kind."""
+        if self._last_unknown:
+            return Reply(("-ERR Protocol error. 20",), Action.CLOSE)
+        return Reply(("-ERR Connection is closed. 21",), Action.CLOSE)
+
+
+class DovecotSession(Session):
+    """A Dovecot pop3-login with `disable_plaintext_auth = yes` unless PlainTextLogin."""
+
+    greeting_text = "+OK Dovecot ready."
+    quit_text = "+OK Logging out."
+    capa_header = "+OK"
+    unknown_text = "-ERR Unknown command."
+    invalid_state_text = "-ERR Unknown command."
+    logon_failed_text = "-ERR [AUTH] Authentication failed."
+    user_disallowed_text = (
+        "-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
+    )
+    cancelled_text = "-ERR Authentication aborted by client."
+
+    def capabilities(self) -> list[str]:
+        """Dovecot always sends a SASL line, bare when no mechanism is usable."""
+        lines = ["CAPA", "TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"]
+        if self.stls_offered():
+            lines.append("STLS")
+        if self.plaintext_allowed():
+            lines.append("USER")
+        lines.append(" ".join(["SASL", *self.sasl_mechanisms()]))
+        return lines
+
+    def user_disallowed(self) -> Reply:
+        """Dovecot refuses with a reason and does not count it as a bad command."""
+        return Reply((self.user_disallowed_text,))
+
+    def auth_refused(self, mechanism: str) -> Reply:
+        """PLAIN before TLS gets the same [AUTH] reason as USER."""
+        if mechanism == "PLAIN" and not self.plaintext_allowed():
+            return Reply((self.user_disallowed_text,))
+        return Reply((self.unknown_mech_text,))
+
+    def cmd_stls(self, arg: str) -> Reply:
+        """Dovecot explains why STLS cannot happen instead of a generic error."""
+        if self.tls:
+            return Reply(("-ERR TLS is already active.",))
+        if not self.stls_offered():
+            return Reply(("-ERR TLS support isn't enabled.",))
+        return super().cmd_stls(arg)
+
+
+class GenericSession(Session):
+    """An unnamed POP3 server; optionally one that says +OK to USER and refuses at PASS."""
+
+    user_disallowed_text = "-ERR Plaintext authentication not allowed without TLS."
+
+    def sasl_mechanisms(self) -> list[str]:
+        """PLAIN and LOGIN where cleartext passwords are allowed, nothing otherwise."""
+        return ["PLAIN", "LOGIN"] if self.plaintext_allowed() else []
+
+    def capabilities(self) -> list[str]:
+        """RFC 2449 style; USER is listed only when it would work, as the RFC asks."""
+        lines = ["TOP", "UIDL", "RESP-CODES"]
+        if self.plaintext_allowed():
+            lines.append("USER")
+        mechanisms = self.sasl_mechanisms()
+        if mechanisms:
+            lines.append("SASL " + " ".join(mechanisms))
+        if self.stls_offered():
+            lines.append("STLS")
+        return lines
+
+    def cmd_user(self, arg: str) -> Reply:
+        """The lenient variant (exchange-pop3.md §3.4) accepts USER and refuses at PASS."""
+        if arg and self.config.generic_accepts_user_rejects_pass:
+            self.user_given = True
+            return Reply(("+OK",))
+        return super().cmd_user(arg)
+
+
+def make_session(config: EndpointConfig, *, tls: bool = False) -> Session:
+    """A fresh session for the endpoint's profile; `tls` when it starts inside TLS."""
+    if config.is_exchange:
+        return ExchangeSession(config, tls=tls)
+    if config.profile == "dovecot_like":
+        return DovecotSession(config, tls=tls)
+    return GenericSession(config, tls=tls)

@@ -1,0 +1,1 @@
+"""The PopCompliance Django project: settings, URLs and, app by app, the fleet pipeline."""

@@ -1,0 +1,360 @@
+"""Certificates: parse what a server served, match names (RFC 6125), and validate the chain.
+
+Pure functions on bytes and `CertificateFacts`; nothing here touches the network. Trust is
+judged with pyOpenSSL's `X509StoreContext` (OpenSSL's own chain builder, the one mail clients
+use) rather than `cryptography.x509.verification`, because the latter applies the strict Web
+PKI profile and rejects SHA-1, CN-only and similar certificates outright: those are separate
+checks here (cert.strength, cert.name), and trust must answer only "does it chain to a root".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import TypeVar
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import (
+    dsa,
+    ec,
+    ed448,
+    ed25519,
+    padding,
+    rsa,
+    x448,
+    x25519,
+)
+from cryptography.x509.oid import NameOID
+from OpenSSL import crypto
+
+from scanner._facts import CertificateFacts
+
+T = TypeVar("T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Signature algorithms cryptography does not decode but a strength check must still catch.
+_WEAK_SIGNATURE_OIDS = {"1.2.840.113549.1.1.2": "md2", "1.2.840.113549.1.1.3": "md4"}
+_FIXED_SIZE_KEYS: tuple[tuple[type, str, int], ...] = (
+    (ed25519.Ed25519PublicKey, "Ed25519", 256),
+    (ed448.Ed448PublicKey, "Ed448", 448),
+    (x25519.X25519PublicKey, "X25519", 256),
+    (x448.X448PublicKey, "X448", 448),
+)
+_DEBIAN_CA_FILE = "/etc/ssl/certs/ca-certificates.crt"
+# X509_V_FLAG_NO_CHECK_TIME, which pyOpenSSL does not name: the validity period is its own
+# check (cert.validity), so an expired certificate from a trusted CA still counts as trusted.
+_NO_CHECK_TIME = 0x200000
+# OpenSSL X509_V_ERR_* codes, grouped by what they mean to an operator.
+_SELF_SIGNED_LEAF = 18
+_SELF_SIGNED_IN_CHAIN = 19
+_ISSUER_NOT_FOUND = {2, 20, 21}
+_BAD_SIGNATURE = {4, 6, 7}
+
+
+@dataclass(frozen=True)
+class TrustVerdict:
+    """Whether a served chain validates to the trust anchors, and if not, why.
+
+    `problem` is None when trusted, else one of self_signed, unknown_issuer, incomplete_chain,
+    invalid_signature, no_certificate, or invalid_chain (any other OpenSSL verdict: invalid CA,
+    path length, critical extension…). `reason` is one line naming the certificate involved.
+    """
+
+    trusted: bool
+    problem: str | None
+    reason: str
+
+
+def parse_certificate(der: bytes) -> CertificateFacts:
+    """The facts of one DER certificate.
+
+    Raises ValueError, and only ValueError, when `der` is not a certificate at all. Once it is,
+    odd parts (unknown key type, malformed extensions, undecodable names) give empty or
+    placeholder values instead of an error, so one strange certificate never hides the rest.
+    """
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except Exception as error:  # cryptography's parser error types are not a stable contract.
+        raise ValueError(f"not a DER certificate: {error}") from error
+    key_type, key_bits = _safe(lambda: _key_info(cert), ("unknown", 0))
+    return CertificateFacts(
+        subject=_safe(lambda: cert.subject.rfc4514_string(), ""),
+        issuer=_safe(lambda: cert.issuer.rfc4514_string(), ""),
+        common_name=_safe(lambda: _common_name(cert), None),
+        dns_names=_safe(lambda: _san(cert, x509.DNSName), ()),
+        ip_addresses=_safe(lambda: tuple(str(ip) for ip in _san(cert, x509.IPAddress)), ()),
+        serial=_safe(lambda: format(cert.serial_number, "x"), ""),
+        fingerprint_sha256=hashlib.sha256(der).hexdigest(),
+        not_before=_safe(lambda: cert.not_valid_before_utc, _EPOCH),
+        not_after=_safe(lambda: cert.not_valid_after_utc, _EPOCH),
+        key_type=key_type,
+        key_bits=key_bits,
+        signature_hash=_safe(lambda: _signature_hash(cert), None),
+        self_signed=_safe(lambda: _self_signed(cert), False),
+        is_ca=_safe(lambda: _is_ca(cert), False),
+        pem=ssl.DER_cert_to_PEM_cert(der),
+    )
+
+
+def days_left(cert: CertificateFacts, now: datetime) -> float:
+    """Days until `cert` expires, negative once it has; `now` must be timezone-aware."""
+    return (cert.not_after - now).total_seconds() / 86400
+
+
+def name_matches(cert: CertificateFacts, name: str) -> bool:
+    """Whether `cert` covers `name` as RFC 6125 says.
+
+    DNS names match the SAN dNSName entries, or the CN only when there are none; a wildcard
+    counts only as the whole left-most label of a pattern with at least three labels. An IP
+    address matches only a SAN iPAddress entry. Case and a trailing dot do not matter.
+    """
+    wanted = _normalise(name)
+    if not wanted or "*" in wanted:
+        return False
+    ip = _as_ip(wanted)
+    if ip is not None:
+        return any(_as_ip(candidate) == ip for candidate in cert.ip_addresses)
+    identifiers = cert.dns_names or ((cert.common_name,) if cert.common_name else ())
+    return any(_dns_id_matches(_normalise(pattern), wanted) for pattern in identifiers)
+
+
+def verify_chain(
+    chain: tuple[CertificateFacts, ...], *, use_system_trust: bool, ca_bundle_pem: str | None
+) -> TrustVerdict:
+    """Validate `chain` (leaf first, the rest untrusted intermediates) against the system CAs
+    and/or the PEM bundle. Dates and names are not checked here: they are separate checks.
+
+    Raises ValueError when `ca_bundle_pem` holds no certificate or a chain PEM is unreadable.
+    """
+    if not chain:
+        return TrustVerdict(False, "no_certificate", "the server sent no certificate")
+    leaf, *rest = (_to_openssl(cert) for cert in chain)
+    context = crypto.X509StoreContext(_trust_store(use_system_trust, ca_bundle_pem), leaf, rest)
+    try:
+        verified = context.get_verified_chain()
+    except crypto.X509StoreContextError as error:
+        code, _depth, message = error.errors
+        return _failure(chain[0], error.certificate.to_cryptography(), code, message)
+    anchor = _label(verified[-1].to_cryptography())
+    return TrustVerdict(True, None, f"'{chain[0].common_name}' chains to trusted root '{anchor}'")
+
+
+def _failure(
+    leaf: CertificateFacts, failing: x509.Certificate, code: int, message: str
+) -> TrustVerdict:
+    """Translate OpenSSL's error about the certificate `failing` into a verdict."""
+    name = _label(failing)
+    # OpenSSL says "self-signed" only when the key usage allows signing certificates; Exchange's
+    # certificate may not, so our own self-signature check decides too.
+    if code == _SELF_SIGNED_LEAF or (leaf.self_signed and code in _ISSUER_NOT_FOUND):
+        return TrustVerdict(False, "self_signed", f"'{name}' is self-signed and not trusted")
+    if code == _SELF_SIGNED_IN_CHAIN:
+        reason = f"'{leaf.common_name}' is issued by '{name}', which is not a trusted root"
+        return TrustVerdict(False, "unknown_issuer", reason)
+    if code in _ISSUER_NOT_FOUND:
+        issuer = _label_name(failing.issuer)
+        reason = (
+            f"the server did not send the certificate of issuer '{issuer}' of '{name}' "
+            "(missing intermediate) or it is not trusted"
+        )
+        return TrustVerdict(False, "incomplete_chain", reason)
+    if code in _BAD_SIGNATURE:
+        reason = f"the signature on '{name}' does not verify with its issuer's key"
+        return TrustVerdict(False, "invalid_signature", reason)
+    reason = f"'{name}' failed validation: {message} (OpenSSL error {code})"
+    return TrustVerdict(False, "invalid_chain", reason)
+
+
+@lru_cache(maxsize=16)
+def _trust_store(use_system_trust: bool, ca_bundle_pem: str | None) -> crypto.X509Store:
+    """The anchors, loaded once per policy (the system bundle alone takes ~10 ms).
+
+    PARTIAL_CHAIN lets any certificate in the store be an anchor, so an enterprise bundle may
+    hold just an intermediate; Python 3.13's default context does the same.
+    """
+    store = crypto.X509Store()
+    store.set_flags(_NO_CHECK_TIME | crypto.X509StoreFlags.PARTIAL_CHAIN)
+    if use_system_trust:
+        paths = ssl.get_default_verify_paths()
+        cafile = paths.cafile or (_DEBIAN_CA_FILE if Path(_DEBIAN_CA_FILE).exists() else None)
+        if cafile or paths.capath:
+            store.load_locations(cafile, paths.capath)
+    if ca_bundle_pem and ca_bundle_pem.strip():
+        for cert in x509.load_pem_x509_certificates(ca_bundle_pem.encode()):
+            store.add_cert(crypto.X509.from_cryptography(cert))
+    return store
+
+
+def _to_openssl(cert: CertificateFacts) -> crypto.X509:
+    return crypto.X509.from_cryptography(x509.load_pem_x509_certificate(cert.pem.encode()))
+
+
+def _label(cert: x509.Certificate) -> str:
+    return _label_name(cert.subject)
+
+
+def _label_name(name: x509.Name) -> str:
+    """The CN an operator knows a certificate by, else the whole RFC 4514 name."""
+    try:
+        attributes = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return str(attributes[0].value) if attributes else name.rfc4514_string()
+    except ValueError:
+        return "(undecodable name)"
+
+
+def chain_from_ssl_object(
+    ssl_object: ssl.SSLObject | ssl.SSLSocket,
+) -> tuple[CertificateFacts, ...]:
+    """The chain as the server sent it (leaf first), after the handshake.
+
+    The whole served chain is public API only from Python 3.13 (`get_unverified_chain()`);
+    3.10 to 3.12 have it on the private `_sslobj`. Without it we fall back to the leaf alone,
+    which still serves every check except the missing-intermediate diagnosis.
+    """
+    inner = getattr(ssl_object, "_sslobj", None)
+    get_chain: Callable[[], list[object]] | None = getattr(inner, "get_unverified_chain", None)
+    if get_chain is not None:
+        served = get_chain() or []
+        ders = [_certificate_der(cert) for cert in served]
+        return tuple(parse_certificate(der) for der in ders if der)
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return (parse_certificate(leaf),) if leaf else ()
+
+
+def _certificate_der(cert: object) -> bytes | None:
+    public_bytes = getattr(cert, "public_bytes", None)
+    encoding = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", None)
+    if public_bytes is None or encoding is None:
+        return None
+    der = public_bytes(encoding)
+    return der if isinstance(der, bytes) else None
+
+
+def _safe(read: Callable[[], T], default: T) -> T:
+    """One field of a certificate, or `default` when that part of it cannot be decoded."""
+    try:
+        return read()
+    except Exception:  # Lazily decoded parts raise ValueError, TypeError, UnsupportedAlgorithm…
+        return default
+
+
+def _common_name(cert: x509.Certificate) -> str | None:
+    attributes = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not attributes:
+        return None
+    value = attributes[0].value
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def _san(
+    cert: x509.Certificate, kind: type[x509.DNSName] | type[x509.IPAddress]
+) -> tuple[str, ...]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    values = san.get_values_for_type(kind)
+    return tuple(str(value) for value in values)
+
+
+def _key_info(cert: x509.Certificate) -> tuple[str, int]:
+    """Key type and size; an unfamiliar type (ML-DSA…) is named after its class, size 0."""
+    key = cert.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return "RSA", key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return "EC", key.key_size
+    if isinstance(key, dsa.DSAPublicKey):
+        return "DSA", key.key_size
+    for key_class, name, bits in _FIXED_SIZE_KEYS:
+        if isinstance(key, key_class):
+            return name, bits
+    return type(key).__name__.removesuffix("PublicKey"), 0
+
+
+def _signature_hash(cert: x509.Certificate) -> str | None:
+    """ "sha256", "sha1", "md5"…; None for schemes without a separate hash (Ed25519); the
+    dotted OID for an algorithm cryptography cannot decode, so it is never mistaken for
+    "no hash"."""
+    oid = cert.signature_algorithm_oid.dotted_string
+    if oid in _WEAK_SIGNATURE_OIDS:
+        return _WEAK_SIGNATURE_OIDS[oid]
+    try:
+        algorithm = cert.signature_hash_algorithm
+    except Exception:  # UnsupportedAlgorithm for OIDs cryptography does not know.
+        return oid
+    return algorithm.name if algorithm is not None else None
+
+
+def _self_signed(cert: x509.Certificate) -> bool:
+    """Issuer equals subject and the signature verifies with the certificate's own key."""
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        _verify_own_signature(cert)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def _verify_own_signature(cert: x509.Certificate) -> None:
+    """Raise unless `cert` is signed by its own key.
+
+    Done by hand because `verify_directly_issued_by` refuses SHA-1 signatures, and Exchange's
+    default self-signed certificate is exactly a SHA-1 one.
+    """
+    key, signature, tbs = cert.public_key(), cert.signature, cert.tbs_certificate_bytes
+    parameters = cert.signature_algorithm_parameters
+    if isinstance(key, rsa.RSAPublicKey) and cert.signature_hash_algorithm is not None:
+        if not isinstance(parameters, padding.PKCS1v15 | padding.PSS):
+            raise ValueError("unexpected RSA signature parameters")
+        key.verify(signature, tbs, parameters, cert.signature_hash_algorithm)
+    elif isinstance(key, ec.EllipticCurvePublicKey) and isinstance(parameters, ec.ECDSA):
+        key.verify(signature, tbs, parameters)
+    elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        key.verify(signature, tbs)
+    elif isinstance(key, dsa.DSAPublicKey) and cert.signature_hash_algorithm is not None:
+        key.verify(signature, tbs, cert.signature_hash_algorithm)
+    else:
+        raise ValueError("unsupported key for a self-signature check")
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _normalise(name: str) -> str:
+    name = name.strip().rstrip(".").lower()
+    if name.isascii():
+        return name
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return name
+
+
+def _as_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        return None
+
+
+def _dns_id_matches(pattern: str, name: str) -> bool:
+    if not pattern.startswith("*."):
+        return "*" not in pattern and pattern == name
+    suffix = pattern[2:]
+    # "*.test" would cover a whole top-level domain: require two labels after the wildcard.
+    if "*" in suffix or suffix.count(".") < 1:
+        return False
+    label, dot, rest = name.partition(".")
+    return bool(label) and bool(dot) and rest == suffix

@@ -1,0 +1,237 @@
+"""The command line of DESIGN §3: `python -m scanner HOST [HOST ...] [options]`.
+
+Parsing turns arguments into the library's own values (Target, Settings, Policy), so the
+validation the library does is the validation the command line does; anything wrong exits 2
+with a message naming the option. Exit status: 0 all compliant, 1 any fail, 3 no fail but
+something could not be determined, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+from scanner._facts import ScanReport
+from scanner._report import render_text, report_to_dict
+from scanner._target import Policy, Settings, Target, parse_resolver
+
+EXIT_COMPLIANT = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+EXIT_UNKNOWN = 3
+EXIT_INTERRUPTED = 130
+
+_DEFAULT_SETTINGS = Settings()
+_DEFAULT_POLICY = Policy()
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What one run of the command was asked to do, as library values."""
+
+    targets: tuple[Target, ...]
+    settings: Settings
+    policy: Policy
+    json: bool
+
+
+def exit_status(reports: Sequence[ScanReport]) -> int:
+    """0 when every target is compliant, 1 when any fails, 3 when none fails but some target
+    is unknown (a check is `error`). Reads `compliant`, the value the report shows."""
+    verdicts = {report.compliant for report in reports}
+    if False in verdicts:
+        return EXIT_FAIL
+    if None in verdicts:
+        return EXIT_UNKNOWN
+    return EXIT_COMPLIANT
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1-65535, not {text!r}")
+    return int(text)
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not 0 < value <= 600:  # also rejects nan, which compares false with everything
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 600, not {text}")
+    return value
+
+
+def _resolver(text: str) -> str:
+    try:
+        parse_resolver(text)
+    except ValueError as problem:
+        raise argparse.ArgumentTypeError(str(problem)) from None
+    return text.strip()
+
+
+def _ca_file(path: str) -> str:
+    """The file's PEM text, after checking that OpenSSL finds at least one certificate in it:
+    a typo'd path or a DER file should stop the run, not quietly scan without the CA."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            pem = handle.read()
+    except OSError as problem:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {problem.strerror}") from None
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"{path} is not a PEM file (binary content)") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cadata=pem)
+    except (ssl.SSLError, ValueError):
+        raise argparse.ArgumentTypeError(f"{path} holds no PEM certificate") from None
+    return pem
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; defaults are read from Settings and Policy so they cannot drift."""
+    parser = argparse.ArgumentParser(
+        prog="python -m scanner",
+        description="Check the POP3 security posture of mail servers from the outside.",
+        epilog="Exit status: 0 all compliant, 1 any check fails, 3 none fails but some "
+        "could not be determined, 2 bad arguments.",
+    )
+    parser.add_argument("hosts", nargs="+", metavar="HOST", help="DNS name or IP address")
+    parser.add_argument(
+        "--name",
+        metavar="SERVICE_NAME",
+        help="the name users connect to, checked against the certificate and in DNS; "
+        "defaults to HOST when HOST is a name; with several HOSTs it applies to each "
+        "(for example the backends behind one load-balanced name)",
+    )
+    parser.add_argument("--pop3-port", type=_port, default=110, metavar="PORT")
+    parser.add_argument("--pop3s-port", type=_port, default=995, metavar="PORT")
+    parser.add_argument(
+        "--ca-file",
+        type=_ca_file,
+        metavar="PEM",
+        help="extra trusted CA certificates (PEM); the system trust store stays in use",
+    )
+    parser.add_argument(
+        "--resolver", type=_resolver, metavar="IP[:PORT]", help="send every DNS query here"
+    )
+    settings, policy = _DEFAULT_SETTINGS, _DEFAULT_POLICY
+    _option(parser, "--timeout", _seconds, settings.timeout, "SECONDS", "per connection")
+    _option(parser, "--concurrency", _count(1), settings.concurrency, "N", "addresses at once")
+    _option(parser, "--warn-days", _count(0), policy.warn_days, "N", "cert expiry warning")
+    _option(parser, "--critical-days", _count(0), policy.critical_days, "N", "cert expiry fail")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    return parser
+
+
+def _option(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    kind: Callable[[str], object],
+    default: object,
+    var: str,
+    what: str,
+) -> None:
+    parser.add_argument(
+        flag, type=kind, default=default, metavar=var, help=f"{what} (default: {default})"
+    )
+
+
+def parse_invocation(argv: Sequence[str]) -> Invocation:
+    """Arguments → library values. Bad arguments raise SystemExit(2) after printing usage and
+    a message naming the option (argparse's convention)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.critical_days > args.warn_days:
+        parser.error(
+            f"--critical-days ({args.critical_days}) must not exceed --warn-days ({args.warn_days})"
+        )
+    try:
+        targets = tuple(
+            Target(host, args.name, pop3_port=args.pop3_port, pop3s_port=args.pop3s_port)
+            for host in args.hosts
+        )
+    except ValueError as problem:
+        parser.error(str(problem))
+    settings = Settings(timeout=args.timeout, resolver=args.resolver, concurrency=args.concurrency)
+    policy = Policy(
+        warn_days=args.warn_days, critical_days=args.critical_days, ca_bundle_pem=args.ca_file
+    )
+    return Invocation(targets, settings, policy, json=args.json)
+
+
+def render(reports: list[ScanReport], *, as_json: bool, colour: bool) -> str:
+    """The command's standard output: one JSON object for one report, an array for several
+    (input order), or the text report."""
+    if not as_json:
+        return render_text(reports, colour=colour)
+    objects = [report_to_dict(report) for report in reports]
+    return json.dumps(objects[0] if len(objects) == 1 else objects, indent=2) + "\n"
+
+
+def wants_colour(stream: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+class _Progress:
+    """`scanned 3/10: host` on a terminal's stderr, overwritten in place, so stdout stays
+    clean for the report or the JSON."""
+
+    def __init__(self, total: int, stream: TextIO) -> None:
+        self.total, self.done, self.stream = total, 0, stream
+
+    def __call__(self, report: ScanReport) -> None:
+        self.done += 1
+        self.stream.write(f"\r\x1b[Kscanned {self.done}/{self.total}: {report.target.host}")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        self.stream.write("\r\x1b[K")
+        self.stream.flush()
+
+
+def _scan(invocation: Invocation) -> list[ScanReport]:
+    # Imported here so that argument handling (and its tests) does not load the network code.
+    from scanner._probe import scan
+
+    progress = _Progress(len(invocation.targets), sys.stderr) if sys.stderr.isatty() else None
+    try:
+        return scan(invocation.targets, invocation.settings, invocation.policy, progress=progress)
+    finally:
+        if progress is not None:
+            progress.finish()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; returns the exit status instead of exiting, for tests and embedding."""
+    try:
+        invocation = parse_invocation(sys.argv[1:] if argv is None else argv)
+    except SystemExit as stop:  # argparse exits for --help (0) and for bad arguments (2)
+        return stop.code if isinstance(stop.code, int) else EXIT_USAGE
+    try:
+        reports = _scan(invocation)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    sys.stdout.write(render(reports, as_json=invocation.json, colour=wants_colour(sys.stdout)))
+    return exit_status(reports)

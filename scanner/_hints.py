@@ -1,0 +1,66 @@
+"""Product hints from what a server says, and Exchange's LoginType read from outside.
+
+Banners are configurable, so these are hints, not proof; the verdicts never rest on them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from scanner._facts import Pop3Facts
+from scanner._wire import capability_names, sasl_mechanisms
+
+# (substring of the greeting, product). Checked in order, case-insensitively.
+_GREETING_PRODUCTS = (
+    ("microsoft exchange", "Microsoft Exchange"),
+    ("dovecot", "Dovecot"),
+    ("cyrus", "Cyrus IMAP"),
+    ("hello there", "Courier"),
+    ("courier", "Courier"),
+    ("zimbra", "Zimbra"),
+    ("hmailserver", "hMailServer"),
+    ("qpopper", "Qpopper"),
+    ("gpop", "Gmail"),
+    ("mdaemon", "MDaemon"),
+    ("kerio", "Kerio Connect"),
+    ("icewarp", "IceWarp"),
+    ("communigate", "CommuniGate Pro"),
+    ("axigen", "Axigen"),
+    ("kopano", "Kopano"),
+    ("uw pop3", "UW POP3"),
+    ("popa3d", "popa3d"),
+)
+_EXCHANGE_YEAR = re.compile(r"Microsoft Exchange Server (\d{4})", re.IGNORECASE)
+# Exchange Online appends " [<base64 of the server FQDN>]"; on-premises servers never do.
+_EXCHANGE_ONLINE = re.compile(r"\[[A-Za-z0-9+/=]{8,}\]\s*$")
+
+
+def product_hint(*greetings: str | None, quit_reply: str | None = None) -> str | None:
+    """A product name (with Exchange's year from the QUIT reply), or None."""
+    text = " ".join(g for g in greetings if g).lower()
+    product = next((name for needle, name in _GREETING_PRODUCTS if needle in text), None)
+    if product != "Microsoft Exchange":
+        return product
+    if any(g and _EXCHANGE_ONLINE.search(g) for g in greetings):
+        return "Exchange Online"
+    year = _EXCHANGE_YEAR.search(quit_reply or "")
+    return f"Microsoft Exchange {year.group(1)}" if year else product
+
+
+def exchange_login_type(pop3: Pop3Facts) -> str:
+    """Exchange's LoginType as exchange-pop3.md §3 reads it from CAPA and the USER reply.
+
+    SecureLogin and PlainTextAuthentication with NTLM off look the same from outside; both
+    keep cleartext passwords off the wire, and we report SecureLogin.
+    """
+    if pop3.plaintext_login == "accepted":
+        return "PlainTextLogin"
+    if pop3.capabilities is None:
+        return "unknown"
+    names = capability_names(pop3.capabilities)
+    mechanisms = sasl_mechanisms(pop3.capabilities)
+    if "USER" in names or mechanisms & {"PLAIN", "LOGIN"}:
+        return "PlainTextLogin"
+    if mechanisms & {"NTLM", "GSSAPI"}:
+        return "PlainTextAuthentication"
+    return "SecureLogin"

@@ -1,0 +1,157 @@
+"""The cleartext POP3 port: would the server take a password before TLS, and does STLS work?
+
+The login probe never sends PASS and never a real user name (exchange-pop3.md §3): it sends
+`USER` with a random name that cannot exist and reads the answer; where SASL PLAIN or LOGIN is
+advertised before TLS it starts `AUTH` and cancels with `*` at the first challenge. Exchange
+drops a connection at its third rejected command, so no conversation here risks more than two.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+
+from scanner._errors import ScanError
+from scanner._facts import Certainty, LoginVerdict, Pop3Facts, StlsFacts
+from scanner._session import AddressSession, quit_politely, read_capabilities, read_greeting
+from scanner._tls import probe_context, tls_facts
+from scanner._wire import Pop3Connection, capability_names, sasl_mechanisms
+
+CLEARTEXT_MECHANISMS = ("PLAIN", "LOGIN")
+
+
+def probe_user_name() -> str:
+    """A user name no real mailbox has, so the probe can never start a real login."""
+    return f"popcompliance-probe-{secrets.token_hex(6)}"
+
+
+@dataclass
+class _LoginNotes:
+    """What the login conversation learnt so far; kept when a later step fails."""
+
+    greeting: str | None = None
+    capabilities: tuple[str, ...] | None = None
+    user_reply: str | None = None
+    auth_replies: dict[str, str] = field(default_factory=dict)
+    plaintext_login: LoginVerdict = "unknown"
+    certainty: Certainty = "unknown"
+    evidence: str | None = None
+    quit_reply: str | None = None
+    rejections: int = 0
+
+    def decide(self, verdict: LoginVerdict, certainty: Certainty, evidence: str) -> None:
+        self.plaintext_login, self.certainty, self.evidence = verdict, certainty, evidence
+
+
+async def probe_cleartext(session: AddressSession) -> Pop3Facts:
+    """The login probe on the POP3 port, as facts; connection trouble is recorded, not raised."""
+    port = session.target.pop3_port
+    notes = _LoginNotes()
+    try:
+        await session.converse(port, lambda connection: _login_conversation(connection, notes))
+    except ScanError as exc:
+        return _facts(port, notes, outcome=exc.outcome, error=str(exc))
+    return _facts(port, notes, outcome="ok", error=None)
+
+
+def _facts(port: int, notes: _LoginNotes, *, outcome: str, error: str | None) -> Pop3Facts:
+    return Pop3Facts(
+        port=port,
+        outcome=outcome,  # type: ignore[arg-type]
+        error=error,
+        greeting=notes.greeting,
+        capabilities=notes.capabilities,
+        user_reply=notes.user_reply,
+        auth_replies=notes.auth_replies,
+        plaintext_login=notes.plaintext_login,
+        certainty=notes.certainty,
+        evidence=notes.evidence,
+        quit_reply=notes.quit_reply,
+    )
+
+
+async def _login_conversation(connection: Pop3Connection, notes: _LoginNotes) -> None:
+    notes.greeting = (await read_greeting(connection)).line
+    notes.capabilities = await read_capabilities(connection)
+    if notes.capabilities is None:
+        notes.rejections += 1
+    user = await connection.command(f"USER {probe_user_name()}", "reply to USER")
+    notes.user_reply = user.line
+    if user.ok:
+        _judge_accepted_user(notes)
+    else:
+        notes.rejections += 1
+        await _probe_sasl(connection, notes)
+    notes.quit_reply = await quit_politely(connection)
+
+
+def _judge_accepted_user(notes: _LoginNotes) -> None:
+    # RFC 2449: a server should not list USER when USER/PASS is not permitted. One that says
+    # +OK to USER without listing it may still refuse at PASS, which we never send.
+    advertised = "USER" in capability_names(notes.capabilities)
+    evidence = f"USER before TLS answered {notes.user_reply!r}"
+    if advertised:
+        notes.decide("accepted", "confirmed", evidence)
+    else:
+        notes.decide("accepted", "likely", evidence + " (USER not advertised in CAPA)")
+
+
+async def _probe_sasl(connection: Pop3Connection, notes: _LoginNotes) -> None:
+    """USER was refused; does AUTH PLAIN/LOGIN invite a password before TLS?"""
+    offered = [m for m in CLEARTEXT_MECHANISMS if m in sasl_mechanisms(notes.capabilities)]
+    refused_user = f"USER before TLS answered {notes.user_reply!r}"
+    if not offered:
+        certainty: Certainty = "confirmed" if notes.capabilities is not None else "likely"
+        notes.decide("refused", certainty, refused_user)
+        return
+    mechanism = offered[0]
+    reply = await connection.command(f"AUTH {mechanism}", f"reply to AUTH {mechanism}")
+    notes.auth_replies[mechanism] = reply.line
+    if reply.continuation:
+        evidence = f"AUTH {mechanism} before TLS answered {reply.line!r} (a password challenge)"
+        notes.decide("accepted", "confirmed", evidence)
+        cancel = await connection.command("*", f"reply to cancelling AUTH {mechanism}")
+        notes.auth_replies["*"] = cancel.line
+    else:
+        evidence = f"{refused_user}; AUTH {mechanism} answered {reply.line!r}"
+        notes.decide("refused", "confirmed", evidence)
+
+
+async def probe_stls(session: AddressSession) -> StlsFacts:
+    """STLS on the POP3 port, then CAPA inside TLS; trouble is recorded, not raised."""
+    notes: dict[str, str] = {}
+    try:
+        return await session.converse(
+            session.target.pop3_port, lambda connection: _stls_conversation(session, connection, notes)
+        )
+    except ScanError as exc:
+        return StlsFacts(outcome=exc.outcome, error=str(exc), reply=notes.get("reply"))  # type: ignore[arg-type]
+
+
+async def _stls_conversation(
+    session: AddressSession, connection: Pop3Connection, notes: dict[str, str]
+) -> StlsFacts:
+    await read_greeting(connection)
+    reply = await connection.command("STLS")
+    notes["reply"] = reply.line
+    if not reply.ok:
+        await quit_politely(connection)
+        return StlsFacts(outcome="ok", reply=reply.line)
+    await connection.start_tls(probe_context(), session.sni)
+    assert connection.ssl_object is not None
+    tls = tls_facts(connection.ssl_object)
+    connection.step = "CAPA inside TLS"
+    capabilities = await read_capabilities(connection)
+    await quit_politely(connection)
+    return StlsFacts(outcome="ok", reply=reply.line, tls=tls, capabilities=capabilities)
+
+
+async def with_stls_versions(session: AddressSession, stls: StlsFacts) -> StlsFacts:
+    """The STLS facts with the protocol versions the upgrade accepts filled in."""
+    if stls.tls is None:
+        return stls
+    port = session.target.pop3_port
+    versions = await session.accepted_versions(
+        stls.tls.version, lambda version: session.stls_accepts(port, version)
+    )
+    return replace(stls, tls=replace(stls.tls, accepted_versions=versions))

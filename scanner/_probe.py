@@ -1,0 +1,123 @@
+"""Scanning: resolve each target, probe every address of it, and judge the facts.
+
+Probes are I/O-bound, so everything overlaps on one event loop: `settings.concurrency` targets
+at once, and within a target all its addresses at once, each capped at
+`settings.connections_per_address` open connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from scanner._dns import lookup_addresses, resolve_service
+from scanner._errors import DnsError
+from scanner._evaluate import evaluate
+from scanner._facts import DnsFacts, EndpointFacts, ScanReport, compliance
+from scanner._hints import exchange_login_type, product_hint
+from scanner._pop3 import probe_cleartext, probe_stls, with_stls_versions
+from scanner._pop3s import probe_implicit_tls, with_implicit_tls_versions
+from scanner._session import AddressSession
+from scanner._target import Policy, Settings, Target
+
+Progress = Callable[[ScanReport], None]
+
+
+def scan(
+    targets: Sequence[Target],
+    settings: Settings | None = None,
+    policy: Policy | None = None,
+    *,
+    progress: Progress | None = None,
+) -> list[ScanReport]:
+    """Scan targets and return their reports in input order. Touches the network."""
+    return asyncio.run(scan_async(targets, settings, policy, progress=progress))
+
+
+async def scan_async(
+    targets: Sequence[Target],
+    settings: Settings | None = None,
+    policy: Policy | None = None,
+    *,
+    progress: Progress | None = None,
+) -> list[ScanReport]:
+    """Scan targets concurrently; `progress` is called with each report as it completes."""
+    settings = settings or Settings()
+    policy = policy or Policy()
+    limit = asyncio.Semaphore(settings.concurrency)
+
+    async def one(target: Target) -> ScanReport:
+        async with limit:
+            report = await scan_target(target, settings, policy)
+        if progress is not None:
+            progress(report)
+        return report
+
+    return list(await asyncio.gather(*(one(target) for target in targets)))
+
+
+async def scan_target(target: Target, settings: Settings, policy: Policy) -> ScanReport:
+    """Resolve, probe every address, evaluate. DNS and connection trouble become facts."""
+    started_at = datetime.now(UTC)
+    clock = time.monotonic()
+    dns = await resolve_service(target, settings)
+    addresses, address_error = await _addresses_to_probe(target, dns, settings)
+    if address_error:
+        dns = replace(dns, error=dns.error or address_error)
+    endpoints = tuple(
+        await asyncio.gather(*(probe_address(address, target, settings) for address in addresses))
+    )
+    checks, address_checks = evaluate(target, dns, endpoints, policy, started_at)
+    return ScanReport(
+        target=target,
+        dns=dns,
+        endpoints=endpoints,
+        checks=checks,
+        address_checks=address_checks,
+        compliant=compliance(checks),
+        started_at=started_at,
+        duration_ms=round((time.monotonic() - clock) * 1000),
+    )
+
+
+async def _addresses_to_probe(
+    target: Target, dns: DnsFacts, settings: Settings
+) -> tuple[tuple[str, ...], str | None]:
+    """The host itself when it is an IP; the service name's addresses when the host is that
+    name (already resolved); otherwise the host's own addresses."""
+    if target.host_is_ip:
+        return (target.host,), None
+    if target.host == target.service_name:
+        return dns.addresses, None
+    try:
+        return await lookup_addresses(target.host, settings), None
+    except DnsError as exc:
+        return (), str(exc)
+
+
+async def probe_address(address: str, target: Target, settings: Settings) -> EndpointFacts:
+    """Every probe of one address: the login probe, STLS and implicit TLS side by side, then
+    one short handshake per TLS version still unknown on each TLS entry point."""
+    clock = time.monotonic()
+    session = AddressSession(address, target, settings)
+    pop3, stls, pop3s = await asyncio.gather(
+        probe_cleartext(session), probe_stls(session), probe_implicit_tls(session)
+    )
+    if settings.test_tls_versions:
+        stls, pop3s = await asyncio.gather(
+            with_stls_versions(session, stls), with_implicit_tls_versions(session, pop3s)
+        )
+    pop3 = replace(pop3, stls=stls)
+    product = product_hint(pop3.greeting, pop3s.greeting, quit_reply=pop3.quit_reply)
+    login_type = exchange_login_type(pop3) if product and "Exchange" in product else None
+    return EndpointFacts(
+        address=address,
+        pop3=pop3,
+        pop3s=pop3s,
+        product=product,
+        login_type=login_type,
+        duration_ms=round((time.monotonic() - clock) * 1000),
+    )

@@ -1,0 +1,314 @@
+"""Turn ScanReports into what people and programs read: the JSON object of DESIGN §3
+(schema in docs/scanner-json.md) and a plain-text operator report.
+
+The JSON is a generic walk over the fact dataclasses, so a field added to a fact shows up in
+the output without touching this module; only the top level and a few derived values
+(`ports`, `addresses`, a certificate's `days_left`) are written by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import textwrap
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from scanner._errors import quote_reply
+from scanner._facts import (
+    CertificateFacts,
+    CheckResult,
+    DnsFacts,
+    EndpointFacts,
+    Pop3Facts,
+    Pop3sFacts,
+    ScanReport,
+    SrvRecord,
+    TlsFacts,
+)
+
+JsonObject = dict[str, Any]
+
+
+def report_to_dict(report: ScanReport) -> JsonObject:
+    """The JSON object for one target. Keys come in a fixed order, so equal reports serialise
+    to equal text; `days_left` is counted from `started_at`, so it says what the scan saw."""
+    target = report.target
+    convert = _Converter(report.started_at)
+    return {
+        "target": target.host,
+        "service_name": target.service_name,
+        "ports": {"pop3": target.pop3_port, "pop3s": target.pop3s_port},
+        "compliant": report.compliant,
+        "started_at": iso_utc(report.started_at),
+        "duration_ms": report.duration_ms,
+        "addresses": list(report.addresses),
+        "checks": convert(report.checks),
+        "address_checks": convert(report.address_checks),
+        "dns": convert(report.dns),
+        "endpoints": convert(report.endpoints),
+    }
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO 8601 in UTC with a `Z`, to the second. Naive values are taken as UTC, which is what
+    the facts promise to hold."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def days_left(certificate: CertificateFacts, now: datetime) -> int:
+    """Whole days from `now` until the certificate expires, rounded down: 0 on its last day,
+    negative once it has expired."""
+    return math.floor((certificate.not_after - now) / timedelta(days=1))
+
+
+class _Converter:
+    """Walks fact values into JSON-ready ones; remembers the scan time for `days_left`."""
+
+    def __init__(self, scanned_at: datetime) -> None:
+        self.scanned_at = scanned_at
+
+    def __call__(self, value: object) -> Any:
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        if isinstance(value, datetime):
+            return iso_utc(value)
+        if isinstance(value, tuple | list):
+            return [self(item) for item in value]
+        if isinstance(value, dict):
+            # Sorted, so the output does not depend on the order a probe filled the dict in.
+            return {str(key): self(value[key]) for key in sorted(value)}
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return self._dataclass(value)
+        raise TypeError(f"cannot convert {type(value).__name__} to JSON")
+
+    def _dataclass(self, value: Any) -> JsonObject:
+        result = {f.name: self(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, CertificateFacts):
+            result["days_left"] = days_left(value, self.scanned_at)
+        return result
+
+
+# --- Text report -------------------------------------------------------------------------
+
+_ANSI = {"pass": "32", "warn": "33", "fail": "31", "error": "35", "skip": "2"}
+_COMPLIANT_WORD = {True: ("YES", "pass"), False: ("NO", "fail"), None: ("UNKNOWN", "error")}
+# Values start in this column whatever the nesting, so the eye can run down one edge.
+_VALUE_COLUMN = 32
+# Remediation is wrapped to this width: long one-line advice is unreadable in a terminal.
+_WIDTH = 100
+_REPLY_LIMIT = 300
+
+
+def render_text(reports: list[ScanReport], *, colour: bool) -> str:
+    """The readable report: per target a header, the checks (status always as a word, coloured
+    only when `colour`), remediation for what did not pass, then the facts per address."""
+    return "\n\n".join(_render_report(report, colour) for report in reports) + "\n"
+
+
+def _paint(word: str, status: str, colour: bool) -> str:
+    return f"\x1b[{_ANSI[status]}m{word}\x1b[0m" if colour else word
+
+
+def _safe(text: str) -> str:
+    """Escape control characters. Banners, replies, certificate names and summaries come from
+    the server; escaping them means a hostile server cannot move the cursor or recolour the
+    report on the operator's terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
+def _reply(text: str | None) -> str | None:
+    """A server reply, trimmed so one chatty server cannot flood the report."""
+    return None if text is None else quote_reply(text, _REPLY_LIMIT)
+
+
+class _Lines:
+    """Collects indented lines; every line is made safe unless it was built from safe parts
+    to carry colour."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, depth: int, text: str, *, painted: bool = False) -> None:
+        self.lines.append("  " * depth + (text if painted else _safe(text)))
+
+    def field(self, depth: int, label: str, value: object, *, painted: bool = False) -> None:
+        """`Label: value`, aligned; a None value means the fact is absent and is left out."""
+        if value is None:
+            return
+        label = f"{'  ' * depth}{_safe(label)}:".ljust(_VALUE_COLUMN - 1)
+        self.add(0, f"{label} {value if painted else _safe(str(value))}", painted=True)
+
+
+def _render_report(report: ScanReport, colour: bool) -> str:
+    out = _Lines()
+    _render_header(out, report, colour)
+    _render_checks(out, report.checks, colour)
+    for endpoint in report.endpoints:
+        _render_endpoint(out, report, endpoint, colour)
+    _render_dns(out, report.dns)
+    out.add(0, "")
+    out.field(0, "Duration", f"{report.duration_ms} ms")
+    return "\n".join(out.lines)
+
+
+def _render_header(out: _Lines, report: ScanReport, colour: bool) -> None:
+    target = report.target
+    out.add(0, f"=== {target.host} ===")
+    out.field(0, "Service name", target.service_name or "(none: IP address without --name)")
+    out.field(0, "Ports", f"POP3 {target.pop3_port}, POP3S {target.pop3s_port}")
+    out.field(0, "Addresses", ", ".join(report.addresses) or "(none)")
+    word, status = _COMPLIANT_WORD[report.compliant]
+    out.field(0, "Compliant", _paint(word, status, colour), painted=True)
+    out.field(0, "Started", iso_utc(report.started_at))
+
+
+def _render_checks(out: _Lines, checks: tuple[CheckResult, ...], colour: bool) -> None:
+    out.add(0, "")
+    out.add(0, "Checks:")
+    id_width = max((len(check.id) for check in checks), default=0)
+    indent = " " * (len("ERROR ") + id_width + 2)
+    width = max(40, _WIDTH - len(indent) - len("  Fix: "))
+    for check in checks:
+        # Pad outside the colour codes so the columns line up either way.
+        pad = " " * (len("ERROR ") - len(check.status))
+        word = _paint(check.status.upper(), check.status, colour) + pad
+        text = _safe(f"{check.id:<{id_width}}  {check.summary}")
+        out.add(1, word + text, painted=True)
+        if check.status in ("pass", "skip"):
+            continue
+        for number, line in enumerate(_wrap(check.remediation, width)):
+            out.add(1, indent + ("Fix: " if number == 0 else "     ") + line)
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """Wrap each line of `text`, never inside a word or at a hyphen, so shell commands and
+    parameter names such as `-LoginType` stay whole and can be copied."""
+    wrap = textwrap.TextWrapper(width, break_long_words=False, break_on_hyphens=False)
+    return [part for line in text.splitlines() for part in wrap.wrap(line) or [""]]
+
+
+def _render_endpoint(
+    out: _Lines, report: ScanReport, endpoint: EndpointFacts, colour: bool
+) -> None:
+    out.add(0, "")
+    out.add(0, f"Address {endpoint.address} ({endpoint.duration_ms} ms):")
+    if len(report.endpoints) > 1:
+        problems = [
+            f"{_paint(c.status.upper(), c.status, colour)} {_safe(c.id)}"
+            for c in report.address_checks
+            if c.address == endpoint.address and c.status not in ("pass", "skip")
+        ]
+        out.field(1, "Problems here", ", ".join(problems) or "none", painted=True)
+    out.field(1, "Product", endpoint.product)
+    out.field(1, "LoginType (inferred)", endpoint.login_type)
+    certificates = _Certificates(report.started_at)
+    _render_pop3(out, endpoint.pop3, certificates)
+    _render_pop3s(out, endpoint.pop3s, certificates)
+
+
+def _outcome(outcome: str, error: str | None) -> str:
+    return outcome if error is None else f"{outcome} ({_reply(error)})"
+
+
+def _capabilities(capabilities: tuple[str, ...] | None) -> str | None:
+    if capabilities is None:
+        return None
+    return ", ".join(str(_reply(c)) for c in capabilities) or "(empty)"
+
+
+def _render_pop3(out: _Lines, pop3: Pop3Facts, certificates: _Certificates) -> None:
+    out.field(1, f"POP3 port {pop3.port}", _outcome(pop3.outcome, pop3.error))
+    out.field(2, "Greeting", _reply(pop3.greeting))
+    out.field(2, "CAPA before STLS", _capabilities(pop3.capabilities))
+    out.field(2, "USER reply", _reply(pop3.user_reply))
+    for mechanism, reply in sorted(pop3.auth_replies.items()):
+        out.field(2, f"AUTH {mechanism} reply", _reply(reply))
+    if pop3.outcome == "ok" or pop3.plaintext_login != "unknown":
+        login = f"{pop3.plaintext_login} (certainty: {pop3.certainty})"
+        out.field(2, "Plaintext login", login)
+    out.field(2, "Evidence", _reply(pop3.evidence))
+    out.field(2, "QUIT reply", _reply(pop3.quit_reply))
+    if pop3.stls is not None:
+        out.field(2, "STLS", _outcome(pop3.stls.outcome, pop3.stls.error))
+        out.field(3, "STLS reply", _reply(pop3.stls.reply))
+        if pop3.stls.tls is not None:
+            _render_tls(out, 3, pop3.stls.tls, certificates)
+        out.field(3, "CAPA after STLS", _capabilities(pop3.stls.capabilities))
+
+
+def _render_pop3s(out: _Lines, pop3s: Pop3sFacts, certificates: _Certificates) -> None:
+    out.field(1, f"POP3S port {pop3s.port}", _outcome(pop3s.outcome, pop3s.error))
+    out.field(2, "Cleartext reply", _reply(pop3s.plaintext_reply))
+    if pop3s.tls is not None:
+        _render_tls(out, 2, pop3s.tls, certificates)
+    out.field(2, "Greeting", _reply(pop3s.greeting))
+
+
+def _render_tls(out: _Lines, depth: int, tls: TlsFacts, certificates: _Certificates) -> None:
+    out.field(depth, "TLS", f"{tls.version}, {tls.cipher}")
+    versions = sorted(tls.accepted_versions.items())
+    accepted = ", ".join(f"{name} {_YES_NO[ok]}" for name, ok in versions)
+    out.field(depth, "Accepted TLS versions", accepted or None)
+    if tls.leaf is not None:
+        certificates.render(out, depth, tls.chain)
+
+
+_YES_NO = {True: "yes", False: "no", None: "untested"}
+
+
+class _Certificates:
+    """Renders certificates for one address. A certificate already shown there (STLS and
+    port 995 usually serve the same one) is named by fingerprint instead of repeated."""
+
+    def __init__(self, scanned_at: datetime) -> None:
+        self.scanned_at = scanned_at
+        self.shown: set[str] = set()
+
+    def render(self, out: _Lines, depth: int, chain: tuple[CertificateFacts, ...]) -> None:
+        leaf = chain[0]
+        if leaf.fingerprint_sha256 in self.shown:
+            out.field(depth, "Certificate", f"same as above ({leaf.subject})")
+            return
+        self.shown.add(leaf.fingerprint_sha256)
+        _render_certificate(out, depth, chain, self.scanned_at)
+
+
+def _render_certificate(
+    out: _Lines, depth: int, chain: tuple[CertificateFacts, ...], scanned_at: datetime
+) -> None:
+    leaf = chain[0]
+    names = [f"DNS:{name}" for name in leaf.dns_names] + [f"IP:{ip}" for ip in leaf.ip_addresses]
+    validity = f"{iso_utc(leaf.not_before)} to {iso_utc(leaf.not_after)}"
+    out.field(depth, "Certificate subject", leaf.subject)
+    out.field(depth + 1, "Issuer", leaf.issuer)
+    out.field(depth + 1, "SANs", ", ".join(names) or "(none)")
+    out.field(depth + 1, "Valid", f"{validity} ({days_left(leaf, scanned_at)} days left)")
+    out.field(depth + 1, "Key", f"{leaf.key_type} {leaf.key_bits} bits")
+    out.field(depth + 1, "Signature hash", leaf.signature_hash or "unknown")
+    out.field(depth + 1, "SHA-256 fingerprint", leaf.fingerprint_sha256)
+    out.field(depth + 1, "Serial", leaf.serial)
+    out.field(depth + 1, "Self-signed", "yes" if leaf.self_signed else None)
+    out.field(depth + 1, "Chain as served", " <- ".join(c.subject for c in chain))
+
+
+def _render_dns(out: _Lines, dns: DnsFacts) -> None:
+    out.add(0, "")
+    if dns.outcome == "not_applicable":
+        out.field(0, "DNS", "not applicable (IP address without a service name)")
+        return
+    out.field(0, f"DNS {dns.name}", _outcome(dns.outcome, dns.error))
+    out.field(1, "Addresses", ", ".join(dns.addresses) or "(none)")
+    if dns.srv_domain is not None:
+        out.field(1, "SRV domain (RFC 6186)", dns.srv_domain)
+        out.field(2, "_pop3s._tcp", _srv_text(dns.srv_pop3s, dns.srv_error))
+        out.field(2, "_pop3._tcp", _srv_text(dns.srv_pop3, dns.srv_error))
+
+
+def _srv_text(records: tuple[SrvRecord, ...] | None, error: str | None) -> str:
+    if records is None:
+        return f"lookup failed ({error or 'unknown error'})"
+    shown = [f"{r.priority} {r.weight} {r.port} {r.target}" for r in records]
+    return "; ".join(shown) or "(none)"

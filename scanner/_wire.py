@@ -1,0 +1,210 @@
+"""POP3 on the wire: parsing replies, and a connection whose every read is bounded.
+
+Reads are bounded in bytes here (a line may not exceed MAX_LINE, a multi-line reply
+MAX_MULTILINE) and in time by the caller, which wraps each whole conversation in one deadline.
+Together they keep a hostile server from hanging a scan or growing its memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ssl
+from dataclasses import dataclass
+
+from scanner._errors import (
+    ConnectionClosedPort,
+    ProtocolError,
+    ScanError,
+    TlsHandshakeError,
+    Unreachable,
+)
+
+# RFC 2449 limits a reply line to 512 octets; allow slack for servers that stretch it, but no
+# more: a server that sends longer lines is broken or hostile.
+MAX_LINE = 4096
+# CAPA is the only multi-line reply we read; real ones are a few hundred bytes.
+MAX_MULTILINE = 64 * 1024
+
+_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A POP3 status line: `+OK text`, `-ERR text`, or a SASL continuation `+ data`."""
+
+    ok: bool
+    continuation: bool
+    text: str
+    line: str
+
+
+def parse_reply(line: bytes) -> Reply:
+    """Parse one status line; raise ValueError when it is not a POP3 reply at all."""
+    text = line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+    upper = text.upper()
+    if upper == "+OK" or upper.startswith("+OK "):
+        return Reply(ok=True, continuation=False, text=text[4:], line=text)
+    if upper == "-ERR" or upper.startswith("-ERR "):
+        return Reply(ok=False, continuation=False, text=text[5:], line=text)
+    if text == "+" or text.startswith("+ "):
+        return Reply(ok=True, continuation=True, text=text[2:], line=text)
+    raise ValueError(f"not a POP3 reply: {text[:80]!r}")
+
+
+def parse_capabilities(lines: list[bytes]) -> tuple[str, ...]:
+    """The CAPA body as capability lines: dot-unstuffed, whitespace folded, blanks dropped."""
+    capabilities = []
+    for raw in lines:
+        line = raw.rstrip(b"\r\n").decode("utf-8", errors="replace")
+        if line.startswith(".."):
+            line = line[1:]
+        folded = " ".join(line.split())
+        if folded:
+            capabilities.append(folded)
+    return tuple(capabilities)
+
+
+def capability_names(capabilities: tuple[str, ...] | None) -> set[str]:
+    """The capability keywords (first word of each line), upper-cased."""
+    return {line.split()[0].upper() for line in capabilities or () if line.split()}
+
+
+def sasl_mechanisms(capabilities: tuple[str, ...] | None) -> set[str]:
+    """The mechanisms of the `SASL` capability line (RFC 2449, 5034), upper-cased."""
+    for line in capabilities or ():
+        words = line.upper().split()
+        if words and words[0] == "SASL":
+            return set(words[1:])
+    return set()
+
+
+class Pop3Connection:
+    """One POP3 conversation over a stream. `step` names what we are doing, so a timeout or
+    a protocol error can say where the conversation stopped."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.step = "connect"
+
+    @classmethod
+    async def open(
+        cls,
+        address: str,
+        port: int,
+        *,
+        tls: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> Pop3Connection:
+        """Connect (and for implicit TLS, handshake). Maps socket errors to ScanErrors."""
+        step = f"connect to {address} port {port}" + (" with TLS" if tls else "")
+        try:
+            reader, writer = await asyncio.open_connection(
+                address,
+                port,
+                ssl=tls,
+                server_hostname=server_hostname if tls else None,
+                limit=MAX_LINE,
+            )
+        except ssl.SSLError as exc:
+            raise TlsHandshakeError(step, describe_tls_error(exc)) from exc
+        except ConnectionResetError as exc:
+            if tls is None:
+                raise connect_error(step, exc) from exc
+            raise TlsHandshakeError(step, "the server reset the connection mid-handshake") from exc
+        except OSError as exc:
+            raise connect_error(step, exc) from exc
+        return cls(reader, writer)
+
+    async def read_line(self) -> bytes:
+        """One line, at most MAX_LINE bytes, ending in LF."""
+        try:
+            line = await self.reader.readuntil(b"\n")
+        except asyncio.LimitOverrunError as exc:
+            raise ProtocolError(self.step, f"reply line longer than {MAX_LINE} bytes") from exc
+        except asyncio.IncompleteReadError as exc:
+            raise closed_mid_reply(self.step, exc.partial) from exc
+        except ssl.SSLError as exc:
+            raise TlsHandshakeError(self.step, describe_tls_error(exc)) from exc
+        except ConnectionError as exc:
+            raise ProtocolError(self.step, "the server reset the connection") from exc
+        return line
+
+    async def read_reply(self) -> Reply:
+        line = await self.read_line()
+        try:
+            return parse_reply(line)
+        except ValueError:
+            raise ProtocolError(self.step, "the reply is not POP3", line) from None
+
+    async def read_multiline(self) -> list[bytes]:
+        """The body of a multi-line reply up to the terminating `.` line."""
+        lines: list[bytes] = []
+        total = 0
+        while True:
+            line = await self.read_line()
+            if line.rstrip(b"\r\n") == b".":
+                return lines
+            total += len(line)
+            if total > MAX_MULTILINE:
+                raise ProtocolError(self.step, f"multi-line reply longer than {MAX_MULTILINE} bytes")
+            lines.append(line)
+
+    async def command(self, command: str, step: str | None = None) -> Reply:
+        """Send one command line and read its status line."""
+        self.step = step or f"reply to {command.split()[0]}"
+        self.writer.write(command.encode("ascii") + b"\r\n")
+        try:
+            await self.writer.drain()
+        except ConnectionError as exc:
+            raise ProtocolError(self.step, "the server closed the connection") from exc
+        return await self.read_reply()
+
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
+        """Upgrade this connection in place (STLS)."""
+        self.step = "TLS handshake after STLS"
+        try:
+            await self.writer.start_tls(context, server_hostname=server_hostname)
+        except ssl.SSLError as exc:
+            raise TlsHandshakeError(self.step, describe_tls_error(exc)) from exc
+        except ConnectionError as exc:
+            raise TlsHandshakeError(self.step, "the server reset the connection") from exc
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject | None:
+        ssl_object: ssl.SSLObject | None = self.writer.get_extra_info("ssl_object")
+        return ssl_object
+
+    def close(self) -> None:
+        """Close without waiting: a polite QUIT was already sent where it matters, and
+        waiting for a hostile peer to acknowledge the close would only cost time."""
+        self.writer.transport.abort()
+
+
+def connect_error(step: str, exc: OSError) -> ScanError:
+    if isinstance(exc, ConnectionRefusedError):
+        return ConnectionClosedPort(step, "connection refused: nothing listens on that port")
+    if exc.errno in _UNREACHABLE_ERRNOS:
+        return Unreachable(step, f"address unreachable ({exc.strerror})")
+    return Unreachable(step, f"could not connect ({exc.strerror or exc})")
+
+
+def closed_mid_reply(step: str, partial: bytes) -> ProtocolError:
+    if partial:
+        return ProtocolError(step, "the server closed the connection mid-reply", partial)
+    return ProtocolError(step, "the server closed the connection without replying")
+
+
+def describe_tls_error(exc: ssl.SSLError) -> str:
+    """OpenSSL's reason in words an operator can act on."""
+    reason = (exc.reason or str(exc)).lower().replace("_", " ")
+    if "wrong version number" in reason or "record layer failure" in reason:
+        return "the server did not answer with TLS (it sent something else)"
+    if "unsupported protocol" in reason or "protocol version" in reason:
+        return "no TLS protocol version in common"
+    if "handshake failure" in reason or "no shared cipher" in reason:
+        return "the server refused the TLS handshake"
+    if "eof" in reason or "unexpected eof" in reason:
+        return "the server closed the connection during the TLS handshake"
+    return f"TLS handshake failed ({reason})"

@@ -1,0 +1,106 @@
+"""Shared fixtures: the POP3 emulator (pop3lab) on loopback, and helpers to scan it."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import dns.resolver
+import pytest
+
+from pop3lab.certs import root_ca_pem
+from pop3lab.config import EndpointConfig
+from pop3lab.lab import AnyConfig, BoundEndpoint, LabThread
+from scanner import Policy, ScanReport, Settings, Target
+from scanner._probe import scan
+from tests.dnsserver import DnsServer
+
+SERVICE_NAME = "mail.example.test"
+# Each emulated server gets its own loopback address from this range, so tests never share one.
+_addresses = (f"127.0.{third}.{fourth}" for third in range(10, 250) for fourth in range(1, 255))
+
+
+def next_address() -> str:
+    return next(_addresses)
+
+
+def lab_policy(**overrides: object) -> Policy:
+    """The default policy, trusting the test root CA instead of the system store."""
+    values: dict[str, object] = {"ca_bundle_pem": root_ca_pem().decode(), "use_system_trust": False}
+    values.update(overrides)
+    return Policy(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def never_the_machines_resolver() -> Iterator[None]:
+    """Tests send DNS only to their own server on loopback. Reading /etc/resolv.conf is the
+    first step of using the machine's resolver, so make that step fail loudly."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a test used the machine's DNS resolver: pass Settings(resolver=...)")
+
+    original = dns.resolver.Resolver.read_resolv_conf
+    dns.resolver.Resolver.read_resolv_conf = refuse  # type: ignore[method-assign]
+    yield
+    dns.resolver.Resolver.read_resolv_conf = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session")
+def lab_dns() -> Iterator[DnsServer]:
+    """A DNS server on loopback where the service name of the emulated servers resolves."""
+    server = DnsServer({SERVICE_NAME: {"A": ["127.0.0.1"]}})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[LabThread]:
+    with LabThread() as running:
+        yield running
+
+
+class Emulated:
+    """Start emulated servers in the shared lab and scan them."""
+
+    def __init__(self, lab: LabThread, dns_server: DnsServer) -> None:
+        self.lab = lab
+        self.dns_server = dns_server
+
+    def start(self, config: AnyConfig) -> BoundEndpoint:
+        address = next_address()
+        return self.lab.add([(address, config)])[address]
+
+    def target(self, endpoint: BoundEndpoint, name: str | None = SERVICE_NAME) -> Target:
+        # A listener that is off still needs a port number: use one nothing listens on.
+        return Target(
+            endpoint.address,
+            service_name=name,
+            pop3_port=endpoint.pop3_port or 9,
+            pop3s_port=endpoint.pop3s_port or 9,
+        )
+
+    def scan(
+        self,
+        config: AnyConfig | None = None,
+        *,
+        policy: Policy | None = None,
+        timeout: float = 5.0,
+        name: str | None = SERVICE_NAME,
+    ) -> ScanReport:
+        endpoint = self.start(config or EndpointConfig())
+        settings = Settings(timeout=timeout, resolver=self.dns_server.address)
+        return scan([self.target(endpoint, name)], settings, policy or lab_policy())[0]
+
+
+@pytest.fixture
+def emulated(lab: LabThread, lab_dns: DnsServer) -> Emulated:
+    return Emulated(lab, lab_dns)
+
+
+def status_of(report: ScanReport, check_id: str) -> str:
+    return next(check.status for check in report.checks if check.id == check_id)
+
+
+def check_of(report: ScanReport, check_id: str):  # type: ignore[no-untyped-def]
+    return next(check for check in report.checks if check.id == check_id)

@@ -1,0 +1,518 @@
+"""The check catalog (DESIGN.md §2): facts built by hand in, verdicts out. No network."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from pop3lab.certs import make_cert, root_ca_pem
+from scanner._certs import parse_certificate
+from scanner._evaluate import evaluate
+from scanner._facts import (
+    CertificateFacts,
+    CheckResult,
+    DnsFacts,
+    EndpointFacts,
+    Pop3Facts,
+    Pop3sFacts,
+    SrvRecord,
+    StlsFacts,
+    TlsFacts,
+    compliance,
+)
+from scanner._target import Policy, Target
+
+NAME = "mail.example.test"
+TARGET = Target(NAME)
+DNS_OK = DnsFacts(NAME, "ok", ("127.0.0.2",))
+# The lab's certificates chain to the test root, so the policy carries it as a CA bundle.
+POLICY = Policy(ca_bundle_pem=root_ca_pem().decode())
+NOW = datetime.now(UTC)
+MODERN = {"SSLv3": False, "TLSv1": False, "TLSv1.1": False, "TLSv1.2": True, "TLSv1.3": True}
+EXCHANGE_REFUSAL = "-ERR Command is not valid in this state."
+
+
+# --- factories ---------------------------------------------------------------------------------
+
+
+def chain_of(kind: str = "good", name: str = NAME) -> tuple[CertificateFacts, ...]:
+    """The served chain of a lab certificate, parsed the way the probe parses it."""
+    pems = re.findall(
+        rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----",
+        make_cert(kind, name).chain_pem,
+        re.S,
+    )
+    ders = [x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER) for pem in pems]
+    return tuple(parse_certificate(der) for der in ders)
+
+
+def tls(kind: str = "good", version: str = "TLSv1.3", **accepted: bool | None) -> TlsFacts:
+    versions = {**MODERN, **{k.replace("_", "."): v for k, v in accepted.items()}}
+    return TlsFacts(version, "TLS_AES_256_GCM_SHA384", chain_of(kind), versions)
+
+
+def pop3(**changes: Any) -> Pop3Facts:
+    """Port 110 of a well-configured server (Exchange SecureLogin, STLS works)."""
+    good = Pop3Facts(
+        port=110,
+        outcome="ok",
+        greeting="+OK The Microsoft Exchange POP3 service is ready.",
+        capabilities=("TOP", "UIDL", "STLS"),
+        user_reply=EXCHANGE_REFUSAL,
+        plaintext_login="refused",
+        certainty="confirmed",
+        evidence=f"USER: {EXCHANGE_REFUSAL}",
+        stls=StlsFacts("ok", reply="+OK Begin TLS negotiation.", tls=tls()),
+    )
+    return replace(good, **changes)
+
+
+def pop3s(**changes: Any) -> Pop3sFacts:
+    good = Pop3sFacts(
+        995, "ok", tls=tls(), greeting="+OK The Microsoft Exchange POP3 service is ready."
+    )
+    return replace(good, **changes)
+
+
+def endpoint(address: str = "127.0.0.2", **changes: Any) -> EndpointFacts:
+    return EndpointFacts(address, changes.pop("pop3", pop3()), changes.pop("pop3s", pop3s()))
+
+
+def only_995(kind: str = "good") -> EndpointFacts:
+    """An address with implicit TLS only: port 110 is not bound."""
+    return endpoint(pop3=pop3(outcome="closed", stls=None), pop3s=pop3s(tls=tls(kind)))
+
+
+def checks(*endpoints: EndpointFacts, **kw: Any) -> dict[str, CheckResult]:
+    """The target-level results by id, for the given endpoints (one good address by default)."""
+    result, _ = evaluate(
+        kw.get("target", TARGET),
+        kw.get("dns", DNS_OK),
+        endpoints or (endpoint(),),
+        kw.get("policy", POLICY),
+        kw.get("now", NOW),
+    )
+    return {check.id: check for check in result}
+
+
+def check(check_id: str, *endpoints: EndpointFacts, **kw: Any) -> CheckResult:
+    return checks(*endpoints, **kw)[check_id]
+
+
+# --- the catalog as a whole --------------------------------------------------------------------
+
+
+def test_it_returns_one_result_per_catalog_id_in_catalog_order() -> None:
+    result, _ = evaluate(TARGET, DNS_OK, (endpoint(),), POLICY, NOW)
+    assert [c.id for c in result] == [
+        "pop3s.available",
+        "pop3.plaintext_login",
+        "pop3.stls",
+        "tls.protocols",
+        "cert.trusted",
+        "cert.name",
+        "cert.validity",
+        "cert.strength",
+        "cert.consistent",
+        "dns.resolves",
+        "dns.srv",
+    ]
+
+
+def test_a_well_configured_server_is_compliant_without_remediation() -> None:
+    result = checks()
+    assert {c.status for c in result.values()} == {"pass", "skip"}
+    assert compliance(tuple(result.values())) is True
+    assert all(c.remediation == "" for c in result.values())
+
+
+def test_one_failure_makes_the_target_non_compliant() -> None:
+    result = checks(endpoint(pop3=pop3(plaintext_login="accepted", user_reply="+OK")))
+    assert compliance(tuple(result.values())) is False
+
+
+def test_an_error_without_failures_makes_compliance_unknown() -> None:
+    result = checks(endpoint(pop3=pop3(outcome="timeout", plaintext_login="unknown")))
+    assert compliance(tuple(result.values())) is None
+
+
+def test_address_checks_hold_one_result_per_address_and_check() -> None:
+    _, per_address = evaluate(
+        TARGET, DNS_OK, (endpoint("127.0.0.2"), endpoint("127.0.0.3")), POLICY, NOW
+    )
+    assert len(per_address) == 16
+    assert [c.address for c in per_address[:8]] == ["127.0.0.2"] * 8
+    assert per_address[8].address == "127.0.0.3"
+
+
+def test_the_worst_address_is_named_in_the_result_and_its_summary() -> None:
+    leaky = endpoint("127.0.0.3", pop3=pop3(plaintext_login="accepted", user_reply="+OK"))
+    result = check("pop3.plaintext_login", endpoint("127.0.0.2"), leaky)
+    assert (result.status, result.address) == ("fail", "127.0.0.3")
+    assert result.summary.startswith("127.0.0.3: ")
+
+
+def test_the_summary_counts_other_addresses_with_the_same_status() -> None:
+    result = check("pop3s.available", endpoint("127.0.0.2"), endpoint("127.0.0.3"))
+    assert result.summary.startswith("127.0.0.2 and 1 other address: ")
+
+
+def test_a_single_address_is_not_repeated_in_the_summary() -> None:
+    assert not check("pop3s.available").summary.startswith("127.0.0.2")
+
+
+def test_per_address_checks_are_errors_when_no_address_was_probed() -> None:
+    result, _ = evaluate(TARGET, DnsFacts(NAME, "nxdomain"), (), POLICY, NOW)
+    assert result[0].status == "error"
+    assert compliance(result) is False  # dns.resolves fails
+
+
+# --- pop3s.available ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("facts", "status", "words"),
+    [
+        (pop3s(), "pass", "works"),
+        (pop3s(outcome="closed", tls=None, greeting=None), "fail", "closed"),
+        (pop3s(outcome="tls_error", tls=None, error="handshake failure"), "fail", "handshake"),
+        (pop3s(outcome="protocol_error", greeting=None), "fail", "no +OK greeting"),
+        (pop3s(greeting="-ERR go away"), "fail", "-ERR go away"),
+        (pop3s(outcome="timeout", tls=None, greeting=None), "error", "could not determine"),
+        (pop3s(outcome="unreachable", tls=None, greeting=None), "error", "unreachable"),
+    ],
+)
+def test_pop3s_available(facts: Pop3sFacts, status: str, words: str) -> None:
+    result = check("pop3s.available", endpoint(pop3s=facts))
+    assert (result.status, words in result.summary) == (status, True)
+
+
+def test_exchange_plaintext_reply_on_995_is_explained() -> None:
+    facts = pop3s(outcome="tls_error", tls=None, plaintext_reply="-ERR Connection is closed. 13")
+    result = check("pop3s.available", endpoint(pop3s=facts))
+    assert result.status == "fail"
+    assert "-ERR Connection is closed. 13" in result.summary
+    assert "X509CertificateName" in result.summary and "Enable-ExchangeCertificate" in (
+        result.remediation
+    )
+
+
+# --- pop3.plaintext_login ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("facts", "status"),
+    [
+        (pop3(), "pass"),
+        (pop3(plaintext_login="accepted", user_reply="+OK"), "fail"),
+        (pop3(outcome="closed", plaintext_login="unknown", stls=None), "skip"),
+        (pop3(outcome="timeout", plaintext_login="unknown"), "error"),
+        (pop3(outcome="unreachable", plaintext_login="unknown"), "error"),
+        (pop3(outcome="protocol_error", plaintext_login="unknown"), "error"),
+        (pop3(outcome="timeout", plaintext_login="refused"), "pass"),  # the verdict was reached
+    ],
+)
+def test_plaintext_login(facts: Pop3Facts, status: str) -> None:
+    assert check("pop3.plaintext_login", endpoint(pop3=facts)).status == status
+
+
+def test_a_confirmed_plaintext_login_quotes_the_reply_to_user() -> None:
+    facts = pop3(plaintext_login="accepted", user_reply="+OK", certainty="confirmed")
+    result = check("pop3.plaintext_login", endpoint(pop3=facts))
+    assert "accepts USER before TLS on port 110 ('+OK')" in result.summary
+    assert "-LoginType SecureLogin" in result.remediation
+    assert "disable_plaintext_auth = yes" in result.remediation
+
+
+def test_a_likely_plaintext_login_says_it_is_not_confirmed() -> None:
+    facts = pop3(
+        plaintext_login="accepted",
+        certainty="likely",
+        user_reply="+OK",
+        evidence="CAPA lists USER and SASL PLAIN",
+    )
+    summary = check("pop3.plaintext_login", endpoint(pop3=facts)).summary
+    assert "likely" in summary and "CAPA lists USER and SASL PLAIN" in summary
+    assert "not confirmed" in summary
+
+
+def test_an_open_cleartext_port_fails_when_policy_allows_implicit_tls_only() -> None:
+    result = check("pop3.plaintext_login", policy=replace(POLICY, allow_cleartext_port=False))
+    assert result.status == "fail"
+    assert "implicit TLS only" in result.summary
+
+
+def test_a_closed_cleartext_port_is_skipped_even_under_implicit_tls_only() -> None:
+    policy = replace(POLICY, allow_cleartext_port=False)
+    assert check("pop3.plaintext_login", only_995(), policy=policy).status == "skip"
+
+
+# --- pop3.stls ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("facts", "status", "words"),
+    [
+        (pop3(), "pass", "upgrades to TLS 1.3"),
+        (pop3(capabilities=("TOP", "UIDL"), stls=None), "fail", "does not offer STLS"),
+        (
+            pop3(
+                stls=StlsFacts("protocol_error", reply="-ERR Command is not valid in this state.")
+            ),
+            "fail",
+            "refuses STLS: '-ERR Command is not valid",
+        ),
+        (
+            pop3(stls=StlsFacts("tls_error", error="wrong version number")),
+            "fail",
+            "wrong version number",
+        ),
+        (pop3(stls=StlsFacts("timeout")), "error", "timed out"),
+        (pop3(outcome="closed", stls=None), "skip", "closed"),
+    ],
+)
+def test_stls(facts: Pop3Facts, status: str, words: str) -> None:
+    result = check("pop3.stls", endpoint(pop3=facts))
+    assert (result.status, words in result.summary) == (status, True)
+
+
+# --- tls.protocols -----------------------------------------------------------------------------
+
+
+def test_legacy_tls_is_named_with_its_endpoint() -> None:
+    result = check("tls.protocols", endpoint(pop3s=pop3s(tls=tls(TLSv1=True))))
+    assert result.status == "fail"
+    assert result.summary == "TLS 1.0 accepted on 995 (policy minimum TLS 1.2)"
+
+
+def test_legacy_tls_after_stls_is_named_too() -> None:
+    legacy = pop3(stls=StlsFacts("ok", tls=tls(TLSv1_1=True)))
+    assert (
+        "TLS 1.1 accepted on 110 after STLS"
+        in check("tls.protocols", endpoint(pop3=legacy)).summary
+    )
+
+
+def test_an_endpoint_without_tls_1_2_or_later_fails() -> None:
+    old = tls(version="TLSv1.2", TLSv1_2=False, TLSv1_3=False)
+    result = check(
+        "tls.protocols",
+        endpoint(pop3s=pop3s(tls=replace(old, version="TLSv1.1"))),
+        policy=replace(POLICY, min_tls_version="TLSv1.1"),
+    )
+    assert (result.status, "no TLS 1.2 or later" in result.summary) == ("fail", True)
+
+
+def test_min_tls_version_1_3_fails_a_tls_1_2_endpoint() -> None:
+    policy = replace(POLICY, min_tls_version="TLSv1.3")
+    assert check("tls.protocols", policy=policy).status == "fail"
+    assert check("tls.protocols", only_995(), policy=policy).status == "fail"
+    strict = pop3s(tls=tls(TLSv1_2=False))
+    assert (
+        check(
+            "tls.protocols",
+            endpoint(pop3=pop3(outcome="closed", stls=None), pop3s=strict),
+            policy=policy,
+        ).status
+        == "pass"
+    )
+
+
+def test_untested_versions_are_mentioned_but_not_failed() -> None:
+    facts = endpoint(pop3=pop3(outcome="closed", stls=None), pop3s=pop3s(tls=tls(SSLv3=None)))
+    result = check("tls.protocols", facts)
+    assert result.status == "pass"
+    assert "SSLv3 could not be tested" in result.summary
+
+
+def test_nothing_tested_is_an_error() -> None:
+    untested = replace(tls(), accepted_versions={})
+    facts = endpoint(pop3=pop3(outcome="closed", stls=None), pop3s=pop3s(tls=untested))
+    assert check("tls.protocols", facts).status == "error"
+
+
+def test_tls_protocols_are_skipped_without_a_tls_endpoint() -> None:
+    facts = endpoint(
+        pop3=pop3(outcome="closed", stls=None),
+        pop3s=pop3s(outcome="closed", tls=None, greeting=None),
+    )
+    assert check("tls.protocols", facts).status == "skip"
+
+
+# --- certificates ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "words"),
+    [
+        ("good", "pass", "chains to trusted root"),
+        ("exchange_self_signed", "fail", "self signed"),
+        ("missing_intermediate", "fail", "incomplete chain"),
+        ("untrusted_root", "fail", "unknown issuer"),
+    ],
+)
+def test_cert_trusted(kind: str, status: str, words: str) -> None:
+    result = check("cert.trusted", only_995(kind))
+    assert (result.status, words in result.summary) == (status, True)
+
+
+def test_the_policy_ca_bundle_decides_trust() -> None:
+    no_anchors = Policy(use_system_trust=False)
+    assert check("cert.trusted", only_995(), policy=no_anchors).status == "fail"
+    own_ca = replace(no_anchors, ca_bundle_pem=root_ca_pem().decode())
+    assert check("cert.trusted", only_995(), policy=own_ca).status == "pass"
+
+
+def test_an_unreadable_ca_bundle_is_an_error_not_a_verdict() -> None:
+    policy = replace(POLICY, ca_bundle_pem="not a certificate")
+    assert check("cert.trusted", only_995(), policy=policy).status == "error"
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [("good", "pass"), ("wrong_name", "fail"), ("wildcard", "pass"), ("cn_only", "pass")],
+)
+def test_cert_name(kind: str, status: str) -> None:
+    assert check("cert.name", only_995(kind)).status == status
+
+
+def test_a_name_mismatch_shows_what_the_certificate_covers() -> None:
+    summary = check("cert.name", only_995("wrong_name")).summary
+    assert "other.example.test" in summary and f"does not cover {NAME}" in summary
+
+
+def test_without_a_service_name_the_certificate_must_cover_the_ip() -> None:
+    ip_target, ip_dns = Target("127.0.0.2"), DnsFacts(None, "not_applicable")
+    result = check("cert.name", only_995(), target=ip_target, dns=ip_dns)
+    assert result.status == "fail"
+    assert "127.0.0.2" in result.summary and "IP address" in result.summary
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        ("good", "pass"),
+        ("expired", "fail"),
+        ("not_yet_valid", "fail"),
+        ("expiring_soon", "warn"),
+        ("expiring_critical", "fail"),
+    ],
+)
+def test_cert_validity(kind: str, status: str) -> None:
+    assert check("cert.validity", only_995(kind)).status == status
+
+
+@pytest.mark.parametrize(
+    ("days_left", "status"),
+    [(20 + 1 / 1440, "pass"), (20, "warn"), (5 + 1 / 1440, "warn"), (5, "fail"), (0, "fail")],
+)
+def test_cert_validity_boundaries_follow_the_policy(days_left: float, status: str) -> None:
+    leaf, *rest = chain_of()
+    leaf = replace(leaf, not_after=NOW + timedelta(days=days_left))
+    facts = replace(only_995(), pop3s=pop3s(tls=replace(tls(), chain=(leaf, *rest))))
+    policy = replace(POLICY, warn_days=20, critical_days=5)
+    assert check("cert.validity", facts, policy=policy).status == status
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"),
+    [
+        ("good", "pass"),
+        ("ec256", "pass"),
+        ("rsa1024", "fail"),
+        ("sha1", "fail"),
+        ("exchange_self_signed", "fail"),
+    ],
+)
+def test_cert_strength(kind: str, status: str) -> None:
+    assert check("cert.strength", only_995(kind)).status == status
+
+
+def test_a_sha1_self_signed_root_in_the_served_chain_is_not_held_against_it() -> None:
+    leaf, intermediate = chain_of()
+    root = replace(intermediate, signature_hash="sha1", self_signed=True)
+    facts = replace(only_995(), pop3s=pop3s(tls=replace(tls(), chain=(leaf, intermediate, root))))
+    assert check("cert.strength", facts).status == "pass"
+
+
+@pytest.mark.parametrize(
+    "check_id", ["cert.trusted", "cert.name", "cert.validity", "cert.strength"]
+)
+def test_cert_checks_are_skipped_without_a_certificate(check_id: str) -> None:
+    facts = endpoint(
+        pop3=pop3(outcome="closed", stls=None),
+        pop3s=pop3s(outcome="tls_error", tls=None, greeting=None),
+    )
+    assert check(check_id, facts).status == "skip"
+
+
+# --- cert.consistent ---------------------------------------------------------------------------
+
+
+def test_one_certificate_everywhere_is_consistent() -> None:
+    assert check("cert.consistent", endpoint("127.0.0.2"), endpoint("127.0.0.3")).status == "pass"
+
+
+def test_a_different_certificate_on_one_address_is_named() -> None:
+    other = replace(only_995("wrong_name"), address="127.0.0.3")
+    result = check("cert.consistent", endpoint("127.0.0.2"), other)
+    assert (result.status, result.address) == ("warn", None)
+    assert "127.0.0.3 995 serves CN=other.example.test" in result.summary
+
+
+def test_consistency_is_skipped_with_a_single_entry_point() -> None:
+    assert check("cert.consistent", only_995()).status == "skip"
+
+
+# --- dns ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        ("ok", "pass"),
+        ("nxdomain", "fail"),
+        ("no_address", "fail"),
+        ("servfail", "error"),
+        ("timeout", "error"),
+        ("error", "error"),
+        ("not_applicable", "skip"),
+    ],
+)
+def test_dns_resolves(outcome: str, status: str) -> None:
+    assert check("dns.resolves", dns=DnsFacts(NAME, outcome)).status == status
+
+
+POP3S_HERE = (SrvRecord(0, 1, 995, "Mail.Example.Test."),)
+NOT_OFFERED = (SrvRecord(0, 0, 0, "."),)
+
+
+@pytest.mark.parametrize(
+    ("pop3s_srv", "pop3_srv", "status", "words"),
+    [
+        (POP3S_HERE, (), "pass", "points to mail.example.test:995"),
+        (POP3S_HERE, NOT_OFFERED, "pass", "no cleartext SRV"),
+        ((), (), "warn", "_pop3s._tcp.example.test is missing"),
+        ((SrvRecord(0, 1, 995, "pop.elsewhere.test"),), (), "warn", "pop.elsewhere.test:995"),
+        ((SrvRecord(0, 1, 1995, NAME),), (), "warn", "not mail.example.test:995"),
+        (POP3S_HERE, (SrvRecord(0, 1, 110, NAME),), "warn", "advertises cleartext"),
+    ],
+)
+def test_dns_srv(
+    pop3s_srv: tuple[SrvRecord, ...], pop3_srv: tuple[SrvRecord, ...], status: str, words: str
+) -> None:
+    dns = replace(DNS_OK, srv_domain="example.test", srv_pop3s=pop3s_srv, srv_pop3=pop3_srv)
+    result = check("dns.srv", dns=dns)
+    assert (result.status, words in result.summary) == (status, True)
+
+
+def test_dns_srv_is_skipped_without_a_domain_and_an_error_when_lookup_failed() -> None:
+    assert check("dns.srv").status == "skip"
+    failed = replace(DNS_OK, srv_domain="example.test", srv_error="SERVFAIL")
+    assert check("dns.srv", dns=failed).status == "error"

@@ -1,0 +1,269 @@
+"""The JSON object and the text report, from ScanReports built by hand."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+
+from scanner import (
+    CertificateFacts,
+    CheckResult,
+    DnsFacts,
+    EndpointFacts,
+    Pop3Facts,
+    Pop3sFacts,
+    ScanReport,
+    SrvRecord,
+    StlsFacts,
+    Target,
+    TlsFacts,
+)
+from scanner._report import render_text, report_to_dict
+
+STARTED = datetime(2025, 6, 1, 12, 0, 0, 500000, tzinfo=UTC)
+ADDRESS = "192.0.2.10"
+
+
+def make_certificate(
+    not_after: datetime = STARTED + timedelta(days=40, hours=3),
+) -> CertificateFacts:
+    return CertificateFacts(
+        subject="CN=pop.example.com",
+        issuer="CN=Example CA",
+        common_name="pop.example.com",
+        dns_names=("pop.example.com",),
+        ip_addresses=(ADDRESS,),
+        serial="0a1b",
+        fingerprint_sha256="AB:CD",
+        not_before=datetime(2025, 1, 1, tzinfo=UTC),
+        not_after=not_after,
+        key_type="RSA",
+        key_bits=2048,
+        signature_hash="sha256",
+        self_signed=False,
+        is_ca=False,
+        pem="-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+
+
+def make_tls(certificate: CertificateFacts | None = None) -> TlsFacts:
+    return TlsFacts(
+        version="TLSv1.3",
+        cipher="TLS_AES_256_GCM_SHA384",
+        chain=(certificate or make_certificate(),),
+        accepted_versions={"TLSv1.3": True, "TLSv1": False, "TLSv1.2": True, "SSLv3": None},
+    )
+
+
+def make_endpoint(address: str = ADDRESS, greeting: str = "+OK Dovecot ready.") -> EndpointFacts:
+    pop3 = Pop3Facts(
+        port=110,
+        outcome="ok",
+        greeting=greeting,
+        capabilities=("TOP", "USER", "STLS"),
+        user_reply="+OK",
+        plaintext_login="accepted",
+        certainty="confirmed",
+        evidence="+OK after USER",
+        stls=StlsFacts(
+            outcome="ok", reply="+OK Begin TLS", tls=make_tls(), capabilities=("TOP", "USER")
+        ),
+    )
+    pop3s = Pop3sFacts(port=995, outcome="ok", tls=make_tls(), greeting="+OK ready")
+    return EndpointFacts(
+        address, pop3, pop3s, product="Dovecot", login_type="PlainTextLogin", duration_ms=80
+    )
+
+
+CHECKS = (
+    CheckResult("pop3s.available", "pass", "POP3S answers on 192.0.2.10:995", "", ADDRESS),
+    CheckResult(
+        "pop3.plaintext_login",
+        "fail",
+        "USER accepted before TLS on 192.0.2.10",
+        "Set-PopSettings -LoginType SecureLogin\nRestart-Service MSExchangePOP3",
+        ADDRESS,
+    ),
+    CheckResult("cert.validity", "warn", "40 days left", "Renew the certificate", ADDRESS),
+    CheckResult("tls.protocols", "error", "Timed out", "Check the firewall", ADDRESS),
+    CheckResult("dns.srv", "skip", "No domain", "Publish SRV records", None),
+)
+
+
+def make_report(
+    checks: tuple[CheckResult, ...] = CHECKS,
+    compliant: bool | None = False,
+    endpoints: tuple[EndpointFacts, ...] | None = None,
+    host: str = "pop.example.com",
+) -> ScanReport:
+    dns = DnsFacts(
+        name=host,
+        outcome="ok",
+        addresses=(ADDRESS,),
+        srv_domain="example.com",
+        srv_pop3s=(SrvRecord(0, 1, 995, "pop.example.com"),),
+        srv_pop3=(),
+    )
+    return ScanReport(
+        target=Target(host),
+        dns=dns,
+        endpoints=endpoints if endpoints is not None else (make_endpoint(),),
+        checks=checks,
+        address_checks=checks,
+        compliant=compliant,
+        started_at=STARTED,
+        duration_ms=1234,
+    )
+
+
+def test_json_starts_with_the_contract_fields_in_a_fixed_order() -> None:
+    assert list(report_to_dict(make_report())) == [
+        "target",
+        "service_name",
+        "ports",
+        "compliant",
+        "started_at",
+        "duration_ms",
+        "addresses",
+        "checks",
+        "address_checks",
+        "dns",
+        "endpoints",
+    ]
+
+
+def test_json_survives_a_round_trip_through_json_text() -> None:
+    data = report_to_dict(make_report())
+    assert json.loads(json.dumps(data)) == data
+
+
+def test_json_top_level_values_have_the_documented_types() -> None:
+    data = report_to_dict(make_report(compliant=None))
+    assert data["target"] == "pop.example.com"
+    assert data["ports"] == {"pop3": 110, "pop3s": 995}
+    assert data["compliant"] is None
+    assert data["started_at"] == "2025-06-01T12:00:00Z"
+    assert data["addresses"] == [ADDRESS]
+
+
+def test_json_checks_are_objects_with_the_five_contract_keys() -> None:
+    checks = report_to_dict(make_report())["checks"]
+    assert checks[1] == {
+        "id": "pop3.plaintext_login",
+        "status": "fail",
+        "summary": "USER accepted before TLS on 192.0.2.10",
+        "remediation": "Set-PopSettings -LoginType SecureLogin\nRestart-Service MSExchangePOP3",
+        "address": ADDRESS,
+    }
+    assert checks[4]["address"] is None
+
+
+def test_json_certificate_has_every_field_plus_days_left() -> None:
+    endpoint = report_to_dict(make_report())["endpoints"][0]
+    certificate = endpoint["pop3s"]["tls"]["chain"][0]
+    names = [f.name for f in dataclasses.fields(CertificateFacts)]
+    assert list(certificate) == [*names, "days_left"]
+    assert certificate["not_after"] == "2025-07-11T15:00:00Z"
+    assert certificate["days_left"] == 40
+    assert certificate["dns_names"] == ["pop.example.com"]
+    assert certificate["pem"].startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_json_days_left_is_negative_once_expired() -> None:
+    expired = make_endpoint()
+    tls = make_tls(make_certificate(not_after=STARTED - timedelta(hours=1)))
+    expired = dataclasses.replace(expired, pop3s=dataclasses.replace(expired.pop3s, tls=tls))
+    data = report_to_dict(make_report(endpoints=(expired,)))
+    assert data["endpoints"][0]["pop3s"]["tls"]["chain"][0]["days_left"] == -1
+
+
+def test_json_sorts_accepted_versions_oldest_first() -> None:
+    tls = report_to_dict(make_report())["endpoints"][0]["pop3"]["stls"]["tls"]
+    assert list(tls["accepted_versions"]) == ["SSLv3", "TLSv1", "TLSv1.2", "TLSv1.3"]
+    assert tls["accepted_versions"]["SSLv3"] is None
+
+
+def test_json_carries_endpoint_and_dns_facts() -> None:
+    data = report_to_dict(make_report())
+    endpoint = data["endpoints"][0]
+    assert endpoint["address"] == ADDRESS
+    assert endpoint["login_type"] == "PlainTextLogin"
+    assert endpoint["pop3"]["capabilities"] == ["TOP", "USER", "STLS"]
+    assert data["dns"]["srv_pop3s"] == [
+        {"priority": 0, "weight": 1, "port": 995, "target": "pop.example.com"}
+    ]
+    assert data["dns"]["srv_pop3"] == []
+
+
+def test_text_writes_every_status_as_a_word() -> None:
+    text = render_text([make_report()], colour=False)
+    for word in ("PASS", "FAIL", "WARN", "ERROR", "SKIP"):
+        assert word in text
+    assert "Compliant:" in text and "NO" in text
+
+
+def test_text_has_no_escape_codes_without_colour() -> None:
+    assert "\x1b" not in render_text([make_report()], colour=False)
+
+
+def test_text_colours_status_words_when_asked() -> None:
+    assert "\x1b[31mFAIL\x1b[0m" in render_text([make_report()], colour=True)
+
+
+def test_text_gives_remediation_for_failures_but_not_passes_or_skips() -> None:
+    text = render_text([make_report()], colour=False)
+    assert "Fix: Set-PopSettings -LoginType SecureLogin" in text
+    assert "Restart-Service MSExchangePOP3" in text
+    assert "Publish SRV records" not in text
+
+
+def test_text_says_unknown_when_compliance_is_undetermined() -> None:
+    assert "UNKNOWN" in render_text([make_report(compliant=None)], colour=False)
+
+
+def test_text_shows_the_facts_an_operator_needs() -> None:
+    text = render_text([make_report()], colour=False)
+    for fact in (
+        "+OK Dovecot ready.",
+        "PlainTextLogin",
+        "TOP, USER, STLS",
+        "+OK Begin TLS",
+        "TLSv1.3, TLS_AES_256_GCM_SHA384",
+        "SSLv3 untested, TLSv1 no, TLSv1.2 yes",
+        "CN=Example CA",
+        "DNS:pop.example.com, IP:192.0.2.10",
+        "(40 days left)",
+        "0 1 995 pop.example.com",
+        "1234 ms",
+    ):
+        assert fact in text, fact
+
+
+def test_text_escapes_control_characters_a_server_sends() -> None:
+    hostile = make_endpoint(greeting="+OK \x1b]0;owned\x07 hi")
+    text = render_text([make_report(endpoints=(hostile,))], colour=False)
+    assert "\x1b" not in text and "\x07" not in text
+    assert "\\x1b]0;owned\\x07 hi" in text
+
+
+def test_text_names_problems_per_address_when_there_are_several() -> None:
+    two = (make_endpoint(), make_endpoint("192.0.2.11"))
+    text = render_text([make_report(endpoints=two)], colour=False)
+    assert text.count("Problems here:") == 2
+    assert "FAIL pop3.plaintext_login, WARN cert.validity, ERROR tls.protocols" in text
+    assert [line.split()[-1] for line in text.splitlines() if "Problems" in line][1] == "none"
+
+
+def test_text_shows_a_certificate_once_per_address() -> None:
+    text = render_text([make_report()], colour=False)
+    assert text.count("CN=Example CA") == 1
+    assert "same as above (CN=pop.example.com)" in text
+
+
+def test_text_wraps_long_remediation_without_splitting_commands() -> None:
+    advice = "Run `Set-PopSettings -LoginType SecureLogin` " + "and then restart the service " * 8
+    check = CheckResult("pop3.plaintext_login", "fail", "USER accepted", advice, ADDRESS)
+    lines = render_text([make_report(checks=(check,))], colour=False).splitlines()
+    assert all(len(line) <= 100 for line in lines)
+    assert any("`Set-PopSettings -LoginType SecureLogin`" in line for line in lines)
