@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import ssl
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,12 +32,18 @@ from cryptography.hazmat.primitives.asymmetric import (
     x448,
     x25519,
 )
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
 
 from scanner._facts import CertificateFacts
 
 T = TypeVar("T")
+# A server's certificate with a zero or negative serial is a fact to report, not a warning to
+# print on the operator's terminal; only warnings attributed to this module are silenced.
+warnings.filterwarnings(
+    "ignore", category=CryptographyDeprecationWarning, module=r"scanner\._certs"
+)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Signature algorithms cryptography does not decode but a strength check must still catch.
 _WEAK_SIGNATURE_OIDS = {"1.2.840.113549.1.1.2": "md2", "1.2.840.113549.1.1.3": "md4"}
@@ -142,7 +149,7 @@ def verify_chain(
         code, _depth, message = error.errors
         return _failure(chain[0], error.certificate.to_cryptography(), code, message)
     anchor = _label(verified[-1].to_cryptography())
-    return TrustVerdict(True, None, f"'{chain[0].common_name}' chains to trusted root '{anchor}'")
+    return TrustVerdict(True, None, f"'{_facts_label(chain[0])}' chains to trusted root '{anchor}'")
 
 
 def _failure(
@@ -155,7 +162,7 @@ def _failure(
     if code == _SELF_SIGNED_LEAF or (leaf.self_signed and code in _ISSUER_NOT_FOUND):
         return TrustVerdict(False, "self_signed", f"'{name}' is self-signed and not trusted")
     if code == _SELF_SIGNED_IN_CHAIN:
-        reason = f"'{leaf.common_name}' is issued by '{name}', which is not a trusted root"
+        reason = f"'{_facts_label(leaf)}' is issued by '{name}', which is not a trusted root"
         return TrustVerdict(False, "unknown_issuer", reason)
     if code in _ISSUER_NOT_FOUND:
         issuer = _label_name(failing.issuer)
@@ -193,6 +200,10 @@ def _trust_store(use_system_trust: bool, ca_bundle_pem: str | None) -> crypto.X5
 
 def _to_openssl(cert: CertificateFacts) -> crypto.X509:
     return crypto.X509.from_cryptography(x509.load_pem_x509_certificate(cert.pem.encode()))
+
+
+def _facts_label(cert: CertificateFacts) -> str:
+    return cert.common_name or cert.subject or "(no name)"
 
 
 def _label(cert: x509.Certificate) -> str:
@@ -279,9 +290,9 @@ def _key_info(cert: x509.Certificate) -> tuple[str, int]:
 
 
 def _signature_hash(cert: x509.Certificate) -> str | None:
-    """ "sha256", "sha1", "md5"…; None for schemes without a separate hash (Ed25519); the
-    dotted OID for an algorithm cryptography cannot decode, so it is never mistaken for
-    "no hash"."""
+    """The signature's hash name (sha256, sha1, md5…), None for schemes without a separate
+    hash (Ed25519), or the dotted OID of an algorithm cryptography cannot decode, so that an
+    unknown one is never mistaken for "no hash"."""
     oid = cert.signature_algorithm_oid.dotted_string
     if oid in _WEAK_SIGNATURE_OIDS:
         return _WEAK_SIGNATURE_OIDS[oid]

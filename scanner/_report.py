@@ -104,7 +104,7 @@ _REPLY_LIMIT = 300
 
 def render_text(reports: list[ScanReport], *, colour: bool) -> str:
     """The readable report: per target a header, the checks (status always as a word, coloured
-    only when `colour`), remediation for what did not pass, then the facts per address."""
+    only when `colour`), remediation for what fails or warns, then the facts per address."""
     return "\n\n".join(_render_report(report, colour) for report in reports) + "\n"
 
 
@@ -177,7 +177,9 @@ def _render_checks(out: _Lines, checks: tuple[CheckResult, ...], colour: bool) -
         word = _paint(check.status.upper(), check.status, colour) + pad
         text = _safe(f"{check.id:<{id_width}}  {check.summary}")
         out.add(1, word + text, painted=True)
-        if check.status in ("pass", "skip"):
+        # Remediation changes a configuration we saw. For `error` we saw nothing to change, and
+        # repeating every check's advice after one timeout buries the real message.
+        if check.status not in ("fail", "warn"):
             continue
         for number, line in enumerate(_wrap(check.remediation, width)):
             out.add(1, indent + ("Fix: " if number == 0 else "     ") + line)

@@ -164,6 +164,13 @@ class Pop3Connection:
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
         """Upgrade this connection in place (STLS)."""
         self.step = "TLS handshake after STLS"
+        # Bytes that arrived after the STLS reply sit in the plaintext buffer, where the TLS
+        # layer never sees them, and the handshake would wait for a ServerHello forever. A
+        # server must send nothing before the client's hello (RFC 2595), so this is an error.
+        # (The buffer is private; no public API tells whether a StreamReader holds data.)
+        early = bytes(self.reader._buffer)  # type: ignore[attr-defined]
+        if early:
+            raise TlsHandshakeError(self.step, "the server sent data instead of TLS", early)
         try:
             await self.writer.start_tls(context, server_hostname=server_hostname)
         except ssl.SSLError as exc:

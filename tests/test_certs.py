@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import ipaddress
 import socket
 import ssl
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding
 from hypothesis import given
 from hypothesis import strategies as st
@@ -137,6 +139,22 @@ def test_it_counts_days_left(kind: str, low: float, high: float) -> None:
 
 def test_a_not_yet_valid_certificate_starts_in_the_future() -> None:
     assert leaf("not_yet_valid").not_before > datetime.now(UTC) + timedelta(days=9)
+
+
+def test_it_reads_an_ed25519_certificate_with_an_ip_address() -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    name = x509.Name([])  # No subject at all: no CN to read.
+    now = datetime.now(UTC)
+    san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("192.0.2.7"))])
+    cert = (
+        x509.CertificateBuilder(name, name, key.public_key(), 1, now, now + timedelta(days=1))
+        .add_extension(san, critical=False)
+        .sign(key, None)
+    )
+    facts = parse_certificate(cert.public_bytes(Encoding.DER))
+    assert (facts.key_type, facts.key_bits, facts.signature_hash) == ("Ed25519", 256, None)
+    assert (facts.ip_addresses, facts.common_name, facts.serial) == (("192.0.2.7",), None, "1")
+    assert facts.self_signed and not facts.is_ca
 
 
 @given(st.binary(max_size=2000))

@@ -211,10 +211,12 @@ def test_text_colours_status_words_when_asked() -> None:
     assert "\x1b[31mFAIL\x1b[0m" in render_text([make_report()], colour=True)
 
 
-def test_text_gives_remediation_for_failures_but_not_passes_or_skips() -> None:
+def test_text_gives_remediation_for_failures_and_warnings_only() -> None:
     text = render_text([make_report()], colour=False)
     assert "Fix: Set-PopSettings -LoginType SecureLogin" in text
     assert "Restart-Service MSExchangePOP3" in text
+    assert "Renew the certificate" in text
+    assert "Check the firewall" not in text
     assert "Publish SRV records" not in text
 
 
