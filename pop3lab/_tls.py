@@ -7,6 +7,7 @@ process into a private temporary directory that disappears at exit.
 
 from __future__ import annotations
 
+import atexit
 import ssl
 import tempfile
 import threading
@@ -58,4 +59,5 @@ def _directory() -> Path:
     with _lock:
         if _tempdir is None:
             _tempdir = tempfile.TemporaryDirectory(prefix="pop3lab-")
+            atexit.register(_tempdir.cleanup)
         return Path(_tempdir.name)

@@ -9,7 +9,6 @@ its own loop in a background thread.
 from __future__ import annotations
 
 import asyncio
-import ssl
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,18 +18,10 @@ from pop3lab import hostile
 from pop3lab._tls import server_context
 from pop3lab.config import EndpointConfig
 from pop3lab.hostile import HostileConfig
-from pop3lab.server import (
-    LINE_LIMIT,
-    TLS_HANDSHAKE_TIMEOUT,
-    Handler,
-    no_cert_pop3s_handler,
-    pop3_handler,
-    pop3s_handler,
-)
+from pop3lab.server import Handler, pop3_handler, pop3s_handler
 
 AnyConfig = EndpointConfig | HostileConfig
 EndpointSpec = tuple[str, AnyConfig]
-Listener = tuple[Handler, ssl.SSLContext | None]
 
 
 @dataclass(frozen=True)
@@ -98,23 +89,16 @@ class Lab:
     ) -> BoundEndpoint:
         """Open the (up to two) listeners of one endpoint."""
         plain, tls = _listeners(config)
-        bound_pop3 = await self._listen(address, pop3_port, *plain) if config.pop3 else None
-        bound_pop3s = await self._listen(address, pop3s_port, *tls) if config.pop3s else None
+        bound_pop3 = await self._listen(address, pop3_port, plain) if config.pop3 else None
+        bound_pop3s = await self._listen(address, pop3s_port, tls) if config.pop3s else None
         return BoundEndpoint(address, config, bound_pop3, bound_pop3s)
 
-    async def _listen(
-        self, address: str, port: int, handler: Handler, context: ssl.SSLContext | None
-    ) -> int:
-        """Start one listener and return the port it got."""
-        server = await asyncio.start_server(
-            self._tracked(handler),
-            address,
-            port,
-            ssl=context,
-            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if context else None,
-            limit=LINE_LIMIT,
-            backlog=128,
-        )
+    async def _listen(self, address: str, port: int, handler: Handler) -> int:
+        """Start one listener and return the port it got.
+
+        TLS listeners are plain TCP too: the handler runs the handshake itself (see _channel).
+        """
+        server = await asyncio.start_server(self._tracked(handler), address, port, backlog=128)
         self._servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
@@ -127,23 +111,24 @@ class Lab:
             self._connections[task] = writer
             try:
                 await handler(reader, writer)
+            except asyncio.CancelledError:
+                # Only stop() cancels these tasks; Python 3.11's start_server would otherwise
+                # log each cancelled connection as an unhandled error.
+                pass
             finally:
                 del self._connections[task]
 
         return run
 
 
-def _listeners(config: AnyConfig) -> tuple[Listener, Listener]:
-    """(handler, TLS context) for the POP3 port and for the POP3S port of one endpoint."""
+def _listeners(config: AnyConfig) -> tuple[Handler, Handler]:
+    """The connection handlers for the POP3 port and for the POP3S port of one endpoint."""
     if isinstance(config, HostileConfig):
         # Hostile behaviours speak raw bytes on both ports, TLS port included.
         handler = hostile.handler(config)
-        return (handler, None), (handler, None)
+        return handler, handler
     context = server_context(config)
-    plain: Listener = (pop3_handler(config, context), None)
-    if context is None:
-        return plain, (no_cert_pop3s_handler(config), None)
-    return plain, (pop3s_handler(config), context)
+    return pop3_handler(config, context), pop3s_handler(config, context)
 
 
 async def _close_servers(servers: Sequence[asyncio.Server]) -> None:

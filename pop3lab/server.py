@@ -8,10 +8,10 @@ connection, because a client hanging up mid-conversation is normal, not a lab fa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
 
+from pop3lab._channel import Channel, LineTooLong
 from pop3lab._session import Action, Session
 from pop3lab.config import EndpointConfig
 from pop3lab.profiles import make_session
@@ -31,79 +31,62 @@ def pop3_handler(config: EndpointConfig, context: ssl.SSLContext | None) -> Hand
     """Handler for the cleartext port: greeting, commands, STLS upgrade if possible."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = make_session(config)
-        await _converse(reader, writer, session, context)
+        channel = Channel(reader, writer, LINE_LIMIT)
+        await _converse(channel, make_session(config), context)
 
     return handle
 
 
-def pop3s_handler(config: EndpointConfig) -> Handler:
-    """Handler for the implicit-TLS port; the listener has already done the handshake."""
+def pop3s_handler(config: EndpointConfig, context: ssl.SSLContext | None) -> Handler:
+    """Handler for the implicit-TLS port: handshake, then the greeting inside TLS.
+
+    With no certificate bound, Exchange says why in plaintext and hangs up; others just hang up.
+    """
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = make_session(config, tls=True)
-        await _converse(reader, writer, session, None)
+        channel = Channel(reader, writer, LINE_LIMIT)
+        try:
+            if context is None:
+                if config.is_exchange:
+                    await channel.write(NO_CERT_POP3S_REPLY)
+                channel.close()
+                return
+            await channel.start_tls(context, TLS_HANDSHAKE_TIMEOUT)
+        except PEER_ERRORS:
+            channel.close()
+            return
+        await _converse(channel, make_session(config, tls=True), context)
 
     return handle
 
 
-def no_cert_pop3s_handler(config: EndpointConfig) -> Handler:
-    """POP3S with no certificate bound: Exchange says why in plaintext, then hangs up."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if config.is_exchange:
-            writer.write(NO_CERT_POP3S_REPLY)
-            with contextlib.suppress(*PEER_ERRORS):
-                await writer.drain()
-        writer.close()
-
-    return handle
-
-
-async def _converse(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    session: Session,
-    context: ssl.SSLContext | None,
-) -> None:
+async def _converse(channel: Channel, session: Session, context: ssl.SSLContext | None) -> None:
     """Run one conversation to its end, whatever the peer does."""
     try:
-        await _send(writer, session.greeting().encode())
-        while await _step(reader, writer, session, context):
+        await channel.write(session.greeting().encode())
+        while await _step(channel, session, context):
             pass
     except PEER_ERRORS:
         pass
     finally:
-        writer.close()
+        channel.close()
 
 
-async def _step(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    session: Session,
-    context: ssl.SSLContext | None,
-) -> bool:
+async def _step(channel: Channel, session: Session, context: ssl.SSLContext | None) -> bool:
     """Answer one line; False when the conversation is over."""
     try:
-        line = await asyncio.wait_for(reader.readline(), session.config.idle_timeout)
-    except ValueError:
-        # StreamReader raises ValueError when a line exceeds LINE_LIMIT.
-        await _send(writer, b"-ERR Input line too long.\r\n")
+        line = await asyncio.wait_for(channel.readline(), session.config.idle_timeout)
+    except LineTooLong:
+        await channel.write(b"-ERR Input line too long.\r\n")
         return False
     if not line.endswith(b"\n"):
-        return False  # EOF, possibly in the middle of a line
+        return False  # end of stream, possibly in the middle of a line
     reply = session.handle(line.rstrip(b"\r\n"))
-    await _send(writer, reply.encode())
+    await channel.write(reply.encode())
     if reply.action is Action.CLOSE:
         return False
     if reply.action is Action.START_TLS:
         assert context is not None, "a session offers STLS only when a certificate is bound"
-        await writer.start_tls(context, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT)
+        await channel.start_tls(context, TLS_HANDSHAKE_TIMEOUT)
         session.tls_started()
     return True
-
-
-async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
-    """Write and wait for the buffer to drain, so a slow reader cannot bloat our memory."""
-    writer.write(data)
-    await writer.drain()

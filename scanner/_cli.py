@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import ssl
 import sys
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from typing import TextIO
 
 from scanner._facts import ScanReport
 from scanner._report import render_text, report_to_dict
-from scanner._target import Policy, Settings, Target, parse_resolver
+from scanner._target import Policy, Settings, Target, is_ip_address, parse_resolver
 
 EXIT_COMPLIANT = 0
 EXIT_FAIL = 1
@@ -50,6 +51,26 @@ def exit_status(reports: Sequence[ScanReport]) -> int:
     if None in verdicts:
         return EXIT_UNKNOWN
     return EXIT_COMPLIANT
+
+
+# Letters, digits, hyphens and underscores (internal names use them) in dot-separated labels.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_NAME = re.compile(rf"(?=.{{1,253}}\.?$){_LABEL}(?:\.{_LABEL})*\.?")
+
+
+def _host(text: str) -> str:
+    """A DNS name or an IP address (IPv6 optionally in brackets); anything else, such as a URL
+    or `host:port`, is a usage mistake that DNS would only turn into a confusing error.
+    Internationalised names become their ASCII form, which is what DNS and certificates hold."""
+    if is_ip_address(text.strip("[]")):
+        return text
+    try:
+        name = text.encode("idna").decode("ascii")
+    except UnicodeError:
+        name = ""
+    if _NAME.fullmatch(name):
+        return name
+    raise argparse.ArgumentTypeError(f"not a DNS name or IP address: {text!r}")
 
 
 def _port(text: str) -> int:
@@ -115,16 +136,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 all compliant, 1 any check fails, 3 none fails but some "
         "could not be determined, 2 bad arguments.",
     )
-    parser.add_argument("hosts", nargs="+", metavar="HOST", help="DNS name or IP address")
+    parser.add_argument(
+        "hosts", nargs="+", type=_host, metavar="HOST", help="DNS name or IP address"
+    )
     parser.add_argument(
         "--name",
+        type=_host,
         metavar="SERVICE_NAME",
         help="the name users connect to, checked against the certificate and in DNS; "
         "defaults to HOST when HOST is a name; with several HOSTs it applies to each "
         "(for example the backends behind one load-balanced name)",
     )
-    parser.add_argument("--pop3-port", type=_port, default=110, metavar="PORT")
-    parser.add_argument("--pop3s-port", type=_port, default=995, metavar="PORT")
     parser.add_argument(
         "--ca-file",
         type=_ca_file,
@@ -135,10 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--resolver", type=_resolver, metavar="IP[:PORT]", help="send every DNS query here"
     )
     settings, policy = _DEFAULT_SETTINGS, _DEFAULT_POLICY
-    _option(parser, "--timeout", _seconds, settings.timeout, "SECONDS", "per connection")
-    _option(parser, "--concurrency", _count(1), settings.concurrency, "N", "addresses at once")
-    _option(parser, "--warn-days", _count(0), policy.warn_days, "N", "cert expiry warning")
-    _option(parser, "--critical-days", _count(0), policy.critical_days, "N", "cert expiry fail")
+    _option(parser, "--pop3-port", _port, 110, "PORT", "cleartext POP3 port")
+    _option(parser, "--pop3s-port", _port, 995, "PORT", "implicit-TLS POP3S port")
+    _option(
+        parser, "--timeout", _seconds, settings.timeout, "SECONDS", "per connection, reads included"
+    )
+    _option(parser, "--concurrency", _count(1), settings.concurrency, "N", "parallel scans")
+    _option(parser, "--warn-days", _count(0), policy.warn_days, "N", "warn at <= N days left")
+    _option(parser, "--critical-days", _count(0), policy.critical_days, "N", "fail at <= N days")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 

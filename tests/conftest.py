@@ -67,9 +67,17 @@ class Emulated:
         self.lab = lab
         self.dns_server = dns_server
 
-    def start(self, config: AnyConfig) -> BoundEndpoint:
+    def start(self, config: AnyConfig, *, pop3_port: int = 0, pop3s_port: int = 0) -> BoundEndpoint:
         address = next_address()
-        return self.lab.add([(address, config)])[address]
+        return self.lab.add([(address, config)], pop3_port=pop3_port, pop3s_port=pop3s_port)[
+            address
+        ]
+
+    def start_on_shared_ports(self, *configs: AnyConfig) -> list[BoundEndpoint]:
+        """Several servers on one pair of ports, as the CLI takes one pair for all HOSTs."""
+        first = self.start(configs[0])
+        ports = {"pop3_port": first.pop3_port or 0, "pop3s_port": first.pop3s_port or 0}
+        return [first, *(self.start(config, **ports) for config in configs[1:])]
 
     def target(self, endpoint: BoundEndpoint, name: str | None = SERVICE_NAME) -> Target:
         # A listener that is off still needs a port number: use one nothing listens on.

@@ -39,6 +39,7 @@ SERVICE_NAME = "mail.example.test"
 NOT_INSTALLED = (
     "Dovecot is not installed: apt-get install dovecot-pop3d (make test does this when run as root)"
 )
+DovecotFactory = Callable[["DovecotConfig"], "Dovecot"]
 # Seconds between SIGTERM and SIGKILL when stopping.
 STOP_GRACE = 2.0
 SslMode = Literal["yes", "required", "no"]
@@ -289,7 +290,7 @@ def stop_all(servers: Iterable[Dovecot]) -> None:
 
 
 @pytest.fixture(scope="module")
-def dovecot_factory() -> Iterator[Callable[[DovecotConfig], Dovecot]]:
+def dovecot_factory() -> Iterator[DovecotFactory]:
     """Start a Dovecot per configuration on first use; the module's tests share it."""
     running: dict[DovecotConfig, Dovecot] = {}
 
@@ -308,24 +309,24 @@ def dovecot_factory() -> Iterator[Callable[[DovecotConfig], Dovecot]]:
 
 
 @pytest.fixture(scope="module")
-def dovecot(dovecot_factory: Callable[[DovecotConfig], Dovecot]) -> Dovecot:
+def dovecot(dovecot_factory: DovecotFactory) -> Dovecot:
     """The secure default: plaintext login refused before TLS, STLS and POP3S, good cert."""
     return dovecot_factory(DovecotConfig())
 
 
 @pytest.fixture(scope="module")
-def dovecot_plaintext(dovecot_factory: Callable[[DovecotConfig], Dovecot]) -> Dovecot:
+def dovecot_plaintext(dovecot_factory: DovecotFactory) -> Dovecot:
     """Plaintext login allowed before TLS (`disable_plaintext_auth = no`)."""
     return dovecot_factory(DovecotConfig(disable_plaintext_auth=False))
 
 
 @pytest.fixture(scope="module")
-def dovecot_ssl_required(dovecot_factory: Callable[[DovecotConfig], Dovecot]) -> Dovecot:
+def dovecot_ssl_required(dovecot_factory: DovecotFactory) -> Dovecot:
     """`ssl = required`: no login of any kind before TLS, even with plaintext auth allowed."""
     return dovecot_factory(DovecotConfig(disable_plaintext_auth=False, ssl="required"))
 
 
 @pytest.fixture(scope="module")
-def dovecot_wrong_name(dovecot_factory: Callable[[DovecotConfig], Dovecot]) -> Dovecot:
+def dovecot_wrong_name(dovecot_factory: DovecotFactory) -> Dovecot:
     """A certificate from the test CA that does not name mail.example.test."""
     return dovecot_factory(DovecotConfig(cert_kind="wrong_name"))

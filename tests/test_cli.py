@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -72,7 +73,10 @@ def test_exit_status_is_3_when_nothing_fails_but_something_is_unknown() -> None:
         (["pop.example.com", "--resolver", "192.0.2.53:99999"], "--resolver"),
         (["pop.example.com", "--warn-days", "5", "--critical-days", "10"], "--critical-days"),
         (["pop.example.com", "--ca-file", "/nonexistent/ca.pem"], "cannot read"),
-        (["pop example.com"], "not a host name"),
+        (["pop example.com"], "not a DNS name"),
+        (["https://pop.example.com/"], "not a DNS name"),
+        (["pop.example.com:995"], "not a DNS name"),
+        (["192.0.2.10", "--name", "pop..example.com"], "--name"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(
@@ -105,9 +109,14 @@ def test_the_ca_file_is_added_to_system_trust(ca_file: Path) -> None:
 
 
 def test_name_applies_to_every_host() -> None:
-    invocation = parse_invocation(["192.0.2.10", "192.0.2.11", "--name", "Pop.Example.com"])
-    assert [t.host for t in invocation.targets] == ["192.0.2.10", "192.0.2.11"]
+    invocation = parse_invocation(["192.0.2.10", "[2001:db8::1]", "--name", "Pop.Example.com."])
+    assert [t.host for t in invocation.targets] == ["192.0.2.10", "2001:db8::1"]
     assert {t.service_name for t in invocation.targets} == {"pop.example.com"}
+
+
+def test_an_internationalised_name_is_scanned_in_its_ascii_form() -> None:
+    target = parse_invocation(["pop.bücher.example"]).targets[0]
+    assert (target.host, target.service_name) == ("pop.xn--bcher-kva.example",) * 2
 
 
 def test_ports_reach_the_target() -> None:
@@ -172,3 +181,25 @@ def test_python_m_scanner_exits_2_on_a_bad_port() -> None:
     assert result.returncode == 2
     assert "--pop3-port" in result.stderr and "70000" in result.stderr
     assert result.stdout == ""
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on: bound by us, then released."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_python_m_scanner_reports_json_and_exits_1_when_nothing_listens() -> None:
+    ports = [f"--pop3-port={_closed_port()}", f"--pop3s-port={_closed_port()}"]
+    result = subprocess.run(
+        [sys.executable, "-m", "scanner", "127.0.0.1", *ports, "--timeout=5", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    data = json.loads(result.stdout)
+    assert result.returncode == 1
+    assert (data["target"], data["compliant"]) == ("127.0.0.1", False)
+    assert data["endpoints"][0]["pop3s"]["outcome"] == "closed"

@@ -9,7 +9,8 @@ import ssl
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 
@@ -20,6 +21,7 @@ from pop3lab.hostile import HostileConfig
 from pop3lab.lab import BoundEndpoint, LabThread
 from pop3lab.profiles import make_session
 
+T = TypeVar("T")
 TIMEOUT = 5.0
 EX = "+OK The Microsoft Exchange POP3 service is ready."
 
@@ -27,8 +29,11 @@ EX = "+OK The Microsoft Exchange POP3 service is ready."
 class Client:
     """A minimal line-oriented POP3 client; every read is bounded by TIMEOUT."""
 
+    opened: ClassVar[list[Client]] = []  # closed by run() so no test leaks sockets
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        Client.opened.append(self)
 
     @classmethod
     async def connect(
@@ -58,6 +63,20 @@ class Client:
 
     async def at_eof(self) -> bool:
         return await asyncio.wait_for(self.reader.read(1), TIMEOUT) == b""
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run, closing every client the coroutine opened."""
+
+    async def main() -> T:
+        try:
+            return await coroutine
+        finally:
+            for client in Client.opened:
+                client.writer.close()
+            Client.opened.clear()
+
+    return asyncio.run(main())
 
 
 def trusting() -> ssl.SSLContext:
@@ -109,10 +128,10 @@ CAPA_BEFORE_TLS = [
 
 @pytest.mark.parametrize(("login_type", "ntlm", "expected"), CAPA_BEFORE_TLS)
 def test_exchange_capa_before_tls_follows_the_table(lab, login_type, ntlm, expected) -> None:
-    async def run() -> list[str]:
+    async def talk() -> list[str]:
         return await (await greeted(serve(lab, exchange(login_type, ntlm=ntlm)))).capa()
 
-    assert asyncio.run(run()) == expected
+    assert run(talk()) == expected
 
 
 @pytest.mark.parametrize(
@@ -123,10 +142,10 @@ def test_exchange_capa_before_tls_follows_the_table(lab, login_type, ntlm, expec
     ],
 )
 def test_exchange_capa_inside_pop3s_lists_user_whatever_the_login_type(lab, ntlm, expected) -> None:
-    async def run() -> list[str]:
+    async def talk() -> list[str]:
         return await (await greeted(serve(lab, exchange(ntlm=ntlm)), trusting())).capa()
 
-    assert asyncio.run(run()) == expected
+    assert run(talk()) == expected
 
 
 @pytest.mark.parametrize(
@@ -138,49 +157,49 @@ def test_exchange_capa_inside_pop3s_lists_user_whatever_the_login_type(lab, ntlm
     ],
 )
 def test_exchange_user_before_tls_depends_on_login_type(lab, login_type, reply) -> None:
-    async def run() -> str:
+    async def talk() -> str:
         return await (await greeted(serve(lab, exchange(login_type)))).send("USER nobody-x7")
 
-    assert asyncio.run(run()) == reply
+    assert run(talk()) == reply
 
 
 def test_exchange_hangs_up_on_the_third_rejected_command(lab) -> None:
-    async def run() -> list[str | bool]:
+    async def talk() -> list[str | bool]:
         client = await greeted(serve(lab, exchange()))
         replies = [await client.send(c) for c in ("USER a", "USER b", "USER c")]
         return [*replies, await client.at_eof()]
 
     invalid = "-ERR Command is not valid in this state."
-    assert asyncio.run(run()) == [invalid, invalid, "-ERR Connection is closed. 21", True]
+    assert run(talk()) == [invalid, invalid, "-ERR Connection is closed. 21", True]
 
 
 def test_exchange_refuses_capa_between_user_and_pass(lab) -> None:
-    async def run() -> str:
+    async def talk() -> str:
         client = await greeted(serve(lab, exchange("PlainTextLogin")))
         assert await client.send("USER nobody-x7") == "+OK"
         return await client.send("CAPA")
 
-    assert asyncio.run(run()) == "-ERR Command is not valid in this state."
+    assert run(talk()) == "-ERR Command is not valid in this state."
 
 
 def test_exchange_auth_plain_is_offered_only_under_plaintextlogin(lab) -> None:
-    async def run(login_type: str) -> list[str]:
+    async def talk(login_type: str) -> list[str]:
         client = await greeted(serve(lab, exchange(login_type)))
         first = await client.send("AUTH PLAIN")
         return [first, await client.send("*")] if first == "+ " else [first]
 
-    assert asyncio.run(run("SecureLogin")) == ["-ERR Command is not valid in this state."]
-    cancelled = asyncio.run(run("PlainTextLogin"))
+    assert run(talk("SecureLogin")) == ["-ERR Command is not valid in this state."]
+    cancelled = run(talk("PlainTextLogin"))
     assert cancelled[0] == "+ " and cancelled[1].startswith("-ERR")
 
 
 def test_stls_upgrades_to_a_trusted_certificate_and_capa_then_lists_user(lab) -> None:
-    async def run() -> tuple[list[str], str | None]:
+    async def talk() -> tuple[list[str], str | None]:
         client = await greeted(serve(lab, exchange()))
         await client.starttls(trusting())
         return await client.capa(), client.writer.get_extra_info("ssl_object").version()
 
-    capa, version = asyncio.run(run())
+    capa, version = run(talk())
     assert capa == ["TOP", "UIDL", "SASL NTLM GSSAPI PLAIN", "USER"]
     assert version == "TLSv1.3"
 
@@ -188,21 +207,21 @@ def test_stls_upgrades_to_a_trusted_certificate_and_capa_then_lists_user(lab) ->
 def test_without_certificate_stls_disappears_and_pop3s_answers_in_plaintext(lab) -> None:
     endpoint = serve(lab, exchange(cert_kind=None))
 
-    async def run() -> tuple[list[str], str, bool]:
+    async def talk() -> tuple[list[str], str, bool]:
         capa = await (await greeted(endpoint)).capa()
         client = await Client.connect(endpoint.address, endpoint.pop3s_port)
         return capa, await client.line(), await client.at_eof()
 
-    assert asyncio.run(run()) == (["TOP", "UIDL"], "-ERR Connection is closed. 13", True)
+    assert run(talk()) == (["TOP", "UIDL"], "-ERR Connection is closed. 13", True)
 
 
 @pytest.mark.parametrize("profile", ["exchange2010", "exchange2013", "exchange2019"])
 def test_exchange_quit_names_the_product_year(lab, profile) -> None:
-    async def run() -> str:
+    async def talk() -> str:
         return await (await greeted(serve(lab, EndpointConfig(profile)))).send("QUIT")
 
     year = profile.removeprefix("exchange")
-    assert asyncio.run(run()) == f"+OK Microsoft Exchange Server {year} POP3 server signing off."
+    assert run(talk()) == f"+OK Microsoft Exchange Server {year} POP3 server signing off."
 
 
 def test_tls10_is_accepted_only_when_configured(lab) -> None:
@@ -213,9 +232,9 @@ def test_tls10_is_accepted_only_when_configured(lab) -> None:
         client = await greeted(endpoint, legacy_client(ssl.TLSVersion.TLSv1))
         return client.writer.get_extra_info("ssl_object").version()
 
-    assert asyncio.run(version(legacy)) == "TLSv1"
+    assert run(version(legacy)) == "TLSv1"
     with pytest.raises(ssl.SSLError):
-        asyncio.run(version(modern))
+        run(version(modern))
 
 
 def test_it_serves_200_loopback_addresses_on_one_port() -> None:
@@ -230,16 +249,16 @@ def test_it_serves_200_loopback_addresses_on_one_port() -> None:
 
     with LabThread(fleet, pop3_port=port) as lab:
         assert {e.pop3_port for e in lab.endpoints.values()} == {port}
-        assert asyncio.run(greet_all()) == [EX] * 200
+        assert run(greet_all()) == [EX] * 200
 
 
 def test_dovecot_like_refuses_user_with_its_own_reason(lab) -> None:
-    async def run() -> tuple[list[str], str]:
+    async def talk() -> tuple[list[str], str]:
         client = await Client.connect(*_pop3(serve(lab, EndpointConfig("dovecot_like"))))
         assert await client.line() == "+OK Dovecot ready."
         return await client.capa(), await client.send("USER nobody-x7")
 
-    capa, reply = asyncio.run(run())
+    capa, reply = run(talk())
     assert "USER" not in capa and "STLS" in capa and "SASL" in capa
     assert reply.endswith(
         "Plaintext authentication disallowed on non-secure (SSL/TLS) connections."
@@ -249,45 +268,45 @@ def test_dovecot_like_refuses_user_with_its_own_reason(lab) -> None:
 def test_lenient_generic_says_ok_to_user_but_refuses_pass(lab) -> None:
     config = EndpointConfig("generic", generic_accepts_user_rejects_pass=True)
 
-    async def run() -> list[str]:
+    async def talk() -> list[str]:
         client = await Client.connect(*_pop3(serve(lab, config)))
         await client.line()
         return [*(await client.capa()), await client.send("USER x"), await client.send("PASS y")]
 
-    replies = asyncio.run(run())
+    replies = run(talk())
     assert "USER" not in replies[:-2] and replies[-2] == "+OK" and replies[-1].startswith("-ERR")
 
 
 def test_idle_connection_is_closed_after_the_timeout(lab) -> None:
-    async def run() -> bool:
+    async def talk() -> bool:
         return await (await greeted(serve(lab, exchange(idle_timeout=0.2)))).at_eof()
 
-    assert asyncio.run(run())
+    assert run(talk())
 
 
 def test_hostile_reset_mid_handshake_resets_the_tls_client(lab) -> None:
     endpoint = serve(lab, HostileConfig("reset_mid_handshake"))
     with pytest.raises(ConnectionResetError):
-        asyncio.run(Client.connect(endpoint.address, endpoint.pop3s_port, trusting()))
+        run(Client.connect(endpoint.address, endpoint.pop3s_port, trusting()))
 
 
 def test_hostile_stls_refused_advertises_stls_then_refuses_it(lab) -> None:
-    async def run() -> tuple[list[str], str]:
+    async def talk() -> tuple[list[str], str]:
         client = await greeted(serve(lab, HostileConfig("stls_refused")))
         return await client.capa(), await client.send("STLS")
 
-    capa, reply = asyncio.run(run())
+    capa, reply = run(talk())
     assert "STLS" in capa and reply.startswith("-ERR")
 
 
 def test_hostile_endless_line_never_sends_a_newline(lab) -> None:
     endpoint = serve(lab, HostileConfig("endless_line", interval=0.1))
 
-    async def run() -> bytes:
+    async def talk() -> bytes:
         client = await Client.connect(*_pop3(endpoint))
         return await asyncio.wait_for(client.reader.readexactly(20_000), TIMEOUT)
 
-    data = asyncio.run(run())
+    data = run(talk())
     assert data.startswith(b"+OK ") and b"\n" not in data
 
 
