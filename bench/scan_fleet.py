@@ -93,7 +93,9 @@ def main() -> None:
     print(f"throughput:           {len(reports) / elapsed:.1f} endpoints/s (target >= 50)")
     print(f"scanner peak memory:  {scanner_mb:.0f} MB (target < 300)")
     print(f"emulator peak memory: {emulator_mb:.0f} MB")
-    print(f"compliant true/false/unknown: {verdicts['True']}/{verdicts['False']}/{verdicts['None']}")
+    print(
+        f"compliant true/false/unknown: {verdicts['True']}/{verdicts['False']}/{verdicts['None']}"
+    )
     print(f"checks in error:      {sum(errors.values())} {dict(errors) if errors else ''}")
 
 

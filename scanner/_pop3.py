@@ -122,7 +122,8 @@ async def probe_stls(session: AddressSession) -> StlsFacts:
     notes: dict[str, str] = {}
     try:
         return await session.converse(
-            session.target.pop3_port, lambda connection: _stls_conversation(session, connection, notes)
+            session.target.pop3_port,
+            lambda connection: _stls_conversation(session, connection, notes),
         )
     except ScanError as exc:
         return StlsFacts(outcome=exc.outcome, error=str(exc), reply=notes.get("reply"))  # type: ignore[arg-type]

@@ -75,9 +75,7 @@ class AddressSession:
         async def nothing_more(connection: Pop3Connection) -> bool:
             return True
 
-        return await _version_outcome(
-            self.converse(port, nothing_more, tls=probe_context(version))
-        )
+        return await _version_outcome(self.converse(port, nothing_more, tls=probe_context(version)))
 
     async def stls_accepts(self, port: int, version: str) -> bool | None:
         """Does an STLS upgrade pinned to `version` succeed on the cleartext port?"""

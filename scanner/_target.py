@@ -77,8 +77,8 @@ class Settings:
 
     `timeout` bounds each connection as a whole, reads included, so a server that trickles
     bytes is cut off like one that is silent. `concurrency` is how many targets are scanned at
-    once (all addresses of a target together); `connections_per_address` caps parallel connections to one address, because mail
-    servers throttle clients that open many at once.
+    once (all addresses of a target together); `connections_per_address` caps parallel
+    connections to one address, because mail servers throttle clients that open many at once.
     """
 
     timeout: float = 10.0

@@ -1,6 +1,6 @@
 """TLS client contexts for probing, and the facts of one TLS session.
 
-The contexts accept any certificate: the chain is validated separately (scanner._certs) so a
+The contexts accept any certificate: the chain is validated separately (scanner._trust) so a
 bad certificate becomes a finding instead of a failed connection. They also offer protocol
 versions OpenSSL 3 refuses at its default security level, because a server that still accepts
 TLS 1.0 must really be detected, not hidden by our own client.

@@ -148,7 +148,9 @@ class Pop3Connection:
                 return lines
             total += len(line)
             if total > MAX_MULTILINE:
-                raise ProtocolError(self.step, f"multi-line reply longer than {MAX_MULTILINE} bytes")
+                raise ProtocolError(
+                    self.step, f"multi-line reply longer than {MAX_MULTILINE} bytes"
+                )
             lines.append(line)
 
     async def command(self, command: str, step: str | None = None) -> Reply:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator
 
 import dns.resolver
@@ -13,7 +12,10 @@ from pop3lab.config import EndpointConfig
 from pop3lab.lab import AnyConfig, BoundEndpoint, LabThread
 from scanner import Policy, ScanReport, Settings, Target
 from scanner._probe import scan
-from tests.dnsserver import DnsServer
+from tests.dnsserver import DnsServer, dns_server  # noqa: F401  (dns_server: a fixture)
+
+# Fixtures of the real Dovecot (from Debian, started per configuration).
+pytest_plugins = ["tests.dovecot"]
 
 SERVICE_NAME = "mail.example.test"
 # Each emulated server gets its own loopback address from this range, so tests never share one.
@@ -63,9 +65,9 @@ def lab() -> Iterator[LabThread]:
 class Emulated:
     """Start emulated servers in the shared lab and scan them."""
 
-    def __init__(self, lab: LabThread, dns_server: DnsServer) -> None:
+    def __init__(self, lab: LabThread, lab_dns: DnsServer) -> None:
         self.lab = lab
-        self.dns_server = dns_server
+        self.dns_server = lab_dns
 
     def start(self, config: AnyConfig, *, pop3_port: int = 0, pop3s_port: int = 0) -> BoundEndpoint:
         address = next_address()

@@ -22,15 +22,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pop3lab.certs import INTERMEDIATE_CN, KINDS, make_cert, root_ca_pem, write_cert
-from scanner._certs import (
-    TrustVerdict,
-    chain_from_ssl_object,
-    days_left,
-    name_matches,
-    parse_certificate,
-    verify_chain,
-)
+from scanner._certs import chain_from_ssl_object, days_left, name_matches, parse_certificate
 from scanner._facts import CertificateFacts
+from scanner._trust import TrustVerdict, verify_chain
 
 ROOT = root_ca_pem().decode()
 

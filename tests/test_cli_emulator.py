@@ -20,7 +20,12 @@ def ca_file(tmp_path):
 
 
 def run_cli(emulated, endpoints, ca_file, *extra):
-    ports = ["--pop3-port", str(endpoints[0].pop3_port), "--pop3s-port", str(endpoints[0].pop3s_port)]
+    ports = [
+        "--pop3-port",
+        str(endpoints[0].pop3_port),
+        "--pop3s-port",
+        str(endpoints[0].pop3s_port),
+    ]
     command = [
         sys.executable, "-m", "scanner", *(e.address for e in endpoints), "--name", SERVICE_NAME,
         *ports, "--ca-file", ca_file, "--resolver", emulated.dns_server.address, "--timeout", "2",

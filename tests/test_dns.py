@@ -6,7 +6,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -20,12 +20,7 @@ from scanner._dns import (
 from scanner._errors import DnsError
 from scanner._facts import SrvRecord
 from scanner._target import Settings, Target
-
-if TYPE_CHECKING:  # imported by pytest_plugins at run time, so pytest can load it as a plugin
-    from tests.dnsserver import DnsServer
-
-# The dns_server fixture, until it moves to tests/conftest.py.
-pytest_plugins = ["tests.dnsserver"]
+from tests.dnsserver import DnsServer
 
 T = TypeVar("T")
 NAME = "mail.example.test"

@@ -1,0 +1,57 @@
+"""What the check modules share: the verdict type, what a per-address check may read, and the
+helpers that merge the verdicts of several TLS entry points into one sentence."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from scanner._facts import EndpointFacts, Status, TlsFacts, worst_status
+from scanner._target import Policy, Target
+
+Verdict = tuple[Status, str]
+
+VERSION_LABEL = {
+    "SSLv3": "SSLv3",
+    "TLSv1": "TLS 1.0",
+    "TLSv1.1": "TLS 1.1",
+    "TLSv1.2": "TLS 1.2",
+    "TLSv1.3": "TLS 1.3",
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every per-address check may read besides the endpoint's own facts."""
+
+    target: Target
+    policy: Policy
+    now: datetime
+
+
+def join_and(items: Iterable[str]) -> str:
+    """Join labels for a sentence: 'a', 'a and b', 'a, b and c'."""
+    words = list(items)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def tls_sessions(endpoint: EndpointFacts) -> list[tuple[str, TlsFacts]]:
+    """The TLS sessions we saw on this address, labelled by how we reached them."""
+    sessions = []
+    if endpoint.pop3s.tls is not None:
+        sessions.append((str(endpoint.pop3s.port), endpoint.pop3s.tls))
+    stls = endpoint.pop3.stls
+    if stls is not None and stls.tls is not None:
+        sessions.append((f"{endpoint.pop3.port} after STLS", stls.tls))
+    return sessions
+
+
+def combine(parts: list[tuple[str, Verdict]]) -> Verdict:
+    """Merge per-entry-point verdicts: worst status, texts of the worst ones, grouped by text."""
+    status = worst_status([verdict[0] for _, verdict in parts])
+    groups: dict[str, list[str]] = {}
+    for label, (part_status, text) in parts:
+        if part_status == status:
+            groups.setdefault(text, []).append(label)
+    return status, "; ".join(f"{text} on {join_and(labels)}" for text, labels in groups.items())
