@@ -15,13 +15,13 @@ import collections
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pop3lab.certs import root_ca_pem  # noqa: E402
 from scanner import Policy, Settings, Target  # noqa: E402
 from scanner._probe import scan  # noqa: E402
 from tests.dnsserver import DnsServer  # noqa: E402
@@ -31,10 +31,10 @@ POP3_PORT, POP3S_PORT = 11110, 19950
 SERVICE_NAME = "mail.example.test"
 
 
-def start_emulator(count: int) -> subprocess.Popen[str]:
+def start_emulator(count: int, ca_out: Path) -> subprocess.Popen[str]:
     command = [
         sys.executable, "-m", "pop3lab", "--mixed", "--count", str(count), "--base", BASE,
-        "--pop3-port", str(POP3_PORT), "--pop3s-port", str(POP3S_PORT),
+        "--pop3-port", str(POP3_PORT), "--pop3s-port", str(POP3S_PORT), "--ca-out", str(ca_out),
     ]  # fmt: skip
     emulator = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert emulator.stdout is not None
@@ -66,13 +66,14 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=10.0)
     args = parser.parse_args()
 
-    emulator = start_emulator(args.count)
+    ca_file = Path(tempfile.mkdtemp()) / "lab-root.pem"
+    emulator = start_emulator(args.count, ca_file)
     dns_server = DnsServer({SERVICE_NAME: {"A": ["127.0.0.1"]}}).start()
     try:
         settings = Settings(
             timeout=args.timeout, resolver=dns_server.address, concurrency=args.concurrency
         )
-        policy = Policy(ca_bundle_pem=root_ca_pem().decode(), use_system_trust=False)
+        policy = Policy(ca_bundle_pem=ca_file.read_text(), use_system_trust=False)
         started = time.perf_counter()
         reports = scan(targets(args.count), settings, policy)
         elapsed = time.perf_counter() - started

@@ -4,6 +4,7 @@ Examples:
     python -m pop3lab --count 1000 --base 127.1.0.1 --mixed --pop3-port 11110 --pop3s-port 19950
     python -m pop3lab --count 1 --base 127.0.0.2 --profile exchange2010 --login-type PlainTextLogin
     python -m pop3lab --hostile --base 127.2.0.1 --manifest hostile.json
+    python -m pop3lab --count 10 --mixed --ca-out lab-root.pem  (then: scanner --ca-file)
 
 It prints one summary line, then `ready` once every listener is bound (scripts wait for it),
 and serves until Ctrl-C or SIGTERM. Ports 110/995 work too, but need root.
@@ -19,7 +20,7 @@ import signal
 import sys
 from pathlib import Path
 
-from pop3lab.certs import KINDS
+from pop3lab.certs import KINDS, root_ca_pem
 from pop3lab.config import LOGIN_TYPES, PROFILES, EndpointConfig
 from pop3lab.fleet import describe, hostile_fleet, mixed_fleet, uniform_fleet
 from pop3lab.lab import BoundEndpoint, EndpointSpec, Lab
@@ -43,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tls-min", default="TLSv1.2")
     parser.add_argument("--tls-max", default="TLSv1.3")
     parser.add_argument("--manifest", type=Path, help="write a JSON list of endpoints here")
+    parser.add_argument(
+        "--ca-out", type=Path, help="write the test root CA here (for the scanner's --ca-file)"
+    )
     parser.add_argument("--verbose", action="store_true", help="print every endpoint")
     return parser.parse_args(argv)
 
@@ -75,6 +79,9 @@ def raise_file_limit(needed: int) -> None:
 def report(bound: dict[str, BoundEndpoint], args: argparse.Namespace) -> None:
     """Say what is being served: a summary, optionally every endpoint, optionally a manifest."""
     entries = [describe(endpoint) for endpoint in bound.values()]
+    if args.ca_out:
+        # The test PKI is made afresh in each process, so clients need this process's root.
+        args.ca_out.write_bytes(root_ca_pem())
     if args.manifest:
         args.manifest.write_text(json.dumps(entries, indent=1) + "\n")
     if args.verbose:

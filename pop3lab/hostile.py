@@ -59,6 +59,15 @@ def handler(config: HostileConfig) -> Handler:
     return handle
 
 
+def _noise() -> bytes:
+    """CHUNK random bytes whose first byte (0xFF) is no TLS record type.
+
+    Pure randomness would sometimes look like a TLS record header announcing a long record,
+    and the client would wait for the rest instead of failing: tests want the failure.
+    """
+    return b"\xff" + os.urandom(CHUNK - 1)
+
+
 async def _until_eof(reader: asyncio.StreamReader) -> None:
     """Swallow whatever the client sends until it hangs up."""
     while await reader.read(4096):
@@ -114,9 +123,9 @@ async def garbage(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
 ) -> None:
     """Random binary instead of a greeting, and more of it for every line the client sends."""
-    await _send(writer, os.urandom(CHUNK))
+    await _send(writer, _noise())
     while await reader.read(4096):
-        await _send(writer, os.urandom(CHUNK))
+        await _send(writer, _noise())
 
 
 async def close_after_banner(
@@ -155,9 +164,12 @@ async def stls_refused(
 async def stls_garbage(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
 ) -> None:
-    """STLS is accepted, then random bytes arrive instead of a ServerHello."""
+    """STLS is accepted, then random bytes answer the ClientHello instead of a ServerHello."""
     if await _mini_pop3(reader, writer, b"+OK Begin TLS negotiation.\r\n"):
-        await _send(writer, os.urandom(CHUNK))
+        # Wait for the ClientHello: noise sent earlier could share a segment with the +OK
+        # and be swallowed by the client's line reader, hanging it instead of failing it.
+        if await reader.read(4096):
+            await _send(writer, _noise())
         await _until_eof(reader)
 
 

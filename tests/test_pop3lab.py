@@ -14,6 +14,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pytest
 
+from pop3lab._session import Action
 from pop3lab.certs import make_cert
 from pop3lab.config import EndpointConfig
 from pop3lab.fleet import addresses, mixed_fleet
@@ -59,7 +60,8 @@ class Client:
 
     async def starttls(self, context: ssl.SSLContext) -> None:
         assert await self.send("STLS") == "+OK Begin TLS negotiation."
-        await self.writer.start_tls(context, server_hostname="mail.example.test")
+        upgrade = self.writer.start_tls(context, server_hostname="mail.example.test")
+        await asyncio.wait_for(upgrade, TIMEOUT)
 
     async def at_eof(self) -> bool:
         return await asyncio.wait_for(self.reader.read(1), TIMEOUT) == b""
@@ -93,8 +95,8 @@ def legacy_client(version: ssl.TLSVersion) -> ssl.SSLContext:
     return context
 
 
-def exchange(login_type: str = "SecureLogin", **kwargs: object) -> EndpointConfig:
-    return EndpointConfig("exchange2016", login_type, **kwargs)  # type: ignore[arg-type]
+def exchange(login_type: str = "SecureLogin", **kwargs: Any) -> EndpointConfig:
+    return EndpointConfig("exchange2016", login_type, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +173,15 @@ def test_exchange_hangs_up_on_the_third_rejected_command(lab) -> None:
 
     invalid = "-ERR Command is not valid in this state."
     assert run(talk()) == [invalid, invalid, "-ERR Connection is closed. 21", True]
+
+
+def test_exchange_third_unknown_command_is_a_closing_protocol_error() -> None:
+    session = make_session(exchange())
+    replies = [session.handle(b"HELO x") for _ in range(3)]
+    assert [r.lines[0] for r in replies] == ["-ERR Protocol error."] * 2 + [
+        "-ERR Protocol error. 20"
+    ]
+    assert replies[-1].action is Action.CLOSE
 
 
 def test_exchange_refuses_capa_between_user_and_pass(lab) -> None:
@@ -310,6 +321,51 @@ def test_hostile_endless_line_never_sends_a_newline(lab) -> None:
     assert data.startswith(b"+OK ") and b"\n" not in data
 
 
+def test_hostile_close_after_banner_greets_then_hangs_up(lab) -> None:
+    async def talk() -> bool:
+        return await (await greeted(serve(lab, HostileConfig("close_after_banner")))).at_eof()
+
+    assert run(talk())
+
+
+@pytest.mark.parametrize("behaviour", ["non_tls_on_tls_port", "garbage"])
+def test_hostile_plaintext_on_the_tls_port_fails_the_handshake(lab, behaviour) -> None:
+    endpoint = serve(lab, HostileConfig(behaviour))
+    with pytest.raises(ssl.SSLError):
+        run(Client.connect(endpoint.address, endpoint.pop3s_port, trusting()))
+
+
+def test_hostile_stls_garbage_accepts_stls_then_breaks_the_handshake(lab) -> None:
+    async def talk() -> None:
+        await (await greeted(serve(lab, HostileConfig("stls_garbage")))).starttls(trusting())
+
+    with pytest.raises(ssl.SSLError):
+        run(talk())
+
+
+def test_hostile_no_banner_stays_silent(lab) -> None:
+    async def talk() -> bytes:
+        client = await Client.connect(*_pop3(serve(lab, HostileConfig("no_banner"))))
+        return await asyncio.wait_for(client.reader.read(1), 0.3)
+
+    with pytest.raises(TimeoutError):
+        run(talk())
+
+
+def test_a_disabled_listener_reports_no_port(lab) -> None:
+    endpoint = serve(lab, exchange(pop3=False))
+    assert endpoint.pop3_port is None and endpoint.pop3s_port is not None
+
+
+def test_config_normalises_tls_version_names_and_rejects_unknown_profiles() -> None:
+    assert exchange(tls_versions=("TLSv1", "1.1")).tls_versions == (
+        ssl.TLSVersion.TLSv1,
+        ssl.TLSVersion.TLSv1_1,
+    )
+    with pytest.raises(ValueError, match="profile"):
+        EndpointConfig("exchange2007")
+
+
 def test_session_replies_never_exceed_512_bytes() -> None:
     session = make_session(exchange(banner="x" * 600))
     assert len(session.greeting().encode()) == 512
@@ -323,7 +379,8 @@ def test_cli_serves_a_mixed_fleet_and_writes_a_manifest(tmp_path) -> None:
         [sys.executable, "-m", "pop3lab", *args], stdout=subprocess.PIPE, text=True
     ) as proc:
         try:
-            while (line := proc.stdout.readline()) and line.strip() != "ready":  # type: ignore[union-attr]
+            assert proc.stdout is not None
+            while (line := proc.stdout.readline()) and line.strip() != "ready":
                 pass
             entries = json.loads(manifest.read_text())
         finally:
