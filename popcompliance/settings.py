@@ -25,6 +25,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "popcompliance.inventory",
+    "popcompliance.compliance",
 ]
 
 MIDDLEWARE = [
@@ -55,12 +57,15 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'popcompliance.sqlite3'}",
-        conn_max_age=60,
-    )
-}
+DATABASE_URL = env_str("DATABASE_URL")
+if not DATABASE_URL:
+    # The embedded default: SQLite under var/, created on first use.
+    VAR_DIR.mkdir(exist_ok=True)
+    DATABASE_URL = f"sqlite:///{VAR_DIR / 'popcompliance.sqlite3'}"
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Workers and the web server write at once; wait for the lock instead of failing.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -84,4 +89,47 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "popcompliance@localhost")
 POPC_DNS_RESOLVER = env_str("POPC_DNS_RESOLVER") or None
 POPC_CA_FILE = env_str("POPC_CA_FILE") or None
 PORT = env_int("PORT", 8000)
+
+# Celery. With REDIS_URL unset, an embedded broker (kombu's filesystem transport under var/)
+# lets `make run` work with no extra service; production sets REDIS_URL.
 REDIS_URL = env_str("REDIS_URL") or None
+BROKER_DIR = VAR_DIR / "broker"
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # How long a task taken by a worker that died stays invisible before another worker
+        # gets it (acks_late); it must outlast the longest scan.
+        "visibility_timeout": env_int("POPC_VISIBILITY_TIMEOUT", 600),
+    }
+else:
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+    }
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+# A scan is idempotent, so a task may run twice; it must never be lost.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("POPC_TASK_SOFT_TIME_LIMIT", 240)
+CELERY_TASK_TIME_LIMIT = env_int("POPC_TASK_TIME_LIMIT", 300)
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_TIMEZONE = "UTC"
+
+# Scanning and history.
+POPC_SCAN_TIMEOUT = env_int("POPC_SCAN_TIMEOUT", 10)
+# How long after a suspected regression the confirming re-probe runs.
+POPC_CONFIRMATION_DELAY = env_int("POPC_CONFIRMATION_DELAY", 60)
+# Raw scan facts are kept this many days (the latest run of each server is always kept).
+POPC_SCAN_RUN_RETENTION_DAYS = env_int("POPC_SCAN_RUN_RETENTION_DAYS", 30)
+# Changes (the compliance history) are kept this many days.
+POPC_CHANGE_RETENTION_DAYS = env_int("POPC_CHANGE_RETENTION_DAYS", 730)
+# How many due servers one dispatcher run claims at most.
+POPC_DISPATCH_BATCH = env_int("POPC_DISPATCH_BATCH", 5000)

@@ -5,6 +5,7 @@ Plain values in, frozen dataclasses out: build a `Target`, `Settings` and `Polic
 """
 
 from scanner._errors import ScanError
+from scanner._evaluate import ADDRESS_CHECK_IDS, CHECK_IDS, TARGET_CHECK_IDS
 from scanner._facts import (
     CertificateFacts,
     CheckResult,
@@ -19,9 +20,15 @@ from scanner._facts import (
     compliance,
     worst_status,
 )
-from scanner._target import Policy, Settings, Target
+from scanner._probe import scan, scan_async
+from scanner._report import report_to_dict
+from scanner._target import TLS_VERSIONS, Policy, Settings, Target
 
 __all__ = [
+    "ADDRESS_CHECK_IDS",
+    "CHECK_IDS",
+    "TARGET_CHECK_IDS",
+    "TLS_VERSIONS",
     "CertificateFacts",
     "CheckResult",
     "DnsFacts",
@@ -37,5 +44,8 @@ __all__ = [
     "Target",
     "TlsFacts",
     "compliance",
+    "report_to_dict",
+    "scan",
+    "scan_async",
     "worst_status",
 ]

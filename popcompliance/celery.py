@@ -1,0 +1,20 @@
+"""The Celery application: configured from Django settings (CELERY_*), tasks discovered in
+the apps. Workers: `celery -A popcompliance worker`; the scheduler: `celery -A popcompliance beat`."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "popcompliance.settings")
+
+app = Celery("popcompliance", task_cls="celery.contrib.django.task:DjangoTask")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+# The beat schedule, in one place. The dispatcher is cheap when nothing is due, so it runs every
+# minute: a server's scan starts at most a minute late.
+app.conf.beat_schedule = {
+    "dispatch-due-scans": {"task": "compliance.dispatch_due_scans", "schedule": 60.0},
+    "snapshot-fleet": {"task": "compliance.snapshot_fleet", "schedule": 3600.0},
+    "prune": {"task": "compliance.prune", "schedule": 86400.0},
+}

@@ -1,0 +1,1 @@
+"""Compliance: scans, per-check state, the history of changes, certificates and snapshots."""

@@ -1,0 +1,94 @@
+"""Every leaf certificate seen across the fleet, and where it is served."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
+
+import scanner
+from popcompliance.compliance.models import Certificate, CertificateSighting
+from popcompliance.inventory.models import Server
+
+# "Last seen" times are refreshed at most this often, so unchanged rescans write nothing.
+SEEN_GRAIN = timedelta(hours=1)
+
+
+def served_leaves(
+    endpoints: Iterable[scanner.EndpointFacts],
+) -> Iterator[tuple[str, int, scanner.CertificateFacts]]:
+    """(address, port, leaf) for every TLS entry point that served a certificate."""
+    for endpoint in endpoints:
+        stls = endpoint.pop3.stls
+        for port, tls in (
+            (endpoint.pop3s.port, endpoint.pop3s.tls),
+            (endpoint.pop3.port, stls.tls if stls else None),
+        ):
+            if tls is not None and tls.leaf is not None:
+                yield endpoint.address, port, tls.leaf
+
+
+def remember_certificates(
+    server: Server, endpoints: Iterable[scanner.EndpointFacts], now: datetime
+) -> None:
+    """Upsert the certificates a scan saw and their sightings on this server."""
+    served = list(served_leaves(endpoints))
+    if not served:
+        return
+    certificates = _certificates_by_fingerprint([leaf for _, _, leaf in served], now)
+    sightings = {
+        (s.certificate_id, s.address, s.port): s
+        for s in CertificateSighting.objects.filter(server=server)
+    }
+    stale = []
+    for address, port, leaf in served:
+        certificate = certificates[leaf.fingerprint_sha256]
+        sighting = sightings.get((certificate.pk, address, port))
+        if sighting is None:
+            CertificateSighting.objects.create(
+                certificate=certificate,
+                server=server,
+                address=address,
+                port=port,
+                first_seen_at=now,
+                last_seen_at=now,
+            )
+        elif now - sighting.last_seen_at >= SEEN_GRAIN:
+            stale.append(sighting.pk)
+    if stale:
+        CertificateSighting.objects.filter(pk__in=stale).update(last_seen_at=now)
+        Certificate.objects.filter(sightings__pk__in=stale).update(last_seen_at=now)
+
+
+def _certificates_by_fingerprint(
+    leaves: list[scanner.CertificateFacts], now: datetime
+) -> dict[str, Certificate]:
+    fingerprints = {leaf.fingerprint_sha256 for leaf in leaves}
+    known = {
+        c.fingerprint_sha256: c
+        for c in Certificate.objects.filter(fingerprint_sha256__in=fingerprints)
+    }
+    for leaf in leaves:
+        if leaf.fingerprint_sha256 not in known:
+            known[leaf.fingerprint_sha256], _ = Certificate.objects.get_or_create(
+                fingerprint_sha256=leaf.fingerprint_sha256, defaults=_fields(leaf, now)
+            )
+    return known
+
+
+def _fields(leaf: scanner.CertificateFacts, now: datetime) -> dict[str, object]:
+    return {
+        "subject": leaf.subject,
+        "issuer": leaf.issuer,
+        "common_name": leaf.common_name or "",
+        "dns_names": list(leaf.dns_names),
+        "serial": leaf.serial,
+        "not_before": leaf.not_before,
+        "not_after": leaf.not_after,
+        "key_type": leaf.key_type,
+        "key_bits": leaf.key_bits,
+        "signature_hash": leaf.signature_hash or "",
+        "self_signed": leaf.self_signed,
+        "pem": leaf.pem,
+        "first_seen_at": now,
+        "last_seen_at": now,
+    }

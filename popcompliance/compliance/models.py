@@ -1,0 +1,288 @@
+"""What the scans found, kept so that storage grows with changes, not with scans.
+
+- CheckState: the current settled status per server × address × check (updated in place).
+- Change: one row per real status change; the compliance history and the alert outbox.
+- ScanRun: each scan with its raw facts, kept for POPC_SCAN_RUN_RETENTION_DAYS.
+- Certificate / CertificateSighting: every leaf certificate seen, and where it is served.
+- ServerAddress: the addresses a server's name resolved to, and what each looks like.
+- FleetSnapshot: daily counts for trend charts. Heartbeat: when beat and workers last ran.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import models
+from django.urls import reverse
+
+from popcompliance.inventory.models import Server
+
+
+class CheckStatus(models.TextChoices):
+    PASS = "pass", "Pass"
+    WARN = "warn", "Warn"
+    FAIL = "fail", "Fail"
+    ERROR = "error", "Error"
+    SKIP = "skip", "Skip"
+
+
+CHECK_COLOURS = {"pass": "green", "warn": "amber", "fail": "red", "error": "purple", "skip": "grey"}
+# How bad a status is, for telling a regression from a recovery. `error` is not on this scale:
+# it means "could not determine" and follows its own rule (N consecutive runs).
+SEVERITY = {"skip": 0, "pass": 0, "warn": 1, "fail": 2}
+
+
+def is_regression(previous: str, status: str) -> bool:
+    """pass→warn, pass→fail, warn→fail (skip counts as pass)."""
+    if previous not in SEVERITY or status not in SEVERITY:
+        return False
+    return SEVERITY[status] > SEVERITY[previous]
+
+
+class ServerAddress(models.Model):
+    """One address a server resolved to, with the product seen there."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="addresses")
+    address = models.CharField(max_length=45)
+    product = models.CharField(max_length=100, blank=True)
+    login_type = models.CharField(max_length=40, blank=True)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["server", "address"]
+        constraints = [
+            models.UniqueConstraint(fields=["server", "address"], name="unique_server_address")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server} {self.address}"
+
+    def get_absolute_url(self) -> str:
+        return self.server.get_absolute_url()
+
+
+class CheckState(models.Model):
+    """The settled status of one check on one address of a server ("" = about the name).
+
+    A suspected regression or a run of errors is not settled yet: it is held as a candidate
+    (`candidate_status`, counted in `candidate_count`) until it is confirmed, so one lost
+    packet never reaches anybody's inbox.
+    """
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="check_states")
+    address = models.CharField(max_length=45, blank=True)
+    check_id = models.CharField(max_length=40)
+    status = models.CharField(max_length=10, choices=CheckStatus.choices)
+    summary = models.TextField()
+    remediation = models.TextField(blank=True)
+    since = models.DateTimeField()
+    candidate_status = models.CharField(max_length=10, choices=CheckStatus.choices, blank=True)
+    candidate_count = models.PositiveSmallIntegerField(default=0)
+    candidate_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["server", "address", "check_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["server", "address", "check_id"], name="unique_check_state"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server} {self.address or '*'} {self.check_id}: {self.status}"
+
+    def get_absolute_url(self) -> str:
+        return self.server.get_absolute_url()
+
+    @property
+    def status_colour(self) -> str:
+        return CHECK_COLOURS[self.status]
+
+    @property
+    def confirming(self) -> bool:
+        """A regression or error was seen and awaits confirmation."""
+        return bool(self.candidate_status)
+
+    def hold(self, status: str, now: datetime) -> None:
+        """Count one more observation of an unconfirmed status."""
+        if self.candidate_status == status:
+            self.candidate_count += 1
+        else:
+            self.candidate_status, self.candidate_count, self.candidate_since = status, 1, now
+
+    def settle(self, status: str, now: datetime) -> None:
+        self.status, self.since = status, now
+        self.clear_candidate()
+
+    def clear_candidate(self) -> None:
+        self.candidate_status, self.candidate_count, self.candidate_since = "", 0, None
+
+
+class ScanPurpose(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    MANUAL = "manual", "Manual"
+    CONFIRMATION = "confirmation", "Confirmation"
+
+
+class ScanRun(models.Model):
+    """One scan of one server with its raw facts (the scanner's JSON report).
+
+    Kept for POPC_SCAN_RUN_RETENTION_DAYS; the latest run of each server is always kept.
+    `error` is set when the scan itself crashed (a bug or a bad row), not when the server
+    misbehaved: that is in the facts.
+    """
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="scan_runs")
+    purpose = models.CharField(max_length=20, choices=ScanPurpose.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    compliant = models.BooleanField(null=True)
+    facts = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["server", "-started_at"], name="scanrun_server_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.server} at {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:compliance_scanrun_change", args=[self.pk])
+
+
+class Change(models.Model):
+    """One settled status change of one check: the history, and the outbox of alerts.
+
+    Created only by compliance.recording when a status really changes (`previous_status` ""
+    is the first observation of a check, recorded only when it is not a pass).
+    """
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="changes")
+    address = models.CharField(max_length=45, blank=True)
+    check_id = models.CharField(max_length=40)
+    previous_status = models.CharField(max_length=10, choices=CheckStatus.choices, blank=True)
+    status = models.CharField(max_length=10, choices=CheckStatus.choices)
+    summary = models.TextField()
+    remediation = models.TextField(blank=True)
+    created_at = models.DateTimeField(db_index=True)
+    scan_run = models.ForeignKey(
+        ScanRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="changes"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["server", "-created_at"], name="change_server_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.server} {self.check_id}: {self.previous_status or 'new'} → {self.status}"
+
+    def get_absolute_url(self) -> str:
+        return self.server.get_absolute_url()
+
+    @property
+    def regression(self) -> bool:
+        return is_regression(self.previous_status, self.status)
+
+
+class Certificate(models.Model):
+    """A leaf certificate seen anywhere in the fleet, by SHA-256 fingerprint."""
+
+    fingerprint_sha256 = models.CharField(max_length=64, unique=True)
+    subject = models.TextField()
+    issuer = models.TextField()
+    common_name = models.CharField(max_length=255, blank=True)
+    dns_names = models.JSONField(default=list)
+    serial = models.CharField(max_length=100)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField(db_index=True)
+    key_type = models.CharField(max_length=20)
+    key_bits = models.PositiveIntegerField()
+    signature_hash = models.CharField(max_length=20, blank=True)
+    self_signed = models.BooleanField()
+    pem = models.TextField()
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["not_after"]
+
+    def __str__(self) -> str:
+        return f"{self.common_name or self.subject} ({self.fingerprint_sha256[:16]}…)"
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:compliance_certificate_change", args=[self.pk])
+
+
+class CertificateSighting(models.Model):
+    """Where a certificate is served: server, address, port (995 or 110 after STLS)."""
+
+    certificate = models.ForeignKey(Certificate, on_delete=models.CASCADE, related_name="sightings")
+    server = models.ForeignKey(
+        Server, on_delete=models.CASCADE, related_name="certificate_sightings"
+    )
+    address = models.CharField(max_length=45)
+    port = models.PositiveIntegerField()
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["server", "address", "port"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["certificate", "server", "address", "port"], name="unique_sighting"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.certificate} on {self.server} {self.address}:{self.port}"
+
+    def get_absolute_url(self) -> str:
+        return self.certificate.get_absolute_url()
+
+
+class FleetSnapshot(models.Model):
+    """The fleet's counts on one day, for trend charts; one row per day, kept indefinitely."""
+
+    day = models.DateField(unique=True)
+    total = models.PositiveIntegerField(default=0)
+    compliant = models.PositiveIntegerField(default=0)
+    non_compliant = models.PositiveIntegerField(default=0)
+    unknown = models.PositiveIntegerField(default=0)
+    paused = models.PositiveIntegerField(default=0)
+    new = models.PositiveIntegerField(default=0)
+    failing_checks = models.JSONField(default=dict)
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"fleet on {self.day}: {self.compliant}/{self.total} compliant"
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:compliance_fleetsnapshot_change", args=[self.pk])
+
+
+class Heartbeat(models.Model):
+    """When a background process last proved it was alive ("beat", "worker@host")."""
+
+    name = models.CharField(max_length=200, unique=True)
+    last_seen_at = models.DateTimeField()
+    detail = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.last_seen_at:%Y-%m-%d %H:%M:%S}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:compliance_heartbeat_change", args=[self.pk])
+
+    @classmethod
+    def beat(cls, name: str, now: datetime, detail: str = "") -> None:
+        cls.objects.update_or_create(name=name, defaults={"last_seen_at": now, "detail": detail})

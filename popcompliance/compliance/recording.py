@@ -1,0 +1,252 @@
+"""Turn one scan report into stored state: the one path workers and `manage.py scan` share.
+
+`record_report` runs in one transaction with the server row locked, so two deliveries of the
+same task (acks_late) or a manual scan racing a scheduled one are serialised, and the second
+finds the state the first left: it writes no duplicate Change.
+
+The confirmation rules (DESIGN §1, issue 3):
+- a regression (pass→warn, pass→fail, warn→fail) is held until a second consecutive scan sees
+  it; the caller re-probes after a short delay when `needs_confirmation` is set;
+- `error` ("could not determine") settles only after the policy's N consecutive runs;
+- anything else (a recovery, error→fail, a changed summary) settles at once;
+- a check seen for the first time settles at once, with a Change only when it is not a pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+import scanner
+from popcompliance.compliance.certificates import SEEN_GRAIN, remember_certificates
+from popcompliance.compliance.models import (
+    Change,
+    CheckState,
+    ScanRun,
+    ServerAddress,
+    is_regression,
+)
+from popcompliance.inventory.models import Server, ServerStatus
+
+PASSING = ("pass", "skip")
+# A regression settles on its second consecutive sighting: the scan that saw it and the
+# confirming re-probe.
+REGRESSION_SIGHTINGS = 2
+
+
+@dataclass
+class Recorded:
+    """What storing a report did."""
+
+    scan_run: ScanRun
+    changes: list[Change] = field(default_factory=list)
+    needs_confirmation: bool = False
+
+
+@dataclass(frozen=True)
+class Observation:
+    address: str
+    check: scanner.CheckResult
+
+
+def record_report(
+    server_id: int,
+    report: scanner.ScanReport,
+    *,
+    purpose: str,
+    worker: str = "",
+    now: datetime | None = None,
+) -> Recorded:
+    """Store a scan of one server and settle what it shows. Touches only the database."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        server = Server.objects.select_for_update().select_related("policy").get(pk=server_id)
+        run = ScanRun.objects.create(
+            server=server,
+            purpose=purpose,
+            started_at=report.started_at,
+            finished_at=now,
+            duration_ms=report.duration_ms,
+            compliant=report.compliant,
+            facts=scanner.report_to_dict(report),
+            worker=worker,
+        )
+        recorded = Recorded(run)
+        states = {(s.address, s.check_id): s for s in server.check_states.all()}
+        for observation in observations(report, known_addresses(states)):
+            _observe(server, states, observation, recorded, now)
+        if report.endpoints:
+            _forget_vanished(server, states, report)
+        remember_addresses(server, report.endpoints, now)
+        remember_certificates(server, report.endpoints, now)
+        _save_server(server, settled_status(states.values()), now)
+        Change.objects.bulk_create(recorded.changes)
+    return recorded
+
+
+def known_addresses(states: dict[tuple[str, str], CheckState]) -> list[str]:
+    return sorted({address for address, _ in states if address})
+
+
+def observations(report: scanner.ScanReport, known: list[str]) -> list[Observation]:
+    """Every (address, check) the report speaks about.
+
+    When no address could be probed (the name did not resolve), the per-address verdicts are
+    `error` for the whole name; they are charged to every address we knew, so the error rule
+    counts runs there instead of inventing a new, address-less state.
+    """
+    target_checks = [c for c in report.checks if c.id in scanner.TARGET_CHECK_IDS]
+    found = [Observation("", check) for check in target_checks]
+    if report.endpoints:
+        found += [Observation(c.address or "", c) for c in report.address_checks]
+        return found
+    address_checks = [c for c in report.checks if c.id in scanner.ADDRESS_CHECK_IDS]
+    for address in known or [""]:
+        found += [Observation(address, check) for check in address_checks]
+    return found
+
+
+def _observe(
+    server: Server,
+    states: dict[tuple[str, str], CheckState],
+    observation: Observation,
+    recorded: Recorded,
+    now: datetime,
+) -> None:
+    check = observation.check
+    key = (observation.address, check.id)
+    state = states.get(key)
+    if state is None:
+        states[key] = _first_sighting(server, observation, now)
+        if check.status not in PASSING:
+            recorded.changes.append(_change(server, "", observation, recorded.scan_run, now))
+        return
+    previous, before = state.status, _stored_fields(state)
+    outcome = judge(state, check.status, server.policy.error_runs_before_unknown, now)
+    if outcome in ("same", "settled"):
+        state.summary, state.remediation = check.summary, check.remediation
+    if outcome == "settled":
+        recorded.changes.append(_change(server, previous, observation, recorded.scan_run, now))
+    if outcome == "held" and state.candidate_status != "error" and state.candidate_count == 1:
+        recorded.needs_confirmation = True
+    # An unchanged rescan writes nothing: storage and write load grow with changes only.
+    if _stored_fields(state) != before:
+        state.save()
+
+
+def _stored_fields(state: CheckState) -> tuple[object, ...]:
+    return (
+        state.status,
+        state.summary,
+        state.remediation,
+        state.candidate_status,
+        state.candidate_count,
+    )
+
+
+def judge(state: CheckState, status: str, error_runs: int, now: datetime) -> str:
+    """Apply one observation to a settled state: "same", "held" or "settled". Pure apart
+    from mutating `state`."""
+    if status == state.status:
+        state.clear_candidate()
+        return "same"
+    if status == "error":
+        state.hold(status, now)
+        return _settle_when(state, state.candidate_count >= error_runs, now)
+    if is_regression(state.status, status):
+        state.hold(status, now)
+        return _settle_when(state, state.candidate_count >= REGRESSION_SIGHTINGS, now)
+    state.settle(status, now)
+    return "settled"
+
+
+def _settle_when(state: CheckState, confirmed: bool, now: datetime) -> str:
+    if not confirmed:
+        return "held"
+    state.settle(state.candidate_status, now)
+    return "settled"
+
+
+def _first_sighting(server: Server, observation: Observation, now: datetime) -> CheckState:
+    check = observation.check
+    return CheckState.objects.create(
+        server=server,
+        address=observation.address,
+        check_id=check.id,
+        status=check.status,
+        summary=check.summary,
+        remediation=check.remediation,
+        since=now,
+    )
+
+
+def _change(
+    server: Server, previous: str, observation: Observation, run: ScanRun, now: datetime
+) -> Change:
+    check = observation.check
+    return Change(
+        server=server,
+        address=observation.address,
+        check_id=check.id,
+        previous_status=previous,
+        status=check.status,
+        summary=check.summary,
+        remediation=check.remediation,
+        created_at=now,
+        scan_run=run,
+    )
+
+
+def _forget_vanished(
+    server: Server, states: dict[tuple[str, str], CheckState], report: scanner.ScanReport
+) -> None:
+    """Drop the states of addresses the name no longer resolves to. Only called when the
+    scan found addresses: a DNS failure must not wipe what we know."""
+    current = {(o.address, o.check.id) for o in observations(report, [])}
+    vanished = [key for key in states if key not in current]
+    if vanished:
+        ids = [states.pop(key).pk for key in vanished]
+        CheckState.objects.filter(pk__in=ids).delete()
+
+
+def remember_addresses(
+    server: Server, endpoints: Iterable[scanner.EndpointFacts], now: datetime
+) -> None:
+    """Upsert the addresses probed, with the product and LoginType seen there."""
+    endpoints = list(endpoints)
+    if not endpoints:
+        return
+    existing = {a.address: a for a in server.addresses.all()}
+    for endpoint in endpoints:
+        row = existing.pop(endpoint.address, None) or ServerAddress(
+            server=server, address=endpoint.address, first_seen_at=now, last_seen_at=now
+        )
+        seen = (endpoint.product or "", endpoint.login_type or "")
+        if row.pk and (row.product, row.login_type) == seen and now - row.last_seen_at < SEEN_GRAIN:
+            continue
+        row.product, row.login_type = seen
+        row.last_seen_at = now
+        row.save()
+    ServerAddress.objects.filter(pk__in=[a.pk for a in existing.values()]).delete()
+
+
+def settled_status(states: Iterable[CheckState]) -> str:
+    """The server's status from its settled check states."""
+    statuses = {state.status for state in states}
+    if not statuses:
+        return ServerStatus.UNKNOWN
+    if "fail" in statuses:
+        return ServerStatus.NON_COMPLIANT
+    if "error" in statuses:
+        return ServerStatus.UNKNOWN
+    return ServerStatus.COMPLIANT
+
+
+def _save_server(server: Server, status: str, now: datetime) -> None:
+    server.settle_status(status, now)
+    server.last_scan_at = now
+    server.save(update_fields=["status", "status_changed_at", "last_scan_at", "updated_at"])

@@ -1,0 +1,1 @@
+"""The inventory: servers to scan, the policies they are judged by, and their tags."""

@@ -1,0 +1,23 @@
+from django.contrib import admin
+
+from popcompliance.inventory.models import Policy, Server, Tag
+
+
+@admin.register(Policy)
+class PolicyAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_default", "min_tls_version", "warn_days", "critical_days"]
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    search_fields = ["name"]
+
+
+@admin.register(Server)
+class ServerAdmin(admin.ModelAdmin):
+    list_display = ["name", "host", "site", "status", "paused", "last_scan_at", "next_scan_at"]
+    list_filter = ["status", "paused", "site", "policy", "tags"]
+    search_fields = ["name", "host", "service_name"]
+    list_select_related = ["policy"]
+    filter_horizontal = ["tags"]
+    readonly_fields = ["status", "status_changed_at", "last_scan_at", "created_at", "updated_at"]

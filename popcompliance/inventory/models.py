@@ -1,0 +1,224 @@
+"""Servers to scan and the policies that judge them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+import scanner
+
+TLS_VERSION_CHOICES = [(version, version) for version in scanner.TLS_VERSIONS]
+PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
+
+
+class Policy(models.Model):
+    """The rules a server's facts are judged by (scanner.Policy), plus how patient the pipeline
+    is before it believes bad news. Exactly one policy is the default for new servers."""
+
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    is_default = models.BooleanField(default=False)
+    warn_days = models.PositiveIntegerField(default=30)
+    critical_days = models.PositiveIntegerField(default=7)
+    min_tls_version = models.CharField(
+        max_length=10, choices=TLS_VERSION_CHOICES, default="TLSv1.2"
+    )
+    use_system_trust = models.BooleanField(
+        default=True, help_text="Trust the operating system's CA store."
+    )
+    ca_bundle_pem = models.TextField(
+        blank=True, help_text="Extra trust anchors (an enterprise CA), PEM."
+    )
+    allow_cleartext_port = models.BooleanField(
+        default=True,
+        help_text="Whether port 110 may answer at all; off means implicit TLS (995) only.",
+    )
+    error_runs_before_unknown = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1)],
+        help_text="Consecutive runs a check must fail to answer before it counts as unknown.",
+    )
+    alert_on_warn = models.BooleanField(
+        default=False, help_text="Also alert when a check goes to warn."
+    )
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "policies"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="one_default_policy"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:inventory_policy_change", args=[self.pk])
+
+    def clean(self) -> None:
+        try:
+            self.as_scanner_policy()
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+
+    def as_scanner_policy(self) -> scanner.Policy:
+        return scanner.Policy(
+            warn_days=self.warn_days,
+            critical_days=self.critical_days,
+            min_tls_version=self.min_tls_version,
+            use_system_trust=self.use_system_trust,
+            ca_bundle_pem=self.ca_bundle_pem or None,
+            allow_cleartext_port=self.allow_cleartext_port,
+        )
+
+    @classmethod
+    def default(cls) -> Policy:
+        """The default policy (seeded by a migration; recreated if someone deleted it)."""
+        policy = cls.objects.filter(is_default=True).first()
+        if policy is None:
+            policy, _ = cls.objects.get_or_create(
+                name="Secure default", defaults={"is_default": True}
+            )
+        return policy
+
+
+def default_policy_id() -> int:
+    return Policy.default().pk
+
+
+class Tag(models.Model):
+    """A free label for grouping servers (role, environment, customer)."""
+
+    name = models.CharField(max_length=50, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ServerStatus(models.TextChoices):
+    """A server's settled status. Stored on the server so lists filter and count cheaply."""
+
+    NEW = "new", "New"
+    COMPLIANT = "compliant", "Compliant"
+    NON_COMPLIANT = "non_compliant", "Non-compliant"
+    UNKNOWN = "unknown", "Unknown"
+    PAUSED = "paused", "Paused"
+
+
+STATUS_COLOURS = {
+    ServerStatus.NEW: "grey",
+    ServerStatus.COMPLIANT: "green",
+    ServerStatus.NON_COMPLIANT: "red",
+    ServerStatus.UNKNOWN: "amber",
+    ServerStatus.PAUSED: "grey",
+}
+
+
+def validate_owner_emails(value: object) -> None:
+    if not isinstance(value, list):
+        raise ValidationError("owner emails must be a list")
+    for email in value:
+        validate_email(email)
+
+
+class Server(models.Model):
+    """One POP3 service to watch: where it is, who owns it, how often to scan it.
+
+    `status` is settled: it changes only through `settle_status` after the pipeline has
+    confirmed what it saw. `next_scan_at` is when the dispatcher should next claim it.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    host = models.CharField(max_length=255, help_text="DNS name or IP address to probe.")
+    service_name = models.CharField(
+        max_length=255, blank=True, help_text="The name users connect to (default: host)."
+    )
+    pop3_port = models.PositiveIntegerField(default=110, validators=PORT_VALIDATORS)
+    pop3s_port = models.PositiveIntegerField(default=995, validators=PORT_VALIDATORS)
+    site = models.CharField(max_length=100, blank=True, db_index=True)
+    tags = models.ManyToManyField(Tag, blank=True, related_name="servers")
+    owner_emails = models.JSONField(default=list, blank=True, validators=[validate_owner_emails])
+    policy = models.ForeignKey(
+        Policy, on_delete=models.PROTECT, related_name="servers", default=default_policy_id
+    )
+    paused = models.BooleanField(default=False)
+    scan_interval = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1)], help_text="Minutes between scans."
+    )
+    next_scan_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(
+        max_length=20, choices=ServerStatus.choices, default=ServerStatus.NEW, db_index=True
+    )
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+    last_scan_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            # Read by compliance.dispatch.claim_due_servers every minute: the due, unpaused
+            # servers, soonest first.
+            models.Index(
+                fields=["next_scan_at"], condition=Q(paused=False), name="server_due_scan_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("admin:inventory_server_change", args=[self.pk])
+
+    def clean(self) -> None:
+        try:
+            self.as_target()
+        except ValueError as exc:
+            raise ValidationError({"host": str(exc)}) from exc
+
+    @property
+    def status_colour(self) -> str:
+        return STATUS_COLOURS[ServerStatus(self.status)]
+
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(minutes=self.scan_interval)
+
+    def as_target(self) -> scanner.Target:
+        return scanner.Target(
+            self.host,
+            service_name=self.service_name or None,
+            pop3_port=self.pop3_port,
+            pop3s_port=self.pop3s_port,
+        )
+
+    def settle_status(self, status: str, now: datetime) -> bool:
+        """Record a settled status; True when it changed. Paused servers stay paused."""
+        if self.paused or status == self.status:
+            return False
+        self.status, self.status_changed_at = status, now
+        return True
+
+    def pause(self, now: datetime) -> None:
+        self.paused, self.status, self.status_changed_at = True, ServerStatus.PAUSED, now
+        self.save(update_fields=["paused", "status", "status_changed_at", "updated_at"])
+
+    def resume(self, now: datetime) -> None:
+        """Unpause and scan soon; the status stays unknown until a scan settles it."""
+        self.paused, self.next_scan_at = False, now
+        self.status = ServerStatus.NEW if self.last_scan_at is None else ServerStatus.UNKNOWN
+        self.status_changed_at = now
+        self.save(
+            update_fields=["paused", "status", "status_changed_at", "next_scan_at", "updated_at"]
+        )
