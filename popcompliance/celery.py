@@ -1,5 +1,5 @@
 """The Celery application: configured from Django settings (CELERY_*), tasks discovered in
-the apps. Workers: `celery -A popcompliance worker`; the scheduler: `celery -A popcompliance beat`."""
+the apps. Workers: `celery -A popcompliance worker`; scheduler: `celery -A popcompliance beat`."""
 
 import os
 
