@@ -7,7 +7,14 @@ from collections.abc import Callable
 from datetime import datetime
 
 from scanner._certs import days_left, name_matches
-from scanner._evaluate_common import Context, Verdict, combine, join_and, tls_sessions
+from scanner._evaluate_common import (
+    Context,
+    Verdict,
+    combine,
+    join_and,
+    tls_sessions,
+    undetermined_tls,
+)
 from scanner._facts import STATUS_RANK, CertificateFacts, EndpointFacts
 from scanner._target import Policy
 from scanner._trust import verify_chain
@@ -99,6 +106,9 @@ def check_consistent(endpoints: tuple[EndpointFacts, ...]) -> Verdict:
             entry[1].append(f"{endpoint.address} {label}")
     count = sum(len(where) for _, where in served.values())
     if count < 2:
+        reasons = [r for r in map(undetermined_tls, endpoints) if r]
+        if reasons:
+            return "error", f"could not compare the certificates: {reasons[0]}"
         return "skip", "fewer than two TLS entry points served a certificate, nothing to compare"
     if len(served) == 1:
         ((only, _),) = served.values()
@@ -118,7 +128,10 @@ def _per_chain(endpoint: EndpointFacts, judge: Callable[[Chain], Verdict]) -> Ve
     """Judge every served chain of this address; skip when no certificate was served."""
     chains = _served_chains(endpoint)
     if not chains:
-        return "skip", "no certificate was served (no TLS session)"
+        reason = undetermined_tls(endpoint)
+        return (
+            ("error", reason) if reason else ("skip", "no certificate was served (no TLS session)")
+        )
     return combine([(label, judge(chain)) for label, chain in chains])
 
 

@@ -55,3 +55,29 @@ def combine(parts: list[tuple[str, Verdict]]) -> Verdict:
         if part_status == status:
             groups.setdefault(text, []).append(label)
     return status, "; ".join(f"{text} on {join_and(labels)}" for text, labels in groups.items())
+
+
+# Outcomes that leave open whether a TLS entry point works: we could not find out.
+_UNDETERMINED = ("timeout", "unreachable", "protocol_error")
+
+
+def undetermined_tls(endpoint: EndpointFacts) -> str | None:
+    """Why a TLS entry point of this address could not be judged, or None.
+
+    With no TLS session, the TLS and certificate checks have nothing to judge. That is "not
+    applicable" (skip) when the entry points answered definitively (closed, or no TLS), but
+    "could not determine" (error) when one of them timed out or broke off: otherwise a server
+    that stops answering would flip its certificate checks from pass to skip and back.
+    """
+    stls = endpoint.pop3.stls
+    for label, outcome, error in (
+        (str(endpoint.pop3s.port), endpoint.pop3s.outcome, endpoint.pop3s.error),
+        (
+            f"{endpoint.pop3.port} (STLS)",
+            stls.outcome if stls else None,
+            stls.error if stls else None,
+        ),
+    ):
+        if outcome in _UNDETERMINED:
+            return f"could not determine: port {label} did not complete ({error or outcome})"
+    return None

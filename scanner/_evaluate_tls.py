@@ -11,6 +11,7 @@ from scanner._evaluate_common import (
     combine,
     join_and,
     tls_sessions,
+    undetermined_tls,
 )
 from scanner._facts import EndpointFacts, Status, TlsFacts
 from scanner._target import TLS_VERSIONS, Policy
@@ -26,6 +27,9 @@ def check_tls_protocols(endpoint: EndpointFacts, context: Context) -> Verdict:
     """
     sessions = tls_sessions(endpoint)
     if not sessions:
+        reason = undetermined_tls(endpoint)
+        if reason:
+            return "error", reason
         return "skip", "no TLS session was established (implicit TLS or STLS) to check"
     parts = [(label, _protocol_verdict(tls, context.policy)) for label, tls in sessions]
     failed = _having("fail", parts)

@@ -83,3 +83,10 @@ def test_stls_accepted_then_garbage_fails_the_upgrade(emulated):
     check = check_of(report, "pop3.stls")
     assert check.status == "fail"
     assert "TLS" in check.summary
+
+
+def test_a_silent_server_leaves_its_certificate_checks_undetermined(emulated):
+    report = scan_hostile(emulated, "no_banner")
+    for check_id in ("tls.protocols", "cert.trusted", "cert.name", "cert.validity"):
+        assert check_of(report, check_id).status == "error", check_id
+    assert "could not determine" in check_of(report, "cert.trusted").summary
