@@ -4,6 +4,7 @@ Plain values in, frozen dataclasses out: build a `Target`, `Settings` and `Polic
 `scan(targets, settings, policy)` (or `await scan_async(...)`), read the `ScanReport`s.
 """
 
+from scanner._cli import exit_status
 from scanner._errors import ScanError
 from scanner._evaluate import ADDRESS_CHECK_IDS, CHECK_IDS, TARGET_CHECK_IDS
 from scanner._facts import (
@@ -44,6 +45,7 @@ __all__ = [
     "Target",
     "TlsFacts",
     "compliance",
+    "exit_status",
     "report_to_dict",
     "scan",
     "scan_async",

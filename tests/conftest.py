@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dns.resolver
 import pytest
@@ -106,6 +108,31 @@ class Emulated:
 @pytest.fixture
 def emulated(lab: LabThread, lab_dns: DnsServer) -> Emulated:
     return Emulated(lab, lab_dns)
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return sock.getsockname()[1]
+
+
+class Fixed:
+    """One address and port pair whose server can be swapped between scans, as an admin
+    reconfiguring the same machine would."""
+
+    def __init__(self) -> None:
+        self.address = next_address()
+        self.ports = free_port(self.address), free_port(self.address)
+
+    @contextmanager
+    def serving(self, config: AnyConfig) -> Iterator[None]:
+        with LabThread([(self.address, config)], pop3_port=self.ports[0], pop3s_port=self.ports[1]):
+            yield
+
+
+@pytest.fixture
+def fixed() -> Fixed:
+    return Fixed()
 
 
 def status_of(report: ScanReport, check_id: str) -> str:

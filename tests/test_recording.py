@@ -1,54 +1,24 @@
 """Storing scan reports: settled state, one Change per real change, confirmation rules."""
 
-import socket
-from contextlib import contextmanager
-
 import pytest
 
 from pop3lab.config import EndpointConfig
 from pop3lab.hostile import HostileConfig
-from pop3lab.lab import LabThread
 from popcompliance.compliance.models import Certificate, Change, CheckState, ScanRun
 from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import scan_servers
 from popcompliance.inventory.models import Policy, Server
-from tests.conftest import SERVICE_NAME, lab_policy, next_address
+from tests.conftest import SERVICE_NAME, lab_policy
 
 SECURE = EndpointConfig()
 PLAINTEXT = EndpointConfig(login_type="PlainTextLogin")
-
-
-def free_port(address):
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
-
-
-class Fixed:
-    """One address and port pair whose server can be swapped between scans, as an admin
-    reconfiguring the same machine would."""
-
-    def __init__(self):
-        self.address = next_address()
-        self.ports = free_port(self.address), free_port(self.address)
-
-    @contextmanager
-    def serving(self, config):
-        with LabThread([(self.address, config)], pop3_port=self.ports[0], pop3s_port=self.ports[1]):
-            yield
-
-
-@pytest.fixture
-def fixed():
-    return Fixed()
 
 
 @pytest.fixture
 def server(db, fixed, settings, lab_dns):
     settings.POPC_DNS_RESOLVER = lab_dns.address
     settings.POPC_SCAN_TIMEOUT = 3
-    values = lab_policy().__dict__ | {"ca_bundle_pem": lab_policy().ca_bundle_pem}
-    policy = Policy.objects.create(name="lab", **values)
+    policy = Policy.objects.create(name="lab", **lab_policy().__dict__)
     return Server.objects.create(
         name="mail01",
         host=fixed.address,
