@@ -36,9 +36,11 @@ format: deps
 
 bench: deps
 	$(PY) bench/scan_fleet.py
+	$(PY) bench/pipeline.py
 
+# Migrates, creates the admin account, then web + worker + beat until Ctrl-C (popcompliance/run.py).
 run: deps
-	@echo "make run arrives with the fleet pipeline (issue 3); for now: $(PY) -m scanner --help"
+	$(PY) -m popcompliance.run
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -16,8 +16,9 @@ from scanner import Policy, ScanReport, Settings, Target
 from scanner._probe import scan
 from tests.dnsserver import DnsServer, dns_server  # noqa: F401  (dns_server: a fixture)
 
-# Fixtures of the real Dovecot (from Debian, started per configuration).
-pytest_plugins = ["tests.dovecot"]
+# Fixtures of the real Dovecot (from Debian, started per configuration), and of Redis,
+# PostgreSQL and Celery processes.
+pytest_plugins = ["tests.dovecot", "tests.services"]
 
 SERVICE_NAME = "mail.example.test"
 # Each emulated server gets its own loopback address from this range, so tests never share one.

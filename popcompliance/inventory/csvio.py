@@ -1,0 +1,362 @@
+"""Servers to and from CSV: the logic behind `import_servers`, `export_servers` and any upload form.
+
+The file has a header row naming its columns, in any order, from `COLUMNS`; `name` and `host` are
+required. `tags` and `owner_email` hold several values separated by `;`, `scan_interval` is in
+minutes, and `policy` (an extension to DESIGN.md §4) names an existing policy.
+
+Rules an operator can rely on:
+- A row updates the server with the same `name`, or creates it (due for a scan at once). An
+  update changes only the listed fields: the schedule and status are kept.
+- The CSV is the truth for the columns it has: an empty cell sets the field to its default (no
+  tags, no owners, port 110/995, 60 minutes, the default policy). A column the file lacks leaves
+  that field alone on update, so a `name,host,scan_interval` file changes only intervals.
+- Each row is saved in its own transaction: a bad row is reported by its physical line number
+  (the header is line 1) and never stops the others. Blank lines are skipped.
+- A problem with the file itself (not UTF-8, no usable header, broken CSV) raises CsvFileError
+  before anything is saved.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TextIO
+
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import DatabaseError, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from popcompliance.inventory.models import Policy, Server, Tag
+
+COLUMNS = (
+    "name",
+    "host",
+    "service_name",
+    "pop3_port",
+    "pop3s_port",
+    "site",
+    "tags",
+    "owner_email",
+    "scan_interval",
+    "policy",
+)
+REQUIRED_COLUMNS = ("name", "host")
+INTEGER_COLUMNS = frozenset({"pop3_port", "pop3s_port", "scan_interval"})
+# Where a column's value goes on the model, when the names differ.
+ATTRIBUTE_OF_COLUMN = {"owner_email": "owner_emails", "policy": "policy_id"}
+COLUMN_OF_FIELD = {"owner_emails": "owner_email"}
+SEPARATOR = ";"
+# Upper limits at or above this come from the database's integer range, not from a rule worth
+# quoting to an operator ("between 1 and 2147483647").
+_DATABASE_INT_MAX = 2**31 - 1
+
+
+class CsvFileError(Exception):
+    """The file as a whole cannot be imported; nothing was saved."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    """Why the row starting on physical line `line` was not imported."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class ImportResult:
+    """Counts of what an import did, and the rows it refused."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"created {self.created}, updated {self.updated}, "
+            f"unchanged {self.unchanged}, errors {len(self.errors)}"
+        )
+
+
+class _RowInvalid(Exception):
+    """One row's problems, already worded for the operator."""
+
+
+def decode_csv(data: bytes) -> str:
+    """The text of a file's bytes (a UTF-8 byte-order mark is dropped), or CsvFileError."""
+    # The mark is removed before decoding so the error's offset counts from the file's start.
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        byte = f"0x{data[exc.start]:02x}"
+        raise CsvFileError(
+            f"line {line}: not UTF-8 text (byte {byte}); save the file as UTF-8 CSV"
+        ) from exc
+
+
+def import_csv(text_stream: TextIO) -> ImportResult:
+    """Create or update servers from CSV text. Hits the database once or more per row, each row
+    in its own transaction (a savepoint inside a caller's transaction)."""
+    records = _read_records(text_stream)
+    if not records:
+        raise CsvFileError("the file is empty: line 1 must be the header")
+    (_, header), rows = records[0], records[1:]
+    importer = _Importer(_parse_header(header))
+    for line, cells in rows:
+        importer.import_row(line, cells)
+    return importer.result
+
+
+def _read_records(text_stream: TextIO) -> list[tuple[int, list[str]]]:
+    """The non-blank records, each with the physical line it starts on. The whole file is parsed
+    before anything is saved, so a file that is not CSV text imports nothing."""
+    try:
+        text = text_stream.read()
+    except UnicodeDecodeError as exc:
+        raise CsvFileError(f"not UTF-8 text ({exc.reason}); save the file as UTF-8 CSV") from exc
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    records, start = [], 1
+    try:
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                records.append((start, cells))
+            # A quoted cell may span lines, so the next record starts after the last line read.
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise CsvFileError(f"line {reader.line_num}: not valid CSV ({exc})") from exc
+    return records
+
+
+def _parse_header(header: list[str]) -> list[str]:
+    """The header's column names, or CsvFileError naming what is wrong with them."""
+    columns = [cell.strip().lower() for cell in header]
+    unknown = [column for column in columns if column not in COLUMNS]
+    if unknown:
+        raise CsvFileError(
+            f"unknown column(s) {', '.join(map(repr, unknown))} in the header; "
+            f"the first line must name columns from: {', '.join(COLUMNS)}"
+        )
+    if twice := sorted({column for column in columns if columns.count(column) > 1}):
+        raise CsvFileError(f"column(s) {', '.join(twice)} appear more than once in the header")
+    if missing := [column for column in REQUIRED_COLUMNS if column not in columns]:
+        raise CsvFileError(f"the header lacks the required column(s) {', '.join(missing)}")
+    return columns
+
+
+class _Importer:
+    """Imports rows one at a time, remembering which names the file has already used."""
+
+    def __init__(self, columns: list[str]) -> None:
+        self.columns = columns
+        # One "now" for the whole file: every server it creates is due at the next dispatch.
+        self.now = timezone.now()
+        self.policy_ids = dict(Policy.objects.values_list("name", "pk"))
+        self.default_policy_id: int | None = None
+        self.line_of_name: dict[str, int] = {}
+        self.result = ImportResult()
+
+    def import_row(self, line: int, cells: list[str]) -> None:
+        """Import one row, counting the outcome or recording why it failed."""
+        try:
+            outcome = self._import_row(line, cells)
+        except _RowInvalid as exc:
+            self.result.errors.append(RowError(line, str(exc)))
+        except DatabaseError as exc:
+            # The row's savepoint is rolled back; the rows before and after are unaffected.
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            self.result.errors.append(RowError(line, f"the database refused the row: {reason}"))
+        else:
+            setattr(self.result, outcome, getattr(self.result, outcome) + 1)
+
+    def _import_row(self, line: int, cells: list[str]) -> str:
+        if len(cells) != len(self.columns):
+            raise _RowInvalid(
+                f"expected {len(self.columns)} cells (one per header column), found {len(cells)}"
+            )
+        if any("\x00" in cell for cell in cells):
+            # Refused before the name is looked up: PostgreSQL cannot even compare such text.
+            raise _RowInvalid("the row contains a NUL character")
+        raw = {column: cell.strip() for column, cell in zip(self.columns, cells, strict=True)}
+        self._claim_name(line, raw["name"])
+        values, tags = self._convert(raw)
+        with transaction.atomic():
+            return _save(values, tags, self.now)
+
+    def _claim_name(self, line: int, name: str) -> None:
+        """Refuse a row without a name, or with a name an earlier row of the file used."""
+        if not name:
+            raise _RowInvalid("name: required")
+        if name in self.line_of_name:
+            raise _RowInvalid(f"name {name!r} already appears on line {self.line_of_name[name]}")
+        self.line_of_name[name] = line
+
+    def _convert(self, raw: dict[str, str]) -> tuple[dict[str, Any], list[str] | None]:
+        """Model attribute values and tag names (None: no tags column) from a row's cells."""
+        values, problems = {}, []
+        for column, text in raw.items():
+            try:
+                if column == "tags":
+                    _check_tags(_split(text))
+                else:
+                    values[ATTRIBUTE_OF_COLUMN.get(column, column)] = self._value(column, text)
+            except _RowInvalid as exc:
+                problems.append(str(exc))
+        if problems:
+            raise _RowInvalid("; ".join(problems))
+        return values, (_split(raw["tags"]) if "tags" in raw else None)
+
+    def _value(self, column: str, text: str) -> Any:
+        """One cell as a model value; an empty cell means the field's default."""
+        if column == "policy":
+            return self._policy_id(text)
+        if not text:
+            return Server._meta.get_field(ATTRIBUTE_OF_COLUMN.get(column, column)).get_default()
+        if column in INTEGER_COLUMNS:
+            if not re.fullmatch(r"[+-]?[0-9]+", text):
+                raise _RowInvalid(f"{column}: must be a whole number, not {text!r}")
+            return int(text)
+        return _split(text) if column == "owner_email" else text
+
+    def _policy_id(self, name: str) -> int:
+        if not name:
+            if self.default_policy_id is None:
+                self.default_policy_id = Policy.default().pk
+            return self.default_policy_id
+        if name not in self.policy_ids:
+            raise _RowInvalid(f"policy: there is no policy named {name!r}")
+        return self.policy_ids[name]
+
+
+def _split(text: str) -> list[str]:
+    """The `;`-separated values of a cell, trimmed, without empties or repeats, in order."""
+    return list(dict.fromkeys(part.strip() for part in text.split(SEPARATOR) if part.strip()))
+
+
+def _check_tags(names: list[str]) -> None:
+    """The Tag model's field validation (length, no NUL) for each name; uniqueness is not a
+    problem here because existing tags are reused."""
+    for name in names:
+        try:
+            Tag(name=name).clean_fields()
+        except ValidationError as exc:
+            reason = " ".join(exc.message_dict["name"])
+            raise _RowInvalid(f"tags: {name!r}: {reason}") from exc
+
+
+def _save(values: dict[str, Any], tags: list[str] | None, now: datetime) -> str:
+    """Create or update the server named in `values`: 'created', 'updated' or 'unchanged'."""
+    server = Server.objects.select_for_update().filter(name=values["name"]).first()
+    if server is None:
+        server = Server(next_scan_at=now, **values)
+        _validate(server)
+        server.save()
+        server.tags.set(_tags_named(tags or []))
+        return "created"
+    changed = [
+        attribute for attribute, value in values.items() if getattr(server, attribute) != value
+    ]
+    for attribute in changed:
+        setattr(server, attribute, values[attribute])
+    _validate(server)
+    retag = tags is not None and set(tags) != {tag.name for tag in server.tags.all()}
+    if changed:
+        server.save(update_fields=[*changed, "updated_at"])
+    if retag:
+        server.tags.set(_tags_named(tags or []))
+    return "updated" if changed or retag else "unchanged"
+
+
+def _tags_named(names: list[str]) -> list[Tag]:
+    return [Tag.objects.get_or_create(name=name)[0] for name in names]
+
+
+def _validate(server: Server) -> None:
+    """The model's validation, worded for the operator. Fields are checked on their own first
+    because Server.clean() re-checks the ports through scanner.Target and would blame the host."""
+    try:
+        server.clean_fields()
+        server.full_clean()
+    except ValidationError as exc:
+        raise _RowInvalid(_explain(exc)) from exc
+
+
+def _explain(error: ValidationError) -> str:
+    """'column: reason' for each field the model refused."""
+    problems = []
+    for field_name, errors in error.error_dict.items():
+        reasons = "; ".join(dict.fromkeys(_reason(field_name, each) for each in errors))
+        if field_name == NON_FIELD_ERRORS:
+            problems.append(reasons)
+        else:
+            problems.append(f"{COLUMN_OF_FIELD.get(field_name, field_name)}: {reasons}")
+    return "; ".join(problems)
+
+
+def _reason(field_name: str, error: ValidationError) -> str:
+    value = (error.params or {}).get("value")
+    if error.code == "blank":
+        return "required"
+    if error.code in ("min_value", "max_value"):
+        return _range_reason(field_name, error.code, value)
+    if field_name == "owner_emails" and error.code == "invalid":
+        return f"{value!r} is not a valid email address"
+    return " ".join(error.messages)
+
+
+def _range_reason(field_name: str, code: str, value: object) -> str:
+    """'must be between 1 and 65535, not 70000', from the field's own validators."""
+    validators = Server._meta.get_field(field_name).validators
+    low = max((v.limit_value for v in validators if isinstance(v, MinValueValidator)), default=0)
+    high = min(
+        (v.limit_value for v in validators if isinstance(v, MaxValueValidator)),
+        default=_DATABASE_INT_MAX,
+    )
+    if high < _DATABASE_INT_MAX:
+        return f"must be between {low} and {high}, not {value}"
+    if code == "min_value":
+        return f"must be at least {low}, not {value}"
+    return f"must be at most {high}, not {value}"
+
+
+def servers_for_export() -> QuerySet[Server]:
+    """Every server, by name, with what export_csv reads fetched in three queries."""
+    return Server.objects.select_related("policy").prefetch_related("tags").order_by("name")
+
+
+def export_csv(servers: Iterable[Server], stream: TextIO) -> int:
+    """Write servers as CSV that import_csv reads back; returns how many were written."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    count = 0
+    for server in servers:
+        writer.writerow(_cells(server))
+        count += 1
+    return count
+
+
+def _cells(server: Server) -> list[object]:
+    tags = SEPARATOR.join(sorted(tag.name for tag in server.tags.all()))
+    return [
+        server.name,
+        server.host,
+        server.service_name,
+        server.pop3_port,
+        server.pop3s_port,
+        server.site,
+        tags,
+        SEPARATOR.join(server.owner_emails),
+        server.scan_interval,
+        server.policy.name,
+    ]

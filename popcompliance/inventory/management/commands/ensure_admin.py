@@ -1,0 +1,43 @@
+"""`manage.py ensure_admin`: make sure there is an account to log in with, once.
+
+The account comes from DJANGO_SUPERUSER_USERNAME / DJANGO_SUPERUSER_PASSWORD /
+DJANGO_SUPERUSER_EMAIL (Django's own names for them). Without a password, one is generated and
+printed this one time. When the user already exists nothing changes and no password is shown:
+`make run` calls this on every start.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+DEFAULT_USERNAME = "admin"
+
+
+class Command(BaseCommand):
+    help = "Create the admin account if it does not exist (see DJANGO_SUPERUSER_*)."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        username = os.environ.get("DJANGO_SUPERUSER_USERNAME") or DEFAULT_USERNAME
+        users = get_user_model().objects
+        if users.filter(username=username).exists():
+            self.stdout.write(f"Admin account {username!r} exists; its password is unchanged.")
+            return
+        given = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
+        password = given or secrets.token_urlsafe(12)
+        email = os.environ.get("DJANGO_SUPERUSER_EMAIL", "")
+        users.create_superuser(username=username, email=email, password=password)
+        if given:
+            self.stdout.write(f"Created admin account {username!r}; its password is the one set.")
+        else:
+            # The only time this password is ever shown: it is stored hashed.
+            self.stdout.write(
+                self.style.WARNING(
+                    f"Created admin account {username!r} with password {password} "
+                    "(shown once; change it after logging in)."
+                )
+            )

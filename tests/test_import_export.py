@@ -1,0 +1,348 @@
+"""Servers from and to CSV: csvio, `manage.py import_servers` and `manage.py export_servers`."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.utils import timezone
+
+from popcompliance.inventory.csvio import (
+    CsvFileError,
+    ImportResult,
+    RowError,
+    decode_csv,
+    export_csv,
+    import_csv,
+    servers_for_export,
+)
+from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = "name,host,service_name,pop3_port,pop3s_port,site,tags,owner_email,scan_interval\n"
+GOOD = "mail01,pop.example.com,mail.example.com,110,995,paris,prod;eu,a@example.com,30\n"
+
+
+def run(text: str) -> ImportResult:
+    return import_csv(io.StringIO(text))
+
+
+def names() -> list[str]:
+    return list(Server.objects.values_list("name", flat=True))
+
+
+def test_it_creates_a_server_from_a_good_row(db):
+    result = run(HEADER + GOOD)
+    server = Server.objects.get(name="mail01")
+    assert (result.created, result.errors) == (1, [])
+    assert (server.host, server.service_name, server.site) == (
+        "pop.example.com",
+        "mail.example.com",
+        "paris",
+    )
+    assert (server.pop3_port, server.pop3s_port, server.scan_interval) == (110, 995, 30)
+
+
+def test_a_new_server_is_due_for_a_scan_now(db):
+    before = timezone.now()
+    run("name,host\nmail01,pop.example.com\n")
+    assert before <= Server.objects.get().next_scan_at <= timezone.now()
+
+
+def test_only_name_and_host_are_required_and_the_rest_get_defaults(db):
+    run("host,name\npop.example.com,mail01\n")
+    server = Server.objects.get(name="mail01")
+    assert (server.pop3_port, server.pop3s_port, server.scan_interval) == (110, 995, 60)
+    assert (server.owner_emails, server.policy) == ([], Policy.default())
+
+
+def test_it_splits_tags_and_owner_emails_on_semicolons(db):
+    run("name,host,tags,owner_email\nmail01,pop.example.com, prod ;eu;;prod,a@x.org; b@x.org\n")
+    server = Server.objects.get(name="mail01")
+    assert sorted(server.tags.values_list("name", flat=True)) == ["eu", "prod"]
+    assert server.owner_emails == ["a@x.org", "b@x.org"]
+
+
+def test_it_reuses_existing_tags(db):
+    Tag.objects.create(name="prod")
+    run("name,host,tags\nmail01,h1.example.com,prod\nmail02,h2.example.com,prod\n")
+    assert Tag.objects.get(name="prod").servers.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ("bad,pop.example.com,,70000,995,,,,", "pop3_port: must be between 1 and 65535, not 70000"),
+        ("bad,pop.example.com,,110,0,,,,", "pop3s_port: must be between 1 and 65535, not 0"),
+        ("bad,pop.example.com,,abc,995,,,,", "pop3_port: must be a whole number, not 'abc'"),
+        ("bad,pop.example.com,,,,,,,0", "scan_interval: must be at least 1, not 0"),
+        ("bad,pop.example.com,,,,,,,1.5", "scan_interval: must be a whole number, not '1.5'"),
+        ("bad,pop example.com,,,,,,,", "host: not a host name or IP address: 'pop example.com'"),
+        ("bad,,,,,,,,", "host: required"),
+        (",pop.example.com,,,,,,,", "name: required"),
+        ("bad,pop.example.com,,,,,,bob@,", "owner_email: 'bob@' is not a valid email address"),
+        ("bad,pop.example.com,,,,,,,,extra", "expected 9 cells (one per header column), found 10"),
+        ("bad,pop.example.com", "expected 9 cells (one per header column), found 2"),
+        ("bad,pop.example.com,,,,,a\x00b,,", "the row contains a NUL character"),
+        (f"bad,pop.example.com,,,,,{'t' * 51},,", "tags: '" + "t" * 51 + "': Ensure this value"),
+        (f"{'n' * 201},pop.example.com,,,,,,,", "name: Ensure this value has at most 200"),
+    ],
+)
+def test_a_bad_row_is_reported_with_its_line_and_reason_and_good_rows_are_kept(db, row, reason):
+    result = run(HEADER + "good1,h1.example.com,,,,,,,\n" + row + "\ngood2,h2.example.com,,,,,,,\n")
+    assert len(result.errors) == 1
+    assert str(result.errors[0]).startswith(f"line 3: {reason}")
+    assert (result.created, names()) == (2, ["good1", "good2"])
+
+
+def test_a_rows_problems_are_reported_together(db):
+    result = run(HEADER + "bad,pop.example.com,,x,y,,,,\nworse,pop.example.com,,0,,,,,0\n")
+    assert [error.message for error in result.errors] == [
+        "pop3_port: must be a whole number, not 'x'; pop3s_port: must be a whole number, not 'y'",
+        "pop3_port: must be between 1 and 65535, not 0; scan_interval: must be at least 1, not 0",
+    ]
+
+
+def test_a_bad_port_is_not_blamed_on_the_host(db):
+    result = run(HEADER + "bad,pop.example.com,,70000,,,,,\n")
+    assert "host" not in result.errors[0].message
+
+
+def test_an_unknown_policy_is_a_row_error_and_a_known_one_is_used(db):
+    strict = Policy.objects.create(name="Strict")
+    result = run("name,host,policy\nm1,h1.example.com,Strict\nm2,h2.example.com,Nope\n")
+    assert result.errors == [RowError(3, "policy: there is no policy named 'Nope'")]
+    assert Server.objects.get(name="m1").policy == strict
+
+
+def test_a_repeated_name_is_reported_on_the_later_line(db):
+    rows = "mail01,h1.example.com\nmail02,h2.example.com\nmail01,h3.example.com\n"
+    result = run("name,host\n" + rows)
+    assert result.errors == [RowError(4, "name 'mail01' already appears on line 2")]
+    assert Server.objects.get(name="mail01").host == "h1.example.com"
+
+
+def test_reimport_updates_by_name_and_counts_the_unchanged(db):
+    run("name,host\nmail01,h1.example.com\nmail02,h2.example.com\n")
+    result = run(
+        "name,host\nmail01,new.example.com\nmail02,h2.example.com\nmail03,h3.example.com\n"
+    )
+    assert (result.created, result.updated, result.unchanged) == (1, 1, 1)
+    assert Server.objects.get(name="mail01").host == "new.example.com"
+
+
+def test_a_changed_tag_list_alone_counts_as_an_update(db):
+    run("name,host,tags\nmail01,h1.example.com,a;b\n")
+    result = run("name,host,tags\nmail01,h1.example.com,b\n")
+    assert result.updated == 1
+    assert list(Server.objects.get().tags.values_list("name", flat=True)) == ["b"]
+
+
+def test_an_update_keeps_the_schedule_and_the_status(db):
+    run("name,host\nmail01,h1.example.com\n")
+    later = timezone.now() + timedelta(hours=3)
+    Server.objects.update(next_scan_at=later, status=ServerStatus.COMPLIANT)
+    run("name,host,pop3_port\nmail01,h2.example.com,1110\n")
+    server = Server.objects.get()
+    assert (server.next_scan_at, server.status) == (later, ServerStatus.COMPLIANT)
+
+
+def test_an_empty_cell_resets_the_field_to_its_default(db):
+    run(HEADER + GOOD)
+    result = run(HEADER + "mail01,pop.example.com,,,,,,,\n")
+    server = Server.objects.get()
+    assert result.updated == 1
+    assert (server.service_name, server.pop3_port, server.scan_interval) == ("", 110, 60)
+    assert (server.owner_emails, server.tags.count()) == ([], 0)
+
+
+def test_a_column_the_file_lacks_is_left_alone_on_update(db):
+    run(HEADER + GOOD)
+    run("name,host,scan_interval\nmail01,pop.example.com,5\n")
+    server = Server.objects.get()
+    assert (server.scan_interval, server.site, server.owner_emails) == (
+        5,
+        "paris",
+        ["a@example.com"],
+    )
+    assert server.tags.count() == 2
+
+
+def test_it_reads_a_bom_crlf_and_trailing_blank_lines_and_counts_physical_lines(db):
+    text = "\ufeffname,host\r\nmail01,h1.example.com\r\n\r\nbad,\r\n\r\n\r\n"
+    result = run(text)
+    assert result.errors == [RowError(4, "host: required")]
+    assert names() == ["mail01"]
+
+
+def test_a_quoted_cell_spanning_lines_keeps_later_line_numbers_physical(db):
+    text = 'name,host,site\nmail01,h1.example.com,"two\nlines"\nbad,,\n'
+    assert run(text).errors == [RowError(4, "host: required")]
+
+
+def test_a_header_with_different_case_and_spaces_is_accepted(db):
+    assert run(" Name , HOST \nmail01,h1.example.com\n").created == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "the file is empty"),
+        ("name,site\nmail01,paris\n", "the header lacks the required column(s) host"),
+        ("mail01,h1.example.com\n", "unknown column(s) 'mail01', 'h1.example.com'"),
+        ("name,host,colour,size\nm,h,red,3\n", "unknown column(s) 'colour', 'size'"),
+        ("name,host,name\nm,h,m\n", "column(s) name appear more than once"),
+    ],
+)
+def test_an_unusable_header_imports_nothing(db, text, reason):
+    with pytest.raises(CsvFileError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        run(text)
+    assert names() == []
+
+
+def test_a_non_utf8_file_is_refused_with_the_line_of_the_bad_byte():
+    data = "name,host\nmail01,h1.example.com\nmaïl02,h2\n".encode("latin-1")
+    with pytest.raises(CsvFileError, match=r"line 3: not UTF-8 text \(byte 0xef\)"):
+        decode_csv(data)
+
+
+def test_decoding_drops_the_byte_order_mark():
+    assert decode_csv("\ufeffname,host\n".encode()) == "name,host\n"
+
+
+def write(tmp_path: Path, content: str | bytes) -> str:
+    path = tmp_path / "servers.csv"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return str(path)
+
+
+def test_the_command_prints_the_summary_and_exits_0_when_all_rows_import(db, tmp_path):
+    out = io.StringIO()
+    call_command("import_servers", write(tmp_path, HEADER + GOOD), stdout=out)
+    assert out.getvalue() == "created 1, updated 0, unchanged 0, errors 0\n"
+
+
+def test_the_command_exits_1_with_the_error_lines_and_keeps_good_rows(db, tmp_path):
+    out, err = io.StringIO(), io.StringIO()
+    path = write(tmp_path, "name,host\nmail01,h1.example.com\nmail02,\n")
+    with pytest.raises(CommandError) as raised:
+        call_command("import_servers", path, stdout=out, stderr=err)
+    assert raised.value.returncode == 1
+    assert out.getvalue() == "created 1, updated 0, unchanged 0, errors 1\n"
+    assert err.getvalue() == "line 3: host: required\n"
+    assert names() == ["mail01"]
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("name,host\nmaïl01,h1\n".encode("latin-1"), "not UTF-8 text"),
+        ("name\nmail01\n", "lacks the required column(s) host"),
+    ],
+)
+def test_the_command_exits_2_and_imports_nothing_for_an_unusable_file(
+    db, tmp_path, content, reason
+):
+    with pytest.raises(CommandError, match=r"nothing imported") as raised:
+        call_command("import_servers", write(tmp_path, content))
+    assert raised.value.returncode == 2
+    assert reason in str(raised.value)
+    assert names() == []
+
+
+def test_the_command_exits_2_for_a_missing_file(db, tmp_path):
+    with pytest.raises(CommandError, match="No such file") as raised:
+        call_command("import_servers", str(tmp_path / "absent.csv"))
+    assert raised.value.returncode == 2
+
+
+def database_url() -> str:
+    """A URL for the database this test runs on (pytest-django's test database)."""
+    settings = connection.settings_dict
+    if settings["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{settings['NAME']}"
+    host, port = settings["HOST"] or "127.0.0.1", settings["PORT"] or 5432
+    return f"postgres://{settings['USER']}@{host}:{port}/{settings['NAME']}"
+
+
+def manage(*args: str, stdin: bytes) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    env["POPC_TEST_DATABASE_URL"] = env["DATABASE_URL"] = database_url()
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        input=stdin,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_manage_py_imports_from_stdin_and_exits_1_when_a_row_fails():
+    csv_bytes = b"\xef\xbb\xbfname,host,pop3_port\r\nmail01,h1.example.com,110\r\nbad,h2,70000\r\n"
+    done = manage("import_servers", "-", stdin=csv_bytes)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == b"created 1, updated 0, unchanged 0, errors 1\n"
+    assert b"line 3: pop3_port: must be between 1 and 65535, not 70000\n" in done.stderr
+    assert names() == ["mail01"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_manage_py_exits_2_for_a_non_utf8_file():
+    done = manage("import_servers", "-", stdin="name,host\nmaïl,h\n".encode("latin-1"))
+    assert done.returncode == 2
+    assert b"line 2: not UTF-8 text" in done.stderr
+
+
+def snapshot() -> list[tuple[object, ...]]:
+    """Everything the CSV carries about each server."""
+    fields = ("name", "host", "service_name", "pop3_port", "pop3s_port", "site", "owner_emails")
+    return [
+        (*(getattr(s, f) for f in fields), s.scan_interval, s.policy.name, tag_names(s))
+        for s in servers_for_export()
+    ]
+
+
+def tag_names(server: Server) -> list[str]:
+    return sorted(tag.name for tag in server.tags.all())
+
+
+def test_export_then_import_into_an_empty_inventory_gives_identical_servers(db):
+    Policy.objects.create(name="Strict")
+    run(
+        "name,host,service_name,pop3_port,pop3s_port,site,tags,owner_email,scan_interval,policy\n"
+        'mail01,pop.example.com,mail.example.com,1110,1995,"Paris, FR",prod;eu,a@x.org;b@x.org,5,'
+        "Strict\nmail02,192.0.2.7,,,,,,,,\n"
+    )
+    before, stream = snapshot(), io.StringIO()
+    assert export_csv(servers_for_export(), stream) == 2
+    Server.objects.all().delete()
+    Tag.objects.all().delete()
+    result = run(stream.getvalue())
+    assert (result.created, result.errors, snapshot()) == (2, [], before)
+
+
+def test_the_export_command_writes_the_header_and_one_line_per_server(db, tmp_path):
+    run("name,host,tags\nmail01,h1.example.com,b;a\n")
+    out = io.StringIO()
+    call_command("export_servers", stdout=out)
+    assert out.getvalue().splitlines() == [
+        "name,host,service_name,pop3_port,pop3s_port,site,tags,owner_email,scan_interval,policy",
+        f"mail01,h1.example.com,,110,995,,a;b,,60,{Policy.default().name}",
+    ]
+
+
+def test_the_export_command_writes_a_file_that_imports_unchanged(db, tmp_path):
+    run(HEADER + GOOD)
+    path = tmp_path / "out.csv"
+    call_command("export_servers", str(path), stdout=io.StringIO())
+    assert run(path.read_text(encoding="utf-8")).unchanged == 1

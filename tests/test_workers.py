@@ -1,0 +1,135 @@
+"""Real Celery worker and beat processes against the test database, the tests' own Redis and
+the POP3 emulator: the pipeline end to end, and what happens when a worker or Redis dies."""
+
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+from django.db.models import Count, F
+from django.utils import timezone
+
+from pop3lab.config import EndpointConfig
+from pop3lab.hostile import HostileConfig
+from popcompliance.compliance.models import Change, CheckState, ScanRun
+from popcompliance.compliance.tasks import dispatch_due_scans, scan_server
+from popcompliance.inventory.models import Policy, Server
+from tests.conftest import SERVICE_NAME, lab_policy
+
+pytestmark = pytest.mark.slow
+
+SECURE = EndpointConfig()
+PLAINTEXT = EndpointConfig(login_type="PlainTextLogin")
+# A greeting trickled one byte per half second: a scan of it takes several seconds.
+SLOW = HostileConfig("slow_banner", interval=0.5)
+# Seconds a task taken by a dead worker stays invisible; Redis hands it out again after that.
+VISIBILITY = 2
+
+
+@pytest.fixture
+def policy(transactional_db):
+    return Policy.objects.create(name="lab", **lab_policy().__dict__)
+
+
+@pytest.fixture
+def add_server(emulated, policy):
+    """Start an emulated server on its own loopback address and put it in the inventory."""
+
+    def add(name, config, **fields):
+        endpoint = emulated.start(config)
+        return Server.objects.create(
+            name=name,
+            host=endpoint.address,
+            service_name=SERVICE_NAME,
+            pop3_port=endpoint.pop3_port,
+            pop3s_port=endpoint.pop3s_port,
+            policy=policy,
+            next_scan_at=timezone.now() - timedelta(seconds=1),
+            **fields,
+        )
+
+    return add
+
+
+def reloaded(server):
+    return Server.objects.get(pk=server.pk)
+
+
+def duplicated_changes():
+    """(server, address, check) that more than one Change was recorded for."""
+    rows = Change.objects.values("server", "address", "check_id").annotate(n=Count("id"))
+    return list(rows.filter(n__gt=1))
+
+
+def test_beat_and_a_worker_scan_due_servers_end_to_end(celery_processes, add_server):
+    plaintext = add_server("plaintext", PLAINTEXT)
+    secure = add_server("secure", SECURE)
+    celery_processes.worker("w1")
+    celery_processes.beat(POPC_DISPATCH_EVERY=1)
+    celery_processes.wait_until(
+        lambda: ScanRun.objects.count() == 2, 30, "beat dispatched and the worker scanned both"
+    )
+    assert reloaded(plaintext).status == "non_compliant"
+    assert reloaded(secure).status == "compliant"
+    login = CheckState.objects.get(server=plaintext, check_id="pop3.plaintext_login")
+    assert login.status == "fail"
+    assert ScanRun.objects.get(server=secure).worker.startswith("w1@")
+
+
+def test_a_scan_lost_with_a_killed_worker_is_redelivered_to_another(celery_processes, add_server):
+    server = add_server("slow", SLOW)
+    first = celery_processes.worker("w1", POPC_VISIBILITY_TIMEOUT=VISIBILITY)
+    dispatch_due_scans()
+    first.wait_for_log(r"Task compliance\.scan_server\[[^]]+\] received")
+    time.sleep(1)  # well inside the scan, which takes several seconds
+    first.kill()
+    assert not ScanRun.objects.exists()
+    time.sleep(VISIBILITY + 0.5)  # the unacknowledged task becomes visible again
+    celery_processes.worker("w2", POPC_VISIBILITY_TIMEOUT=VISIBILITY)
+    celery_processes.wait_until(ScanRun.objects.exists, 40, "the second worker scanned")
+    time.sleep(1)  # room for a wrong second delivery to show up
+    assert ScanRun.objects.get(server=server).worker.startswith("w2@")
+    assert Change.objects.filter(server=server).exists()
+    assert duplicated_changes() == []
+
+
+def test_every_due_server_is_scanned_after_redis_restarts_mid_fleet(
+    celery_processes, add_server, redis_broker
+):
+    # A few slow servers keep scans in flight while Redis is away.
+    configs = [SLOW, *[SECURE, PLAINTEXT] * 5]
+    servers = [add_server(f"mail{i:02}", configs[i % 11], scan_interval=1) for i in range(30)]
+    celery_processes.worker("w1", concurrency=2)
+    celery_processes.beat(POPC_DISPATCH_EVERY=1)
+    celery_processes.wait_until(lambda: ScanRun.objects.count() >= 3, 30, "the fleet scan began")
+    redis_broker.stop(signal.SIGKILL)  # the queue and the unacknowledged tasks are lost
+    scanned_before = ScanRun.objects.values("server").distinct().count()
+    time.sleep(2)
+    redis_broker.start()
+    restarted = timezone.now()
+    # One interval passes: every server's next slot, lost scans included, comes due.
+    Server.objects.update(next_scan_at=F("next_scan_at") - timedelta(minutes=1))
+    celery_processes.wait_until(
+        lambda: scanned_since(restarted) == len(servers), 90, "every server was scanned again"
+    )
+    assert scanned_before < len(servers)
+
+
+def scanned_since(moment):
+    return ScanRun.objects.filter(started_at__gte=moment).values("server").distinct().count()
+
+
+def test_two_deliveries_of_one_scan_record_no_duplicate_change(
+    celery_processes, add_server, redis_broker
+):
+    server = add_server("plaintext", PLAINTEXT)
+    worker = celery_processes.worker("w1", concurrency=2)
+    dispatched_at = timezone.now().isoformat()
+    for _ in range(2):  # the same message, delivered twice (acks_late after a lost ack)
+        scan_server.apply_async((server.pk,), {"dispatched_at": dispatched_at}, task_id="twice")
+    celery_processes.wait_until(
+        lambda: worker.log().count("scan_server[twice] succeeded") == 2, 30, "both deliveries ran"
+    )
+    changes = Change.objects.filter(server=server).values_list("check_id", "previous_status")
+    assert sorted(changes) == [("dns.srv", ""), ("pop3.plaintext_login", "")]
+    assert reloaded(server).status == "non_compliant"
