@@ -18,17 +18,27 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 deps: $(STAMP)
 
-# Debian packages the test suite talks to for real (Dovecot as a second POP3 server).
+# Debian packages the test suite talks to for real: Dovecot (a second POP3 server), Redis and
+# PostgreSQL (started when installed but not running, as root).
 system-deps:
 	@scripts/system-deps.sh test
 
+# Tests that store data run on PostgreSQL; the pipeline's own tests run again on SQLite, the
+# embedded default of `make run`.
+EMBEDDED_TESTS := tests/test_recording.py tests/test_schedule.py tests/test_scan_command.py \
+	tests/test_import_export.py tests/test_dispatch.py
+
 test: deps system-deps lint
 	$(PY) -m pytest
+	mkdir -p var
+	POPC_TEST_DATABASE_URL=sqlite:///var/test-embedded.sqlite3 $(PY) -m pytest -q $(EMBEDDED_TESTS)
 
 lint: deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy scanner
+	$(PY) manage.py check
+	$(PY) manage.py makemigrations --check --dry-run
 
 format: deps
 	$(VENV)/bin/ruff check --fix .
