@@ -21,4 +21,14 @@ app.conf.beat_schedule = {
     "dispatch-due-scans": {"task": "compliance.dispatch_due_scans", "schedule": DISPATCH_EVERY},
     "snapshot-fleet": {"task": "compliance.snapshot_fleet", "schedule": 3600.0},
     "prune": {"task": "compliance.prune", "schedule": 86400.0},
+    # Alerts: changes that no scan task handed over (manage.py scan, a lost task), the outbox
+    # (retries come due by the minute), reminders, certificate expiry, retention.
+    "alerts-process-changes": {"task": "alerts.process_changes", "schedule": 60.0},
+    "alerts-deliver": {"task": "alerts.deliver", "schedule": 60.0},
+    "alerts-send-reminders": {"task": "alerts.send_reminders", "schedule": 300.0},
+    "alerts-check-certificate-expiry": {
+        "task": "alerts.check_certificate_expiry",
+        "schedule": 3600.0,
+    },
+    "alerts-prune": {"task": "alerts.prune", "schedule": 86400.0},
 }

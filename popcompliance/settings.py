@@ -28,6 +28,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "popcompliance.inventory",
     "popcompliance.compliance",
+    "popcompliance.alerts",
+    "popcompliance.accounts",
+    "popcompliance.dashboard",
 ]
 
 MIDDLEWARE = [
@@ -53,10 +56,16 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "popcompliance.accounts.context_processors.role",
             ],
         },
     },
 ]
+
+# Every page needs a signed-in user (popcompliance.accounts).
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "dashboard:overview"
+LOGOUT_REDIRECT_URL = "accounts:login"
 
 DATABASE_URL = env_str("DATABASE_URL")
 if not DATABASE_URL:
@@ -86,6 +95,18 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "popcompliance@localhost")
 
+# Alerts (popcompliance.alerts). Links in emails start with SITE_URL.
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+# Who gets every alert besides each server's owners.
+POPC_ALERT_RECIPIENTS = env_list("POPC_ALERT_RECIPIENTS", [])
+# Hours between reminders of an open, unacknowledged alert (0: no reminders).
+POPC_REMINDER_HOURS = env_int("POPC_REMINDER_HOURS", 24)
+# This many scans of one server that changed a status within 24 h make it "flapping" (its
+# owners get one notice per 24 h).
+POPC_FLAP_CHANGES = env_int("POPC_FLAP_CHANGES", 4)
+# Days before a certificate expires at which to warn, once each (checked by `manage.py check`).
+POPC_EXPIRY_THRESHOLDS = env_list("POPC_EXPIRY_THRESHOLDS", ["30", "14", "7", "1"])
+
 # Scanner.
 POPC_DNS_RESOLVER = env_str("POPC_DNS_RESOLVER") or None
 POPC_CA_FILE = env_str("POPC_CA_FILE") or None
@@ -111,6 +132,9 @@ else:
         "store_processed": False,
         # Broadcast bindings (remote control); kombu's default is a folder in the current one.
         "control_folder": str(BROKER_DIR / "control"),
+        # A worker slot freed by a finished scan takes its next message at the next poll; at
+        # kombu's default of 1 s a worker managed only `concurrency` scans per second.
+        "polling_interval": 0.1,
     }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"

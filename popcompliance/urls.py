@@ -1,8 +1,13 @@
 """URL routes."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/", include("popcompliance.accounts.urls")),
+    # The dashboard: the overview at /, servers/<id>/ pages, certificates/.
+    path("", include("popcompliance.dashboard.urls")),
+    # The inventory: servers/ and policies/.
+    path("", include("popcompliance.inventory.urls")),
 ]

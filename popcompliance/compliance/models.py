@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import models
+from django.db.models import Q
 from django.urls import reverse
 
 from popcompliance.inventory.models import Server
@@ -172,10 +173,18 @@ class Change(models.Model):
     scan_run = models.ForeignKey(
         ScanRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="changes"
     )
+    # When alerts.lifecycle handled this change (null: still in the alert outbox).
+    alerted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["server", "-created_at"], name="change_server_recent")]
+        indexes = [
+            models.Index(fields=["server", "-created_at"], name="change_server_recent"),
+            # Read by alerts.lifecycle.process_pending_changes: the changes not yet alerted on.
+            models.Index(
+                fields=["server"], condition=Q(alerted_at__isnull=True), name="change_unalerted_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.server} {self.check_id}: {self.previous_status or 'new'} → {self.status}"
@@ -214,7 +223,7 @@ class Certificate(models.Model):
         return f"{self.common_name or self.subject} ({self.fingerprint_sha256[:16]}…)"
 
     def get_absolute_url(self) -> str:
-        return reverse("admin:compliance_certificate_change", args=[self.pk])
+        return reverse("dashboard:certificate", args=[self.pk])
 
 
 class CertificateSighting(models.Model):

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
 
+from popcompliance.alerts.tasks import process_changes
 from popcompliance.compliance.dispatch import claim_due_servers
 from popcompliance.compliance.models import Heartbeat, ScanPurpose, ScanRun
 from popcompliance.compliance.recording import record_report
@@ -72,6 +73,8 @@ def scan_server(
     except Exception as exc:
         _record_crash(server, purpose, worker, exc)
         raise
+    if recorded.changes:
+        process_changes.delay(server.pk)  # alerts go out now, not at the next beat
     if recorded.needs_confirmation:
         scan_server.apply_async(
             (server_id,),

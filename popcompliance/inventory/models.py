@@ -179,7 +179,7 @@ class Server(models.Model):
         return self.name
 
     def get_absolute_url(self) -> str:
-        return reverse("admin:inventory_server_change", args=[self.pk])
+        return reverse("dashboard:server", args=[self.pk])
 
     def clean(self) -> None:
         try:

@@ -1,0 +1,28 @@
+"""Sign-in, sign-out, password change (Django's views) and account management."""
+
+from django.contrib.auth import views as auth_views
+from django.urls import path, reverse_lazy
+
+from popcompliance.accounts import views
+
+app_name = "accounts"
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "password/",
+        auth_views.PasswordChangeView.as_view(
+            success_url=reverse_lazy("accounts:password_change_done")
+        ),
+        name="password_change",
+    ),
+    path(
+        "password/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
+    path("users/", views.users, name="users"),
+    path("users/add/", views.user_add, name="user_add"),
+    path("users/<int:pk>/role/", views.user_role, name="user_role"),
+]

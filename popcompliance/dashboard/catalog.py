@@ -1,0 +1,106 @@
+"""How statuses and checks are shown: labels, symbols and colours, declared once.
+
+Every status is shown as a word or a symbol beside its colour, never by colour alone: the
+symbols differ in shape so they read in greyscale and for colour-blind users.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+import scanner
+from popcompliance.compliance.models import CHECK_COLOURS
+from popcompliance.inventory.models import STATUS_COLOURS, ServerStatus
+
+# The question each check answers (DESIGN §2), for column headers and the server page.
+CHECK_TITLES = {
+    "pop3s.available": "POP3S (implicit TLS) works",
+    "pop3.plaintext_login": "No password accepted before TLS",
+    "pop3.stls": "STLS offered and works",
+    "tls.protocols": "Only TLS 1.2 or newer",
+    "cert.trusted": "Certificate chain trusted",
+    "cert.name": "Certificate covers the name",
+    "cert.validity": "Certificate valid with margin",
+    "cert.strength": "Strong key and signature",
+    "cert.consistent": "Same certificate everywhere",
+    "dns.resolves": "Name resolves",
+    "dns.srv": "RFC 6186 SRV records",
+}
+CHECK_IDS: tuple[str, ...] = scanner.CHECK_IDS
+
+# Worst first, as scanner._facts ranks them; used to pick a check's worst address.
+CHECK_RANK = {"skip": 0, "pass": 1, "warn": 2, "error": 3, "fail": 4}
+CHECK_SYMBOLS = {"pass": "✓", "warn": "!", "fail": "✗", "error": "?", "skip": "–"}
+CHECK_WORDS = {"pass": "pass", "warn": "warn", "fail": "fail", "error": "error", "skip": "skip"}
+
+SERVER_SYMBOLS = {
+    ServerStatus.NEW: "•",
+    ServerStatus.COMPLIANT: "✓",
+    ServerStatus.NON_COMPLIANT: "✗",
+    ServerStatus.UNKNOWN: "?",
+    ServerStatus.PAUSED: "‖",
+}
+# Worst first: the order "sort by status" and the overview counts use.
+SERVER_STATUS_ORDER = [
+    ServerStatus.NON_COMPLIANT,
+    ServerStatus.UNKNOWN,
+    ServerStatus.NEW,
+    ServerStatus.COMPLIANT,
+    ServerStatus.PAUSED,
+]
+
+
+@dataclass(frozen=True)
+class Badge:
+    """What a template needs to draw a status: colour class, symbol and word."""
+
+    colour: str
+    symbol: str
+    word: str
+
+
+NOT_SCANNED = Badge("none", "·", "not checked")
+
+
+def check_badge(status: str | None) -> Badge:
+    if not status or status not in CHECK_COLOURS:
+        return NOT_SCANNED
+    return Badge(CHECK_COLOURS[status], CHECK_SYMBOLS[status], CHECK_WORDS[status])
+
+
+def server_badge(status: str) -> Badge:
+    try:
+        value = ServerStatus(status)
+    except ValueError:
+        return NOT_SCANNED
+    return Badge(STATUS_COLOURS[value], SERVER_SYMBOLS[value], str(value.label))
+
+
+def worst(statuses: list[str]) -> str | None:
+    return max(statuses, key=CHECK_RANK.__getitem__, default=None)
+
+
+@functools.cache
+def cell_html(check_id: str, status: str | None, confirming: bool = False) -> SafeString:
+    """A matrix cell: the symbol shows, the word is for screen readers and the tooltip.
+
+    Built here, and cached, rather than by a template per cell: the overview's page has
+    hundreds of cells, and there are only a few dozen distinct ones."""
+    badge = check_badge(status)
+    note = " (confirming a change)" if confirming else ""
+    return format_html(
+        '<td class="cell cell-{}" title="{}: {}{}"><span aria-hidden="true">{}{}</span>'
+        '<span class="visually-hidden">{}{}</span></td>',
+        badge.colour,
+        check_id,
+        badge.word,
+        note,
+        badge.symbol,
+        "*" if confirming else "",
+        badge.word,
+        ", confirming a change" if confirming else "",
+    )

@@ -1,0 +1,111 @@
+"""The server page's data: its checks grouped by check and by address, its latest facts.
+
+`server_context` runs a fixed number of queries (pinned in tests/test_dashboard_views.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import scanner
+from popcompliance.compliance.models import (
+    CertificateSighting,
+    CheckState,
+    ScanRun,
+    ServerAddress,
+)
+from popcompliance.dashboard import facts as report
+from popcompliance.dashboard.catalog import CHECK_IDS, CHECK_RANK, CHECK_TITLES
+from popcompliance.inventory.models import Server
+
+RECENT_CHANGES = 10
+# How many scans the "what changed" pickers offer (the raw facts are pruned after 30 days).
+COMPARABLE_RUNS = 50
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    """One check of the catalog: its worst settled state and the state on each address."""
+
+    check_id: str
+    title: str
+    worst: CheckState | None
+    states: list[CheckState]
+
+    @property
+    def per_address(self) -> bool:
+        return len(self.states) > 1
+
+
+def check_rows(states: list[CheckState]) -> list[CheckRow]:
+    """Every check of the catalog in catalog order, worst first among its addresses."""
+    by_check: dict[str, list[CheckState]] = defaultdict(list)
+    for state in states:
+        by_check[state.check_id].append(state)
+    rows = []
+    for check_id in [*CHECK_IDS, *sorted(by_check.keys() - set(CHECK_IDS))]:
+        found = sorted(by_check.get(check_id, []), key=lambda s: -CHECK_RANK[s.status])
+        worst = found[0] if found else None
+        rows.append(CheckRow(check_id, CHECK_TITLES.get(check_id, ""), worst, found))
+    return rows
+
+
+@dataclass(frozen=True)
+class AddressRow:
+    """One probed address: what runs there, and its state per per-address check."""
+
+    address: str
+    known: ServerAddress | None
+    cells: list[tuple[str, CheckState | None]]
+
+
+def address_rows(states: list[CheckState], known: list[ServerAddress]) -> list[AddressRow]:
+    """Rows for every address with states, sorted, each check in catalog order."""
+    cells: dict[str, dict[str, CheckState]] = defaultdict(dict)
+    for state in states:
+        if state.address:
+            cells[state.address][state.check_id] = state
+    by_address = {row.address: row for row in known}
+    ids = scanner.ADDRESS_CHECK_IDS
+    return [
+        AddressRow(address, by_address.get(address), [(i, cells[address].get(i)) for i in ids])
+        for address in sorted(cells)
+    ]
+
+
+def server_context(server: Server, now: datetime) -> dict[str, Any]:
+    """Everything the server page shows about `server` (fetched with policy and tags)."""
+    states = list(server.check_states.all())
+    runs = list(server.scan_runs.defer("facts")[:COMPARABLE_RUNS])
+    latest = server.scan_runs.exclude(facts__isnull=True).first()
+    facts = latest.facts if latest else None
+    return {
+        "server": server,
+        "check_rows": check_rows(states),
+        "address_ids": scanner.ADDRESS_CHECK_IDS,
+        "address_rows": address_rows(states, list(server.addresses.all())),
+        "latest_run": runs[0] if runs else None,
+        "facts_run": latest,
+        "endpoints": report.endpoints(facts),
+        "chains": report.chains(facts, now),
+        "dns": (facts or {}).get("dns"),
+        "certificates": _certificates_by_fingerprint(server),
+        "runs": runs,
+        "changes": list(server.changes.all()[:RECENT_CHANGES]),
+        "now": now,
+    }
+
+
+def _certificates_by_fingerprint(server: Server) -> dict[str, int]:
+    """Certificate ids by fingerprint, to link a chain's leaf to its certificate page."""
+    sightings = CertificateSighting.objects.filter(server=server)
+    return dict(sightings.values_list("certificate__fingerprint_sha256", "certificate_id"))
+
+
+def newest_run_after(server_id: int, after: int) -> ScanRun | None:
+    """The first scan stored after run id `after` (ids grow with time), without its facts."""
+    runs = ScanRun.objects.filter(server_id=server_id, pk__gt=after).defer("facts")
+    return runs.order_by("pk").first()

@@ -1,0 +1,242 @@
+"""The read queries behind the dashboard's list pages, each a fixed number of SQL statements
+whatever the fleet's size (tests/test_dashboard_views.py pins the counts).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import (
+    Case,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Value,
+    When,
+)
+from django.utils.safestring import SafeString
+
+from popcompliance.celery import DISPATCH_EVERY
+from popcompliance.compliance.certificates import SEEN_GRAIN
+from popcompliance.compliance.models import (
+    Certificate,
+    CertificateSighting,
+    CheckState,
+    FleetSnapshot,
+    Heartbeat,
+)
+from popcompliance.dashboard.catalog import (
+    CHECK_IDS,
+    CHECK_RANK,
+    SERVER_STATUS_ORDER,
+    cell_html,
+)
+from popcompliance.inventory.models import Server
+
+# Beat dispatches every DISPATCH_EVERY seconds; three missed rounds (at least three minutes)
+# mean the scheduler is dead, not merely busy.
+BEAT_STALE_AFTER = timedelta(seconds=max(180.0, 3 * DISPATCH_EVERY))
+EXPIRING_WITHIN = timedelta(days=30)
+TREND_DAYS = 90
+
+# "Not passing": what an operator means by "servers failing cert.name".
+PROBLEM_STATUSES = ("fail", "warn", "error")
+
+
+def status_counts() -> dict[str, int]:
+    """Servers per settled status, every status present (one query)."""
+    rows = Server.objects.order_by().values_list("status").annotate(n=Count("pk"))
+    found = dict(rows)
+    return {status.value: found.get(status.value, 0) for status in SERVER_STATUS_ORDER}
+
+
+def sites() -> list[str]:
+    rows = Server.objects.exclude(site="").order_by("site").values_list("site", flat=True)
+    return list(rows.distinct())
+
+
+def _status_rank() -> Case:
+    whens = [When(status=s, then=Value(i)) for i, s in enumerate(SERVER_STATUS_ORDER)]
+    return Case(*whens, default=Value(len(whens)), output_field=IntegerField())
+
+
+SORTS: dict[str, tuple[Any, ...]] = {
+    "name": ("name",),
+    "-name": ("-name",),
+    "status": ("status_rank", "name"),
+    "site": ("site", "name"),
+    "last_scan": (F("last_scan_at").asc(nulls_first=True), "name"),
+    "-last_scan": (F("last_scan_at").desc(nulls_last=True), "name"),
+}
+
+
+def filtered_servers(filters: dict[str, str]) -> QuerySet[Server]:
+    """Servers matching the overview's filters (all optional): `q` (name or host contains),
+    `site`, `tag`, `status`, and `check` with `result` (servers whose check has that result on
+    some address; `problem` means fail, warn or error). Sorted by `sort`. Lazy: no query yet."""
+    servers = Server.objects.annotate(status_rank=_status_rank())
+    if filters.get("q"):
+        servers = servers.filter(Q(name__icontains=filters["q"]) | Q(host__icontains=filters["q"]))
+    if filters.get("site"):
+        servers = servers.filter(site=filters["site"])
+    if filters.get("tag"):
+        servers = servers.filter(tags__name=filters["tag"])
+    if filters.get("status"):
+        servers = servers.filter(status=filters["status"])
+    if filters.get("check") or filters.get("result"):
+        servers = servers.filter(Exists(_matching_states(filters)))
+    return servers.order_by(*SORTS.get(filters.get("sort") or "name", SORTS["name"]))
+
+
+def _matching_states(filters: dict[str, str]) -> QuerySet[CheckState]:
+    states = CheckState.objects.filter(server=OuterRef("pk"))
+    if filters.get("check"):
+        states = states.filter(check_id=filters["check"])
+    result = filters.get("result")
+    if result == "problem":
+        states = states.filter(status__in=PROBLEM_STATUSES)
+    elif result:
+        states = states.filter(status=result)
+    return states
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One check of one server in the matrix: its worst status over the addresses."""
+
+    check_id: str
+    status: str | None
+    confirming: bool
+
+
+@dataclass
+class MatrixRow:
+    """One server in the overview's matrix: its worst status per check, in catalog order."""
+
+    server: Server
+    cells: list[Cell] = field(default_factory=list)
+
+    @property
+    def cells_html(self) -> SafeString:
+        return SafeString(
+            "".join(cell_html(c.check_id, c.status, c.confirming) for c in self.cells)
+        )
+
+
+def matrix(servers: Iterable[Server]) -> list[MatrixRow]:
+    """Rows for a page of servers (already fetched, tags prefetched): one grouped query gives
+    each server's worst status per check over its addresses, and whether it is confirming a
+    change."""
+    servers = list(servers)
+    worst: dict[int, dict[str, tuple[str, bool]]] = defaultdict(dict)
+    for server_id, check_id, rank, confirming in _worst_states([s.pk for s in servers]):
+        worst[server_id][check_id] = (_RANK_STATUS[rank], bool(confirming))
+    rows = []
+    for server in servers:
+        found = worst.get(server.pk, {})
+        cells = []
+        for check_id in CHECK_IDS:
+            status, confirming = found.get(check_id, (None, False))
+            cells.append(Cell(check_id, status, confirming))
+        rows.append(MatrixRow(server, cells))
+    return rows
+
+
+_RANK_STATUS = {rank: status for status, rank in CHECK_RANK.items()}
+
+
+def _worst_states(server_ids: list[int]) -> QuerySet[Any]:
+    if not server_ids:
+        return CheckState.objects.none()
+    rank = Case(
+        *[When(status=s, then=Value(r)) for s, r in CHECK_RANK.items()],
+        output_field=IntegerField(),
+    )
+    pending = Case(When(~Q(candidate_status=""), then=Value(1)), default=Value(0))
+    return (
+        CheckState.objects.filter(server_id__in=server_ids)
+        .order_by()
+        .values("server_id", "check_id")
+        .annotate(rank=Max(rank), confirming=Max(pending))
+        .values_list("server_id", "check_id", "rank", "confirming")
+    )
+
+
+def trend(now: datetime) -> list[dict[str, Any]]:
+    """The daily snapshots of the last TREND_DAYS days, oldest first, for the chart."""
+    since = (now - timedelta(days=TREND_DAYS)).date()
+    rows = FleetSnapshot.objects.filter(day__gt=since).order_by("day")
+    fields = ("total", "compliant", "non_compliant", "unknown", "paused", "new")
+    return [{"day": row.day.isoformat(), **{f: getattr(row, f) for f in fields}} for row in rows]
+
+
+def served_now() -> Exists:
+    """Whether a certificate was still served at its server's latest scan. Sightings are
+    refreshed at most every SEEN_GRAIN, so one older than that before the scan is gone."""
+    return Exists(
+        CertificateSighting.objects.filter(
+            certificate=OuterRef("pk"),
+            last_seen_at__gte=F("server__last_scan_at") - SEEN_GRAIN,
+        )
+    )
+
+
+def expiring_certificates(now: datetime, limit: int = 10) -> list[Certificate]:
+    """Certificates still served that expire within EXPIRING_WITHIN (expired ones first)."""
+    return list(
+        Certificate.objects.filter(served_now(), not_after__lte=now + EXPIRING_WITHIN)
+        .annotate(servers=Count("sightings__server", distinct=True))
+        .order_by("not_after")[:limit]
+    )
+
+
+def certificates(filters: dict[str, str]) -> QuerySet[Certificate]:
+    """Every certificate seen, soonest expiry first, with where it is served (prefetched with
+    the servers). `current` keeps only those still served; `q` searches names."""
+    found = Certificate.objects.annotate(current=served_now())
+    if filters.get("current"):
+        found = found.filter(current=True)
+    if filters.get("q"):
+        text = filters["q"]
+        found = found.filter(
+            Q(common_name__icontains=text)
+            | Q(subject__icontains=text)
+            | Q(sightings__server__name__icontains=text)
+        ).distinct()
+    sightings = CertificateSighting.objects.select_related("server").order_by(
+        "server__name", "address", "port"
+    )
+    return (
+        found.defer("pem")
+        .prefetch_related(Prefetch("sightings", queryset=sightings))
+        .order_by("not_after", "pk")
+    )
+
+
+@dataclass(frozen=True)
+class Liveness:
+    """When beat and the workers last proved they were alive."""
+
+    beat: Heartbeat | None
+    beat_dead: bool
+    workers: list[Heartbeat]
+
+
+def liveness(now: datetime) -> Liveness:
+    """One query. A missing or stale beat heartbeat means nothing is being scanned on schedule;
+    workers beat only while they work, so their age is shown but not judged."""
+    rows = list(Heartbeat.objects.order_by("-last_seen_at"))
+    beat = next((row for row in rows if row.name == "beat"), None)
+    dead = beat is None or now - beat.last_seen_at > BEAT_STALE_AFTER
+    workers = [row for row in rows if row.name != "beat"][:5]
+    return Liveness(beat, dead, workers)

@@ -1,0 +1,93 @@
+"""Template tags for status badges and small display helpers: `{% load dashboard %}`."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from django import template
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.html import conditional_escape
+from django.utils.safestring import SafeString, mark_safe
+
+from popcompliance.dashboard.catalog import Badge, cell_html, check_badge, server_badge
+
+register = template.Library()
+
+
+@register.inclusion_tag("dashboard/snippets/badge.html")
+def check_status(status: str | None, confirming: bool = False) -> dict[str, Any]:
+    """A check's status as a coloured badge with its symbol and word."""
+    return {"badge": check_badge(status), "confirming": confirming}
+
+
+@register.inclusion_tag("dashboard/snippets/badge.html")
+def server_status(status: str) -> dict[str, Any]:
+    """A server's settled status as a coloured badge with its symbol and word."""
+    return {"badge": server_badge(status), "confirming": False}
+
+
+@register.simple_tag
+def matrix_cell(check_id: str, status: str | None, confirming: bool = False) -> SafeString:
+    """A matrix cell (`<td>`): the symbol shows, the word is for screen readers."""
+    return cell_html(check_id, status, bool(confirming))
+
+
+@register.simple_tag
+def badge_of(status: str) -> Badge:
+    return check_badge(status)
+
+
+@register.filter
+def remediation(text: str) -> str:
+    """Remediation text as HTML: escaped, `backticked` commands in <code>, line breaks kept.
+    Commands are what an operator copies, so they must stand out and stay whole."""
+    html = _BACKTICKED.sub(r"<code>\1</code>", str(conditional_escape(text)))
+    # Safe: everything from the text was escaped above; only <code> and <br> are ours.
+    return mark_safe(html.replace("\n", "<br>"))
+
+
+_BACKTICKED = re.compile(r"`([^`\n]+)`")
+
+
+@register.filter
+def lookup(mapping: dict[Any, Any] | None, key: Any) -> Any:
+    return (mapping or {}).get(key)
+
+
+@register.filter
+def countdown(moment: datetime | None, now: datetime | None = None) -> str:
+    """'in 12 days', 'expires today', 'expired 3 days ago': whole days, as an expiry reads."""
+    if moment is None:
+        return "unknown"
+    now = now or timezone.now()
+    if moment < now:
+        days = (now - moment).days
+        return "expired today" if days == 0 else f"expired {_days(days)} ago"
+    days = (moment - now).days
+    return "expires today" if days == 0 else f"in {_days(days)}"
+
+
+def _days(days: int) -> str:
+    return f"{days} day" if days == 1 else f"{days} days"
+
+
+@register.filter
+def expiry_colour(moment: datetime | None, now: datetime | None = None) -> str:
+    """red when expired or within 7 days, amber within 30, else green."""
+    if moment is None:
+        return "grey"
+    days = (moment - (now or timezone.now())).days
+    return "red" if days < 7 else "amber" if days < 30 else "green"
+
+
+@register.simple_tag
+def optional_url(name: str, *args: Any) -> str:
+    """The URL of a page another app may not provide yet, or "" (so navigation can leave a
+    place for it without breaking while it is missing)."""
+    try:
+        return reverse(name, args=args)
+    except NoReverseMatch:
+        return ""

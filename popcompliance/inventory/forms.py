@@ -1,0 +1,259 @@
+"""Forms behind the inventory pages: filtering the server list, editing servers and policies,
+and uploading a CSV file. Validation here words problems for the person at the keyboard; the
+models keep the rules (Server.clean checks the host as the scanner would)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from cryptography import x509
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.utils import timezone
+
+from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
+
+# People paste lists from mail clients and spreadsheets: accept both separators.
+_LIST_SEPARATORS = re.compile(r"[;,]")
+# Edits after which the last verdict no longer describes the server: it is scanned again now.
+_RESCAN_FIELDS = frozenset({"host", "service_name", "pop3_port", "pop3s_port", "policy"})
+# The CSV upload is read into memory; 10,000 servers take about 1.5 MB.
+MAX_CSV_BYTES = 10 * 1024 * 1024
+PER_PAGE_CHOICES = (25, 50, 100, 250)
+# Sort keys a visitor may ask for, mapped to the columns they order by.
+SORTS = {
+    "name": "name",
+    "host": "host",
+    "site": "site",
+    "status": "status",
+    "policy": "policy__name",
+    "interval": "scan_interval",
+}
+
+
+def split_list(text: str) -> list[str]:
+    """The `;`- or `,`-separated values of a text field, trimmed, without empties or repeats."""
+    parts = (part.strip() for part in _LIST_SEPARATORS.split(text))
+    return list(dict.fromkeys(part for part in parts if part))
+
+
+class ServerFilterForm(forms.Form):
+    """The server list's filters (netbox's filter form): every field optional; invalid values
+    are ignored by the view rather than turned into an error page."""
+
+    q = forms.CharField(required=False, label="Search")
+    site = forms.ChoiceField(required=False)
+    tag = forms.ChoiceField(required=False)
+    status = forms.ChoiceField(required=False, choices=[("", "Any"), *ServerStatus.choices])
+    policy = forms.ModelChoiceField(
+        required=False, queryset=Policy.objects.only("pk", "name"), empty_label="Any"
+    )
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[("", "Name")] + [(key, key) for key in SORTS] + [(f"-{k}", k) for k in SORTS],
+    )
+    per_page = forms.TypedChoiceField(
+        required=False,
+        coerce=int,
+        empty_value=50,
+        choices=[(n, n) for n in PER_PAGE_CHOICES],
+        label="Per page",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Offers the sites and tags in use (two queries)."""
+        super().__init__(*args, **kwargs)
+        # order_by replaces Server's default ordering by name, which would defeat distinct().
+        sites = Server.objects.exclude(site="").order_by("site").values_list("site", flat=True)
+        self.fields["site"].choices = [("", "Any"), *((s, s) for s in sites.distinct())]
+        tags = Tag.objects.values_list("name", flat=True)
+        self.fields["tag"].choices = [("", "Any"), *((t, t) for t in tags)]
+
+
+class ServerForm(forms.ModelForm):
+    """Add or edit a server. Owners and tags are typed as text; unknown tags are created."""
+
+    # Ports are range-checked here, before the model sees them: Server.clean() builds a
+    # scanner.Target, which would otherwise report a bad port as a problem with the host.
+    pop3_port = forms.IntegerField(min_value=1, max_value=65535, initial=110, label="POP3 port")
+    pop3s_port = forms.IntegerField(min_value=1, max_value=65535, initial=995, label="POP3S port")
+    scan_interval = forms.IntegerField(min_value=1, initial=60, help_text="Minutes between scans.")
+    owners = forms.CharField(
+        required=False,
+        label="Owner emails",
+        help_text="Separated by ; or , — they receive this server's alerts.",
+    )
+    tag_names = forms.CharField(
+        required=False,
+        label="Tags",
+        help_text="Separated by ; or , — new tags are created.",
+    )
+
+    class Meta:
+        model = Server
+        fields = [
+            "name",
+            "host",
+            "service_name",
+            "pop3_port",
+            "pop3s_port",
+            "site",
+            "policy",
+            "scan_interval",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["owners"].initial = "; ".join(self.instance.owner_emails)
+            self.fields["tag_names"].initial = "; ".join(
+                tag.name for tag in self.instance.tags.all()
+            )
+
+    def clean_owners(self) -> list[str]:
+        emails = split_list(self.cleaned_data["owners"])
+        bad = []
+        for email in emails:
+            try:
+                validate_email(email)
+            except ValidationError:
+                bad.append(email)
+        if bad:
+            raise ValidationError(f"Not a valid email address: {', '.join(bad)}.")
+        return emails
+
+    def clean_tag_names(self) -> list[str]:
+        names = split_list(self.cleaned_data["tag_names"])
+        for name in names:
+            try:
+                Tag(name=name).clean_fields()
+            except ValidationError as exc:
+                reason = " ".join(exc.message_dict["name"])
+                raise ValidationError(f"Tag “{name}”: {reason}") from exc
+        return names
+
+    @transaction.atomic
+    def save(self, commit: bool = True) -> Server:
+        """Save the server with its owners and tags, creating the tags it names. An edit writes
+        only the edited columns, so it never overwrites a status a worker settled meanwhile."""
+        server = super().save(commit=False)
+        server.owner_emails = self.cleaned_data["owners"]
+        if server.pk is None:
+            server.save()
+        else:
+            rescheduled = self._reschedule(server, timezone.now())
+            fields = [*self._meta.fields, "owner_emails", "updated_at", *rescheduled]
+            server.save(update_fields=fields)
+        names = self.cleaned_data["tag_names"]
+        server.tags.set([Tag.objects.get_or_create(name=name)[0] for name in names])
+        return server
+
+    def _reschedule(self, server: Server, now: datetime) -> list[str]:
+        """Bring the next scan forward when the edit makes the scheduled one stale: a new
+        address or policy is scanned now, a shorter interval takes effect from now."""
+        due = server.next_scan_at
+        if _RESCAN_FIELDS.intersection(self.changed_data):
+            due = now
+        elif "scan_interval" in self.changed_data:
+            due = min(due, now + server.interval)
+        if due == server.next_scan_at:
+            return []
+        server.next_scan_at = due
+        return ["next_scan_at"]
+
+
+class PolicyForm(forms.ModelForm):
+    """Create or edit a policy. `make_default` stands in for `is_default` so that moving the
+    default from one policy to another is one step, not a constraint violation."""
+
+    make_default = forms.BooleanField(
+        required=False, label="Default policy", help_text="Used for servers added without one."
+    )
+
+    class Meta:
+        model = Policy
+        fields = [
+            "name",
+            "description",
+            "warn_days",
+            "critical_days",
+            "min_tls_version",
+            "use_system_trust",
+            "ca_bundle_pem",
+            "allow_cleartext_port",
+            "error_runs_before_unknown",
+            "alert_on_warn",
+        ]
+        labels = {
+            "min_tls_version": "Minimum TLS version",
+            "use_system_trust": "Trust the system's CAs",
+            "ca_bundle_pem": "CA bundle (PEM)",
+            "allow_cleartext_port": "Allow port 110",
+            "error_runs_before_unknown": "Failed runs before unknown",
+        }
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 2}),
+            "ca_bundle_pem": forms.Textarea(attrs={"rows": 8, "class": "mono"}),
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["make_default"].initial = self.instance.is_default
+
+    def clean_ca_bundle_pem(self) -> str:
+        """At least one certificate that loads, so the scanner never meets an unusable bundle."""
+        text = self.cleaned_data["ca_bundle_pem"].strip()
+        if not text:
+            return ""
+        try:
+            certificates = x509.load_pem_x509_certificates(text.encode())
+        except ValueError as exc:
+            raise ValidationError(
+                f"Not a PEM certificate bundle ({exc}). Paste one or more "
+                "-----BEGIN CERTIFICATE----- blocks."
+            ) from exc
+        if not certificates:
+            raise ValidationError("The bundle holds no certificate.")
+        return text + "\n"
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.instance.is_default and not data.get("make_default"):
+            self.add_error(
+                "make_default", "There must be a default policy: make another one the default."
+            )
+        if data.get("use_system_trust") is False and not data.get("ca_bundle_pem"):
+            self.add_error(
+                "ca_bundle_pem",
+                "With the system's CAs off, add a CA bundle: otherwise no certificate is trusted.",
+            )
+        return data
+
+    @transaction.atomic
+    def save(self, commit: bool = True) -> Policy:
+        """Save the policy; when it becomes the default, the previous default stops being one."""
+        policy = super().save(commit=False)
+        if self.cleaned_data["make_default"] and not policy.is_default:
+            Policy.objects.filter(is_default=True).update(is_default=False)
+            policy.is_default = True
+        policy.save()
+        return policy
+
+
+class CsvUploadForm(forms.Form):
+    """A CSV file of servers, in the columns of popcompliance.inventory.csvio."""
+
+    file = forms.FileField(label="CSV file")
+
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_CSV_BYTES:
+            raise ValidationError(
+                f"The file is {upload.size:,} bytes; the limit is {MAX_CSV_BYTES:,}. "
+                "Split it, or use `manage.py import_servers`."
+            )
+        return upload

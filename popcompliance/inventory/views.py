@@ -1,0 +1,230 @@
+"""The inventory pages: the server list with filters, server and policy editors, CSV import and
+export. Reading needs the viewer role, changing anything the admin role; every change is a POST.
+"""
+
+from __future__ import annotations
+
+import io
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count, ProtectedError, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from popcompliance.accounts.roles import has_role, role_required
+from popcompliance.inventory import csvio
+from popcompliance.inventory.forms import (
+    SORTS,
+    CsvUploadForm,
+    PolicyForm,
+    ServerFilterForm,
+    ServerForm,
+)
+from popcompliance.inventory.models import Policy, Server
+
+# How many server names a refusal to delete a policy quotes before "and N more".
+_NAMES_QUOTED = 5
+
+
+def filtered_servers(filters: ServerFilterForm) -> QuerySet[Server]:
+    """The servers the (bound) filter form selects, sorted, with their policy and tags fetched
+    alongside: one query for the rows and one for all their tags, whatever the page size. A
+    filter whose value is invalid is left out rather than failing the page."""
+    filters.is_valid()
+    data = filters.cleaned_data
+    servers = Server.objects.select_related("policy").prefetch_related("tags")
+    if q := data.get("q", "").strip():
+        servers = servers.filter(
+            Q(name__icontains=q) | Q(host__icontains=q) | Q(service_name__icontains=q)
+        )
+    for field, lookup in (("site", "site"), ("tag", "tags__name"), ("status", "status")):
+        if data.get(field):
+            servers = servers.filter(**{lookup: data[field]})
+    if data.get("policy"):
+        servers = servers.filter(policy=data["policy"])
+    sort = data.get("sort") or "name"
+    column = ("-" if sort.startswith("-") else "") + SORTS[sort.lstrip("-")]
+    # Names are unique, so they make the order total and the pages stable.
+    return servers.order_by(column, "name")
+
+
+@role_required("viewer")
+@require_GET
+def server_list(request: HttpRequest) -> HttpResponse:
+    """The inventory: every server with its settings and status, filtered and paginated."""
+    filters = ServerFilterForm(request.GET)
+    servers = filtered_servers(filters)
+    page = Paginator(servers, filters.cleaned_data.get("per_page") or 50).get_page(
+        request.GET.get("page")
+    )
+    context = {
+        "filters": filters,
+        "page": page,
+        "can_edit": has_role(request.user, "admin"),
+        "here": request.get_full_path(),
+    }
+    return render(request, "inventory/server_list.html", context)
+
+
+@role_required("admin")
+@require_http_methods(["GET", "POST"])
+def server_add(request: HttpRequest) -> HttpResponse:
+    form = ServerForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        server = form.save()
+        messages.success(request, f"Added {server}; it will be scanned shortly.")
+        return redirect("inventory:server_list")
+    return render(request, "inventory/server_form.html", {"form": form})
+
+
+@role_required("admin")
+@require_http_methods(["GET", "POST"])
+def server_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    server = get_object_or_404(Server, pk=pk)
+    form = ServerForm(request.POST or None, instance=server)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Saved {server}.")
+        return redirect("inventory:server_list")
+    return render(request, "inventory/server_form.html", {"form": form, "server": server})
+
+
+@role_required("admin")
+@require_POST
+def server_pause(request: HttpRequest, pk: int) -> HttpResponse:
+    """Stop scanning a server; its history is kept. Pausing twice changes nothing."""
+    server = get_object_or_404(Server, pk=pk)
+    if not server.paused:
+        server.pause(timezone.now())
+    messages.success(request, f"Paused {server}: it will not be scanned until resumed.")
+    return redirect(_back(request))
+
+
+@role_required("admin")
+@require_POST
+def server_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    """Scan a paused server again, starting now."""
+    server = get_object_or_404(Server, pk=pk)
+    if server.paused:
+        server.resume(timezone.now())
+    messages.success(request, f"Resumed {server}: it will be scanned shortly.")
+    return redirect(_back(request))
+
+
+@role_required("admin")
+@require_http_methods(["GET", "POST"])
+def server_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET asks for confirmation; POST deletes the server with its whole history."""
+    server = get_object_or_404(Server, pk=pk)
+    if request.method == "POST":
+        server.delete()
+        messages.success(request, f"Deleted {server} and its history.")
+        return redirect("inventory:server_list")
+    return render(request, "inventory/server_confirm_delete.html", {"server": server})
+
+
+@role_required("admin")
+@require_http_methods(["GET", "POST"])
+def server_import(request: HttpRequest) -> HttpResponse:
+    """Upload a CSV file: good rows are saved, bad ones listed with their line and reason."""
+    form = CsvUploadForm(request.POST or None, request.FILES or None)
+    result = None
+    if request.method == "POST" and form.is_valid():
+        try:
+            text = csvio.decode_csv(form.cleaned_data["file"].read())
+            result = csvio.import_csv(io.StringIO(text, newline=""))
+        except csvio.CsvFileError as exc:
+            form.add_error("file", f"{exc}. Nothing was imported.")
+    context = {"form": form, "result": result, "columns": csvio.COLUMNS}
+    return render(request, "inventory/server_import.html", context)
+
+
+@role_required("viewer")
+@require_GET
+def server_export(request: HttpRequest) -> HttpResponse:
+    """The listed servers (all of them without filters) as CSV that the import reads back."""
+    servers = filtered_servers(ServerFilterForm(request.GET))
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    filename = f"servers-{timezone.now():%Y-%m-%d}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    csvio.export_csv(servers, response)
+    return response
+
+
+@role_required("viewer")
+@require_GET
+def policy_list(request: HttpRequest) -> HttpResponse:
+    policies = Policy.objects.annotate(server_count=Count("servers")).order_by("name")
+    context = {"policies": policies, "can_edit": has_role(request.user, "admin")}
+    return render(request, "inventory/policy_list.html", context)
+
+
+@role_required("admin")
+@require_http_methods(["GET", "POST"])
+def policy_add(request: HttpRequest) -> HttpResponse:
+    return _policy_form(request, Policy())
+
+
+@role_required("admin")
+@require_http_methods(["GET", "POST"])
+def policy_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    return _policy_form(request, get_object_or_404(Policy, pk=pk))
+
+
+def _policy_form(request: HttpRequest, policy: Policy) -> HttpResponse:
+    form = PolicyForm(request.POST or None, instance=policy)
+    if request.method == "POST" and form.is_valid():
+        saved = form.save()
+        messages.success(request, f"Saved policy {saved}.")
+        return redirect("inventory:policy_list")
+    return render(request, "inventory/policy_form.html", {"form": form, "policy": policy})
+
+
+@role_required("admin")
+@require_http_methods(["GET", "POST"])
+def policy_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET asks for confirmation, or explains why the policy must stay; POST deletes it."""
+    policy = get_object_or_404(Policy, pk=pk)
+    reason = why_policy_stays(policy)
+    if request.method == "POST" and reason is None:
+        try:
+            policy.delete()
+        except ProtectedError:
+            # A server was given this policy between the check and the delete.
+            reason = why_policy_stays(policy)
+        else:
+            messages.success(request, f"Deleted policy {policy}.")
+            return redirect("inventory:policy_list")
+    context = {"policy": policy, "reason": reason}
+    status = 409 if request.method == "POST" else 200
+    return render(request, "inventory/policy_confirm_delete.html", context, status=status)
+
+
+def why_policy_stays(policy: Policy) -> str | None:
+    """Why `policy` cannot be deleted, worded for the admin, or None when it can."""
+    if policy.is_default:
+        return "It is the default policy for new servers: make another policy the default first."
+    names = list(policy.servers.values_list("name", flat=True)[: _NAMES_QUOTED + 1])
+    if not names:
+        return None
+    count = policy.servers.count() if len(names) > _NAMES_QUOTED else len(names)
+    quoted = ", ".join(names[:_NAMES_QUOTED])
+    more = f" and {count - _NAMES_QUOTED} more" if count > _NAMES_QUOTED else ""
+    return (
+        f"It is used by {count} server{'s' if count != 1 else ''} ({quoted}{more}): "
+        "give them another policy first."
+    )
+
+
+def _back(request: HttpRequest) -> str:
+    """Where a form posted from a list page returns to: its `next` field when it is a path on
+    this site (so filters and page survive), else the server list."""
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return reverse("inventory:server_list")
