@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,7 +169,7 @@ class Worker:
         self.log = workdir / f"worker-{concurrency}.log"
         command = [sys.executable, "-m", "celery", "-A", "popcompliance", "worker", "-n",
                    f"{self.name}@%h", "--pool", "threads", "--concurrency", str(concurrency),
-                   "--loglevel", "warning", "--without-gossip", "--without-mingle",
+                   "--loglevel", "info", "--without-gossip", "--without-mingle",
                    "--without-heartbeat"]  # fmt: skip
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
@@ -269,12 +270,15 @@ def rescans(
     return passes, {name: after[name] - before[name] for name in TABLES}, peak
 
 
-def outcome_counts() -> dict[str, int]:
-    """Facts about how the scans went: crashes, confirmation re-probes, held candidates."""
+def outcome_counts(workdir: Path) -> dict[str, int]:
+    """Facts about how the scans went: retries, crashes, re-probes, held candidates."""
     from popcompliance.compliance.models import CheckState, ScanPurpose, ScanRun
     from popcompliance.inventory.models import Server
 
+    logs = "".join(log.read_text(errors="replace") for log in workdir.glob("worker-*.log"))
     return {
+        # Retries are for transient database errors, e.g. SQLite's lock outlasting its timeout.
+        "tasks retried": logs.count(" retry: "),
         "crashed scans": ScanRun.objects.exclude(error="").count(),
         "confirmation re-probes": ScanRun.objects.filter(purpose=ScanPurpose.CONFIRMATION).count(),
         "checks held unconfirmed": CheckState.objects.exclude(candidate_status="").count(),
@@ -296,6 +300,7 @@ def report(
     swept: list[Pass],
     repeated: tuple[list[Pass], dict[str, int], float],
     emulator_mb: float,
+    workdir: Path,
 ) -> None:
     """Print the figures and ratios."""
     first_pass, first_rows = first
@@ -327,7 +332,7 @@ def report(
     verdict = "none" if added["CheckState"] == added["Change"] == 0 else "SOME (unexpected)"
     print(f"  CheckState/Change rows added by unchanged rescans: {verdict}")
     print(f"worker peak memory:   {worker_mb:.0f} MB; emulator peak memory: {emulator_mb:.0f} MB")
-    for name, value in outcome_counts().items():
+    for name, value in outcome_counts(workdir).items():
         print(f"{name + ':':<26}{value}")
 
 
@@ -353,7 +358,8 @@ def main() -> None:
             best = max(swept, key=lambda p: p.rate).concurrency
             repeated = rescans(args.rescans, best, workdir)
             emulator_mb = peak_mb(emulator.pid)
-            report(storage, args.count, first, swept, repeated, emulator_mb)
+            report(storage, args.count, first, swept, repeated, emulator_mb, workdir)
+        shutil.rmtree(workdir)  # kept when something failed: the worker logs are there
     finally:
         emulator.terminate()
         emulator.wait()

@@ -64,7 +64,11 @@ def record_report(
     """Store a scan of one server and settle what it shows. Touches only the database."""
     now = now or timezone.now()
     with transaction.atomic():
-        server = Server.objects.select_for_update().select_related("policy").get(pk=server_id)
+        server = (
+            Server.objects.select_for_update(of=("self",))
+            .select_related("policy")
+            .get(pk=server_id)
+        )
         run = ScanRun.objects.create(
             server=server,
             purpose=purpose,
