@@ -9,9 +9,9 @@ children until Ctrl-C or SIGTERM:
 
 Every line a child prints is prefixed with its name. Each child runs in its own process group,
 so the terminal's Ctrl-C reaches only this supervisor, which then sends each child SIGTERM
-(the worker finishes its running scans first), reaps them all and exits 0. A second Ctrl-C, or a child still
-running after STOP_GRACE seconds, is killed. If a child dies on its own, the others are stopped
-and the supervisor exits 1, naming it.
+(the worker finishes its running scans first), reaps them all and exits 0. A second Ctrl-C, or
+a child still running after STOP_GRACE seconds, is killed. If a child dies on its own, the
+others are stopped and the supervisor exits 1, naming it.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from tests.dnsserver import DnsServer, dns_server  # noqa: F401  (dns_server: a 
 
 # Fixtures of the real Dovecot (from Debian, started per configuration), and of Redis,
 # PostgreSQL and Celery processes.
-pytest_plugins = ["tests.dovecot", "tests.services"]
+pytest_plugins = ["tests.dovecot", "tests.services", "tests.browser"]
 
 SERVICE_NAME = "mail.example.test"
 # Each emulated server gets its own loopback address from this range, so tests never share one.

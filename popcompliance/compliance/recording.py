@@ -83,6 +83,7 @@ def record_report(
         states = {(s.address, s.check_id): s for s in server.check_states.all()}
         for observation in observations(report, known_addresses(states)):
             _observe(server, states, observation, recorded, now)
+        CheckState.objects.bulk_create([s for s in states.values() if s.pk is None])
         if report.endpoints:
             _forget_vanished(server, states, report)
         remember_addresses(server, report.endpoints, now)
@@ -176,8 +177,9 @@ def _settle_when(state: CheckState, confirmed: bool, now: datetime) -> str:
 
 
 def _first_sighting(server: Server, observation: Observation, now: datetime) -> CheckState:
+    """A new state, saved with the others in one bulk insert."""
     check = observation.check
-    return CheckState.objects.create(
+    return CheckState(
         server=server,
         address=observation.address,
         check_id=check.id,
