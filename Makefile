@@ -47,6 +47,7 @@ format: deps
 bench: deps
 	$(PY) bench/scan_fleet.py
 	$(PY) bench/pipeline.py
+	$(PY) bench/dashboard.py
 
 # Migrates, creates the admin account, then web + worker + beat until Ctrl-C (popcompliance/run.py).
 run: deps

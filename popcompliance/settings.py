@@ -35,6 +35,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the web process itself (gunicorn in compose), right after security.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -86,6 +88,18 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# collectstatic fills STATIC_ROOT (the Docker image does it at build); whitenoise serves it
+# compressed. Without a collectstatic (make run, tests) it looks the files up in
+# STATICFILES_DIRS at each request instead.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = not STATIC_ROOT.is_dir()
+
+# /metrics (popcompliance.ops): readers send `Authorization: Bearer <token>`. Empty: only
+# clients on loopback may read it.
+POPC_METRICS_TOKEN = env_str("POPC_METRICS_TOKEN")
 
 # Email (alerts).
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")

@@ -5,9 +5,13 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Operations: /healthz (open) and /metrics (token), see popcompliance.ops.
+    path("", include("popcompliance.ops.urls")),
     path("accounts/", include("popcompliance.accounts.urls")),
     # The dashboard: the overview at /, servers/<id>/ pages, certificates/.
     path("", include("popcompliance.dashboard.urls")),
     # The inventory: servers/ and policies/.
     path("", include("popcompliance.inventory.urls")),
+    # The alerts: open, acknowledged and resolved; acknowledging.
+    path("alerts/", include("popcompliance.alerts.urls")),
 ]

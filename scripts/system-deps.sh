@@ -6,8 +6,9 @@ set -euo pipefail
 
 case "${1:-test}" in
   # Dovecot is a second real POP3 server; the tests start their own redis-server; PostgreSQL
-  # holds the test database on 127.0.0.1:5432.
-  test) wanted=(dovecot-pop3d redis-server postgresql) ;;
+  # holds the test database on 127.0.0.1:5432; Playwright drives Debian's Chromium
+  # (/usr/bin/chromium) in the browser tests.
+  test) wanted=(dovecot-pop3d redis-server postgresql chromium) ;;
   *) echo "usage: $0 test" >&2; exit 2 ;;
 esac
 

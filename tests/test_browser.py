@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -18,6 +19,8 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from pop3lab.config import EndpointConfig
+from popcompliance.alerts.lifecycle import process_pending_changes
+from popcompliance.alerts.models import Alert
 from popcompliance.compliance.models import FleetSnapshot, Heartbeat, ScanRun
 from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import scan_servers
@@ -39,6 +42,7 @@ FLEET = [
     ("pop-berlin", EndpointConfig(profile="dovecot_like", cert_kind="expiring_soon"), "Berlin"),
 ]
 STATUS_WORDS = re.compile(r"\b(pass|warn|fail|error|skip|not checked)\b")
+ACK_COMMENT = "Known: switched for a legacy scanner app; reverting in tonight's window."
 # Milliseconds a scan queued from the browser may take to show (the worker is already up).
 SCAN_SHOWS_WITHIN = 30_000
 
@@ -73,11 +77,12 @@ def scan_and_record(*servers: Server, purpose: str = "scheduled") -> None:
 
 @pytest.fixture
 def fleet(emulated: Any, policy: Policy) -> list[Server]:
-    """FLEET scanned once, one server never scanned, one paused, a month of daily snapshots
-    and live background processes."""
+    """FLEET scanned once and its alerts opened, one server never scanned, one paused, a month
+    of daily snapshots and live background processes."""
     servers = [add_server(n, emulated.start(c), policy, site=s) for n, c, s in FLEET]
     scan_and_record(*servers)
     now = timezone.now()
+    process_pending_changes(now)
     add_server("cas05-berlin", emulated.start(SECURE), policy, site="Berlin")
     add_server("pop-lab", emulated.start(SECURE), policy, site="Lab").pause(now)
     seed_trend(now)
@@ -237,9 +242,16 @@ CHANGING_CONTROLS = [
 def test_a_viewer_sees_no_control_that_changes_anything(
     viewer_page: Page, emulated: Any, policy: Policy
 ) -> None:
-    server = add_server("cas01-london", emulated.start(SECURE), policy)
-    pages = ["/", server.get_absolute_url(), reverse("inventory:server_list")]
-    for path in [*pages, reverse("inventory:policy_list"), reverse("dashboard:certificates")]:
+    alert = open_alert(add_server("cas01-london", emulated.start(SECURE), policy))
+    for path in [
+        "/",
+        alert.server.get_absolute_url(),
+        reverse("inventory:server_list"),
+        reverse("inventory:policy_list"),
+        reverse("dashboard:certificates"),
+        reverse("alerts:list"),
+        reverse("alerts:detail", args=[alert.pk]),
+    ]:
         viewer_page.goto(path)
         for role, name in CHANGING_CONTROLS:
             expect(viewer_page.get_by_role(role, name=name)).to_have_count(0)
@@ -254,7 +266,9 @@ def test_a_viewers_direct_posts_are_refused(
     viewer_page: Page, live_server: Any, emulated: Any, policy: Policy
 ) -> None:
     server = add_server("cas01-london", emulated.start(SECURE), policy)
+    alert = open_alert(server)
     for name, args in [
+        ("alerts:acknowledge", [alert.pk]),
         ("dashboard:scan_now", [server.pk]),
         ("inventory:server_pause", [server.pk]),
         ("inventory:server_delete", [server.pk]),
@@ -266,6 +280,18 @@ def test_a_viewers_direct_posts_are_refused(
         assert "This needs the" in response.text(), name  # the role check, not CSRF
     assert Server.objects.get(pk=server.pk).paused is False
     assert not ScanRun.objects.exists()
+    assert Alert.objects.get().acknowledged_at is None
+
+
+def open_alert(server: Server) -> Alert:
+    """An open alert on `server`, made directly: these tests are about who may act on it."""
+    return Alert.objects.create(
+        server=server,
+        check_id="pop3.plaintext_login",
+        status="fail",
+        summary="the server accepts USER before TLS",
+        opened_at=timezone.now(),
+    )
 
 
 def post_from(page: Page, url: str) -> Any:
@@ -301,6 +327,10 @@ def tab_until(page: Page, last_href: str, limit: int = 150) -> list[dict[str, An
     return stops
 
 
+def hrefs(page: Page, selector: str) -> list[str]:
+    return page.locator(selector).evaluate_all("links => links.map(a => a.getAttribute('href'))")
+
+
 def positions(stops: list[dict[str, Any]], key: str, wanted: list[str]) -> list[int]:
     """Where each wanted value of `key` first had focus."""
     found = [stop[key] for stop in stops]
@@ -314,9 +344,11 @@ def test_the_keyboard_reaches_skip_link_filters_and_matrix_in_order_with_visible
     viewer_page.goto("/")
     controls = viewer_page.locator("form.filters").locator("input, select")
     filter_ids = controls.evaluate_all("elements => elements.map(e => e.id)")
-    matrix_links = viewer_page.locator("table.matrix tbody th a")
-    links = matrix_links.evaluate_all("elements => elements.map(e => e.getAttribute('href'))")
-    assert len(filter_ids) == 7 and len(links) == len(fleet)
+    # The matrix's column headers (sort, filter by check), then each server's page.
+    headers = hrefs(viewer_page, "table.matrix thead a")
+    servers = hrefs(viewer_page, "table.matrix tbody a")
+    assert len(filter_ids) == 7 and len(servers) == len(fleet)
+    links = headers + servers
     stops = tab_until(viewer_page, links[-1])
     assert stops[0]["text"] == "Skip to content"
     at_filters, at_links = positions(stops, "id", filter_ids), positions(stops, "href", links)
@@ -396,3 +428,55 @@ def test_status_badges_and_cells_have_a_contrast_of_at_least_4_5(
     low = [m for m in measured if m["ratio"] < 4.5]
     assert not low, f"contrast below 4.5: {low}"
     screenshot(viewer_page, "overview")
+    viewer_page.evaluate("document.getElementById('matrix-heading').scrollIntoView()")
+    screenshot(viewer_page, "overview-matrix")
+
+
+# --- Alerts ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def regressed(fixed: Any, policy: Policy) -> Server:
+    """A server on the `fixed` address whose regression was confirmed and alerted: scanned
+    secure, then plaintext twice, then every pending change (the fleet's too, when a test
+    also asks for it) processed into alerts."""
+    server = add_server("cas06-rome", fixed_endpoint(fixed), policy, site="Rome")
+    steps = [(SECURE, "scheduled"), (PLAINTEXT, "scheduled"), (PLAINTEXT, "confirmation")]
+    for config, purpose in steps:
+        with fixed.serving(config):
+            scan_and_record(server, purpose=purpose)
+    process_pending_changes(timezone.now())
+    return server
+
+
+def fixed_endpoint(fixed: Any) -> Any:
+    """`fixed`'s address and ports in the shape add_server takes."""
+    pop3_port, pop3s_port = fixed.ports
+    return SimpleNamespace(address=fixed.address, pop3_port=pop3_port, pop3s_port=pop3s_port)
+
+
+def test_an_operator_acknowledges_a_regressions_alert_with_a_comment_and_an_end(
+    operator_page: Page, fleet: list[Server], regressed: Server
+) -> None:
+    alert = Alert.objects.get(server=regressed, check_id="pop3.plaintext_login")
+    until = timezone.localtime(timezone.now() + timedelta(days=2)).replace(second=0, microsecond=0)
+    operator_page.get_by_role("link", name="Alerts", exact=True).click()
+    row = operator_page.locator(f"#alert-{alert.pk}")
+    expect(row).to_contain_text("Open")
+    screenshot(operator_page, "alerts")
+    row.get_by_role("button", name=re.compile("^Acknowledge")).click()
+    expect(operator_page.locator("#acknowledge")).to_be_in_viewport()
+    field(operator_page, "Comment").fill(ACK_COMMENT)
+    field(operator_page, "Until").fill(f"{until:%Y-%m-%dT%H:%M}")
+    operator_page.get_by_role("button", name="Acknowledge", exact=True).click()
+    expect(operator_page.get_by_role("status")).to_contain_text("Acknowledged the alert")
+    row = operator_page.locator(f"#alert-{alert.pk}")
+    for text in ("Acknowledged", "by operator-user", ACK_COMMENT, f"until {until:%Y-%m-%d %H:%M}"):
+        expect(row).to_contain_text(text)
+    alert.refresh_from_db()
+    assert (alert.state(), alert.ack_comment, alert.ack_until) == (
+        "acknowledged",
+        ACK_COMMENT,
+        until,
+    )
+    assert alert.acknowledged_by.username == "operator-user"

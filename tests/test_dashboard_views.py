@@ -359,14 +359,14 @@ def test_expiring_certificates_are_the_ones_still_served_soonest_first(viewer):
 
 def test_the_overview_runs_a_constant_number_of_queries(viewer, django_assert_num_queries):
     # Session, user, role, tags, sites, counts, page count, servers, their tags, matrix,
-    # trend, expiring certificates, heartbeats.
+    # trend, open alerts (with their count, in one query), expiring certificates, heartbeats.
     for i in range(3):
         make_certificate(f"c{i}.example.com", 10, make_server(f"a{i}", tags=("prod",)))
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(14):
         viewer.get(reverse("dashboard:overview") + "?tag=prod&check=cert.name&result=pass")
     for i in range(8):
         make_certificate(f"d{i}.example.com", 10, make_server(f"b{i}", tags=("prod", "eu")))
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(14):
         viewer.get(reverse("dashboard:overview") + "?tag=prod&check=cert.name&result=pass")
 
 
@@ -489,14 +489,15 @@ def test_the_server_page_and_history_run_a_constant_number_of_queries(
     add_changes(server, 3)
     make_certificate("mail.example.com", 30, server)
     # Server page: session, user, role, server, tags, states, runs, facts, addresses,
-    # certificates, changes. History: session, user, role, server, tags, count, page.
-    with django_assert_num_queries(11):
+    # certificates, changes, unresolved alerts. History: session, user, role, server, tags,
+    # count, page.
+    with django_assert_num_queries(12):
         viewer.get(server.get_absolute_url())
     with django_assert_num_queries(7):
         viewer.get(reverse("dashboard:server_history", args=[server.pk]))
     add_changes(server, 30)
     make_certificate("other.example.com", 30, server)
-    with django_assert_num_queries(11):
+    with django_assert_num_queries(12):
         viewer.get(server.get_absolute_url())
     with django_assert_num_queries(7):
         viewer.get(reverse("dashboard:server_history", args=[server.pk]))

@@ -138,7 +138,8 @@ class Alert(models.Model):
         return f"{self.server} {self.check_id} {self.status} since {self.opened_at:%Y-%m-%d %H:%M}"
 
     def get_absolute_url(self) -> str:
-        return reverse("admin:alerts_alert_change", args=[self.pk])
+        """The alert's page, where an operator acknowledges it (emails link here)."""
+        return reverse("alerts:detail", args=[self.pk])
 
     def state(self, now: datetime | None = None) -> str:
         if self.resolved_at is not None:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import scanner
+from popcompliance.alerts.models import Alert
 from popcompliance.compliance.models import (
     CertificateSighting,
     CheckState,
@@ -95,8 +96,16 @@ def server_context(server: Server, now: datetime) -> dict[str, Any]:
         "certificates": _certificates_by_fingerprint(server),
         "runs": runs,
         "changes": list(server.changes.all()[:RECENT_CHANGES]),
+        "alerts": _unresolved_alerts(server, now),
         "now": now,
     }
+
+
+def _unresolved_alerts(server: Server, now: datetime) -> list[tuple[Alert, bool]]:
+    """The server's alerts not resolved yet, newest first, each with whether an
+    acknowledgement holds (one query)."""
+    alerts = server.alerts.open().select_related("acknowledged_by")
+    return [(alert, alert.is_acknowledged(now)) for alert in alerts]
 
 
 def _certificates_by_fingerprint(server: Server) -> dict[str, int]:

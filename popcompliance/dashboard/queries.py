@@ -21,11 +21,14 @@ from django.db.models import (
     Prefetch,
     Q,
     QuerySet,
+    Subquery,
     Value,
     When,
+    Window,
 )
 from django.utils.safestring import SafeString
 
+from popcompliance.alerts.models import Alert, AlertState
 from popcompliance.celery import DISPATCH_EVERY
 from popcompliance.compliance.certificates import SEEN_GRAIN
 from popcompliance.compliance.models import (
@@ -175,9 +178,10 @@ def _worst_states(server_ids: list[int]) -> QuerySet[Any]:
 def trend(now: datetime) -> list[dict[str, Any]]:
     """The daily snapshots of the last TREND_DAYS days, oldest first, for the chart."""
     since = (now - timedelta(days=TREND_DAYS)).date()
-    rows = FleetSnapshot.objects.filter(day__gt=since).order_by("day")
     fields = ("total", "compliant", "non_compliant", "unknown", "paused", "new")
-    return [{"day": row.day.isoformat(), **{f: getattr(row, f) for f in fields}} for row in rows]
+    # values(): the chart needs no model instances, nor each day's failing_checks JSON.
+    rows = FleetSnapshot.objects.filter(day__gt=since).order_by("day").values("day", *fields)
+    return [{**row, "day": row["day"].isoformat()} for row in rows]
 
 
 def served_now() -> Exists:
@@ -192,10 +196,23 @@ def served_now() -> Exists:
 
 
 def expiring_certificates(now: datetime, limit: int = 10) -> list[Certificate]:
-    """Certificates still served that expire within EXPIRING_WITHIN (expired ones first)."""
+    """Certificates still served that expire within EXPIRING_WITHIN (expired ones first).
+
+    The server count is a subquery, not a join with GROUP BY: PostgreSQL then walks the
+    not_after index and stops at the `limit`-th certificate served, instead of counting the
+    sightings of every renewed certificate first (bench/dashboard.py: 16 → 8 ms at 10,000
+    servers)."""
+    servers = (
+        CertificateSighting.objects.filter(certificate=OuterRef("pk"))
+        .order_by()
+        .values("certificate")
+        .annotate(n=Count("server", distinct=True))
+        .values("n")
+    )
     return list(
         Certificate.objects.filter(served_now(), not_after__lte=now + EXPIRING_WITHIN)
-        .annotate(servers=Count("sightings__server", distinct=True))
+        .annotate(servers=Subquery(servers, output_field=IntegerField()))
+        .defer("pem")
         .order_by("not_after")[:limit]
     )
 
@@ -221,6 +238,23 @@ def certificates(filters: dict[str, str]) -> QuerySet[Certificate]:
         .prefetch_related(Prefetch("sightings", queryset=sightings))
         .order_by("not_after", "pk")
     )
+
+
+@dataclass(frozen=True)
+class OpenAlerts:
+    """The overview's panel: how many alerts are open (neither acknowledged nor resolved, as
+    the alerts page's "Open" tab) and the newest of them."""
+
+    count: int
+    newest: list[Alert]
+
+
+def open_alerts(now: datetime, limit: int = 8) -> OpenAlerts:
+    """One query: the newest open alerts with their servers, each row also carrying the total
+    (a window count is computed before the LIMIT applies)."""
+    alerts = Alert.objects.in_state(AlertState.OPEN, now).select_related("server")
+    newest = list(alerts.annotate(total=Window(Count("pk"))).order_by("-opened_at", "-id")[:limit])
+    return OpenAlerts(newest[0].total if newest else 0, newest)
 
 
 @dataclass(frozen=True)

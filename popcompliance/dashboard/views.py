@@ -42,7 +42,7 @@ def _server(pk: int) -> Server:
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
     """Fleet counts, the servers × checks matrix (filtered, sorted, paginated), the trend,
-    expiring certificates and the liveness of beat and workers."""
+    open alerts, expiring certificates and the liveness of beat and workers."""
     now = timezone.now()
     tags = list(Tag.objects.values_list("name", flat=True))
     form = OverviewFilter(request.GET or None, sites=queries.sites(), tags=tags)
@@ -58,6 +58,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "check_titles": CHECK_TITLES,
         "trend": queries.trend(now),
         "expiring": queries.expiring_certificates(now),
+        "open_alerts": queries.open_alerts(now),
         "liveness": queries.liveness(now),
         "now": now,
     }

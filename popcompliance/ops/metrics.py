@@ -1,0 +1,152 @@
+"""The fleet's metrics in Prometheus' text exposition format (version 0.0.4).
+
+Every family is computed by one aggregate query, so scraping costs the same six queries
+whatever the size of the fleet:
+
+    popc_servers{status}                       servers by settled status
+    popc_checks_failing{check}                 unpaused servers failing each check
+    popc_certificate_expiry_days{server}       days to the earliest expiry of a certificate the
+                                               server still serves (unpaused servers; negative:
+                                               expired)
+    popc_scan_duration_seconds                 histogram of the scans started in the last hour
+    popc_queue_lag_seconds                     age of the oldest due, unclaimed, unpaused server
+    popc_heartbeat_timestamp_seconds{process,name}  when beat and each worker last ran (unix)
+
+The histogram is a window (recomputed from ScanRun rows at each scrape), not a counter that
+only grows: graph its buckets directly rather than through rate().
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.db.models import Count, F, Min, Q, Sum
+
+from popcompliance.compliance.certificates import SEEN_GRAIN
+from popcompliance.compliance.models import CertificateSighting, CheckState, Heartbeat, ScanRun
+from popcompliance.inventory.models import Server, ServerStatus
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Upper bounds of the scan duration buckets, in seconds.
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+DURATION_WINDOW = timedelta(hours=1)
+
+Sample = tuple[dict[str, str], float]
+
+
+def escape(value: str) -> str:
+    """A label value as the exposition format quotes it."""
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def number(value: float) -> str:
+    """A sample value: integers without a fraction, +Inf spelled as Prometheus wants."""
+    if value == float("inf"):
+        return "+Inf"
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> list[str]:
+    """The HELP and TYPE lines of one metric family, then one line per sample."""
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    for labels, value in samples:
+        if labels:
+            pairs = ",".join(f'{key}="{escape(val)}"' for key, val in labels.items())
+            lines.append(f"{name}{{{pairs}}} {number(value)}")
+        else:
+            lines.append(f"{name} {number(value)}")
+    return lines
+
+
+def servers_by_status() -> list[Sample]:
+    counts = dict(Server.objects.values_list("status").annotate(n=Count("id")).order_by())
+    return [({"status": status}, counts.get(status, 0)) for status in ServerStatus.values]
+
+
+def checks_failing() -> list[Sample]:
+    failing = Count("server", distinct=True, filter=Q(status="fail", server__paused=False))
+    rows = CheckState.objects.values_list("check_id").annotate(n=failing).order_by("check_id")
+    return [({"check": check_id}, n) for check_id, n in rows]
+
+
+def certificate_expiry(now: datetime) -> list[Sample]:
+    # Served at the server's latest scan: sightings are refreshed at most every SEEN_GRAIN.
+    rows = (
+        CertificateSighting.objects.filter(
+            server__paused=False, last_seen_at__gte=F("server__last_scan_at") - SEEN_GRAIN
+        )
+        .values_list("server__name")
+        .annotate(earliest=Min("certificate__not_after"))
+        .order_by("server__name")
+    )
+    return [
+        ({"server": name}, round((earliest - now).total_seconds() / 86400, 3))
+        for name, earliest in rows
+    ]
+
+
+def scan_durations(now: datetime) -> list[str]:
+    """The histogram family's lines (buckets, sum, count) for scans started in the window."""
+    name = "popc_scan_duration_seconds"
+    buckets = {
+        f"le{i}": Count("id", filter=Q(duration_ms__lte=bound * 1000))
+        for i, bound in enumerate(DURATION_BUCKETS)
+    }
+    totals = ScanRun.objects.filter(started_at__gte=now - DURATION_WINDOW).aggregate(
+        count=Count("id"), total_ms=Sum("duration_ms"), **buckets
+    )
+    lines = [
+        f"# HELP {name} Duration of the scans started in the last hour.",
+        f"# TYPE {name} histogram",
+    ]
+    for i, bound in enumerate(DURATION_BUCKETS):
+        lines.append(f'{name}_bucket{{le="{number(bound)}"}} {totals[f"le{i}"]}')
+    lines.append(f'{name}_bucket{{le="+Inf"}} {totals["count"]}')
+    lines.append(f"{name}_sum {number((totals['total_ms'] or 0) / 1000)}")
+    lines.append(f"{name}_count {totals['count']}")
+    return lines
+
+
+def queue_lag(now: datetime) -> float:
+    """Seconds since the oldest due, unclaimed, unpaused server became due; 0 if none is."""
+    due = Server.objects.filter(paused=False, next_scan_at__lte=now)
+    oldest = due.aggregate(oldest=Min("next_scan_at"))["oldest"]
+    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+
+
+def heartbeats() -> list[Sample]:
+    rows = Heartbeat.objects.order_by("name").values_list("name", "last_seen_at")
+    return [
+        ({"process": name.split()[0], "name": name}, int(seen.timestamp())) for name, seen in rows
+    ]
+
+
+def render(now: datetime) -> str:
+    """The whole exposition, as of `now`."""
+    lines = [
+        *family("popc_servers", "gauge", "Servers by settled status.", servers_by_status()),
+        *family(
+            "popc_checks_failing", "gauge", "Unpaused servers failing each check.", checks_failing()
+        ),
+        *family(
+            "popc_certificate_expiry_days",
+            "gauge",
+            "Days to the earliest expiry of a certificate the server serves.",
+            certificate_expiry(now),
+        ),
+        *scan_durations(now),
+        *family(
+            "popc_queue_lag_seconds",
+            "gauge",
+            "Age of the oldest due server not yet claimed by the dispatcher.",
+            [({}, round(queue_lag(now), 3))],
+        ),
+        *family(
+            "popc_heartbeat_timestamp_seconds",
+            "gauge",
+            "When beat and each worker last ran (unix time).",
+            heartbeats(),
+        ),
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,263 @@
+"""/healthz (database and broker reachability) and /metrics (Prometheus text, token)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.test import Client
+
+from popcompliance.compliance.models import (
+    Certificate,
+    CertificateSighting,
+    CheckState,
+    Heartbeat,
+    ScanRun,
+)
+from popcompliance.inventory.models import Server, ServerStatus
+from popcompliance.ops import metrics
+from tests.services import RedisServer
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+TOKEN = "s3cret-metrics-token"
+SAMPLE = re.compile(r"^([a-z_]+)(?:\{(.*)\})? (\S+)$")
+
+
+# --- /healthz ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_healthz_is_ok_when_database_and_redis_answer(redis_broker: RedisServer) -> None:
+    response = Client().get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"database": "ok", "broker": "ok"}
+    assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_when_redis_is_down(redis_broker: RedisServer) -> None:
+    redis_broker.stop()
+    try:
+        response = Client().get("/healthz")
+    finally:
+        redis_broker.start()
+    assert response.status_code == 503
+    body = response.json()
+    assert body["database"] == "ok"
+    assert body["broker"].startswith("error: ")
+    # Only the kind of error: no host, port or URL for whoever can reach the web server.
+    assert str(redis_broker.port) not in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_healthz_with_the_embedded_broker_checks_its_folder(tmp_path, settings) -> None:
+    from popcompliance.celery import app
+
+    saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options")}
+    folder = tmp_path / "queue"
+    app.conf.update(
+        broker_url="filesystem://", broker_transport_options={"data_folder_in": str(folder)}
+    )
+    try:
+        assert Client().get("/healthz").json()["broker"] == "error: FileNotFoundError"
+        folder.mkdir()
+        assert Client().get("/healthz").status_code == 200
+    finally:
+        app.conf.update(saved)
+
+
+def test_healthz_is_503_when_the_database_is_unreachable(monkeypatch, redis_broker) -> None:
+    from popcompliance.ops import health
+
+    class Down:
+        def cursor(self):
+            raise ConnectionRefusedError("postgres://user:password@db")
+
+    monkeypatch.setattr(health, "connection", Down())
+    response = Client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"database": "error: ConnectionRefusedError", "broker": "ok"}
+    assert b"password" not in response.content
+
+
+def test_healthz_needs_no_login_and_only_get() -> None:
+    assert Client().post("/healthz").status_code == 405
+
+
+# --- /metrics: access ----------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [(None, 403), ("Bearer wrong", 403), (f"Token {TOKEN}", 403), (f"Bearer {TOKEN}", 200)],
+)
+def test_metrics_need_the_token(settings, header: str | None, status: int) -> None:
+    settings.POPC_METRICS_TOKEN = TOKEN
+    headers = {"HTTP_AUTHORIZATION": header} if header else {}
+    # Loopback does not help once a token is set.
+    response = Client().get("/metrics", REMOTE_ADDR="127.0.0.1", **headers)
+    assert response.status_code == status
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("address", "status"), [("127.0.0.1", 200), ("::1", 200), ("10.0.0.5", 403)]
+)
+def test_metrics_without_a_token_are_for_loopback_only(settings, address: str, status: int) -> None:
+    settings.POPC_METRICS_TOKEN = ""
+    assert Client().get("/metrics", REMOTE_ADDR=address).status_code == status
+
+
+# --- /metrics: content ---------------------------------------------------------------------
+
+
+def make_server(name: str, status: str = ServerStatus.COMPLIANT, **fields) -> Server:
+    values = {"host": f"{name}.example.test", "status": status, "last_scan_at": NOW}
+    values["next_scan_at"] = NOW + timedelta(hours=1)
+    return Server.objects.create(name=name, **{**values, **fields})
+
+
+def make_certificate(name: str, not_after: datetime, server: Server, seen: datetime) -> None:
+    certificate = Certificate.objects.create(
+        fingerprint_sha256=name.encode().hex().ljust(64, "0")[:64], subject=f"CN={name}",
+        issuer="CN=Test CA", common_name=name, serial="01", not_before=NOW - timedelta(days=90),
+        not_after=not_after, key_type="RSA", key_bits=2048, self_signed=False, pem="-",
+        first_seen_at=seen, last_seen_at=seen,
+    )  # fmt: skip
+    CertificateSighting.objects.create(
+        certificate=certificate, server=server, address="192.0.2.1", port=995,
+        first_seen_at=seen, last_seen_at=seen,
+    )  # fmt: skip
+
+
+def state(server: Server, check_id: str, status: str, address: str = "192.0.2.1") -> None:
+    CheckState.objects.create(
+        server=server, address=address, check_id=check_id, status=status, summary="", since=NOW
+    )
+
+
+def run(server: Server, minutes_ago: float, duration_ms: int) -> None:
+    started = NOW - timedelta(minutes=minutes_ago)
+    ScanRun.objects.create(
+        server=server, purpose="scheduled", started_at=started, finished_at=started,
+        duration_ms=duration_ms,
+    )  # fmt: skip
+
+
+def parse(text: str) -> dict[str, float]:
+    """{'name{labels}': value} of every sample line; checks every line is well-formed."""
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("# "):
+            assert re.match(r"^# (HELP|TYPE) [a-z_]+ .+$", line), line
+            continue
+        match = SAMPLE.match(line)
+        assert match, line
+        name, labels, value = match.groups()
+        samples[f"{name}{{{labels}}}" if labels else name] = float(value)
+    return samples
+
+
+@pytest.fixture
+def fleet(db) -> None:
+    a = make_server("a")
+    b = make_server("b", ServerStatus.NON_COMPLIANT, next_scan_at=NOW - timedelta(seconds=90))
+    c = make_server("c", ServerStatus.NON_COMPLIANT, next_scan_at=NOW - timedelta(seconds=30))
+    paused = make_server(
+        "p", ServerStatus.PAUSED, paused=True, next_scan_at=NOW - timedelta(days=3)
+    )
+    state(a, "stls", "pass")
+    state(b, "stls", "fail")
+    state(b, "stls", "fail", address="2001:db8::1")  # one server, counted once
+    state(c, "stls", "fail")
+    state(c, "plaintext_login", "fail")
+    state(paused, "plaintext_login", "fail")
+    state(a, "cert_expiry", "warn")
+    make_certificate("a-old", NOW + timedelta(days=2), a, seen=NOW - timedelta(days=5))  # gone
+    make_certificate("a-new", NOW + timedelta(days=60, hours=12), a, seen=NOW)
+    make_certificate("b", NOW - timedelta(days=1), b, seen=NOW)
+    make_certificate("p", NOW + timedelta(days=1), paused, seen=NOW)
+    run(a, 5, 80)
+    run(a, 10, 700)
+    run(b, 20, 3000)
+    run(c, 59, 45000)
+    run(c, 61, 100)  # outside the hour
+    Heartbeat.objects.create(name="beat", last_seen_at=NOW - timedelta(seconds=30))
+    Heartbeat.objects.create(name="worker w1@host", last_seen_at=NOW - timedelta(minutes=2))
+
+
+def scrape(settings) -> dict[str, float]:
+    settings.POPC_METRICS_TOKEN = TOKEN
+    with time_machine.travel(NOW, tick=False):
+        response = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    return parse(response.content.decode())
+
+
+def test_metrics_count_servers_by_status(fleet, settings) -> None:
+    samples = scrape(settings)
+    assert samples['popc_servers{status="compliant"}'] == 1
+    assert samples['popc_servers{status="non_compliant"}'] == 2
+    assert samples['popc_servers{status="paused"}'] == 1
+    assert samples['popc_servers{status="new"}'] == 0
+
+
+def test_metrics_count_failing_checks_by_id(fleet, settings) -> None:
+    samples = scrape(settings)
+    assert samples['popc_checks_failing{check="stls"}'] == 2
+    assert samples['popc_checks_failing{check="plaintext_login"}'] == 1  # paused ignored
+    assert samples['popc_checks_failing{check="cert_expiry"}'] == 0
+
+
+def test_metrics_give_days_to_the_earliest_served_certificate_expiry(fleet, settings) -> None:
+    samples = scrape(settings)
+    assert samples['popc_certificate_expiry_days{server="a"}'] == 60.5
+    assert samples['popc_certificate_expiry_days{server="b"}'] == -1
+    assert 'popc_certificate_expiry_days{server="p"}' not in samples
+
+
+def test_metrics_histogram_of_the_last_hours_scans(fleet, settings) -> None:
+    samples = scrape(settings)
+    bucket = 'popc_scan_duration_seconds_bucket{{le="{}"}}'.format
+    assert samples[bucket("0.1")] == 1
+    assert samples[bucket("1")] == 2
+    assert samples[bucket("5")] == 3
+    assert samples[bucket("30")] == 3
+    assert samples[bucket("60")] == 4
+    assert samples[bucket("+Inf")] == 4
+    assert samples["popc_scan_duration_seconds_count"] == 4
+    assert samples["popc_scan_duration_seconds_sum"] == pytest.approx(48.78)
+
+
+def test_metrics_queue_lag_and_heartbeats(fleet, settings) -> None:
+    samples = scrape(settings)
+    assert samples["popc_queue_lag_seconds"] == 90  # the paused server does not count
+    beat = samples['popc_heartbeat_timestamp_seconds{process="beat",name="beat"}']
+    assert beat == NOW.timestamp() - 30
+    worker = 'popc_heartbeat_timestamp_seconds{process="worker",name="worker w1@host"}'
+    assert samples[worker] == NOW.timestamp() - 120
+
+
+@pytest.mark.django_db
+def test_metrics_of_an_empty_fleet(settings) -> None:
+    samples = scrape(settings)
+    assert samples["popc_queue_lag_seconds"] == 0
+    assert samples["popc_scan_duration_seconds_count"] == 0
+    assert samples['popc_servers{status="compliant"}'] == 0
+
+
+def test_metrics_cost_the_same_queries_whatever_the_fleet(
+    fleet, settings, django_assert_num_queries
+) -> None:
+    settings.POPC_METRICS_TOKEN = ""
+    with django_assert_num_queries(6):
+        Client().get("/metrics", REMOTE_ADDR="127.0.0.1")
+
+
+def test_label_values_are_escaped() -> None:
+    lines = metrics.family("m", "gauge", "h", [({"server": 'a"b\\c\nd'}, 1.5)])
+    assert lines[-1] == 'm{server="a\\"b\\\\c\\nd"} 1.5'
