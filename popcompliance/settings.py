@@ -31,6 +31,10 @@ INSTALLED_APPS = [
     "popcompliance.alerts",
     "popcompliance.accounts",
     "popcompliance.dashboard",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "popcompliance.api",
 ]
 
 MIDDLEWARE = [
@@ -96,6 +100,37 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = not STATIC_ROOT.is_dir()
+
+# The JSON API (popcompliance.api): token (`manage.py create_api_token USERNAME`) or session;
+# JSON only (the browsable API would need inline scripts); the contract's page shape.
+REST_FRAMEWORK = {
+    # Token first, so a request without credentials gets 401 with WWW-Authenticate, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "PopCompliance API",
+    "DESCRIPTION": "POP3 TLS compliance of a server fleet. Header: `Authorization: Token <t>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Several models have a `status`: name each choice set once.
+    "ENUM_NAME_OVERRIDES": {
+        "ServerStatusEnum": "popcompliance.inventory.models.ServerStatus",
+        "CheckStatusEnum": "popcompliance.compliance.models.CheckStatus",
+        "AlertLevelEnum": "popcompliance.alerts.models.AlertLevel",
+        "AlertStateEnum": "popcompliance.alerts.models.AlertState",
+    },
+}
 
 # /metrics (popcompliance.ops): readers send `Authorization: Bearer <token>`. Empty: only
 # clients on loopback may read it.

@@ -1,0 +1,313 @@
+"""How the API shows and accepts servers, alerts and the fleet summary.
+
+The list shape is the contract of DESIGN.md §4; `checks` is read from prefetched
+`check_states`, so a page of servers costs one query for the states, not one per server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from popcompliance.alerts.forms import COMMENT_MAX_LENGTH
+from popcompliance.alerts.models import Alert, AlertState
+from popcompliance.compliance.models import (
+    Certificate,
+    CertificateSighting,
+    Change,
+    CheckState,
+    ServerAddress,
+)
+from popcompliance.dashboard.catalog import CHECK_RANK
+from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
+
+# Edits after which the last verdict no longer describes the server (as in ServerForm).
+RESCAN_FIELDS = frozenset({"host", "service_name", "pop3_port", "pop3s_port", "policy"})
+# What Server.clean reads (it builds the scanner's Target).
+PROBED_FIELDS = ("host", "service_name", "pop3_port", "pop3s_port")
+COMPLIANT = {ServerStatus.COMPLIANT: True, ServerStatus.NON_COMPLIANT: False}
+
+
+def worst_checks(states: list[CheckState]) -> dict[str, str]:
+    """The worst status of each check over the server's addresses, by check id."""
+    worst: dict[str, str] = {}
+    for state in states:
+        current = worst.get(state.check_id)
+        if current is None or CHECK_RANK[state.status] > CHECK_RANK[current]:
+            worst[state.check_id] = state.status
+    return dict(sorted(worst.items()))
+
+
+class ServerFilterSerializer(serializers.Serializer):
+    """The list's query parameters, all optional."""
+
+    status = serializers.ChoiceField(choices=ServerStatus.choices, required=False)
+    site = serializers.CharField(required=False)
+    tag = serializers.CharField(required=False)
+    search = serializers.CharField(required=False, help_text="Part of the server's name.")
+
+
+class ServerSerializer(serializers.ModelSerializer):
+    """A server as the list shows it (DESIGN.md §4)."""
+
+    compliant = serializers.SerializerMethodField()
+    checks = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Server
+        fields = [
+            "id",
+            "name",
+            "host",
+            "service_name",
+            "status",
+            "compliant",
+            "last_scan_at",
+            "checks",
+        ]
+
+    def get_compliant(self, server: Server) -> bool | None:
+        """True when compliant, False when not, null while new, unknown or paused."""
+        return COMPLIANT.get(ServerStatus(server.status))
+
+    @extend_schema_field(
+        {"type": "object", "additionalProperties": {"type": "string"}, "example": {"x": "pass"}}
+    )
+    def get_checks(self, server: Server) -> dict[str, str]:
+        return worst_checks(list(server.check_states.all()))
+
+
+class CheckStateSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="check_id")
+
+    class Meta:
+        model = CheckState
+        fields = ["id", "status", "summary", "remediation", "address", "since"]
+
+
+class AddressSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ServerAddress
+        fields = ["address", "product", "login_type", "first_seen_at", "last_seen_at"]
+
+
+class CertificateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Certificate
+        fields = [
+            "id",
+            "fingerprint_sha256",
+            "subject",
+            "issuer",
+            "common_name",
+            "dns_names",
+            "not_before",
+            "not_after",
+            "key_type",
+            "key_bits",
+            "self_signed",
+        ]
+
+
+class SightingSerializer(serializers.ModelSerializer):
+    """Where the server serves a certificate, with the certificate."""
+
+    certificate = CertificateSerializer()
+
+    class Meta:
+        model = CertificateSighting
+        fields = ["address", "port", "first_seen_at", "last_seen_at", "certificate"]
+
+
+class ChangeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Change
+        fields = [
+            "id",
+            "check_id",
+            "address",
+            "previous_status",
+            "status",
+            "summary",
+            "remediation",
+            "created_at",
+        ]
+
+
+class ServerDetailSerializer(ServerSerializer):
+    """One server with its checks, addresses, current certificates and recent history. The
+    view attaches `recent_changes` and `current_sightings` (see views.ServerViewSet)."""
+
+    tags = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    policy = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    check_states = CheckStateSerializer(many=True, read_only=True)
+    addresses = AddressSerializer(many=True, read_only=True)
+    certificates = SightingSerializer(source="current_sightings", many=True, read_only=True)
+    history = ChangeSerializer(source="recent_changes", many=True, read_only=True)
+
+    class Meta(ServerSerializer.Meta):
+        fields = [
+            *ServerSerializer.Meta.fields,
+            "pop3_port",
+            "pop3s_port",
+            "site",
+            "tags",
+            "owner_emails",
+            "policy",
+            "paused",
+            "scan_interval",
+            "next_scan_at",
+            "status_changed_at",
+            "check_states",
+            "addresses",
+            "certificates",
+            "history",
+        ]
+
+
+class ServerWriteSerializer(serializers.ModelSerializer):
+    """Create or update a server (admin). The model's own rules (Server.clean: the host as
+    the scanner reads it) apply too, reported under the field they concern."""
+
+    tags = serializers.ListField(
+        child=serializers.CharField(max_length=50),
+        required=False,
+        write_only=True,  # shown by to_representation, from the relation
+        help_text="Tag names; unknown ones are created.",
+    )
+    owner_emails = serializers.ListField(child=serializers.EmailField(), required=False)
+    policy = serializers.PrimaryKeyRelatedField(
+        queryset=Policy.objects.all(), required=False, help_text="Default: the default policy."
+    )
+
+    class Meta:
+        model = Server
+        fields = [
+            "id",
+            "name",
+            "host",
+            "service_name",
+            "pop3_port",
+            "pop3s_port",
+            "site",
+            "tags",
+            "owner_emails",
+            "policy",
+            "scan_interval",
+        ]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        current = self._current_values() if self.instance is not None else {}
+        # policy_id=None: the check needs no policy, and the default would cost a query.
+        probe = Server(**{**current, **probe_fields(attrs)}, policy_id=None)
+        try:
+            probe.clean()
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
+        return attrs
+
+    def _current_values(self) -> dict[str, Any]:
+        return {name: getattr(self.instance, name) for name in PROBED_FIELDS}
+
+    def create(self, validated_data: dict[str, Any]) -> Server:
+        tags = validated_data.pop("tags", [])
+        server = super().create(validated_data)
+        server.tags.set(tag_objects(tags))
+        return server
+
+    def update(self, instance: Server, validated_data: dict[str, Any]) -> Server:
+        """Write only the given columns, so an edit never overwrites a status a worker settled
+        meanwhile; a changed address or policy is scanned at the next dispatch."""
+        tags = validated_data.pop("tags", None)
+        changed = [k for k, v in validated_data.items() if getattr(instance, k) != v]
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        fields = [*validated_data, "updated_at"]
+        if RESCAN_FIELDS.intersection(changed):
+            instance.next_scan_at = timezone.now()
+            fields.append("next_scan_at")
+        instance.save(update_fields=fields)
+        if tags is not None:
+            instance.tags.set(tag_objects(tags))
+        return instance
+
+    def to_representation(self, instance: Server) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["tags"] = [tag.name for tag in instance.tags.all()]
+        return data
+
+
+def probe_fields(attrs: dict[str, Any]) -> dict[str, Any]:
+    """The validated values Server.clean looks at."""
+    return {name: attrs[name] for name in PROBED_FIELDS if name in attrs}
+
+
+def tag_objects(names: list[str]) -> list[Tag]:
+    return [Tag.objects.get_or_create(name=name)[0] for name in dict.fromkeys(names)]
+
+
+class ScanQueuedSerializer(serializers.Serializer):
+    task_id = serializers.CharField()
+    server = serializers.IntegerField()
+    purpose = serializers.CharField()
+
+
+class AlertSerializer(serializers.ModelSerializer):
+    server_name = serializers.CharField(source="server.name", read_only=True)
+    state = serializers.SerializerMethodField()
+    acknowledged_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id",
+            "server",
+            "server_name",
+            "check_id",
+            "status",
+            "state",
+            "address",
+            "summary",
+            "remediation",
+            "opened_at",
+            "acknowledged_at",
+            "acknowledged_by",
+            "ack_comment",
+            "ack_until",
+            "resolved_at",
+        ]
+
+    @extend_schema_field(serializers.ChoiceField(choices=AlertState.choices))
+    def get_state(self, alert: Alert) -> str:
+        return alert.state(self.context.get("now"))
+
+
+class AlertFilterSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(
+        choices=AlertState.choices, required=False, help_text="Default: open."
+    )
+
+
+class AcknowledgeSerializer(serializers.Serializer):
+    """Why (required: the next person on call reads it) and, optionally, until when."""
+
+    comment = serializers.CharField(max_length=COMMENT_MAX_LENGTH)
+    until = serializers.DateTimeField(required=False, allow_null=True)
+
+    def validate_until(self, until: Any) -> Any:
+        if until is not None and until <= self.context["now"]:
+            raise serializers.ValidationError("Must be in the future (or null: until resolved).")
+        return until
+
+
+class SummarySerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    by_status = serializers.DictField(child=serializers.IntegerField())
+    failing_checks = serializers.DictField(
+        child=serializers.IntegerField(), help_text="Servers failing each check, by check id."
+    )
+    open_alerts = serializers.IntegerField()

@@ -1,0 +1,281 @@
+"""The JSON API (popcompliance.api): token auth, roles, the list contract and its query count,
+scans, alerts, the fleet summary, the schema and `create_api_token`. The cast: a viewer, an
+operator and an admin, each with a token; and an anonymous client."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+from unittest import mock
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.management import call_command
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+import scanner
+from popcompliance.accounts.roles import set_role
+from popcompliance.alerts.models import Alert
+from popcompliance.compliance.models import Change, CheckState
+from popcompliance.inventory.models import Server, Tag
+
+pytestmark = pytest.mark.django_db
+
+SERVERS = "/api/v1/servers/"
+ALERTS = "/api/v1/alerts/"
+
+
+def client_as(role: str) -> APIClient:
+    """A client authenticated by the token of a new user with `role`."""
+    user = User.objects.create_user(f"{role}-user", password="x")
+    set_role(user, role)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def viewer() -> APIClient:
+    return client_as("viewer")
+
+
+@pytest.fixture
+def operator() -> APIClient:
+    return client_as("operator")
+
+
+@pytest.fixture
+def admin() -> APIClient:
+    return client_as("admin")
+
+
+def make_server(name: str, status: str = "compliant", **fields: object) -> Server:
+    """A server whose checks pass on one address, except those in `failing` (fail there)."""
+    failing = fields.pop("failing", ())
+    now = timezone.now()
+    server = Server.objects.create(name=name, host=f"{name}.example.com", status=status, **fields)
+    for address in ("192.0.2.1", "192.0.2.2"):
+        CheckState.objects.bulk_create(
+            CheckState(
+                server=server,
+                address=address,
+                check_id=check_id,
+                status="fail" if check_id in failing and address.endswith("2") else "pass",
+                summary=check_id,
+                since=now,
+            )
+            for check_id in scanner.ADDRESS_CHECK_IDS
+        )
+    return server
+
+
+def make_alert(server: Server, check_id: str, **fields: object) -> Alert:
+    now = timezone.now()
+    return Alert.objects.create(
+        server=server, check_id=check_id, status="fail", summary="bad", opened_at=now, **fields
+    )
+
+
+def test_it_answers_401_without_a_token() -> None:
+    response = APIClient().get(SERVERS)
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Authentication credentials were not provided."}
+    assert response["WWW-Authenticate"] == "Token"
+
+
+def test_it_answers_401_for_a_wrong_token() -> None:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token nope")
+    assert client.get(SERVERS).status_code == 401
+
+
+def test_the_list_has_the_contract_shape(viewer: APIClient) -> None:
+    check_id = scanner.ADDRESS_CHECK_IDS[0]
+    bad = make_server("bad", "non_compliant", failing=(check_id,))
+    make_server("new-one", "new")
+    body = viewer.get(SERVERS).json()
+    assert set(body) == {"count", "next", "previous", "results"}
+    assert body["count"] == 2
+    first = body["results"][0]
+    assert set(first) == {
+        "id",
+        "name",
+        "host",
+        "service_name",
+        "status",
+        "compliant",
+        "last_scan_at",
+        "checks",
+    }
+    assert (first["id"], first["compliant"]) == (bad.pk, False)
+    assert first["checks"][check_id] == "fail"  # the worst over both addresses
+    assert body["results"][1]["compliant"] is None
+
+
+def test_the_list_runs_a_fixed_number_of_queries(viewer: APIClient, django_assert_num_queries):
+    for n in range(6):
+        make_server(f"s{n}", failing=scanner.ADDRESS_CHECK_IDS[:n])
+    # The token with its user, the count, the page of servers, their check states.
+    with django_assert_num_queries(4):
+        assert len(viewer.get(SERVERS).json()["results"]) == 6
+
+
+def test_the_list_filters(viewer: APIClient) -> None:
+    make_server("alpha", "compliant", site="paris").tags.add(Tag.objects.create(name="edge"))
+    make_server("beta", "non_compliant", site="oslo")
+    names = lambda query: [s["name"] for s in viewer.get(SERVERS + query).json()["results"]]  # noqa: E731
+    assert names("?status=non_compliant") == ["beta"]
+    assert names("?site=paris") == ["alpha"]
+    assert names("?tag=edge") == ["alpha"]
+    assert names("?search=ALP") == ["alpha"]
+    assert viewer.get(SERVERS + "?status=bogus").status_code == 400
+
+
+def test_the_detail_shows_checks_and_history(viewer: APIClient) -> None:
+    server = make_server("alpha")
+    Change.objects.create(
+        server=server, check_id="x", status="fail", summary="s", created_at=timezone.now()
+    )
+    body = viewer.get(f"{SERVERS}{server.pk}/").json()
+    assert len(body["check_states"]) == 2 * len(scanner.ADDRESS_CHECK_IDS)
+    assert {"id", "status", "summary", "remediation", "address", "since"} <= set(
+        body["check_states"][0]
+    )
+    assert [c["check_id"] for c in body["history"]] == ["x"]
+    assert body["certificates"] == [] and body["addresses"] == []
+
+
+def test_an_unknown_server_is_a_json_404(viewer: APIClient) -> None:
+    response = viewer.get(f"{SERVERS}999999/")
+    assert response.status_code == 404
+    assert "detail" in response.json()
+
+
+def test_a_viewer_cannot_write(viewer: APIClient) -> None:
+    server = make_server("alpha")
+    assert viewer.post(SERVERS, {"name": "n", "host": "h.example.com"}).status_code == 403
+    assert viewer.post(f"{SERVERS}{server.pk}/scan/").status_code == 403
+    assert viewer.patch(f"{SERVERS}{server.pk}/", {"site": "x"}).status_code == 403
+    assert Server.objects.count() == 1
+
+
+def test_an_operator_scans_after_commit(operator: APIClient, django_capture_on_commit_callbacks):
+    server = make_server("alpha")
+    target = "popcompliance.compliance.tasks.scan_server.apply_async"
+    with (
+        mock.patch(target) as apply_async,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = operator.post(f"{SERVERS}{server.pk}/scan/")
+    assert response.status_code == 202
+    task_id = response.json()["task_id"]
+    apply_async.assert_called_once_with((server.pk,), {"purpose": "manual"}, task_id=task_id)
+
+
+def test_an_operator_cannot_create_or_pause(operator: APIClient) -> None:
+    server = make_server("alpha")
+    assert operator.post(SERVERS, {"name": "n", "host": "h.example.com"}).status_code == 403
+    assert operator.post(f"{SERVERS}{server.pk}/pause/").status_code == 403
+
+
+def test_scan_is_post_only(operator: APIClient) -> None:
+    server = make_server("alpha")
+    assert operator.get(f"{SERVERS}{server.pk}/scan/").status_code == 405
+    assert operator.delete(f"{SERVERS}{server.pk}/").status_code == 405
+
+
+def test_an_admin_creates_a_server(admin: APIClient) -> None:
+    data = {
+        "name": "new",
+        "host": "pop.example.com",
+        "tags": ["edge"],
+        "owner_emails": ["ops@example.com"],
+    }
+    response = admin.post(SERVERS, data, format="json")
+    assert response.status_code == 201, response.json()
+    server = Server.objects.get(name="new")
+    assert response.json()["id"] == server.pk
+    assert [t.name for t in server.tags.all()] == ["edge"]
+
+
+def test_invalid_input_is_400_with_field_messages(admin: APIClient) -> None:
+    make_server("taken")
+    data = {"name": "taken", "host": "pop.example.com", "pop3_port": 0, "owner_emails": ["x"]}
+    response = admin.post(SERVERS, data, format="json")
+    assert response.status_code == 400
+    assert {"name", "pop3_port", "owner_emails"} <= set(response.json())
+
+
+def test_an_admin_updates_pauses_and_resumes(admin: APIClient) -> None:
+    server = make_server("alpha")
+    assert admin.patch(f"{SERVERS}{server.pk}/", {"site": "oslo"}).json()["site"] == "oslo"
+    assert admin.post(f"{SERVERS}{server.pk}/pause/").json()["status"] == "paused"
+    assert admin.post(f"{SERVERS}{server.pk}/resume/").json()["status"] == "new"
+    server.refresh_from_db()
+    assert (server.site, server.paused) == ("oslo", False)
+
+
+def test_alerts_filter_by_state(viewer: APIClient) -> None:
+    server = make_server("alpha")
+    now = timezone.now()
+    open_ = make_alert(server, "a")
+    acked = make_alert(server, "b", acknowledged_at=now)
+    resolved = make_alert(server, "c", resolved_at=now)
+    ids = lambda state: [a["id"] for a in viewer.get(f"{ALERTS}?state={state}").json()["results"]]  # noqa: E731
+    assert ids("open") == [open_.pk]
+    assert ids("acknowledged") == [acked.pk]
+    assert ids("resolved") == [resolved.pk]
+    assert viewer.get(f"{ALERTS}?state=nope").status_code == 400
+
+
+def test_an_operator_acknowledges_an_alert(operator: APIClient, viewer: APIClient) -> None:
+    alert = make_alert(make_server("alpha"), "a")
+    url = f"{ALERTS}{alert.pk}/acknowledge/"
+    assert viewer.post(url, {"comment": "mine"}).status_code == 403
+    assert operator.post(url, {}).json() == {"comment": ["This field is required."]}
+    past = (timezone.now() - timedelta(hours=1)).isoformat()
+    assert "until" in operator.post(url, {"comment": "x", "until": past}).json()
+    response = operator.post(url, {"comment": "on it"})
+    assert response.status_code == 200
+    assert response.json()["state"] == "acknowledged"
+    alert.refresh_from_db()
+    assert (alert.ack_comment, alert.acknowledged_by.username) == ("on it", "operator-user")
+
+
+def test_a_resolved_alert_cannot_be_acknowledged(operator: APIClient) -> None:
+    alert = make_alert(make_server("alpha"), "a", resolved_at=timezone.now())
+    assert operator.post(f"{ALERTS}{alert.pk}/acknowledge/", {"comment": "x"}).status_code == 409
+
+
+def test_the_summary_counts_the_fleet(viewer: APIClient) -> None:
+    check_id = scanner.ADDRESS_CHECK_IDS[0]
+    make_server("a", "non_compliant", failing=(check_id,))
+    make_server("b")
+    body = viewer.get("/api/v1/summary/").json()
+    assert (body["total"], body["by_status"]["compliant"]) == (2, 1)
+    assert body["failing_checks"] == {check_id: 1}
+
+
+def test_the_schema_generates_without_warnings() -> None:
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=StringIO())
+
+
+def test_the_schema_is_served(viewer: APIClient) -> None:
+    response = viewer.get("/api/v1/schema/?format=json")
+    assert response.status_code == 200
+    assert "/api/v1/servers/{id}/scan/" in response.json()["paths"]
+
+
+def test_create_api_token_prints_a_working_token() -> None:
+    User.objects.create_user("ops")
+    out = StringIO()
+    call_command("create_api_token", "ops", stdout=out)
+    token = out.getvalue().strip()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.get(SERVERS).status_code == 200
+    again = StringIO()
+    call_command("create_api_token", "ops", stdout=again)
+    assert again.getvalue().strip() == token
