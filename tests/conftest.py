@@ -12,13 +12,15 @@ import pytest
 from pop3lab.certs import root_ca_pem
 from pop3lab.config import EndpointConfig
 from pop3lab.lab import AnyConfig, BoundEndpoint, LabThread
+from popcompliance.inventory.models import Policy as PolicyRow
+from popcompliance.inventory.models import Server
 from scanner import Policy, ScanReport, Settings, Target
 from scanner._probe import scan
 from tests.dnsserver import DnsServer, dns_server  # noqa: F401  (dns_server: a fixture)
 
 # Fixtures of the real Dovecot (from Debian, started per configuration), and of Redis,
-# PostgreSQL and Celery processes.
-pytest_plugins = ["tests.dovecot", "tests.services", "tests.browser"]
+# PostgreSQL and Celery processes; and the web tests' cast of signed-in clients (tests.people).
+pytest_plugins = ["tests.dovecot", "tests.services", "tests.browser", "tests.people"]
 
 SERVICE_NAME = "mail.example.test"
 # Each emulated server gets its own loopback address from this range, so tests never share one.
@@ -34,6 +36,32 @@ def lab_policy(**overrides: object) -> Policy:
     values: dict[str, object] = {"ca_bundle_pem": root_ca_pem().decode(), "use_system_trust": False}
     values.update(overrides)
     return Policy(**values)  # type: ignore[arg-type]
+
+
+def create_lab_policy() -> PolicyRow:
+    """The inventory's policy "lab": lab_policy() as a row."""
+    return PolicyRow.objects.create(name="lab", **lab_policy().__dict__)
+
+
+def lab_server(
+    name: str,
+    host: str,
+    pop3_port: int | None,
+    pop3s_port: int | None,
+    policy: PolicyRow | None = None,
+    **fields: object,
+) -> Server:
+    """An inventory server for an emulated one on `host` (its ports; its service name resolves
+    on lab_dns), judged by `policy`, by default a new create_lab_policy()."""
+    return Server.objects.create(
+        name=name,
+        host=host,
+        service_name=SERVICE_NAME,
+        pop3_port=pop3_port,
+        pop3s_port=pop3s_port,
+        policy=policy or create_lab_policy(),
+        **fields,
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,25 +11,19 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from popcompliance.accounts.roles import has_role, role_of, role_required, set_role
+from tests import people
+from tests.people import client_as
 
 pytestmark = pytest.mark.django_db
 
 LOGIN = reverse("accounts:login")
 
 
+PASSWORD = "s3cret-pass"
+
+
 def make_user(role: str | None, name: str | None = None) -> User:
-    user = User.objects.create_user(name or f"{role}-user", password="s3cret-pass")
-    if role:
-        set_role(user, role)
-    return user
-
-
-def client_as(role: str | None) -> Client:
-    """A client signed in with `role`, or anonymous for None."""
-    client = Client()
-    if role is not None:
-        client.force_login(make_user(role))
-    return client
+    return people.make_user(role, name, password=PASSWORD)
 
 
 def test_the_three_role_groups_are_created_by_a_migration():
@@ -84,7 +78,7 @@ def test_the_login_page_renders_and_signs_in():
     make_user("viewer")
     client = Client()
     assert client.get(LOGIN).status_code == 200
-    response = client.post(LOGIN, {"username": "viewer-user", "password": "s3cret-pass"})
+    response = client.post(LOGIN, {"username": "viewer-user", "password": PASSWORD})
     assert response.status_code == 302
     assert response.url == reverse("dashboard:overview")
 
@@ -109,7 +103,7 @@ def test_a_user_can_change_their_password():
     client = Client()
     client.force_login(user)
     form = {
-        "old_password": "s3cret-pass",
+        "old_password": PASSWORD,
         "new_password1": "a-much-longer-passphrase",
         "new_password2": "a-much-longer-passphrase",
     }

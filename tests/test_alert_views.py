@@ -20,23 +20,14 @@ from popcompliance.alerts import views
 from popcompliance.alerts.lifecycle import process_pending_changes, send_reminders
 from popcompliance.alerts.models import Alert, Notification
 from popcompliance.inventory.models import Server
+from tests.people import client_as
 from tests.test_alerts import make_server as make_lab_server
 from tests.test_alerts import regress
-from tests.test_dashboard_views import client_as, make_server
+from tests.test_dashboard_views import make_server
 
 pytestmark = pytest.mark.django_db
 
 CHECK = "pop3.plaintext_login"
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return client_as("viewer")
-
-
-@pytest.fixture
-def operator() -> Client:
-    return client_as("operator")
 
 
 def make_alert(server: Server, check_id: str = CHECK, *, hours_ago: float = 1, **fields) -> Alert:

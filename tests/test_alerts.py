@@ -20,7 +20,7 @@ from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import scan_servers
 from popcompliance.compliance.tasks import scan_server
 from popcompliance.inventory.models import Policy, Server
-from tests.conftest import SERVICE_NAME, lab_policy
+from tests.conftest import lab_server
 
 # The real SMTP server on loopback (the `smtp_sink` fixture).
 pytest_plugins = ["tests.smtp"]
@@ -42,16 +42,7 @@ def make_server(fixed, settings, lab_dns):
     settings.POPC_SCAN_TIMEOUT = 3
     settings.SITE_URL = SITE
     settings.POPC_ALERT_RECIPIENTS = []
-    policy = Policy.objects.create(name="lab", **lab_policy().__dict__)
-    return Server.objects.create(
-        name="mail01",
-        host=fixed.address,
-        service_name=SERVICE_NAME,
-        pop3_port=fixed.ports[0],
-        pop3s_port=fixed.ports[1],
-        policy=policy,
-        owner_emails=[OWNER],
-    )
+    return lab_server("mail01", fixed.address, *fixed.ports, owner_emails=[OWNER])
 
 
 def scan(server, fixed, config):

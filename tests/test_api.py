@@ -16,10 +16,10 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 import scanner
-from popcompliance.accounts.roles import set_role
 from popcompliance.alerts.models import Alert
 from popcompliance.compliance.models import Change, CheckState
 from popcompliance.inventory.models import Server, Tag
+from tests.people import make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -29,8 +29,7 @@ ALERTS = "/api/v1/alerts/"
 
 def client_as(role: str) -> APIClient:
     """A client authenticated by the token of a new user with `role`."""
-    user = User.objects.create_user(f"{role}-user", password="x")
-    set_role(user, role)
+    user = make_user(role)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
     return client

@@ -27,7 +27,7 @@ from popcompliance.compliance.scanning import scan_servers
 from popcompliance.compliance.snapshots import take_snapshot
 from popcompliance.inventory.models import Policy, Server
 from tests.browser import PASSWORD, account, off_the_loop, screenshot
-from tests.conftest import SERVICE_NAME, lab_policy
+from tests.conftest import SERVICE_NAME, create_lab_policy, lab_server
 
 pytestmark = pytest.mark.slow
 
@@ -52,18 +52,12 @@ def policy(transactional_db: None, settings: Any, lab_dns: Any) -> Policy:
     """A policy trusting the lab's CA; in-process scans ask the lab's DNS server."""
     settings.POPC_DNS_RESOLVER = lab_dns.address
     settings.POPC_SCAN_TIMEOUT = 3
-    return Policy.objects.create(name="lab", **lab_policy().__dict__)
+    return create_lab_policy()
 
 
 def add_server(name: str, endpoint: Any, policy: Policy, **fields: Any) -> Server:
-    return Server.objects.create(
-        name=name,
-        host=endpoint.address,
-        service_name=SERVICE_NAME,
-        pop3_port=endpoint.pop3_port,
-        pop3s_port=endpoint.pop3s_port,
-        policy=policy,
-        **fields,
+    return lab_server(
+        name, endpoint.address, endpoint.pop3_port, endpoint.pop3s_port, policy, **fields
     )
 
 

@@ -32,30 +32,11 @@ from popcompliance.dashboard.queries import BEAT_STALE_AFTER, liveness
 from popcompliance.dashboard.templatetags.dashboard import countdown
 from popcompliance.inventory.models import Policy, Server, Tag
 from tests.conftest import SERVICE_NAME, lab_policy
+from tests.people import client_as
 
 pytestmark = pytest.mark.django_db
 
 ADDRESS = "192.0.2.10"
-
-
-def client_as(role: str | None) -> Client:
-    """A client signed in with `role`, or anonymous for None."""
-    client = Client()
-    if role is not None:
-        user = User.objects.create_user(f"{role}-user", password="x")
-        set_role(user, role)
-        client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return client_as("viewer")
-
-
-@pytest.fixture
-def operator() -> Client:
-    return client_as("operator")
 
 
 def make_server(

@@ -19,28 +19,9 @@ from pop3lab.certs import root_ca_pem
 from popcompliance.accounts.roles import set_role
 from popcompliance.inventory.forms import ServerForm
 from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
+from tests.people import client_as
 
 pytestmark = pytest.mark.django_db
-
-
-def client_as(role: str | None) -> Client:
-    """A client signed in with `role`, or anonymous for None."""
-    client = Client()
-    if role is not None:
-        user = User.objects.create_user(f"{role}-user", password="x")
-        set_role(user, role)
-        client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def admin() -> Client:
-    return client_as("admin")
-
-
-@pytest.fixture
-def viewer() -> Client:
-    return client_as("viewer")
 
 
 @pytest.fixture

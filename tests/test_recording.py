@@ -8,7 +8,7 @@ from popcompliance.compliance.models import Certificate, Change, CheckState, Sca
 from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import scan_servers
 from popcompliance.inventory.models import Policy, Server
-from tests.conftest import SERVICE_NAME, lab_policy
+from tests.conftest import SERVICE_NAME, lab_server
 
 SECURE = EndpointConfig()
 PLAINTEXT = EndpointConfig(login_type="PlainTextLogin")
@@ -18,15 +18,7 @@ PLAINTEXT = EndpointConfig(login_type="PlainTextLogin")
 def server(db, fixed, settings, lab_dns):
     settings.POPC_DNS_RESOLVER = lab_dns.address
     settings.POPC_SCAN_TIMEOUT = 3
-    policy = Policy.objects.create(name="lab", **lab_policy().__dict__)
-    return Server.objects.create(
-        name="mail01",
-        host=fixed.address,
-        service_name=SERVICE_NAME,
-        pop3_port=fixed.ports[0],
-        pop3s_port=fixed.ports[1],
-        policy=policy,
-    )
+    return lab_server("mail01", fixed.address, *fixed.ports)
 
 
 def scan_and_record(server, fixed, config, purpose="scheduled"):

@@ -6,24 +6,17 @@ from django.core.management import CommandError, call_command
 from pop3lab.config import EndpointConfig
 from popcompliance.compliance.models import ScanRun
 from popcompliance.inventory.models import Policy, Server
-from tests.conftest import SERVICE_NAME, lab_policy
+from tests.conftest import create_lab_policy, lab_server
 
 
 @pytest.fixture
 def lab_servers(db, emulated, settings, lab_dns):
     settings.POPC_DNS_RESOLVER = lab_dns.address
-    policy = Policy.objects.create(name="lab", **lab_policy().__dict__)
+    policy = create_lab_policy()
 
     def make(name, config):
         endpoint = emulated.start(config)
-        return Server.objects.create(
-            name=name,
-            host=endpoint.address,
-            service_name=SERVICE_NAME,
-            pop3_port=endpoint.pop3_port,
-            pop3s_port=endpoint.pop3s_port,
-            policy=policy,
-        )
+        return lab_server(name, endpoint.address, endpoint.pop3_port, endpoint.pop3s_port, policy)
 
     return make
 
@@ -54,14 +47,7 @@ def test_a_plaintext_server_exits_1_and_is_named(lab_servers, capsys):
 
 
 def test_a_regression_is_confirmed_by_an_immediate_reprobe(lab_servers, fixed):
-    server = Server.objects.create(
-        name="mail01",
-        host=fixed.address,
-        service_name=SERVICE_NAME,
-        pop3_port=fixed.ports[0],
-        pop3s_port=fixed.ports[1],
-        policy=Policy.objects.get(name="lab"),
-    )
+    server = lab_server("mail01", fixed.address, *fixed.ports, Policy.objects.get(name="lab"))
     with fixed.serving(EndpointConfig()):
         run_scan("mail01")
     with fixed.serving(EndpointConfig(login_type="PlainTextLogin")):

@@ -13,8 +13,8 @@ from pop3lab.config import EndpointConfig
 from pop3lab.hostile import HostileConfig
 from popcompliance.compliance.models import Change, CheckState, ScanRun
 from popcompliance.compliance.tasks import dispatch_due_scans, scan_server
-from popcompliance.inventory.models import Policy, Server
-from tests.conftest import SERVICE_NAME, lab_policy
+from popcompliance.inventory.models import Server
+from tests.conftest import create_lab_policy, lab_server
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ VISIBILITY = 2
 
 @pytest.fixture
 def policy(transactional_db):
-    return Policy.objects.create(name="lab", **lab_policy().__dict__)
+    return create_lab_policy()
 
 
 @pytest.fixture
@@ -37,13 +37,12 @@ def add_server(emulated, policy):
 
     def add(name, config, **fields):
         endpoint = emulated.start(config)
-        return Server.objects.create(
-            name=name,
-            host=endpoint.address,
-            service_name=SERVICE_NAME,
-            pop3_port=endpoint.pop3_port,
-            pop3s_port=endpoint.pop3s_port,
-            policy=policy,
+        return lab_server(
+            name,
+            endpoint.address,
+            endpoint.pop3_port,
+            endpoint.pop3s_port,
+            policy,
             next_scan_at=timezone.now() - timedelta(seconds=1),
             **fields,
         )
