@@ -5,11 +5,12 @@ Development defaults are safe to run on a laptop: SQLite under var/, DEBUG off u
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import dj_database_url
 
-from popcompliance.env import env_bool, env_int, env_list, env_str
+from popcompliance.env import ConfigurationError, env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state of the embedded defaults: SQLite, the filesystem broker, beat's schedule.
@@ -39,6 +40,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "popcompliance.security.ContentSecurityPolicyMiddleware",
     # Static files from the web process itself (gunicorn in compose), right after security.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -48,6 +50,28 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+# HTTPS. POPC_HTTPS=true says users reach the dashboard over https only (directly or through a
+# proxy): secure cookies, a redirect of plain http, HSTS. Off by default so the embedded
+# `make run` on http://127.0.0.1 works; each setting below can also be set on its own.
+POPC_HTTPS = env_bool("POPC_HTTPS", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", POPC_HTTPS)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", POPC_HTTPS)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", POPC_HTTPS)
+# The compose health check and load balancers probe /healthz over plain http.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if POPC_HTTPS else 0)
+# includeSubdomains covers names under the dashboard's own; preload only marks the header as
+# eligible (nothing is preloaded until someone submits the domain to the browsers' list).
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", POPC_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", POPC_HTTPS)
+# Behind a TLS-terminating proxy that sets X-Forwarded-Proto (and strips it from clients).
+if env_bool("POPC_TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Safe on plain http too, so always on.
+SECURE_CONTENT_TYPE_NOSNIFF = env_bool("SECURE_CONTENT_TYPE_NOSNIFF", True)
+X_FRAME_OPTIONS = env_str("X_FRAME_OPTIONS") or "DENY"
+SECURE_REFERRER_POLICY = env_str("SECURE_REFERRER_POLICY") or "same-origin"
 
 ROOT_URLCONF = "popcompliance.urls"
 WSGI_APPLICATION = "popcompliance.wsgi.application"
@@ -159,6 +183,15 @@ POPC_EXPIRY_THRESHOLDS = env_list("POPC_EXPIRY_THRESHOLDS", ["30", "14", "7", "1
 # Scanner.
 POPC_DNS_RESOLVER = env_str("POPC_DNS_RESOLVER") or None
 POPC_CA_FILE = env_str("POPC_CA_FILE") or None
+# The scanner guard never connects to link-local or cloud metadata addresses (169.254.0.0/16,
+# fe80::/10, fd00:ec2::254). With this comma-separated list of CIDRs, it also scans only
+# addresses inside them (IP hosts are refused on the form and in the API; names at scan time).
+POPC_SCAN_ALLOW_NETWORKS = env_list("POPC_SCAN_ALLOW_NETWORKS", [])
+for _network in POPC_SCAN_ALLOW_NETWORKS:
+    try:
+        ipaddress.ip_network(_network)
+    except ValueError as _exc:
+        raise ConfigurationError(f"POPC_SCAN_ALLOW_NETWORKS: {_exc}") from None
 PORT = env_int("PORT", 8000)
 
 # Celery. With REDIS_URL unset, an embedded broker (kombu's filesystem transport under var/)

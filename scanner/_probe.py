@@ -16,7 +16,15 @@ from datetime import UTC, datetime
 from scanner._dns import lookup_addresses, resolve_service
 from scanner._errors import DnsError
 from scanner._evaluate import evaluate
-from scanner._facts import DnsFacts, EndpointFacts, ScanReport, compliance
+from scanner._facts import (
+    DnsFacts,
+    EndpointFacts,
+    Pop3Facts,
+    Pop3sFacts,
+    ScanReport,
+    StlsFacts,
+    compliance,
+)
 from scanner._hints import exchange_login_type, product_hint
 from scanner._pop3 import probe_cleartext, probe_stls, with_stls_versions
 from scanner._pop3s import probe_implicit_tls, with_implicit_tls_versions
@@ -68,7 +76,7 @@ async def scan_target(target: Target, settings: Settings, policy: Policy) -> Sca
     if address_error:
         dns = replace(dns, error=dns.error or address_error)
     endpoints = tuple(
-        await asyncio.gather(*(probe_address(address, target, settings) for address in addresses))
+        await asyncio.gather(*(_probe_guarded(address, target, settings) for address in addresses))
     )
     checks, address_checks = evaluate(target, dns, endpoints, policy, started_at)
     return ScanReport(
@@ -96,6 +104,21 @@ async def _addresses_to_probe(
         return await lookup_addresses(target.host, settings), None
     except DnsError as exc:
         return (), str(exc)
+
+
+async def _probe_guarded(address: str, target: Target, settings: Settings) -> EndpointFacts:
+    """Probe the address unless the scanner guard refuses it: then nothing connects, and
+    every port reads as unreachable with the guard's reason (its checks become errors)."""
+    reason = settings.refusal(address)
+    if reason is None:
+        return await probe_address(address, target, settings)
+    return EndpointFacts(
+        address=address,
+        pop3=Pop3Facts(
+            target.pop3_port, "unreachable", reason, stls=StlsFacts("unreachable", reason)
+        ),
+        pop3s=Pop3sFacts(target.pop3s_port, "unreachable", reason),
+    )
 
 
 async def probe_address(address: str, target: Target, settings: Settings) -> EndpointFacts:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from scanner._guard import DENY_NETWORKS, guard_refusal, parse_networks
+
 TLS_VERSIONS = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
 
@@ -79,6 +81,8 @@ class Settings:
     bytes is cut off like one that is silent. `concurrency` is how many targets are scanned at
     once (all addresses of a target together); `connections_per_address` caps parallel
     connections to one address, because mail servers throttle clients that open many at once.
+    The guard (scanner/_guard.py) never connects to an address in `deny_networks`, nor to one
+    outside `allow_networks` when that is not empty; both hold CIDR texts.
     """
 
     timeout: float = 10.0
@@ -86,6 +90,8 @@ class Settings:
     concurrency: int = 50
     connections_per_address: int = 3
     test_tls_versions: bool = True
+    allow_networks: tuple[str, ...] = ()
+    deny_networks: tuple[str, ...] = DENY_NETWORKS
 
     def __post_init__(self) -> None:
         if not 0 < self.timeout <= 600:
@@ -96,6 +102,18 @@ class Settings:
             raise ValueError("connections_per_address must be at least 1")
         if self.resolver is not None:
             parse_resolver(self.resolver)
+        object.__setattr__(self, "allow_networks", tuple(self.allow_networks))
+        object.__setattr__(self, "deny_networks", tuple(self.deny_networks))
+        parse_networks("allow_networks", self.allow_networks)
+        parse_networks("deny_networks", self.deny_networks)
+
+    def refusal(self, address: str) -> str | None:
+        """Why the scanner guard refuses to connect to this IP address, or None."""
+        return guard_refusal(
+            address,
+            parse_networks("allow_networks", self.allow_networks),
+            parse_networks("deny_networks", self.deny_networks),
+        )
 
 
 @dataclass(frozen=True)

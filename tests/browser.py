@@ -6,7 +6,7 @@
 - `page_as` (per test): `page_as("operator")` is a page in a fresh browser context, signed in as
   a new account with that role. Every request that leaves the live server is refused and fails
   the test (the dashboard must work on an intranet with no internet), and so does an uncaught
-  script error.
+  script error or a Content Security Policy violation.
 - `admin_page`, `operator_page`, `viewer_page`: one such page each.
 - `screenshot(page, name)`: writes docs/screenshots/<name>.png (1280×800) only when
   POPC_SCREENSHOTS=1, so ordinary runs leave the work tree alone.
@@ -35,6 +35,7 @@ from django.test import Client
 from playwright.sync_api import (
     Browser,
     BrowserContext,
+    ConsoleMessage,
     Page,
     Request,
     Route,
@@ -104,11 +105,17 @@ def off_the_loop(function: Callable[..., T], *args: Any) -> T:
 
 
 class Guard:
-    """What a page did that fails its test: requests off loopback and uncaught script errors."""
+    """What a page did that fails its test: requests off loopback, uncaught script errors and
+    Content Security Policy violations (which Chromium reports on the console)."""
 
     def __init__(self) -> None:
         self.off_site: list[str] = []
         self.script_errors: list[str] = []
+        self.csp_violations: list[str] = []
+
+    def console(self, message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(message.text)
 
     def route(self, route: Route, request: Request) -> None:
         if urlsplit(request.url).hostname in LOOPBACK_HOSTS:
@@ -118,9 +125,11 @@ class Guard:
             route.abort("blockedbyclient")
 
     def problems(self) -> list[str]:
-        return [f"request off loopback: {url}" for url in self.off_site] + [
-            f"uncaught script error: {error}" for error in self.script_errors
-        ]
+        return (
+            [f"request off loopback: {url}" for url in self.off_site]
+            + [f"uncaught script error: {error}" for error in self.script_errors]
+            + [f"CSP violation: {text}" for text in self.csp_violations]
+        )
 
 
 def account(role: str, username: str | None = None) -> User:
@@ -151,6 +160,7 @@ def new_page(browser: Browser, live_server: Any) -> Iterator[Callable[[], Page]]
         context.route("**/*", guard.route)
         page = context.new_page()
         page.on("pageerror", lambda error: guard.script_errors.append(str(error)))
+        page.on("console", guard.console)
         opened.append((context, guard))
         return page
 

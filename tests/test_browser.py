@@ -426,6 +426,53 @@ def test_status_badges_and_cells_have_a_contrast_of_at_least_4_5(
     screenshot(viewer_page, "overview-matrix")
 
 
+# --- Content Security Policy -----------------------------------------------------------------
+
+
+def test_the_pages_pass_the_content_security_policy(admin_page: Page, fleet: list[Server]) -> None:
+    violations: list[str] = []
+    admin_page.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    pages = [
+        reverse("dashboard:overview"),
+        fleet[0].get_absolute_url(),
+        reverse("alerts:list"),
+        reverse("inventory:server_list"),
+    ]
+    for url in pages:
+        response = admin_page.goto(url)
+        assert response is not None and response.ok, url
+        assert "script-src 'self';" in response.headers["content-security-policy"], url
+        admin_page.wait_for_load_state("networkidle")
+    assert not violations, "\n".join(violations)
+
+
+def test_the_policy_refuses_an_inline_script(
+    browser: Any, live_server: Any, transactional_db: None
+) -> None:
+    # The canary: the header is enforced and its violations reach the console we listen to.
+    context = browser.new_context(base_url=live_server.url)
+    try:
+        page = context.new_page()
+        violations: list[str] = []
+        page.on("console", lambda m: violations.append(m.text))
+        page.goto(reverse("accounts:login"))
+        page.evaluate(
+            "() => { const s = document.createElement('script');"
+            " s.textContent = 'window.inlineRan = true'; document.body.append(s); }"
+        )
+        for _ in range(50):
+            if violations:
+                break
+            page.wait_for_timeout(50)
+        assert page.evaluate("window.inlineRan") is None
+        assert any("Content Security Policy" in text for text in violations), violations
+    finally:
+        context.close()
+
+
 # --- Alerts ----------------------------------------------------------------------------------
 
 

@@ -17,7 +17,9 @@ from popcompliance.inventory.models import Policy, Server
 
 def scan_settings() -> scanner.Settings:
     return scanner.Settings(
-        timeout=float(settings.POPC_SCAN_TIMEOUT), resolver=settings.POPC_DNS_RESOLVER
+        timeout=float(settings.POPC_SCAN_TIMEOUT),
+        resolver=settings.POPC_DNS_RESOLVER,
+        allow_networks=tuple(settings.POPC_SCAN_ALLOW_NETWORKS),
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
 from django.db import models
@@ -183,9 +184,14 @@ class Server(models.Model):
 
     def clean(self) -> None:
         try:
-            self.as_target()
+            target = self.as_target()
         except ValueError as exc:
             raise ValidationError({"host": str(exc)}) from exc
+        if target.host_is_ip:
+            # Names are checked at scan time, on the addresses they resolve to.
+            guard = scanner.Settings(allow_networks=tuple(settings.POPC_SCAN_ALLOW_NETWORKS))
+            if refusal := guard.refusal(target.host):
+                raise ValidationError({"host": refusal})
 
     @property
     def status_colour(self) -> str:

@@ -1,0 +1,157 @@
+"""The scanner guard: link-local and metadata addresses are never scanned, an allowlist limits
+scanning to its networks; refused on the form and in the API for an IP host, at scan time for
+a name that resolves into a refused range (nothing connects)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.urls import reverse
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+import scanner
+from popcompliance.compliance.scanning import scan_settings
+from popcompliance.inventory.models import Policy, Server
+from tests.dnsserver import DnsServer
+from tests.people import client_as, make_user
+
+REFUSED = "refused by the scanner guard"
+
+
+# --- The pure check -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "169.254.169.254",
+        "169.254.0.1",
+        "fe80::1",
+        "fe80::1%eth0",
+        "fd00:ec2::254",
+        "::ffff:169.254.169.254",
+    ],
+)
+def test_link_local_and_metadata_addresses_are_refused_by_default(address: str) -> None:
+    reason = scanner.Settings().refusal(address)
+    assert reason is not None and REFUSED in reason
+
+
+@pytest.mark.parametrize("address", ["192.0.2.7", "10.1.2.3", "127.0.0.1", "2001:db8::1"])
+def test_other_addresses_are_scanned_by_default(address: str) -> None:
+    assert scanner.Settings().refusal(address) is None
+
+
+def test_an_allowlist_scans_only_its_networks_and_keeps_the_refused_ranges() -> None:
+    settings = scanner.Settings(allow_networks=("10.0.0.0/8", "2001:db8::/32", "169.254.0.0/16"))
+    assert settings.refusal("10.9.8.7") is None
+    assert settings.refusal("2001:db8::5") is None
+    assert "outside the allowed networks" in (settings.refusal("192.0.2.7") or "")
+    assert "outside the allowed networks" in (settings.refusal("2001:db9::5") or "")
+    assert REFUSED in (settings.refusal("169.254.169.254") or "")
+
+
+def test_a_bad_network_is_refused_when_settings_are_built() -> None:
+    with pytest.raises(ValueError, match=re.escape("allow_networks: '10.0.0.1/8'")):
+        scanner.Settings(allow_networks=("10.0.0.1/8",))
+    with pytest.raises(ValueError, match="not a network"):
+        scanner.Settings(allow_networks=("intranet",))
+
+
+# --- At scan time ---------------------------------------------------------------------------
+
+
+async def _no_connection(address: str, *args: Any) -> Any:
+    raise AssertionError(f"the scanner connected to {address}")
+
+
+def test_a_name_resolving_into_a_refused_range_is_not_connected_to(
+    dns_server: DnsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dns_server.add("meta.example.test", "A", "169.254.169.254")
+    dns_server.add("meta.example.test", "AAAA", "fd00:ec2::254")
+    monkeypatch.setattr("scanner._probe.probe_address", _no_connection)
+    settings = scanner.Settings(timeout=3, resolver=dns_server.address, test_tls_versions=False)
+    [report] = scanner.scan([scanner.Target("meta.example.test")], settings)
+    assert set(report.addresses) == {"169.254.169.254", "fd00:ec2::254"}
+    assert report.address_checks
+    for check in report.address_checks:
+        assert check.status == "error", check
+        assert REFUSED in check.summary, check
+    assert report.compliant is None or report.compliant is False
+
+
+def test_an_ip_target_outside_the_allowlist_is_not_connected_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("scanner._probe.probe_address", _no_connection)
+    settings = scanner.Settings(timeout=3, allow_networks=("10.0.0.0/8",))
+    [report] = scanner.scan([scanner.Target("192.0.2.7")], settings)
+    assert {check.status for check in report.address_checks} == {"error"}
+
+
+def test_the_dashboard_passes_its_allowlist_to_the_scanner(settings: Any) -> None:
+    settings.POPC_SCAN_ALLOW_NETWORKS = ["10.0.0.0/8"]
+    assert scan_settings().allow_networks == ("10.0.0.0/8",)
+    assert scan_settings().refusal("192.0.2.7") is not None
+
+
+# --- The form and the API --------------------------------------------------------------------
+
+
+def server_form(host: str) -> dict[str, Any]:
+    return {
+        "name": "meta",
+        "host": host,
+        "service_name": "",
+        "pop3_port": 110,
+        "pop3s_port": 995,
+        "site": "",
+        "policy": Policy.default().pk,
+        "scan_interval": 30,
+        "owners": "",
+        "tag_names": "",
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("host", ["169.254.169.254", "fd00:ec2::254", "[fe80::1]"])
+def test_the_form_refuses_a_metadata_address(host: str) -> None:
+    response = client_as("admin").post(reverse("inventory:server_add"), server_form(host))
+    assert response.status_code == 200
+    assert REFUSED in " ".join(response.context["form"].errors["host"])
+    assert not Server.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_form_refuses_an_address_outside_the_allowlist(settings: Any) -> None:
+    settings.POPC_SCAN_ALLOW_NETWORKS = ["10.0.0.0/8"]
+    admin = client_as("admin")
+    response = admin.post(reverse("inventory:server_add"), server_form("192.0.2.7"))
+    assert "outside the allowed networks" in " ".join(response.context["form"].errors["host"])
+    # Names are judged at scan time, on what they resolve to.
+    assert (
+        admin.post(reverse("inventory:server_add"), server_form("pop.example.com")).status_code
+        == 302
+    )
+    assert (
+        admin.post(
+            reverse("inventory:server_add"), server_form("10.0.0.5") | {"name": "inside"}
+        ).status_code
+        == 302
+    )
+
+
+@pytest.mark.django_db
+def test_the_api_refuses_a_metadata_address_with_a_400_on_the_host() -> None:
+    client = APIClient()
+    token = Token.objects.create(user=make_user("admin"))
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    data = {"name": "meta", "host": "169.254.169.254"}
+    response = client.post("/api/v1/servers/", data, format="json")
+    assert response.status_code == 400
+    assert REFUSED in " ".join(response.json()["host"])
+    assert not Server.objects.exists()
