@@ -6,7 +6,7 @@ reports, their check states, a year of changes and alerts, scan runs with their 
 certificates and daily snapshots (its docstring says what and how much). Then VACUUM ANALYZE,
 as autovacuum would long since have done on a year-old database.
 
-`gunicorn popcompliance.wsgi -w 2 --threads 4` serves it (DEBUG off, our own SECRET_KEY,
+`gunicorn popcompliance.wsgi -w 2 --threads 1` serves it (DEBUG off, our own SECRET_KEY,
 ALLOWED_HOSTS 127.0.0.1). Eight clients, each signed in through the login form with its own
 session, request one page at a time, each sending its next request when its last answer is
 read: the overview, random server pages, the alerts page's open, acknowledged and resolved tabs
@@ -50,7 +50,12 @@ from tests.services import free_port  # noqa: E402
 BENCH_DB = "popc_bench_dash"
 PG = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 TARGET_P95_MS = 300.0  # per page, 8 clients, 2 cores (issue 5 §8)
-WORKERS, THREADS = 2, 4
+# Two sync workers, one per core: requests queue in the socket instead of contending for the
+# GIL, which cut every page's p95 at 8 clients (2 cores, this DB; overview / server / alerts
+# p95 ms): -w 2 --threads 4: 399-430 / 173-189 / 289-368; -w 3 --threads 2: 504 / 271 / 379;
+# -w 2 --threads 2: 345-364 / 172-179 / 267-299; -w 3 --threads 1: 308 / 121 / 221;
+# -w 2 --threads 1: 300-312 / 108-119 / 188-215.
+WORKERS, THREADS = 2, 1
 LOGIN_PATH = "/accounts/login/"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

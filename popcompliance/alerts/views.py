@@ -17,7 +17,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -124,6 +124,8 @@ def findings(alerts: Iterable[Alert]) -> dict[tuple[int, str], list[CheckState]]
         server_id__in={server_id for server_id, _ in wanted},
         check_id__in={check_id for _, check_id in wanted},
     ).exclude(status__in=PASSING)
+    # Only what the list shows of them: not each state's summary and remediation text.
+    states = states.only("server_id", "check_id", "address", "status")
     found: dict[tuple[int, str], list[CheckState]] = defaultdict(list)
     # The filter above is a cross product: keep only the pairs that have an alert.
     for state in states.order_by("address"):
@@ -149,12 +151,16 @@ def alert_list(request: HttpRequest) -> HttpResponse:
     with each tab's count."""
     now = timezone.now()
     state = state_of(request.GET.get("state"))
-    alerts = _alerts().in_state(state, now).order_by(*ORDERING[state])
+    ordering = ORDERING[state]
+    ids = Alert.objects.in_state(state, now).order_by(*ordering).values_list("pk", flat=True)
     counts = state_counts(now)
-    paginator = Paginator(alerts, ALERTS_PER_PAGE)
+    paginator = Paginator(ids, ALERTS_PER_PAGE)
     # The tab already counted these (same `now`): spares a second scan of the alerts.
     paginator.count = counts[state]
     page = paginator.get_page(request.GET.get("page"))
+    # The page's ids are picked in a subquery, so only those rows are joined with their servers
+    # and acknowledgers; paging the join made PostgreSQL join every alert in the tab first.
+    page.object_list = list(_alerts().filter(pk__in=Subquery(page.object_list)).order_by(*ordering))
     context = {
         "state": state,
         "state_label": AlertState(state).label,

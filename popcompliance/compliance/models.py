@@ -89,6 +89,12 @@ class CheckState(models.Model):
                 fields=["server", "address", "check_id"], name="unique_check_state"
             )
         ]
+        indexes = [
+            # Read by dashboard.queries.filtered_servers (_matching_states): the overview
+            # filtered by check and result, an index-only probe per server instead of a scan
+            # of every state.
+            models.Index(fields=["check_id", "status", "server"], name="checkstate_check_status"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.server} {self.address or '*'} {self.check_id}: {self.status}"
