@@ -29,7 +29,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,10 +44,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._support import postgres_database, stop_group  # noqa: E402
 from tests.services import free_port  # noqa: E402
 
 BENCH_DB = "popc_bench_dash"
-PG = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 TARGET_P95_MS = 300.0  # per page, 8 clients, 2 cores (issue 5 §8)
 # Two sync workers, one per core: requests queue in the socket instead of contending for the
 # GIL, which cut every page's p95 at 8 clients (2 cores, this DB; overview / server / alerts
@@ -61,24 +60,6 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # --- services --------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def postgres_database(keep: bool) -> Iterator[str]:
-    """A fresh database for the run, dropped afterwards (even if gunicorn still holds it)."""
-    os.environ["PGOPTIONS"] = "-c client_min_messages=warning"  # no "does not exist, skipping"
-    subprocess.run(["dropdb", *PG, "--if-exists", "--force", BENCH_DB], check=True)
-    subprocess.run(["createdb", *PG, BENCH_DB], check=True)
-    try:
-        yield f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        if keep:
-            print(f"kept the database {BENCH_DB}: dropdb {' '.join(PG)} --force {BENCH_DB}")
-        else:
-            subprocess.run(["dropdb", *PG, "--if-exists", "--force", BENCH_DB], check=True)
 
 
 def production_environment(url: str, workdir: Path) -> dict[str, str]:
@@ -135,13 +116,7 @@ def gunicorn(environment: dict[str, str], workdir: Path) -> Iterator[tuple[int, 
             time.sleep(0.2)
         yield port, process.pid
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process)
 
 
 def _answers(port: int) -> bool:
@@ -501,7 +476,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="No directory at")
 
     workdir = Path(tempfile.mkdtemp(prefix="popc-dashboard-"))
-    with postgres_database(args.keep) as url:
+    with postgres_database(BENCH_DB, args.keep) as url:
         environment = production_environment(url, workdir)
         setup_django(environment)
         from bench.dashboard_seed import scan_templates, seed

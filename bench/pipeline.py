@@ -25,7 +25,6 @@ import contextlib
 import io
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._support import postgres_database, stop_group  # noqa: E402
 from bench.scan_fleet import (  # noqa: E402
     BASE,
     POP3_PORT,
@@ -48,7 +48,6 @@ from tests.dnsserver import DnsServer  # noqa: E402
 from tests.services import RedisServer  # noqa: E402
 
 BENCH_DB = "popc_bench"
-PG = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 TARGET = 30.0  # servers/s with one worker on 2 cores (issue 3 §8)
 TABLES = ("ScanRun", "CheckState", "Change", "Certificate", "CertificateSighting", "ServerAddress")
 # A pass that has not finished in this long is reported as it stands.
@@ -72,21 +71,6 @@ class Pass:
 
 
 @contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh database for the run, dropped afterwards (even if workers still hold it)."""
-    os.environ["PGOPTIONS"] = "-c client_min_messages=warning"  # no "does not exist, skipping"
-    subprocess.run(["dropdb", *PG, "--if-exists", "--force", BENCH_DB], check=True)
-    subprocess.run(["createdb", *PG, BENCH_DB], check=True)
-    try:
-        yield f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
-    finally:
-        from django.db import connections
-
-        connections.close_all()
-        subprocess.run(["dropdb", *PG, "--if-exists", "--force", BENCH_DB], check=True)
-
-
-@contextlib.contextmanager
 def services(embedded: bool, workdir: Path) -> Iterator[str]:
     """Configure the environment for Django and Celery (in this process and the worker's);
     yields a description of the storage and broker."""
@@ -101,7 +85,7 @@ def services(embedded: bool, workdir: Path) -> Iterator[str]:
         return
     redis_server = RedisServer(workdir).start()
     try:
-        with postgres_database() as url:
+        with postgres_database(BENCH_DB) as url:
             os.environ.update(DATABASE_URL=url, REDIS_URL=redis_server.url)
             yield "PostgreSQL + Redis"
     finally:
@@ -193,13 +177,7 @@ class Worker:
 
     def stop(self) -> None:
         """Warm shutdown, then kill what is left of its process group."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process)
 
 
 def peak_mb(pid: int) -> float:

@@ -46,11 +46,12 @@ def overview(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     tags = list(Tag.objects.values_list("name", flat=True))
     form = OverviewFilter(request.GET or None, sites=queries.sites(), tags=tags)
-    servers = queries.filtered_servers(form.filters()).prefetch_related("tags")
+    filters = form.filters()
+    servers = queries.filtered_servers(filters).prefetch_related("tags")
     page = Paginator(servers, SERVERS_PER_PAGE).get_page(request.GET.get("page"))
     context = {
         "form": form,
-        "filtered": bool(form.filters()),
+        "filtered": bool(filters),
         "counts": queries.status_counts(),
         "page": page,
         "rows": queries.matrix(page),

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
-from popcompliance.dashboard.catalog import Badge, cell_html, check_badge, server_badge
+from popcompliance.dashboard.catalog import cell_html, check_badge, server_badge
 
 register = template.Library()
 
@@ -33,11 +33,6 @@ def server_status(status: str) -> dict[str, Any]:
 def matrix_cell(check_id: str, status: str | None, confirming: bool = False) -> SafeString:
     """A matrix cell (`<td>`): the symbol shows, the word is for screen readers."""
     return cell_html(check_id, status, bool(confirming))
-
-
-@register.simple_tag
-def badge_of(status: str) -> Badge:
-    return check_badge(status)
 
 
 @register.filter
