@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 
-from popcompliance.alerts.messages import queue, recipients_for, server_url
+from popcompliance.alerts.messages import absolute_url, queue, recipients_for
 from popcompliance.alerts.models import ExpiryWarning, NotificationKind
 from popcompliance.compliance.certificates import SEEN_GRAIN
 from popcompliance.compliance.models import Certificate, CertificateSighting
@@ -103,7 +103,7 @@ def notify(warning: ExpiryWarning, sightings: list[CertificateSighting], now: da
         "threshold": warning.days,
         "expired": warning.days == 0,
         "servers": servers,
-        "places": [(s, server_url(s.server)) for s in sightings],
+        "places": [(s, absolute_url(s.server)) for s in sightings],
         "now": now,
     }
     only: Server | None = servers[0] if len(servers) == 1 else None

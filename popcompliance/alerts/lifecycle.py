@@ -36,14 +36,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 
 from popcompliance.alerts.messages import (
+    absolute_url,
     check_title,
     owners_first,
     queue,
     recipients_for,
-    server_url,
 )
 from popcompliance.alerts.models import (
     NOTIFICATION_RETENTION,
@@ -101,11 +101,15 @@ def first_seen(change: Change) -> datetime:
     return runs[-1] if len(runs) == REGRESSION_SIGHTINGS - 1 else change.created_at
 
 
+def recent_changes(server: Server, now: datetime) -> QuerySet[Change]:
+    """The server's status changes within FLAP_WINDOW (first sightings are no change)."""
+    return server.changes.filter(created_at__gt=now - FLAP_WINDOW).exclude(previous_status="")
+
+
 def is_flapping(server: Server, now: datetime) -> bool:
     """POPC_FLAP_CHANGES scans or more changed a status on the server within 24 h (the
     changes of one scan share their timestamp; first sightings are no change)."""
-    recent = server.changes.filter(created_at__gt=now - FLAP_WINDOW).exclude(previous_status="")
-    recent = recent.order_by()
+    recent = recent_changes(server, now).order_by()
     scans = recent.aggregate(scans=Count("created_at", distinct=True))["scans"]
     return 0 < settings.POPC_FLAP_CHANGES <= scans
 
@@ -116,9 +120,9 @@ def alert_context(
     """What the alert, reminder and recovery templates show."""
     return {
         "server": alert.server,
-        "server_url": server_url(alert.server),
+        "server_url": absolute_url(alert.server),
         "alert": alert,
-        "alert_url": f"{settings.SITE_URL}{alert.get_absolute_url()}",
+        "alert_url": absolute_url(alert),
         "change": change,
         "title": check_title(alert.check_id),
         "findings": sorted((s for s in states if s.status not in PASSING), key=lambda s: s.address),
@@ -200,10 +204,12 @@ class ServerPass:
         """One notice per 24 h to the owners while the server keeps changing."""
         if not self.flapping or self.noticed_flapping():
             return
-        since = self.now - FLAP_WINDOW
-        recent = self.server.changes.filter(created_at__gt=since).exclude(previous_status="")
-        changes = list(recent.order_by("created_at", "id"))
-        context = {"server": self.server, "server_url": server_url(self.server), "changes": changes}
+        changes = list(recent_changes(self.server, self.now).order_by("created_at", "id"))
+        context = {
+            "server": self.server,
+            "server_url": absolute_url(self.server),
+            "changes": changes,
+        }
         scans = len({change.created_at for change in changes})
         context |= {"scans": scans, "threshold": settings.POPC_FLAP_CHANGES, "now": self.now}
         key = f"flapping:{self.server.pk}:{self.now.isoformat()}"

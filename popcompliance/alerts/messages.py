@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.template.loader import render_to_string
 
-from popcompliance.alerts.models import Notification
+from popcompliance.alerts.models import Alert, Notification
 from popcompliance.inventory.models import Server
 
 # What each check asks, in a few words, for subjects and headings (DESIGN §2).
@@ -59,8 +59,9 @@ def owners_first(server: Server) -> list[str]:
     return dedupe(server.owner_emails) or dedupe(settings.POPC_ALERT_RECIPIENTS)
 
 
-def server_url(server: Server) -> str:
-    return f"{settings.SITE_URL}{server.get_absolute_url()}"
+def absolute_url(obj: Server | Alert) -> str:
+    """The link an email gives to a page of the site."""
+    return f"{settings.SITE_URL}{obj.get_absolute_url()}"
 
 
 def render(kind: str, context: dict[str, Any]) -> tuple[str, str, str]:

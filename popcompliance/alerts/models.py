@@ -147,10 +147,6 @@ class Alert(models.Model):
         acknowledged = self.is_acknowledged(now or timezone.now())
         return AlertState.ACKNOWLEDGED if acknowledged else AlertState.OPEN
 
-    @property
-    def state_colour(self) -> str:
-        return ALERT_STATE_COLOURS[self.state()]
-
     def is_acknowledged(self, now: datetime) -> bool:
         expired = self.ack_until is not None and self.ack_until <= now
         return self.acknowledged_at is not None and not expired

@@ -25,8 +25,6 @@ from popcompliance.compliance.models import (
 from popcompliance.dashboard.catalog import CHECK_RANK
 from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
 
-# Edits after which the last verdict no longer describes the server (as in ServerForm).
-RESCAN_FIELDS = frozenset({"host", "service_name", "pop3_port", "pop3s_port", "policy"})
 # What Server.clean reads (it builds the scanner's Target).
 PROBED_FIELDS = ("host", "service_name", "pop3_port", "pop3s_port")
 COMPLIANT = {ServerStatus.COMPLIANT: True, ServerStatus.NON_COMPLIANT: False}
@@ -227,7 +225,7 @@ class ServerWriteSerializer(serializers.ModelSerializer):
         for name, value in validated_data.items():
             setattr(instance, name, value)
         fields = [*validated_data, "updated_at"]
-        if RESCAN_FIELDS.intersection(changed):
+        if Server.edit_needs_rescan(changed):
             instance.next_scan_at = timezone.now()
             fields.append("next_scan_at")
         instance.save(update_fields=fields)

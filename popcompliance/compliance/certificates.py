@@ -13,6 +13,11 @@ from popcompliance.inventory.models import Server
 SEEN_GRAIN = timedelta(hours=1)
 
 
+def due_refresh(last_seen_at: datetime, now: datetime) -> bool:
+    """True when a "last seen" time is old enough to be worth rewriting."""
+    return now - last_seen_at >= SEEN_GRAIN
+
+
 def served_leaves(
     endpoints: Iterable[scanner.EndpointFacts],
 ) -> Iterator[tuple[str, int, scanner.CertificateFacts]]:
@@ -39,21 +44,24 @@ def remember_certificates(
         (s.certificate_id, s.address, s.port): s
         for s in CertificateSighting.objects.filter(server=server)
     }
-    stale = []
+    new, stale = [], []
     for address, port, leaf in served:
         certificate = certificates[leaf.fingerprint_sha256]
         sighting = sightings.get((certificate.pk, address, port))
         if sighting is None:
-            CertificateSighting.objects.create(
-                certificate=certificate,
-                server=server,
-                address=address,
-                port=port,
-                first_seen_at=now,
-                last_seen_at=now,
+            new.append(
+                CertificateSighting(
+                    certificate=certificate,
+                    server=server,
+                    address=address,
+                    port=port,
+                    first_seen_at=now,
+                    last_seen_at=now,
+                )
             )
-        elif now - sighting.last_seen_at >= SEEN_GRAIN:
+        elif due_refresh(sighting.last_seen_at, now):
             stale.append(sighting.pk)
+    CertificateSighting.objects.bulk_create(new)
     if stale:
         CertificateSighting.objects.filter(pk__in=stale).update(last_seen_at=now)
         Certificate.objects.filter(sightings__pk__in=stale).update(last_seen_at=now)

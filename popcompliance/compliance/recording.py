@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import scanner
-from popcompliance.compliance.certificates import SEEN_GRAIN, remember_certificates
+from popcompliance.compliance.certificates import due_refresh, remember_certificates
 from popcompliance.compliance.models import (
     Change,
     CheckState,
@@ -81,11 +81,12 @@ def record_report(
         )
         recorded = Recorded(run)
         states = {(s.address, s.check_id): s for s in server.check_states.all()}
-        for observation in observations(report, known_addresses(states)):
+        seen = observations(report, known_addresses(states))
+        for observation in seen:
             _observe(server, states, observation, recorded, now)
         CheckState.objects.bulk_create([s for s in states.values() if s.pk is None])
         if report.endpoints:
-            _forget_vanished(server, states, report)
+            _forget_vanished(states, seen)
         remember_addresses(server, report.endpoints, now)
         remember_certificates(server, report.endpoints, now)
         _save_server(server, settled_status(states.values()), now)
@@ -207,12 +208,11 @@ def _change(
     )
 
 
-def _forget_vanished(
-    server: Server, states: dict[tuple[str, str], CheckState], report: scanner.ScanReport
-) -> None:
+def _forget_vanished(states: dict[tuple[str, str], CheckState], seen: list[Observation]) -> None:
     """Drop the states of addresses the name no longer resolves to. Only called when the
-    scan found addresses: a DNS failure must not wipe what we know."""
-    current = {(o.address, o.check.id) for o in observations(report, [])}
+    scan found addresses (so `seen` does not depend on the known ones): a DNS failure must
+    not wipe what we know."""
+    current = {(o.address, o.check.id) for o in seen}
     vanished = [key for key in states if key not in current]
     if vanished:
         ids = [states.pop(key).pk for key in vanished]
@@ -232,7 +232,8 @@ def remember_addresses(
             server=server, address=endpoint.address, first_seen_at=now, last_seen_at=now
         )
         seen = (endpoint.product or "", endpoint.login_type or "")
-        if row.pk and (row.product, row.login_type) == seen and now - row.last_seen_at < SEEN_GRAIN:
+        unchanged = row.pk and (row.product, row.login_type) == seen
+        if unchanged and not due_refresh(row.last_seen_at, now):
             continue
         row.product, row.login_type = seen
         row.last_seen_at = now

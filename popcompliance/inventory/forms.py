@@ -19,8 +19,6 @@ from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
 
 # People paste lists from mail clients and spreadsheets: accept both separators.
 _LIST_SEPARATORS = re.compile(r"[;,]")
-# Edits after which the last verdict no longer describes the server: it is scanned again now.
-_RESCAN_FIELDS = frozenset({"host", "service_name", "pop3_port", "pop3s_port", "policy"})
 # The CSV upload is read into memory; 10,000 servers take about 1.5 MB.
 MAX_CSV_BYTES = 10 * 1024 * 1024
 PER_PAGE_CHOICES = (25, 50, 100, 250)
@@ -156,7 +154,7 @@ class ServerForm(forms.ModelForm):
         """Bring the next scan forward when the edit makes the scheduled one stale: a new
         address or policy is scanned now, a shorter interval takes effect from now."""
         due = server.next_scan_at
-        if _RESCAN_FIELDS.intersection(self.changed_data):
+        if Server.edit_needs_rescan(self.changed_data):
             due = now
         elif "scan_interval" in self.changed_data:
             due = min(due, now + server.interval)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -208,6 +209,14 @@ class Server(models.Model):
             pop3_port=self.pop3_port,
             pop3s_port=self.pop3s_port,
         )
+
+    # Edits after which the last verdict no longer describes the server: scan it again now.
+    RESCAN_FIELDS = frozenset({"host", "service_name", "pop3_port", "pop3s_port", "policy"})
+
+    @classmethod
+    def edit_needs_rescan(cls, changed: Iterable[str]) -> bool:
+        """True when an edit of the `changed` fields calls for an immediate scan."""
+        return not cls.RESCAN_FIELDS.isdisjoint(changed)
 
     def settle_status(self, status: str, now: datetime) -> bool:
         """Record a settled status; True when it changed. Paused servers stay paused."""
