@@ -34,11 +34,6 @@ class Channel:
         self._outgoing = ssl.MemoryBIO()
         self._tls: ssl.SSLObject | None = None
 
-    @property
-    def tls_version(self) -> str | None:
-        """The negotiated TLS version, or None in cleartext."""
-        return self._tls.version() if self._tls else None
-
     async def start_tls(self, context: ssl.SSLContext, timeout: float) -> None:
         """Run the server handshake; on failure the alert is sent before the error propagates."""
         # Anything the client pipelined after STLS was sent in clear: RFC 2595 says discard it.

@@ -6,6 +6,11 @@ from __future__ import annotations
 REPLY_QUOTE_LIMIT = 120
 
 
+def escape_controls(text: str) -> str:
+    """`text` with every non-printable character shown as its Python escape (\\x1b, \\n)."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 def quote_reply(reply: bytes | str | None, limit: int = REPLY_QUOTE_LIMIT) -> str:
     """A server reply made safe to show: decoded, control bytes escaped, trimmed."""
     if reply is None:
@@ -13,8 +18,7 @@ def quote_reply(reply: bytes | str | None, limit: int = REPLY_QUOTE_LIMIT) -> st
     if isinstance(reply, bytes):
         reply = reply.decode("utf-8", errors="backslashreplace")
     text = reply.rstrip("\r\n")
-    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[:limit])
-    return shown + ("…" if len(text) > limit else "")
+    return escape_controls(text[:limit]) + ("…" if len(text) > limit else "")
 
 
 class ScanError(Exception):

@@ -27,7 +27,9 @@ def probe_user_name() -> str:
 
 @dataclass
 class _LoginNotes:
-    """What the login conversation learnt so far; kept when a later step fails."""
+    """What the login conversation learnt so far; kept when a later step fails.
+
+    Its fields are exactly Pop3Facts's conversation fields, so _facts can pass them on whole."""
 
     greeting: str | None = None
     capabilities: tuple[str, ...] | None = None
@@ -37,7 +39,6 @@ class _LoginNotes:
     certainty: Certainty = "unknown"
     evidence: str | None = None
     quit_reply: str | None = None
-    rejections: int = 0
 
     def decide(self, verdict: LoginVerdict, certainty: Certainty, evidence: str) -> None:
         self.plaintext_login, self.certainty, self.evidence = verdict, certainty, evidence
@@ -55,32 +56,17 @@ async def probe_cleartext(session: AddressSession) -> Pop3Facts:
 
 
 def _facts(port: int, notes: _LoginNotes, *, outcome: str, error: str | None) -> Pop3Facts:
-    return Pop3Facts(
-        port=port,
-        outcome=outcome,  # type: ignore[arg-type]
-        error=error,
-        greeting=notes.greeting,
-        capabilities=notes.capabilities,
-        user_reply=notes.user_reply,
-        auth_replies=notes.auth_replies,
-        plaintext_login=notes.plaintext_login,
-        certainty=notes.certainty,
-        evidence=notes.evidence,
-        quit_reply=notes.quit_reply,
-    )
+    return Pop3Facts(port=port, outcome=outcome, error=error, **vars(notes))  # type: ignore[arg-type]
 
 
 async def _login_conversation(connection: Pop3Connection, notes: _LoginNotes) -> None:
     notes.greeting = (await read_greeting(connection)).line
     notes.capabilities = await read_capabilities(connection)
-    if notes.capabilities is None:
-        notes.rejections += 1
     user = await connection.command(f"USER {probe_user_name()}", "reply to USER")
     notes.user_reply = user.line
     if user.ok:
         _judge_accepted_user(notes)
     else:
-        notes.rejections += 1
         await _probe_sasl(connection, notes)
     notes.quit_reply = await quit_politely(connection)
 

@@ -14,7 +14,7 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from scanner._errors import quote_reply
+from scanner._errors import escape_controls, quote_reply
 from scanner._facts import (
     CertificateFacts,
     CheckResult,
@@ -116,7 +116,7 @@ def _safe(text: str) -> str:
     """Escape control characters. Banners, replies, certificate names and summaries come from
     the server; escaping them means a hostile server cannot move the cursor or recolour the
     report on the operator's terminal."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    return escape_controls(text)
 
 
 def _reply(text: str | None) -> str | None:

@@ -4,6 +4,7 @@ every probe shares (the greeting, CAPA, QUIT, the TLS version handshakes)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ class AddressSession:
     def __post_init__(self) -> None:
         self.slots = asyncio.Semaphore(self.settings.connections_per_address)
 
-    @property
+    @functools.cached_property
     def sni(self) -> str | None:
         return sni_name(self.target.service_name)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from scanner._guard import DENY_NETWORKS, guard_refusal, parse_networks
+from scanner._guard import DENY_NETWORKS, IPNetwork, guard_refusal, parse_networks
 
 TLS_VERSIONS = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 
@@ -92,6 +92,9 @@ class Settings:
     test_tls_versions: bool = True
     allow_networks: tuple[str, ...] = ()
     deny_networks: tuple[str, ...] = DENY_NETWORKS
+    # The two lists parsed once, so the guard does not re-parse them for every address.
+    _allow: tuple[IPNetwork, ...] = field(init=False, repr=False, compare=False)
+    _deny: tuple[IPNetwork, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.timeout <= 600:
@@ -104,16 +107,12 @@ class Settings:
             parse_resolver(self.resolver)
         object.__setattr__(self, "allow_networks", tuple(self.allow_networks))
         object.__setattr__(self, "deny_networks", tuple(self.deny_networks))
-        parse_networks("allow_networks", self.allow_networks)
-        parse_networks("deny_networks", self.deny_networks)
+        object.__setattr__(self, "_allow", parse_networks("allow_networks", self.allow_networks))
+        object.__setattr__(self, "_deny", parse_networks("deny_networks", self.deny_networks))
 
     def refusal(self, address: str) -> str | None:
         """Why the scanner guard refuses to connect to this IP address, or None."""
-        return guard_refusal(
-            address,
-            parse_networks("allow_networks", self.allow_networks),
-            parse_networks("deny_networks", self.deny_networks),
-        )
+        return guard_refusal(address, self._allow, self._deny)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,6 +16,7 @@ from popcompliance.inventory.models import Server
 from scanner import Policy, ScanReport, Settings, Target
 from scanner._probe import scan
 from tests.dnsserver import DnsServer, dns_server  # noqa: F401  (dns_server: a fixture)
+from tests.ports import free_port
 
 # Fixtures of the real Dovecot (from Debian, started per configuration), and of Redis,
 # PostgreSQL and Celery processes; and the web tests' cast of signed-in clients (tests.people).
@@ -137,12 +137,6 @@ class Emulated:
 @pytest.fixture
 def emulated(lab: LabThread, lab_dns: DnsServer) -> Emulated:
     return Emulated(lab, lab_dns)
-
-
-def free_port(address: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
 
 
 class Fixed:

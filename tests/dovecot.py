@@ -32,6 +32,7 @@ import pytest
 
 from pop3lab.certs import make_cert, write_cert
 from scanner import Target
+from tests.ports import free_ports
 
 HOST = "127.0.0.2"
 CLIENT_SOURCE = "127.0.0.1"
@@ -65,18 +66,6 @@ class DovecotConfig:
     def __post_init__(self) -> None:
         if self.ssl not in ("yes", "required", "no"):
             raise ValueError(f"ssl must be yes, required or no, not {self.ssl!r}")
-
-
-def free_ports(host: str, count: int) -> list[int]:
-    """`count` distinct ports that nothing listens on now; all are held until all are chosen."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind((host, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _cipher_list(ssl_min_protocol: str) -> str:

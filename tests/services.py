@@ -22,7 +22,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ import pytest
 import redis
 
 from tests.dnsserver import DnsServer
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_NOT_INSTALLED = (
@@ -45,13 +45,6 @@ REDIS_NOT_INSTALLED = (
 STARTUP_TIMEOUT = 30.0
 # The scanner's per-connection timeout in the workers: short, since everything is on loopback.
 WORKER_SCAN_TIMEOUT = 3
-
-
-def free_port(address: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
 
 
 def _kill_group(process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:

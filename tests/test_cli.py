@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from scanner._cli import exit_status, main, parse_invocation, render, wants_colour
+from tests.ports import free_port
 from tests.test_report import make_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -183,15 +183,8 @@ def test_python_m_scanner_exits_2_on_a_bad_port() -> None:
     assert result.stdout == ""
 
 
-def _closed_port() -> int:
-    """A loopback port nothing listens on: bound by us, then released."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_python_m_scanner_reports_json_and_exits_1_when_nothing_listens() -> None:
-    ports = [f"--pop3-port={_closed_port()}", f"--pop3s-port={_closed_port()}"]
+    ports = [f"--pop3-port={free_port()}", f"--pop3s-port={free_port()}"]
     result = subprocess.run(
         [sys.executable, "-m", "scanner", "127.0.0.1", *ports, "--timeout=5", "--json"],
         cwd=ROOT,

@@ -21,6 +21,7 @@ from scanner._errors import DnsError
 from scanner._facts import SrvRecord
 from scanner._target import Settings, Target
 from tests.dnsserver import DnsServer
+from tests.ports import free_port
 
 T = TypeVar("T")
 NAME = "mail.example.test"
@@ -223,9 +224,7 @@ def test_a_failing_aaaa_lookup_keeps_ipv4_and_says_so(dns_server: DnsServer) -> 
 
 
 def test_a_resolver_port_with_nothing_listening_fails_in_time() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"127.0.0.1:{probe.getsockname()[1]}"
+    closed = f"127.0.0.1:{free_port(kind=socket.SOCK_DGRAM)}"
     started = time.monotonic()
     error = lookup_error(NAME, Settings(resolver=closed, timeout=1.0))
     assert error.kind in {"timeout", "error"}

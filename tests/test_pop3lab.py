@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pop3lab.fleet import addresses, mixed_fleet
 from pop3lab.hostile import HostileConfig
 from pop3lab.lab import BoundEndpoint, LabThread
 from pop3lab.profiles import make_session
+from tests.ports import free_port
 
 T = TypeVar("T")
 TIMEOUT = 5.0
@@ -249,9 +249,7 @@ def test_tls10_is_accepted_only_when_configured(lab) -> None:
 
 
 def test_it_serves_200_loopback_addresses_on_one_port() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     fleet = [(a, exchange(pop3s=False)) for a in addresses("127.78.0.1", 200)]
 
     async def greet_all() -> list[str]:
