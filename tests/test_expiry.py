@@ -12,7 +12,7 @@ from pop3lab.config import EndpointConfig
 from popcompliance.alerts.delivery import deliver_pending
 from popcompliance.alerts.expiry import check_expiry
 from popcompliance.alerts.models import ExpiryWarning
-from popcompliance.compliance.models import Certificate
+from popcompliance.compliance.models import Certificate, CertificateSighting
 from tests.test_alerts import SECURE, make_server, scan_and_record
 
 # The real SMTP server on loopback (the `smtp_sink` fixture).
@@ -77,3 +77,24 @@ def test_a_renewed_certificate_starts_afresh_and_the_old_one_falls_silent(server
         for m in smtp_sink.received
     ]
     assert fingerprints == [old.fingerprint_sha256, new.fingerprint_sha256, new.fingerprint_sha256]
+
+
+def test_a_rerun_with_nothing_new_costs_two_queries_whatever_the_certificates(
+    server, fixed, smtp_sink, django_assert_num_queries
+):
+    scan_and_record(server, fixed, SECURE)
+    sighting = CertificateSighting.objects.select_related("certificate").get(port=fixed.ports[1])
+    # Three more certificates served at other addresses of the same server (rows only).
+    for n in range(3):
+        certificate = sighting.certificate
+        certificate.pk, certificate.fingerprint_sha256 = None, f"{n:064d}"
+        certificate.save()
+        sighting.pk, sighting.certificate = None, certificate
+        sighting.address = f"127.0.9.{n + 1}"
+        sighting.save()
+    expires = Certificate.objects.order_by("not_after").first().not_after
+    moment = expires - timedelta(days=5)
+    warn_at(moment)
+    assert ExpiryWarning.objects.filter(notified=True).count() == 4
+    with time_machine.travel(moment, tick=False), django_assert_num_queries(2):
+        assert check_expiry(moment) == 0

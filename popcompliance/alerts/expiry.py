@@ -14,15 +14,16 @@ expiry), one warning goes out, for the closest; the others are recorded as passe
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, OuterRef
 
 from popcompliance.alerts.messages import absolute_url, queue, recipients_for
 from popcompliance.alerts.models import ExpiryWarning, NotificationKind
-from popcompliance.compliance.certificates import SEEN_GRAIN
+from popcompliance.compliance.certificates import seen_at_last_scan
 from popcompliance.compliance.models import Certificate, CertificateSighting
 from popcompliance.inventory.models import Server
 
@@ -37,7 +38,22 @@ def check_expiry(now: datetime) -> int:
     many emails were queued. Touches only the database."""
     days = thresholds()
     served = served_certificates(now + timedelta(days=days[0]))
-    return sum(warn(certificate, sightings, days, now) for certificate, sightings in served.items())
+    warned = thresholds_warned(served)
+    return sum(
+        warn(certificate, sightings, days, now)
+        for certificate, sightings in served.items()
+        # Most runs cross nothing new: skip those certificates without a query each.
+        if set(crossed(certificate, days, now)) - warned[certificate.pk]
+    )
+
+
+def thresholds_warned(certificates: Iterable[Certificate]) -> dict[int, set[int]]:
+    """The thresholds already recorded, by certificate id, in one query."""
+    warned: dict[int, set[int]] = defaultdict(set)
+    rows = ExpiryWarning.objects.filter(certificate__in=list(certificates))
+    for certificate_id, threshold in rows.values_list("certificate_id", "days"):
+        warned[certificate_id].add(threshold)
+    return warned
 
 
 def served_certificates(horizon: datetime) -> dict[Certificate, list[CertificateSighting]]:
@@ -51,9 +67,9 @@ def served_certificates(horizon: datetime) -> dict[Certificate, list[Certificate
     sightings = (
         CertificateSighting.objects.filter(
             ~Exists(newer),
+            seen_at_last_scan(),
             certificate__not_after__lte=horizon,
             server__paused=False,
-            last_seen_at__gte=F("server__last_scan_at") - SEEN_GRAIN,
         )
         .select_related("certificate", "server")
         .order_by("certificate_id", "server__name", "address", "port")
@@ -72,7 +88,8 @@ def crossed(certificate: Certificate, days: list[int], now: datetime) -> list[in
 def warn(
     certificate: Certificate, sightings: list[CertificateSighting], days: list[int], now: datetime
 ) -> int:
-    """Record the thresholds newly crossed and mail the closest one."""
+    """Record the thresholds newly crossed and mail the closest one. Re-reads what is recorded
+    inside the transaction: another run may have warned since check_expiry looked."""
     due = crossed(certificate, days, now)
     if not due:
         return 0

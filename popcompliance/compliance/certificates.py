@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
+from django.db.models import F, Q
+
 import scanner
 from popcompliance.compliance.models import Certificate, CertificateSighting
 from popcompliance.inventory.models import Server
@@ -16,6 +18,12 @@ SEEN_GRAIN = timedelta(hours=1)
 def due_refresh(last_seen_at: datetime, now: datetime) -> bool:
     """True when a "last seen" time is old enough to be worth rewriting."""
     return now - last_seen_at >= SEEN_GRAIN
+
+
+def seen_at_last_scan() -> Q:
+    """CertificateSighting filter: the sighting was seen at its server's latest scan. Sightings
+    are refreshed at most every SEEN_GRAIN, so one older than that before the scan is gone."""
+    return Q(last_seen_at__gte=F("server__last_scan_at") - SEEN_GRAIN)
 
 
 def served_leaves(

@@ -30,7 +30,7 @@ from django.utils.safestring import SafeString
 
 from popcompliance.alerts.models import Alert, AlertState
 from popcompliance.celery import DISPATCH_EVERY
-from popcompliance.compliance.certificates import SEEN_GRAIN
+from popcompliance.compliance.certificates import seen_at_last_scan
 from popcompliance.compliance.models import (
     Certificate,
     CertificateSighting,
@@ -186,13 +186,9 @@ def trend(now: datetime) -> list[dict[str, Any]]:
 
 
 def served_now() -> Exists:
-    """Whether a certificate was still served at its server's latest scan. Sightings are
-    refreshed at most every SEEN_GRAIN, so one older than that before the scan is gone."""
+    """Whether a certificate was still served at its server's latest scan."""
     return Exists(
-        CertificateSighting.objects.filter(
-            certificate=OuterRef("pk"),
-            last_seen_at__gte=F("server__last_scan_at") - SEEN_GRAIN,
-        )
+        CertificateSighting.objects.filter(seen_at_last_scan(), certificate=OuterRef("pk"))
     )
 
 

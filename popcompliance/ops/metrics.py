@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from django.db.models import Count, F, Min, Q, Sum
+from django.db.models import Count, Min, Q, Sum
 
-from popcompliance.compliance.certificates import SEEN_GRAIN
+from popcompliance.compliance.certificates import seen_at_last_scan
 from popcompliance.compliance.models import CertificateSighting, CheckState, Heartbeat, ScanRun
 from popcompliance.inventory.models import Server, ServerStatus
 
@@ -71,11 +71,8 @@ def checks_failing() -> list[Sample]:
 
 
 def certificate_expiry(now: datetime) -> list[Sample]:
-    # Served at the server's latest scan: sightings are refreshed at most every SEEN_GRAIN.
     rows = (
-        CertificateSighting.objects.filter(
-            server__paused=False, last_seen_at__gte=F("server__last_scan_at") - SEEN_GRAIN
-        )
+        CertificateSighting.objects.filter(seen_at_last_scan(), server__paused=False)
         .values_list("server__name")
         .annotate(earliest=Min("certificate__not_after"))
         .order_by("server__name")
