@@ -5,6 +5,7 @@ Examples:
     python -m pop3lab --count 1 --base 127.0.0.2 --profile exchange2010 --login-type PlainTextLogin
     python -m pop3lab --hostile --base 127.2.0.1 --manifest hostile.json
     python -m pop3lab --count 10 --mixed --ca-out lab-root.pem  (then: scanner --ca-file)
+    python -m pop3lab --count 1 --base 127.0.0.2 --account monitor:s3cret  (a mailbox to log in to)
 
 It prints one summary line, then `ready` once every listener is bound (scripts wait for it),
 and serves until Ctrl-C or SIGTERM. Ports 110/995 work too, but need root.
@@ -43,12 +44,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cert-name", default="mail.example.test")
     parser.add_argument("--tls-min", default="TLSv1.2")
     parser.add_argument("--tls-max", default="TLSv1.3")
+    parser.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        type=_account,
+        metavar="USER:PASSWORD",
+        help="a mailbox that can log in (repeatable; lab passwords only, ps shows them)",
+    )
     parser.add_argument("--manifest", type=Path, help="write a JSON list of endpoints here")
     parser.add_argument(
         "--ca-out", type=Path, help="write the test root CA here (for the scanner's --ca-file)"
     )
     parser.add_argument("--verbose", action="store_true", help="print every endpoint")
     return parser.parse_args(argv)
+
+
+def _account(text: str) -> tuple[str, str]:
+    user, colon, password = text.partition(":")
+    if not (user and colon and password):
+        raise argparse.ArgumentTypeError(f"must be USER:PASSWORD, not {text!r}")
+    return user, password
 
 
 def fleet_from_args(args: argparse.Namespace) -> list[EndpointSpec]:
@@ -64,6 +80,7 @@ def fleet_from_args(args: argparse.Namespace) -> list[EndpointSpec]:
         cert_kind=None if args.cert_kind == "none" else args.cert_kind,
         cert_name=args.cert_name,
         tls_versions=(args.tls_min, args.tls_max),
+        accounts=tuple(args.account),
     )
     return uniform_fleet(args.count, args.base, config)
 

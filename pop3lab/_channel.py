@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import ssl
 
+from pop3lab.journal import ConnectionLog
+
 READ_SIZE = 65536
 
 
@@ -24,11 +26,16 @@ class Channel:
     """One connection's byte stream, optionally wrapped in TLS after `start_tls`."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, line_limit: int
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        line_limit: int,
+        log: ConnectionLog,
     ) -> None:
-        """Wrap an accepted connection; it starts in cleartext."""
+        """Wrap an accepted connection; it starts in cleartext. `log` learns when TLS starts."""
         self.reader, self.writer = reader, writer
         self.line_limit = line_limit
+        self.log = log
         self._buffer = bytearray()
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
@@ -43,6 +50,7 @@ class Channel:
             while True:
                 try:
                     self._tls.do_handshake()
+                    self.log.tls_established()
                     break
                 except ssl.SSLWantReadError:
                     await self._flush()

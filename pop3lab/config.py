@@ -46,6 +46,10 @@ class EndpointConfig:
     answers the POP3S port with a plaintext `-ERR Connection is closed. 13`.
     `tls_versions` is (minimum, maximum) for both POP3S and STLS; strings are normalised to
     `ssl.TLSVersion` on construction.
+    `accounts` are the mailboxes that can log in, as (username, password) pairs (a dict is
+    accepted and normalised, so the config stays hashable); where the profile takes passwords
+    (inside TLS, and before it under PlainTextLogin), they log in with USER/PASS or AUTH PLAIN.
+    `sasl_only` drops USER/PASS everywhere, for servers that take passwords by SASL alone.
     """
 
     profile: str = "exchange2016"
@@ -63,6 +67,8 @@ class EndpointConfig:
     generic_accepts_user_rejects_pass: bool = False
     banner: str | None = None
     idle_timeout: float = 60.0
+    accounts: tuple[tuple[str, str], ...] = ()
+    sasl_only: bool = False
 
     def __post_init__(self) -> None:
         """Reject nonsense early, where the mistake is made, and normalise TLS versions."""
@@ -79,6 +85,7 @@ class EndpointConfig:
             raise ValueError("idle_timeout must be positive")
         # Frozen dataclasses can only be normalised through object.__setattr__.
         object.__setattr__(self, "tls_versions", (low, high))
+        object.__setattr__(self, "accounts", tuple(sorted(dict(self.accounts).items())))
 
     @property
     def is_exchange(self) -> bool:
@@ -99,6 +106,10 @@ class EndpointConfig:
     def has_cert(self) -> bool:
         """Whether a certificate is bound, i.e. whether any TLS can happen at all."""
         return self.cert_kind is not None
+
+    def password_of(self, username: str) -> str | None:
+        """The password of the account `username`, or None when there is no such account."""
+        return dict(self.accounts).get(username)
 
     @property
     def plaintext_login(self) -> bool:

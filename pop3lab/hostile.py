@@ -16,7 +16,9 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+from pop3lab.journal import ConnectionLog
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, ConnectionLog], Awaitable[None]]
 Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "HostileConfig"], Awaitable[None]]
 
 GREETING = b"+OK The Microsoft Exchange POP3 service is ready.\r\n"
@@ -47,7 +49,11 @@ def handler(config: HostileConfig) -> Handler:
     """The connection handler for `config`: its behaviour, bounded in time, errors swallowed."""
     behaviour = BEHAVIOURS[config.behaviour]
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log: ConnectionLog
+    ) -> None:
+        # The log records every byte (none of these behaviours ever completes TLS); it needs
+        # nothing from the behaviour itself.
         try:
             async with asyncio.timeout(MAX_SECONDS):
                 await behaviour(reader, writer, config)

@@ -10,28 +10,32 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from pop3lab import hostile
 from pop3lab._tls import server_context
 from pop3lab.config import EndpointConfig
 from pop3lab.hostile import HostileConfig
+from pop3lab.journal import Journal
 from pop3lab.server import Handler, pop3_handler, pop3s_handler
 
 AnyConfig = EndpointConfig | HostileConfig
 EndpointSpec = tuple[str, AnyConfig]
+ConnectionCallback = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 @dataclass(frozen=True)
 class BoundEndpoint:
-    """Where one endpoint ended up listening; a port is None when that listener is off."""
+    """Where one endpoint ended up listening; a port is None when that listener is off.
+    `journal` records what clients sent to it (pop3lab.journal)."""
 
     address: str
     config: AnyConfig
     pop3_port: int | None
     pop3s_port: int | None
+    journal: Journal = field(default_factory=Journal, compare=False, repr=False)
 
 
 class Lab:
@@ -87,30 +91,40 @@ class Lab:
     async def _start_one(
         self, address: str, config: AnyConfig, pop3_port: int, pop3s_port: int
     ) -> BoundEndpoint:
-        """Open the (up to two) listeners of one endpoint."""
+        """Open the (up to two) listeners of one endpoint; one journal records both."""
         plain, tls = _listeners(config)
-        bound_pop3 = await self._listen(address, pop3_port, plain) if config.pop3 else None
-        bound_pop3s = await self._listen(address, pop3s_port, tls) if config.pop3s else None
-        return BoundEndpoint(address, config, bound_pop3, bound_pop3s)
+        journal = Journal()
+        bound_pop3 = bound_pop3s = None
+        if config.pop3:
+            bound_pop3 = await self._listen(address, pop3_port, plain, journal, "pop3")
+        if config.pop3s:
+            bound_pop3s = await self._listen(address, pop3s_port, tls, journal, "pop3s")
+        return BoundEndpoint(address, config, bound_pop3, bound_pop3s, journal)
 
-    async def _listen(self, address: str, port: int, handler: Handler) -> int:
+    async def _listen(
+        self, address: str, port: int, handler: Handler, journal: Journal, kind: str
+    ) -> int:
         """Start one listener and return the port it got.
 
         TLS listeners are plain TCP too: the handler runs the handshake itself (see _channel).
         """
-        server = await asyncio.start_server(self._tracked(handler), address, port, backlog=128)
+        callback = self._tracked(handler, journal, kind)
+        server = await asyncio.start_server(callback, address, port, backlog=128)
         self._servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
-    def _tracked(self, handler: Handler) -> Handler:
-        """Wrap a handler so `stop` can find and cancel its connections."""
+    def _tracked(self, handler: Handler, journal: Journal, kind: str) -> ConnectionCallback:
+        """Wrap a handler so `stop` can find and cancel its connections, and so the journal
+        records the connection's bytes from the first one on."""
 
         async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             assert task is not None
             self._connections[task] = writer
+            log = journal.open(kind)
+            log.tap(reader)
             try:
-                await handler(reader, writer)
+                await handler(reader, writer, log)
             except asyncio.CancelledError:
                 # Only stop() cancels these tasks; Python 3.11's start_server would otherwise
                 # log each cancelled connection as an unhandled error.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pop3lab._session import Action, Reply, Session
 from pop3lab.config import EndpointConfig
+from pop3lab.journal import ConnectionLog
 
 
 class ExchangeSession(Session):
@@ -20,6 +21,7 @@ class ExchangeSession(Session):
     invalid_state_text = "-ERR Command is not valid in this state."
     unknown_text = "-ERR Protocol error."
     logon_failed_text = "-ERR Logon failure: unknown user name or bad password."
+    logged_in_text = "+OK User successfully logged on."
     no_user_text = invalid_state_text
     user_disallowed_text = invalid_state_text
     unknown_mech_text = "-ERR Unrecognized authentication type."
@@ -27,9 +29,11 @@ class ExchangeSession(Session):
     max_errors = 2
     user_locks_state = True
 
-    def __init__(self, config: EndpointConfig, *, tls: bool = False) -> None:
+    def __init__(
+        self, config: EndpointConfig, *, tls: bool = False, log: ConnectionLog | None = None
+    ) -> None:
         """Exchange signs off with its product year, taken from the profile name."""
-        super().__init__(config, tls=tls)
+        super().__init__(config, tls=tls, log=log)
         year = config.profile.removeprefix("exchange")
         self.quit_text = f"+OK Microsoft Exchange Server {year} POP3 server signing off."
         self._last_unknown = False
@@ -49,7 +53,7 @@ class ExchangeSession(Session):
         mechanisms = self.sasl_mechanisms()
         if mechanisms:
             lines.append("SASL " + " ".join(mechanisms))
-        if self.plaintext_allowed():
+        if self.user_pass_allowed():
             lines.append("USER")
         if self.stls_offered():
             lines.append("STLS")
@@ -94,7 +98,7 @@ class DovecotSession(Session):
         lines = ["CAPA", "TOP", "UIDL", "RESP-CODES", "PIPELINING", "AUTH-RESP-CODE"]
         if self.stls_offered():
             lines.append("STLS")
-        if self.plaintext_allowed():
+        if self.user_pass_allowed():
             lines.append("USER")
         lines.append(" ".join(["SASL", *self.sasl_mechanisms()]))
         return lines
@@ -130,7 +134,7 @@ class GenericSession(Session):
     def capabilities(self) -> list[str]:
         """RFC 2449 style; USER is listed only when it would work, as the RFC asks."""
         lines = ["TOP", "UIDL", "RESP-CODES"]
-        if self.plaintext_allowed():
+        if self.user_pass_allowed():
             lines.append("USER")
         mechanisms = self.sasl_mechanisms()
         if mechanisms:
@@ -142,15 +146,18 @@ class GenericSession(Session):
     def cmd_user(self, arg: str) -> Reply:
         """The lenient variant (exchange-pop3.md §3.4) accepts USER and refuses at PASS."""
         if arg and self.config.generic_accepts_user_rejects_pass:
-            self.user_given = True
+            self.user = arg
             return Reply(("+OK",))
         return super().cmd_user(arg)
 
 
-def make_session(config: EndpointConfig, *, tls: bool = False) -> Session:
-    """A fresh session for the endpoint's profile; `tls` when it starts inside TLS."""
+def make_session(
+    config: EndpointConfig, *, tls: bool = False, log: ConnectionLog | None = None
+) -> Session:
+    """A fresh session for the endpoint's profile; `tls` when it starts inside TLS; login
+    attempts go to `log`."""
     if config.is_exchange:
-        return ExchangeSession(config, tls=tls)
+        return ExchangeSession(config, tls=tls, log=log)
     if config.profile == "dovecot_like":
-        return DovecotSession(config, tls=tls)
-    return GenericSession(config, tls=tls)
+        return DovecotSession(config, tls=tls, log=log)
+    return GenericSession(config, tls=tls, log=log)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pop3lab._channel import Channel, LineTooLong
 from pop3lab._session import Action, Session
 from pop3lab.config import EndpointConfig
+from pop3lab.journal import ConnectionLog
 from pop3lab.profiles import make_session
 
 # Longest command line accepted (RFC 2449 says 255 octets; SASL blobs may be longer).
@@ -24,15 +25,18 @@ NO_CERT_POP3S_REPLY = b"-ERR Connection is closed. 13\r\n"
 # Errors that mean "the peer went away or broke the protocol": end quietly.
 PEER_ERRORS = (ConnectionError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError, OSError)
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+# The lab hands each connection's handler the log its bytes are being recorded in.
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, ConnectionLog], Awaitable[None]]
 
 
 def pop3_handler(config: EndpointConfig, context: ssl.SSLContext | None) -> Handler:
     """Handler for the cleartext port: greeting, commands, STLS upgrade if possible."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        channel = Channel(reader, writer, LINE_LIMIT)
-        await _converse(channel, make_session(config), context)
+    async def handle(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log: ConnectionLog
+    ) -> None:
+        channel = Channel(reader, writer, LINE_LIMIT, log)
+        await _converse(channel, make_session(config, log=log), context)
 
     return handle
 
@@ -43,8 +47,10 @@ def pop3s_handler(config: EndpointConfig, context: ssl.SSLContext | None) -> Han
     With no certificate bound, Exchange says why in plaintext and hangs up; others just hang up.
     """
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        channel = Channel(reader, writer, LINE_LIMIT)
+    async def handle(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log: ConnectionLog
+    ) -> None:
+        channel = Channel(reader, writer, LINE_LIMIT, log)
         try:
             if context is None:
                 if config.is_exchange:
@@ -55,7 +61,7 @@ def pop3s_handler(config: EndpointConfig, context: ssl.SSLContext | None) -> Han
         except PEER_ERRORS:
             channel.close()
             return
-        await _converse(channel, make_session(config, tls=True), context)
+        await _converse(channel, make_session(config, tls=True, log=log), context)
 
     return handle
 

@@ -18,12 +18,13 @@ from scanner._facts import (
     SrvRecord,
     StlsFacts,
     TlsFacts,
+    TlsLoginFacts,
     compliance,
     worst_status,
 )
 from scanner._probe import scan, scan_async
 from scanner._report import report_to_dict
-from scanner._target import TLS_VERSIONS, Policy, Settings, Target
+from scanner._target import TLS_VERSIONS, Credentials, Policy, Settings, Target
 
 __all__ = [
     "ADDRESS_CHECK_IDS",
@@ -32,6 +33,7 @@ __all__ = [
     "TLS_VERSIONS",
     "CertificateFacts",
     "CheckResult",
+    "Credentials",
     "DnsFacts",
     "EndpointFacts",
     "Policy",
@@ -44,6 +46,7 @@ __all__ = [
     "StlsFacts",
     "Target",
     "TlsFacts",
+    "TlsLoginFacts",
     "compliance",
     "exit_status",
     "report_to_dict",

@@ -4,6 +4,9 @@ Parsing turns arguments into the library's own values (Target, Settings, Policy)
 validation the library does is the validation the command line does; anything wrong exits 2
 with a message naming the option. Exit status: 0 all compliant, 1 any fail, 3 no fail but
 something could not be determined, 2 bad arguments.
+
+The monitoring password for `--login-user` comes from the environment (PASSWORD_VARIABLE),
+never from an argument: every user on the machine can read a process's arguments (`ps`).
 """
 
 from __future__ import annotations
@@ -14,19 +17,20 @@ import os
 import re
 import ssl
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
 from scanner._facts import ScanReport
 from scanner._report import render_text, report_to_dict
-from scanner._target import Policy, Settings, Target, is_ip_address, parse_resolver
+from scanner._target import Credentials, Policy, Settings, Target, is_ip_address, parse_resolver
 
 EXIT_COMPLIANT = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 EXIT_UNKNOWN = 3
 EXIT_INTERRUPTED = 130
+PASSWORD_VARIABLE = "POPC_LOGIN_PASSWORD"
 
 _DEFAULT_SETTINGS = Settings()
 _DEFAULT_POLICY = Policy()
@@ -165,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     _option(parser, "--concurrency", _count(1), settings.concurrency, "N", "parallel scans")
     _option(parser, "--warn-days", _count(0), policy.warn_days, "N", "warn at <= N days left")
     _option(parser, "--critical-days", _count(0), policy.critical_days, "N", "fail at <= N days")
+    parser.add_argument(
+        "--login-user",
+        metavar="USER",
+        help="also log in over TLS (POP3S, else STLS) as this monitoring account, once per "
+        f"address; the password is read from the environment variable {PASSWORD_VARIABLE}",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
@@ -182,9 +192,10 @@ def _option(
     )
 
 
-def parse_invocation(argv: Sequence[str]) -> Invocation:
-    """Arguments → library values. Bad arguments raise SystemExit(2) after printing usage and
-    a message naming the option (argparse's convention)."""
+def parse_invocation(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Invocation:
+    """Arguments (and the environment, os.environ by default) → library values. Bad arguments
+    raise SystemExit(2) after printing usage and a message naming the option (argparse's
+    convention)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.critical_days > args.warn_days:
@@ -192,8 +203,15 @@ def parse_invocation(argv: Sequence[str]) -> Invocation:
             f"--critical-days ({args.critical_days}) must not exceed --warn-days ({args.warn_days})"
         )
     try:
+        credentials = _credentials(args.login_user, os.environ if environ is None else environ)
         targets = tuple(
-            Target(host, args.name, pop3_port=args.pop3_port, pop3s_port=args.pop3s_port)
+            Target(
+                host,
+                args.name,
+                pop3_port=args.pop3_port,
+                pop3s_port=args.pop3s_port,
+                credentials=credentials,
+            )
             for host in args.hosts
         )
     except ValueError as problem:
@@ -203,6 +221,23 @@ def parse_invocation(argv: Sequence[str]) -> Invocation:
         warn_days=args.warn_days, critical_days=args.critical_days, ca_bundle_pem=args.ca_file
     )
     return Invocation(targets, settings, policy, json=args.json)
+
+
+def _credentials(user: str | None, environ: Mapping[str, str]) -> Credentials | None:
+    """The monitoring account of --login-user, its password from the environment."""
+    if user is None:
+        return None
+    password = environ.get(PASSWORD_VARIABLE)
+    if not password:
+        raise ValueError(
+            f"--login-user needs the password in the environment variable {PASSWORD_VARIABLE} "
+            "(never on the command line, where other users can read it)"
+        )
+    try:
+        return Credentials(user, password)
+    except ValueError as problem:
+        # Name the option; the library's message says username or password.
+        raise ValueError(f"--login-user / {PASSWORD_VARIABLE}: {problem}") from None
 
 
 def render(reports: list[ScanReport], *, as_json: bool, colour: bool) -> str:

@@ -73,3 +73,9 @@ class DnsError(ScanError):
     def __init__(self, step: str, reason: str, kind: str) -> None:
         super().__init__(step, reason)
         self.kind = kind
+
+
+class CleartextCredentialsError(RuntimeError):
+    """A bug in the scanner: code tried to send credentials on a connection whose TLS handshake
+    has not completed. Deliberately not a ScanError: it says nothing about the server, and it
+    must stop the scan loudly instead of being recorded as a fact."""

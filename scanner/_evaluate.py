@@ -6,8 +6,8 @@ address first; the target's result for such a check is the worst over its addres
 that address.
 
 The checks live by family, named after their ids: scanner._evaluate_pop3 (pop3s.*, pop3.*),
-_evaluate_tls (tls.*), _evaluate_certs (cert.*) and _evaluate_dns (dns.*); what they share is
-in _evaluate_common.
+_evaluate_login (pop3.tls_login), _evaluate_tls (tls.*), _evaluate_certs (cert.*) and
+_evaluate_dns (dns.*); what they share is in _evaluate_common.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from scanner._evaluate_certs import (
 )
 from scanner._evaluate_common import Context, Verdict
 from scanner._evaluate_dns import check_resolves, check_srv
+from scanner._evaluate_login import check_tls_login
 from scanner._evaluate_pop3 import check_plaintext_login, check_pop3s_available, check_stls
 from scanner._evaluate_tls import check_tls_protocols
 from scanner._facts import STATUS_RANK, CheckResult, DnsFacts, EndpointFacts, Status
@@ -35,6 +36,7 @@ _ADDRESS_CHECKS: dict[str, Callable[[EndpointFacts, Context], Verdict]] = {
     "pop3s.available": check_pop3s_available,
     "pop3.plaintext_login": check_plaintext_login,
     "pop3.stls": check_stls,
+    "pop3.tls_login": check_tls_login,
     "tls.protocols": check_tls_protocols,
     "cert.trusted": check_trusted,
     "cert.name": check_name,

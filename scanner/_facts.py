@@ -113,8 +113,29 @@ class Pop3sFacts:
 
 
 @dataclass(frozen=True)
+class TlsLoginFacts:
+    """The one login with the monitoring account, inside TLS (never its password).
+
+    `entry` is how TLS was reached: `pop3s` (implicit TLS) or `stls` (the POP3 port upgraded).
+    `mechanism` is `USER/PASS` or `AUTH PLAIN`, or None when nothing was sent: then `withheld`
+    says why (the certificate was not trusted, or no password mechanism was offered).
+    `accepted` is the server's answer, None when there was none; `reply` quotes it, with the
+    credentials masked should the server echo them.
+    """
+
+    entry: Literal["pop3s", "stls"]
+    outcome: Outcome
+    error: str | None = None
+    mechanism: str | None = None
+    accepted: bool | None = None
+    reply: str | None = None
+    withheld: str | None = None
+
+
+@dataclass(frozen=True)
 class EndpointFacts:
-    """Everything learnt about one address of the target."""
+    """Everything learnt about one address of the target. `tls_login` is None when no login
+    was attempted: no credentials, or no TLS entry point worked."""
 
     address: str
     pop3: Pop3Facts
@@ -122,6 +143,7 @@ class EndpointFacts:
     product: str | None = None
     login_type: str | None = None
     duration_ms: int = 0
+    tls_login: TlsLoginFacts | None = None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from scanner._facts import (
     compliance,
 )
 from scanner._hints import exchange_login_type, product_hint
+from scanner._login import probe_tls_login
 from scanner._pop3 import probe_cleartext, probe_stls, with_stls_versions
 from scanner._pop3s import probe_implicit_tls, with_implicit_tls_versions
 from scanner._session import AddressSession
@@ -76,7 +77,9 @@ async def scan_target(target: Target, settings: Settings, policy: Policy) -> Sca
     if address_error:
         dns = replace(dns, error=dns.error or address_error)
     endpoints = tuple(
-        await asyncio.gather(*(_probe_guarded(address, target, settings) for address in addresses))
+        await asyncio.gather(
+            *(_probe_guarded(address, target, settings, policy) for address in addresses)
+        )
     )
     checks, address_checks = evaluate(target, dns, endpoints, policy, started_at)
     return ScanReport(
@@ -106,12 +109,14 @@ async def _addresses_to_probe(
         return (), str(exc)
 
 
-async def _probe_guarded(address: str, target: Target, settings: Settings) -> EndpointFacts:
+async def _probe_guarded(
+    address: str, target: Target, settings: Settings, policy: Policy
+) -> EndpointFacts:
     """Probe the address unless the scanner guard refuses it: then nothing connects, and
     every port reads as unreachable with the guard's reason (its checks become errors)."""
     reason = settings.refusal(address)
     if reason is None:
-        return await probe_address(address, target, settings)
+        return await probe_address(address, target, settings, policy)
     return EndpointFacts(
         address=address,
         pop3=Pop3Facts(
@@ -121,18 +126,21 @@ async def _probe_guarded(address: str, target: Target, settings: Settings) -> En
     )
 
 
-async def probe_address(address: str, target: Target, settings: Settings) -> EndpointFacts:
-    """Every probe of one address: the login probe, STLS and implicit TLS side by side, then
-    one short handshake per TLS version still unknown on each TLS entry point."""
+async def probe_address(
+    address: str, target: Target, settings: Settings, policy: Policy
+) -> EndpointFacts:
+    """Every probe of one address: the cleartext login probe, STLS and implicit TLS side by
+    side; then, over the TLS entry point that worked, the login with the target's credentials
+    (if any, judged by `policy`'s trust store before the password goes out) beside one short
+    handshake per TLS version still unknown on each TLS entry point."""
     clock = time.monotonic()
     session = AddressSession(address, target, settings)
     pop3, stls, pop3s = await asyncio.gather(
         probe_cleartext(session), probe_stls(session), probe_implicit_tls(session)
     )
-    if settings.test_tls_versions:
-        stls, pop3s = await asyncio.gather(
-            with_stls_versions(session, stls), with_implicit_tls_versions(session, pop3s)
-        )
+    (stls, pop3s), tls_login = await asyncio.gather(
+        _with_tls_versions(session, stls, pop3s), probe_tls_login(session, policy, pop3s, stls)
+    )
     pop3 = replace(pop3, stls=stls)
     product = product_hint(pop3.greeting, pop3s.greeting, quit_reply=pop3.quit_reply)
     login_type = exchange_login_type(pop3) if product and "Exchange" in product else None
@@ -143,4 +151,17 @@ async def probe_address(address: str, target: Target, settings: Settings) -> End
         product=product,
         login_type=login_type,
         duration_ms=round((time.monotonic() - clock) * 1000),
+        tls_login=tls_login,
     )
+
+
+async def _with_tls_versions(
+    session: AddressSession, stls: StlsFacts, pop3s: Pop3sFacts
+) -> tuple[StlsFacts, Pop3sFacts]:
+    """Both TLS entry points' facts with their accepted versions, when the settings ask."""
+    if not session.settings.test_tls_versions:
+        return stls, pop3s
+    stls, pop3s = await asyncio.gather(
+        with_stls_versions(session, stls), with_implicit_tls_versions(session, pop3s)
+    )
+    return stls, pop3s

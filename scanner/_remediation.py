@@ -41,6 +41,15 @@ REMEDIATION: dict[str, str] = {
         "Generic: enable TLS on the cleartext listener (Dovecot: `ssl = yes` or `ssl = required` "
         "with `ssl_cert`/`ssl_key`), or close port 110 and use 995 only (RFC 8314)."
     ),
+    "pop3.tls_login": (
+        "Check the monitoring account's password (stored for this server in PopCompliance, or "
+        "`POPC_LOGIN_PASSWORD` for the command line). "
+        "Exchange: make sure the mailbox may use POP3: `Set-CASMailbox <user> -PopEnabled $true` "
+        "(check with `Get-CASMailbox <user> | Format-List PopEnabled`), and that the account is "
+        "neither locked out nor disabled (`Get-ADUser <user> -Properties LockedOut,Enabled`, "
+        "`Unlock-ADAccount <user>`). Generic: check the account in the server's password "
+        "database (Dovecot: `doveadm auth test <user>`) and its log for the refused login."
+    ),
     "tls.protocols": (
         "Exchange (Schannel): for each of SSL 3.0, TLS 1.0 and TLS 1.1 set `Enabled`=0 and "
         "`DisabledByDefault`=1 under "

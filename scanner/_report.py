@@ -25,7 +25,9 @@ from scanner._facts import (
     ScanReport,
     SrvRecord,
     TlsFacts,
+    TlsLoginFacts,
 )
+from scanner._target import Credentials
 
 JsonObject = dict[str, Any]
 
@@ -209,6 +211,7 @@ def _render_endpoint(
     certificates = _Certificates(report.started_at)
     _render_pop3(out, endpoint.pop3, certificates)
     _render_pop3s(out, endpoint.pop3s, certificates)
+    _render_tls_login(out, endpoint.tls_login, report.target.credentials)
 
 
 def _outcome(outcome: str, error: str | None) -> str:
@@ -247,6 +250,30 @@ def _render_pop3s(out: _Lines, pop3s: Pop3sFacts, certificates: _Certificates) -
     if pop3s.tls is not None:
         _render_tls(out, 2, pop3s.tls, certificates)
     out.field(2, "Greeting", _reply(pop3s.greeting))
+
+
+_ENTRY_WORDS = {"pop3s": "POP3S", "stls": "STLS"}
+
+
+def _render_tls_login(
+    out: _Lines, login: TlsLoginFacts | None, credentials: Credentials | None
+) -> None:
+    """The monitoring login: as whom, where, how, and what the server said (never the
+    password). Shown only when credentials were given."""
+    if credentials is None:
+        return
+    if login is None:
+        out.field(1, "Login over TLS", "not attempted (no TLS entry point worked)")
+        return
+    how = ", ".join(filter(None, (_ENTRY_WORDS[login.entry], login.mechanism)))
+    if login.withheld is not None:
+        result = f"password not sent ({login.withheld})"
+    elif login.accepted is None:
+        result = _outcome(login.outcome, login.error)
+    else:
+        result = "accepted" if login.accepted else "rejected"
+    out.field(1, f"Login over TLS as {credentials.username}", f"{result} via {how}")
+    out.field(2, "Login reply", _reply(login.reply))
 
 
 def _render_tls(out: _Lines, depth: int, tls: TlsFacts, certificates: _Certificates) -> None:

@@ -23,18 +23,56 @@ def _check_port(name: str, port: int) -> None:
         raise ValueError(f"{name} must be between 1 and 65535, not {port}")
 
 
+# Generous for any real account, small enough that AUTH PLAIN stays one short exchange.
+_MAX_CREDENTIAL_LENGTH = 255
+
+
+def _check_credential(name: str, value: str) -> None:
+    """Non-empty, bounded, and one line: a CR or LF would end the POP3 command early and let
+    the rest of the value be read as a second command."""
+    if not value or len(value) > _MAX_CREDENTIAL_LENGTH:
+        raise ValueError(f"{name} must be 1 to {_MAX_CREDENTIAL_LENGTH} characters long")
+    if not value.isprintable():
+        raise ValueError(f"{name} must not contain control characters")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A monitoring account for the login test (check pop3.tls_login).
+
+    The scanner sends these only inside an established TLS session whose certificate it
+    trusts (scanner._login). The password never shows in repr() or str(), so a logged target
+    or a traceback cannot leak it.
+    """
+
+    username: str
+    password: str
+
+    def __post_init__(self) -> None:
+        _check_credential("username", self.username)
+        if " " in self.username:
+            # USER takes the whole rest of the line; a space would make the name ambiguous.
+            raise ValueError("username must not contain spaces")
+        _check_credential("password", self.password)
+
+    def __repr__(self) -> str:
+        return f"Credentials(username={self.username!r}, password='***')"
+
+
 @dataclass(frozen=True)
 class Target:
     """One POP3 service: a DNS name or an IP address, and the name users connect to.
 
     `service_name` is the name checked against the certificate and used for the DNS checks.
     It defaults to `host` when `host` is a name; for an IP host without a name it stays None.
+    `credentials`, when set, enable the login test over TLS; they are left out of repr().
     """
 
     host: str
     service_name: str | None = None
     pop3_port: int = 110
     pop3s_port: int = 995
+    credentials: Credentials | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         host = self.host.strip().rstrip(".").lower()

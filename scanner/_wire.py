@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass
 
 from scanner._errors import (
+    CleartextCredentialsError,
     ConnectionClosedPort,
     ProtocolError,
     ScanError,
@@ -155,8 +156,28 @@ class Pop3Connection:
 
     async def command(self, command: str, step: str | None = None) -> Reply:
         """Send one command line and read its status line."""
-        self.step = step or f"reply to {command.split()[0]}"
-        self.writer.write(command.encode("ascii") + b"\r\n")
+        step = step or f"reply to {command.split()[0]}"
+        return await self._exchange(command.encode("ascii"), step)
+
+    async def credentials_command(self, command: str, step: str) -> Reply:
+        """Send a line that carries credentials (a real user name, a password, or a SASL blob
+        made from them), only inside an established TLS session; anything else is a bug and
+        raises CleartextCredentialsError before a byte is sent. `step` names the command
+        without its argument, since step names end up in error messages and facts."""
+        self.require_tls(step)
+        return await self._exchange(command.encode("utf-8"), step)
+
+    def require_tls(self, step: str) -> None:
+        """Raise CleartextCredentialsError unless the TLS handshake has completed."""
+        ssl_object = self.ssl_object
+        # asyncio publishes the SSL object only once the handshake is done, and version() is
+        # None until then; checking both keeps this true whatever asyncio does in the future.
+        if ssl_object is None or ssl_object.version() is None:
+            raise CleartextCredentialsError(f"{step}: refusing to send credentials without TLS")
+
+    async def _exchange(self, line: bytes, step: str) -> Reply:
+        self.step = step
+        self.writer.write(line + b"\r\n")
         try:
             await self.writer.drain()
         except ConnectionError as exc:

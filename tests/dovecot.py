@@ -6,6 +6,8 @@ state, and no real mail users (a static passdb with a random password, mail in t
 directory). It listens on 127.0.0.2 because Dovecot treats a connection whose source address
 equals its local address as secured, and the client's source on loopback is 127.0.0.1; a
 Dovecot on 127.0.0.1 would allow plaintext login even with `disable_plaintext_auth = yes`.
+A configuration with `accounts` authenticates those users from a passwd-file instead, for the
+login test over TLS.
 
 It must run as root: Dovecot drops privileges to the `dovecot` and `dovenull` users that
 Debian's dovecot-pop3d package creates. Startup takes well under a second, stopping about one
@@ -55,13 +57,15 @@ class DovecotConfig:
     """The few Dovecot settings the scanner's verdicts depend on; hashable, to share instances.
 
     `ssl` is Dovecot's own setting: "required" refuses every login before TLS, whatever
-    `disable_plaintext_auth` says; "no" also leaves the POP3S port closed.
+    `disable_plaintext_auth` says; "no" also leaves the POP3S port closed. `accounts` are
+    (user, password) pairs that can log in; without them no password works.
     """
 
     disable_plaintext_auth: bool = True
     ssl: SslMode = "yes"
     cert_kind: str = "good"
     ssl_min_protocol: str = "TLSv1.2"
+    accounts: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.ssl not in ("yes", "required", "no"):
@@ -100,10 +104,7 @@ ssl_key = <{tls_files[1]}
 ssl_min_protocol = {config.ssl_min_protocol}
 ssl_cipher_list = {_cipher_list(config.ssl_min_protocol)}
 mail_location = maildir:{directory}/mail/%u
-passdb {{
-  driver = static
-  args = password={secrets.token_hex(16)}
-}}
+{_passdb(config, directory)}
 userdb {{
   driver = static
   args = uid=nobody gid=nogroup home={directory}/mail/%u
@@ -118,6 +119,18 @@ service pop3-login {{
   }}
 }}
 """
+
+
+def _passdb(config: DovecotConfig, directory: Path) -> str:
+    """The accounts' passwd-file when there are any; else a static password nobody knows."""
+    if config.accounts:
+        return f"passdb {{\n  driver = passwd-file\n  args = {directory}/passwd\n}}"
+    return f"passdb {{\n  driver = static\n  args = password={secrets.token_hex(16)}\n}}"
+
+
+def render_passwd(accounts: tuple[tuple[str, str], ...]) -> str:
+    """A passwd-file (user:{PLAIN}password followed by the six unused fields) for `accounts`."""
+    return "".join(f"{user}:{{PLAIN}}{password}::::::\n" for user, password in accounts)
 
 
 class Dovecot:
@@ -218,6 +231,7 @@ class Dovecot:
         ports = (self.pop3_port, self.pop3s_port)
         conf = render_config(self.config, directory, ports, (str(cert_path), str(key_path)))
         (directory / "dovecot.conf").write_text(conf)
+        (directory / "passwd").write_text(render_passwd(self.config.accounts))
 
     @staticmethod
     def _spawn(binary: str, directory: Path) -> subprocess.Popen[bytes]:

@@ -114,6 +114,7 @@ def test_it_returns_one_result_per_catalog_id_in_catalog_order() -> None:
         "pop3s.available",
         "pop3.plaintext_login",
         "pop3.stls",
+        "pop3.tls_login",
         "tls.protocols",
         "cert.trusted",
         "cert.name",
@@ -146,9 +147,9 @@ def test_address_checks_hold_one_result_per_address_and_check() -> None:
     _, per_address = evaluate(
         TARGET, DNS_OK, (endpoint("127.0.0.2"), endpoint("127.0.0.3")), POLICY, NOW
     )
-    assert len(per_address) == 16
-    assert [c.address for c in per_address[:8]] == ["127.0.0.2"] * 8
-    assert per_address[8].address == "127.0.0.3"
+    assert len(per_address) == 18
+    assert [c.address for c in per_address[:9]] == ["127.0.0.2"] * 9
+    assert per_address[9].address == "127.0.0.3"
 
 
 def test_the_worst_address_is_named_in_the_result_and_its_summary() -> None:

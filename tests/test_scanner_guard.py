@@ -19,6 +19,8 @@ from tests.dnsserver import DnsServer
 from tests.people import client_as, make_user
 
 REFUSED = "refused by the scanner guard"
+# With monitoring credentials every per-address check has something to judge, the login too.
+MONITOR = scanner.Credentials("monitor", "never-sent")
 
 
 # --- The pure check -----------------------------------------------------------------------------
@@ -75,7 +77,7 @@ def test_a_name_resolving_into_a_refused_range_is_not_connected_to(
     dns_server.add("meta.example.test", "AAAA", "fd00:ec2::254")
     monkeypatch.setattr("scanner._probe.probe_address", _no_connection)
     settings = scanner.Settings(timeout=3, resolver=dns_server.address, test_tls_versions=False)
-    [report] = scanner.scan([scanner.Target("meta.example.test")], settings)
+    [report] = scanner.scan([scanner.Target("meta.example.test", credentials=MONITOR)], settings)
     assert set(report.addresses) == {"169.254.169.254", "fd00:ec2::254"}
     assert report.address_checks
     for check in report.address_checks:
@@ -89,7 +91,7 @@ def test_an_ip_target_outside_the_allowlist_is_not_connected_to(
 ) -> None:
     monkeypatch.setattr("scanner._probe.probe_address", _no_connection)
     settings = scanner.Settings(timeout=3, allow_networks=("10.0.0.0/8",))
-    [report] = scanner.scan([scanner.Target("192.0.2.7")], settings)
+    [report] = scanner.scan([scanner.Target("192.0.2.7", credentials=MONITOR)], settings)
     assert {check.status for check in report.address_checks} == {"error"}
 
 

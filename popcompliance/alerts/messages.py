@@ -23,6 +23,7 @@ CHECK_TITLES = {
     "pop3s.available": "POP3 over implicit TLS",
     "pop3.plaintext_login": "password accepted before TLS",
     "pop3.stls": "STLS upgrade",
+    "pop3.tls_login": "monitoring login over TLS",
     "tls.protocols": "legacy TLS versions",
     "cert.trusted": "certificate trust",
     "cert.name": "certificate name",

@@ -21,6 +21,7 @@ CHECK_TITLES = {
     "pop3s.available": "POP3S (implicit TLS) works",
     "pop3.plaintext_login": "No password accepted before TLS",
     "pop3.stls": "STLS offered and works",
+    "pop3.tls_login": "Login over TLS",
     "tls.protocols": "Only TLS 1.2 or newer",
     "cert.trusted": "Certificate chain trusted",
     "cert.name": "Certificate covers the name",

@@ -1,0 +1,64 @@
+"""The login check of one address: pop3.tls_login, the monitoring account's login inside TLS."""
+
+from __future__ import annotations
+
+import re
+
+from scanner._evaluate_common import Context, Verdict, undetermined_tls
+from scanner._facts import EndpointFacts, TlsLoginFacts
+
+# RFC 2449 §8 and RFC 3206 response codes: `-ERR [CODE] text`.
+_RESPONSE_CODE = re.compile(r"-ERR \[([A-Z/-]+)\]", re.IGNORECASE)
+# Codes that say the credentials were never judged: the server could not check them now
+# (SYS/TEMP, SYS/PERM) or refused to try so soon after the last login (LOGIN-DELAY). IN-USE is
+# different: RFC 2449 sends it only after successful authentication, when the mailbox is locked.
+_NOT_JUDGED = {"SYS/TEMP", "SYS/PERM", "LOGIN-DELAY"}
+
+
+def check_tls_login(endpoint: EndpointFacts, context: Context) -> Verdict:
+    """Did the server accept the monitoring account's login over TLS?"""
+    if context.target.credentials is None:
+        return "skip", "no monitoring credentials set"
+    login = endpoint.tls_login
+    if login is None:
+        return _not_attempted(endpoint)
+    where = _entry_point(endpoint, login)
+    if login.withheld is not None:
+        return "skip", f"the password was not sent over {where}: {login.withheld}"
+    if login.accepted is None:
+        reason = login.error or "no answer to the login"
+        return "error", f"the login over {where} could not finish: {reason}"
+    said = f"'{login.reply}'"
+    if login.accepted:
+        return "pass", f"the server accepted the monitoring login over {where} ({login.mechanism})"
+    code = _response_code(login.reply)
+    if code == "IN-USE":
+        return (
+            "pass",
+            f"the server accepted the password over {where}; the mailbox is in use ({said})",
+        )
+    if code in _NOT_JUDGED:
+        return "error", f"the server did not judge the login over {where} now: {said}"
+    return (
+        "fail",
+        f"the server rejected the monitoring login over {where} ({login.mechanism}): {said}",
+    )
+
+
+def _not_attempted(endpoint: EndpointFacts) -> Verdict:
+    """Credentials set, no login made: no TLS entry point worked, or we could not tell."""
+    undetermined = undetermined_tls(endpoint)
+    if undetermined is not None:
+        return "error", f"the password was not sent: {undetermined}"
+    return "skip", "the password was not sent: neither POP3S nor STLS worked"
+
+
+def _entry_point(endpoint: EndpointFacts, login: TlsLoginFacts) -> str:
+    if login.entry == "pop3s":
+        return f"POP3S port {endpoint.pop3s.port}"
+    return f"STLS on POP3 port {endpoint.pop3.port}"
+
+
+def _response_code(reply: str | None) -> str | None:
+    match = _RESPONSE_CODE.match(reply or "")
+    return match.group(1).upper() if match else None
