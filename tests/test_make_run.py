@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
+from django.http import HttpRequest
 
 from pop3lab.certs import root_ca_pem
 from pop3lab.config import EndpointConfig
@@ -185,7 +186,8 @@ def test_ensure_admin_creates_admin_with_a_password_shown_once(
         monkeypatch.delenv(f"DJANGO_SUPERUSER_{name}", raising=False)
     call_command("ensure_admin")
     password = capsys.readouterr().out.split(" with password ")[1].split()[0]
-    assert authenticate(username="admin", password=password).is_superuser
+    # With a request, as the login throttle (django-axes) requires of every authenticate().
+    assert authenticate(HttpRequest(), username="admin", password=password).is_superuser
 
     call_command("ensure_admin")
 
@@ -202,6 +204,6 @@ def test_ensure_admin_takes_the_account_from_the_environment(
 
     call_command("ensure_admin")
 
-    assert authenticate(username="ops", password="correct horse battery") is not None
+    assert authenticate(HttpRequest(), username="ops", password="correct horse battery")
     assert get_user_model().objects.get(username="ops").email == "ops@example.test"
     assert "correct horse battery" not in capsys.readouterr().out

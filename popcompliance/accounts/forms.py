@@ -27,3 +27,9 @@ class UserAddForm(UserCreationForm):  # type: ignore[type-arg]
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=ROLE_CHOICES)
+
+
+class AddressForm(forms.Form):
+    """A client address to unlock."""
+
+    address = forms.GenericIPAddressField()

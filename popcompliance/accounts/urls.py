@@ -25,4 +25,6 @@ urlpatterns = [
     path("users/", views.users, name="users"),
     path("users/add/", views.user_add, name="user_add"),
     path("users/<int:pk>/role/", views.user_role, name="user_role"),
+    path("users/<int:pk>/unlock/", views.user_unlock, name="user_unlock"),
+    path("users/unlock-address/", views.address_unlock, name="address_unlock"),
 ]

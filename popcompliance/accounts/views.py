@@ -1,4 +1,5 @@
-"""Account management for admins: list accounts with their roles, add one, change a role.
+"""Account management for admins: list accounts with their roles and lockouts, add one, change
+a role, unlock an account or a client address locked out by the login throttle (throttle.py).
 
 Sign-in, sign-out and password change are Django's own views (see urls.py), with templates
 under templates/registration/.
@@ -9,23 +10,38 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from popcompliance.accounts.forms import RoleForm, UserAddForm
+from popcompliance.accounts.forms import AddressForm, RoleForm, UserAddForm
 from popcompliance.accounts.roles import ADMIN, ROLE_CHOICES, highest_role, role_required, set_role
+from popcompliance.accounts.throttle import (
+    locked_out_addresses,
+    locked_out_usernames,
+    unlock_address,
+    unlock_username,
+)
+from popcompliance.audit.recorder import record_unlock
 
 USERS_PER_PAGE = 50
 
 
 @role_required(ADMIN)
 def users(request: HttpRequest) -> HttpResponse:
-    """Every account with its role: three queries whatever the number of accounts."""
+    """Every account with its role and whether it is locked out, and the locked-out client
+    addresses: five queries whatever the number of accounts."""
     accounts = get_user_model().objects.order_by("username").prefetch_related("groups")
     page = Paginator(accounts, USERS_PER_PAGE).get_page(request.GET.get("page"))
-    rows = [(user, _role_of_listed(user)) for user in page]
-    context = {"page": page, "rows": rows, "role_choices": ROLE_CHOICES}
+    locked = locked_out_usernames(user.get_username() for user in page)
+    rows = [(user, _role_of_listed(user), user.get_username() in locked) for user in page]
+    context = {
+        "page": page,
+        "rows": rows,
+        "role_choices": ROLE_CHOICES,
+        "locked_addresses": locked_out_addresses(),
+    }
     return render(request, "accounts/users.html", context)
 
 
@@ -37,6 +53,7 @@ def _role_of_listed(user: object) -> str:
 
 
 @role_required(ADMIN)
+@transaction.atomic
 def user_add(request: HttpRequest) -> HttpResponse:
     form = UserAddForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -48,6 +65,7 @@ def user_add(request: HttpRequest) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_POST
+@transaction.atomic
 def user_role(request: HttpRequest, pk: int) -> HttpResponse:
     """Change an account's role. Admins cannot demote themselves, so the last admin cannot
     lock everybody out by accident."""
@@ -60,4 +78,31 @@ def user_role(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         set_role(user, form.cleaned_data["role"])
         messages.success(request, f"{user.get_username()} is now {form.cleaned_data['role']}.")
+    return redirect("accounts:users")
+
+
+@role_required(ADMIN)
+@require_POST
+def user_unlock(request: HttpRequest, pk: int) -> HttpResponse:
+    """Forget an account's failed sign-ins from every address, so it can sign in at once."""
+    user = get_object_or_404(get_user_model(), pk=pk)
+    unlock_username(user.get_username())
+    record_unlock(username=user.get_username())
+    messages.success(request, f"{user.get_username()} can sign in again.")
+    return redirect("accounts:users")
+
+
+@role_required(ADMIN)
+@require_POST
+def address_unlock(request: HttpRequest) -> HttpResponse:
+    """Forget every failed sign-in from a client address locked out for all usernames."""
+    form = AddressForm(request.POST)
+    if form.is_valid():
+        unlock_address(form.cleaned_data["address"])
+        record_unlock(address=form.cleaned_data["address"])
+        messages.success(
+            request, f"Sign-ins from {form.cleaned_data['address']} are allowed again."
+        )
+    else:
+        messages.error(request, "That is not an IP address.")
     return redirect("accounts:users")
