@@ -14,6 +14,8 @@ urlpatterns = [
     path("", include("popcompliance.inventory.urls")),
     # The alerts: open, acknowledged and resolved; acknowledging.
     path("alerts/", include("popcompliance.alerts.urls")),
+    # The audit log, for admins: who changed what, when.
+    path("audit/", include("popcompliance.audit.urls")),
     # The JSON API and its OpenAPI schema (/api/v1/schema/), see popcompliance.api.
     path("api/v1/", include("popcompliance.api.urls")),
 ]

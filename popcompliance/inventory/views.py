@@ -8,6 +8,7 @@ import io
 
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Count, ProtectedError, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -96,6 +97,7 @@ def server_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required("admin")
 @require_POST
+@transaction.atomic
 def server_pause(request: HttpRequest, pk: int) -> HttpResponse:
     """Stop scanning a server; its history is kept. Pausing twice changes nothing."""
     server = get_object_or_404(Server, pk=pk)
@@ -107,6 +109,7 @@ def server_pause(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required("admin")
 @require_POST
+@transaction.atomic
 def server_resume(request: HttpRequest, pk: int) -> HttpResponse:
     """Scan a paused server again, starting now."""
     server = get_object_or_404(Server, pk=pk)
@@ -118,6 +121,7 @@ def server_resume(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required("admin")
 @require_http_methods(["GET", "POST"])
+@transaction.atomic
 def server_delete(request: HttpRequest, pk: int) -> HttpResponse:
     """GET asks for confirmation; POST deletes the server with its whole history."""
     server = get_object_or_404(Server, pk=pk)

@@ -11,6 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rest_framework.authtoken.models import Token
 
+from popcompliance.audit.context import acting_as
+
 
 class Command(BaseCommand):
     help = "Print the API token of an existing user (created on first use)."
@@ -21,6 +23,7 @@ class Command(BaseCommand):
             "--rotate", action="store_true", help="Replace the existing token with a new one."
         )
 
+    @acting_as("command create_api_token")
     def handle(self, *args: Any, username: str, rotate: bool, **options: Any) -> None:
         user_model = get_user_model()
         try:

@@ -15,12 +15,15 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
+from popcompliance.audit.context import acting_as
+
 DEFAULT_USERNAME = "admin"
 
 
 class Command(BaseCommand):
     help = "Create the admin account if it does not exist (see DJANGO_SUPERUSER_*)."
 
+    @acting_as("command ensure_admin")
     def handle(self, *args: Any, **options: Any) -> None:
         username = os.environ.get("DJANGO_SUPERUSER_USERNAME") or DEFAULT_USERNAME
         users = get_user_model().objects

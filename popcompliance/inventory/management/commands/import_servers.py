@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from popcompliance.audit.context import acting_as
 from popcompliance.inventory import csvio
 
 EXIT_ROWS_REFUSED = 1
@@ -32,6 +33,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="The CSV file, or - for standard input.")
 
+    @acting_as("command import_servers")
     def handle(self, *args: Any, file: str, **options: Any) -> None:
         try:
             text = csvio.decode_csv(_read(file))

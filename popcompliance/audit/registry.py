@@ -1,0 +1,168 @@
+"""What the audit log records: an explicit list of models, and of the fields of each.
+
+A field not listed is never recorded: the scan pipeline rewrites a server's schedule and
+status on every scan, and those columns are not listed, so scans leave no trace here (their
+own history is compliance.Change). A listed field the model lacks is skipped, so the registry
+can name a column before its migration lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cache
+from typing import Any
+
+from django.apps import apps
+from django.conf import settings
+from django.core.exceptions import FieldDoesNotExist
+from django.db.models import Model
+
+# Recorded only as "(set)", "(changed)", "(removed)", never their value: secrets (a password
+# hash, the monitoring password's encrypted token), and the CA bundle, which is not secret but
+# kilobytes of PEM that say nothing at a glance.
+REDACTED_FIELDS = frozenset({"password", "monitor_password_encrypted", "ca_bundle_pem"})
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """One audited field, and the label its changes are recorded under."""
+
+    name: str
+    label: str
+    # For a relation: the related object's attribute to record (its name), not its id.
+    shown_as: str = ""
+    # The column's attribute (policy_id for policy), filled in from the model.
+    attname: str = ""
+
+    @property
+    def shown_path(self) -> str:
+        """The lookup of the recorded value in `values()`: policy__name for policy."""
+        return f"{self.name}__{self.shown_as}" if self.shown_as else self.attname
+
+
+def by_pk_and_str(instance: Any) -> tuple[int | None, str]:
+    return instance.pk, str(instance)
+
+
+def by_token_user(token: Any) -> tuple[int | None, str]:
+    """A token by its user: its primary key is the secret itself."""
+    return token.user_id, token.user.get_username()
+
+
+@dataclass(frozen=True)
+class Audited:
+    """How one model is audited: its object type, its fields, its many-to-many fields."""
+
+    object_type: str
+    fields: tuple[Tracked, ...] = ()
+    many: tuple[Tracked, ...] = ()
+    identify: Callable[[Any], tuple[int | None, str]] = by_pk_and_str
+
+    @property
+    def field_names(self) -> frozenset[str]:
+        return frozenset(tracked.name for tracked in self.fields)
+
+
+SERVER = Audited(
+    "server",
+    fields=(
+        Tracked("name", "name"),
+        Tracked("host", "host"),
+        Tracked("service_name", "service name"),
+        Tracked("pop3_port", "POP3 port"),
+        Tracked("pop3s_port", "POP3S port"),
+        Tracked("site", "site"),
+        Tracked("owner_emails", "owners"),
+        Tracked("policy", "policy", shown_as="name"),
+        Tracked("scan_interval", "scan interval (minutes)"),
+        Tracked("paused", "paused"),
+        Tracked("monitor_username", "monitor username"),
+        Tracked("monitor_password_encrypted", "monitor password"),
+    ),
+    many=(Tracked("tags", "tags", shown_as="name"),),
+)
+POLICY = Audited(
+    "policy",
+    fields=(
+        Tracked("name", "name"),
+        Tracked("description", "description"),
+        Tracked("is_default", "default"),
+        Tracked("warn_days", "warn days"),
+        Tracked("critical_days", "critical days"),
+        Tracked("min_tls_version", "minimum TLS version"),
+        Tracked("use_system_trust", "trust the system's CAs"),
+        Tracked("ca_bundle_pem", "CA bundle"),
+        Tracked("allow_cleartext_port", "allow port 110"),
+        Tracked("error_runs_before_unknown", "failed runs before unknown"),
+        Tracked("alert_on_warn", "alert on warn"),
+    ),
+)
+TAG = Audited("tag", fields=(Tracked("name", "name"),))
+USER = Audited(
+    "user",
+    fields=(
+        Tracked("username", "username"),
+        Tracked("first_name", "first name"),
+        Tracked("last_name", "last name"),
+        Tracked("email", "email"),
+        Tracked("is_active", "active"),
+        Tracked("is_staff", "staff"),
+        Tracked("is_superuser", "superuser"),
+        Tracked("password", "password"),
+    ),
+    # Roles are groups (popcompliance.accounts.roles).
+    many=(
+        Tracked("groups", "groups", shown_as="name"),
+        Tracked("user_permissions", "permissions", shown_as="codename"),
+    ),
+)
+# Created and deleted only; the key is never recorded.
+API_TOKEN = Audited("api token", identify=by_token_user)
+
+OBJECT_TYPES = tuple(spec.object_type for spec in (SERVER, POLICY, TAG, USER, API_TOKEN))
+
+
+@cache
+def audited_models() -> dict[type[Model], Audited]:
+    """Each audited model with its spec, keeping only the fields the model has."""
+    specs = {
+        "inventory.Server": SERVER,
+        "inventory.Policy": POLICY,
+        "inventory.Tag": TAG,
+        settings.AUTH_USER_MODEL: USER,
+        "authtoken.Token": API_TOKEN,
+    }
+    return {
+        model: _present(model, spec)
+        for label, spec in specs.items()
+        if (model := _model(label)) is not None
+    }
+
+
+def _model(label: str) -> type[Model] | None:
+    try:
+        return apps.get_model(label)
+    except LookupError:  # the app is not installed
+        return None
+
+
+def _present(model: type[Model], spec: Audited) -> Audited:
+    """The spec without the fields `model` lacks, each field with its attname."""
+
+    def found(tracked_fields: tuple[Tracked, ...]) -> tuple[Tracked, ...]:
+        present = []
+        for tracked in tracked_fields:
+            try:
+                field = model._meta.get_field(tracked.name)
+            except FieldDoesNotExist:
+                continue
+            present.append(replace(tracked, attname=field.attname))  # type: ignore[union-attr]
+        return tuple(present)
+
+    return replace(spec, fields=found(spec.fields), many=found(spec.many))
+
+
+def audited(model: type[Model]) -> Audited | None:
+    """The spec of a model (or of the model a proxy stands for), None when not audited."""
+    return audited_models().get(model._meta.concrete_model)  # type: ignore[arg-type]
