@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.test import Client, override_settings
 
 from popcompliance.security import CONTENT_SECURITY_POLICY
@@ -33,6 +34,7 @@ def production_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         ALLOWED_HOSTS="popc.example.com",
         POPC_HTTPS="true",
         POPC_VAR_DIR=str(tmp_path),
+        POPC_CREDENTIALS_KEY=Fernet.generate_key().decode(),
     )
     env.update(extra)
     return env

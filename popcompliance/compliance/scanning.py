@@ -12,7 +12,19 @@ from pathlib import Path
 from django.conf import settings
 
 import scanner
+from popcompliance.inventory.credentials import UndecryptablePassword
 from popcompliance.inventory.models import Policy, Server
+
+LOGIN_CHECK_ID = "pop3.tls_login"
+UNDECRYPTABLE_SUMMARY = (
+    "The stored monitoring password cannot be decrypted with the current "
+    "POPC_CREDENTIALS_KEY, so no login was tried."
+)
+UNDECRYPTABLE_REMEDIATION = (
+    "Set the monitoring password again on the server's edit page (or through the API). If the "
+    "key it was stored with is known, list it in POPC_CREDENTIALS_KEY after the current one "
+    "and run `manage.py rotate_credentials_key` instead."
+)
 
 
 def scan_settings() -> scanner.Settings:
@@ -50,12 +62,14 @@ def scan_servers(
     groups: dict[int, list[Server]] = defaultdict(list)
     for server in servers:
         groups[server.policy_id].append(server)
+    undecryptable: set[int] = set()
+    targets = {server.pk: target_of(server, undecryptable) for server in servers}
 
     async def scan_groups() -> list[list[scanner.ScanReport]]:
         return await asyncio.gather(
             *(
                 scanner.scan_async(
-                    [server.as_target() for server in group],
+                    [targets[server.pk] for server in group],
                     scan_settings(),
                     scanner_policy(group[0].policy),
                     progress=progress,
@@ -69,4 +83,36 @@ def scan_servers(
         reports.update(
             {server.pk: report for server, report in zip(group, group_reports, strict=True)}
         )
+    for server_id in undecryptable:
+        reports[server_id] = explain_undecryptable_password(reports[server_id])
     return reports
+
+
+def target_of(server: Server, undecryptable: set[int]) -> scanner.Target:
+    """The server's target. A monitoring password no key decrypts must not stop the scan of
+    the batch: the server is scanned without credentials and its id added to `undecryptable`."""
+    try:
+        return server.as_target()
+    except UndecryptablePassword:
+        undecryptable.add(server.pk)
+        return server.as_target(with_credentials=False)
+
+
+def explain_undecryptable_password(report: scanner.ScanReport) -> scanner.ScanReport:
+    """The report with the login check, which the scanner skipped for want of credentials,
+    saying why it had none: as an error, since whether login works stays unknown."""
+    checks = tuple(map(_explain_login_skip, report.checks))
+    return dataclasses.replace(
+        report,
+        checks=checks,
+        address_checks=tuple(map(_explain_login_skip, report.address_checks)),
+        compliant=scanner.compliance(checks),
+    )
+
+
+def _explain_login_skip(check: scanner.CheckResult) -> scanner.CheckResult:
+    if check.id != LOGIN_CHECK_ID or check.status != "skip":
+        return check
+    return dataclasses.replace(
+        check, status="error", summary=UNDECRYPTABLE_SUMMARY, remediation=UNDECRYPTABLE_REMEDIATION
+    )

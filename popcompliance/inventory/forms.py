@@ -15,6 +15,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from popcompliance.inventory.credentials import account_errors
 from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
 
 # People paste lists from mail clients and spreadsheets: accept both separators.
@@ -73,7 +74,8 @@ class ServerFilterForm(forms.Form):
 
 
 class ServerForm(forms.ModelForm):
-    """Add or edit a server. Owners and tags are typed as text; unknown tags are created."""
+    """Add or edit a server. Owners and tags are typed as text; unknown tags are created. The
+    monitoring password is write-only: never rendered back, blank keeps the stored one."""
 
     # Ports are range-checked here, before the model sees them: Server.clean() builds a
     # scanner.Target, which would otherwise report a bad port as a problem with the host.
@@ -90,6 +92,25 @@ class ServerForm(forms.ModelForm):
         label="Tags",
         help_text="Separated by ; or , — new tags are created.",
     )
+    monitor_username = forms.CharField(
+        required=False,
+        max_length=255,
+        label="Username",
+        help_text="A mailbox the login test may sign in to; a dedicated, unprivileged one.",
+    )
+    monitor_password = forms.CharField(
+        required=False,
+        strip=False,
+        # render_value=False: a failed submission never sends the typed password back either.
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        label="Password",
+        help_text="Leave blank to keep the stored password.",
+    )
+    remove_monitor_credentials = forms.BooleanField(
+        required=False, label="Remove the stored credentials"
+    )
+
+    MONITORING_FIELDS = ("monitor_username", "monitor_password", "remove_monitor_credentials")
 
     class Meta:
         model = Server
@@ -102,6 +123,7 @@ class ServerForm(forms.ModelForm):
             "site",
             "policy",
             "scan_interval",
+            "monitor_username",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -111,6 +133,19 @@ class ServerForm(forms.ModelForm):
             self.fields["tag_names"].initial = "; ".join(
                 tag.name for tag in self.instance.tags.all()
             )
+        if not (self.instance.monitor_username or self.instance.has_monitor_password):
+            del self.fields["remove_monitor_credentials"]  # nothing stored to remove
+
+    @property
+    def main_fields(self) -> list[forms.BoundField]:
+        """The visible fields outside the monitoring fieldset."""
+        return [
+            field for field in self.visible_fields() if field.name not in self.MONITORING_FIELDS
+        ]
+
+    @property
+    def monitoring_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in self.MONITORING_FIELDS if name in self.fields]
 
     def clean_owners(self) -> list[str]:
         emails = split_list(self.cleaned_data["owners"])
@@ -134,34 +169,60 @@ class ServerForm(forms.ModelForm):
                 raise ValidationError(f"Tag “{name}”: {reason}") from exc
         return names
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        for field, message in self._monitoring_account_errors(data).items():
+            self.add_error(field, message)
+        return data
+
+    def _monitoring_account_errors(self, data: dict[str, Any]) -> dict[str, str]:
+        password = data.get("monitor_password") or None
+        if data.get("remove_monitor_credentials"):
+            if password:
+                return {"monitor_password": "Either remove the credentials or give a new password."}
+            return {}
+        stored = self.instance.has_monitor_password
+        return account_errors(data.get("monitor_username", ""), password, stored=stored)
+
     @transaction.atomic
     def save(self, commit: bool = True) -> Server:
         """Save the server with its owners and tags, creating the tags it names. An edit writes
         only the edited columns, so it never overwrites a status a worker settled meanwhile."""
         server = super().save(commit=False)
         server.owner_emails = self.cleaned_data["owners"]
+        now = timezone.now()
+        credentials_changed = self._apply_monitoring_account(server, now)
         if server.pk is None:
             server.save()
         else:
-            rescheduled = self._reschedule(server, timezone.now())
-            fields = [*self._meta.fields, "owner_emails", "updated_at", *rescheduled]
-            server.save(update_fields=fields)
+            rescheduled = self._reschedule(server, now, credentials_changed)
+            fields = [*self._meta.fields, *Server.MONITORING_FIELDS, "owner_emails", "updated_at"]
+            server.save(update_fields=[*fields, *rescheduled])
         names = self.cleaned_data["tag_names"]
         server.tags.set([Tag.objects.get_or_create(name=name)[0] for name in names])
         return server
 
-    def _reschedule(self, server: Server, now: datetime) -> list[str]:
-        """Bring the next scan forward when the edit makes the scheduled one stale: a new
-        address or policy is scanned now, a shorter interval takes effect from now."""
-        due = server.next_scan_at
-        if Server.edit_needs_rescan(self.changed_data):
-            due = now
-        elif "scan_interval" in self.changed_data:
-            due = min(due, now + server.interval)
-        if due == server.next_scan_at:
-            return []
-        server.next_scan_at = due
-        return ["next_scan_at"]
+    def _apply_monitoring_account(self, server: Server, now: datetime) -> bool:
+        """Apply the monitoring fieldset to `server`; True when the account changed."""
+        data = self.cleaned_data
+        if data.get("remove_monitor_credentials"):
+            changed = bool(server.monitor_username or server.has_monitor_password)
+            server.forget_monitoring_credentials()
+            return changed
+        if data["monitor_password"]:
+            server.set_monitor_password(data["monitor_password"], now)
+            return True
+        if "monitor_username" in self.changed_data:
+            server.monitor_credentials_updated_at = now
+            return True
+        return False
+
+    def _reschedule(self, server: Server, now: datetime, credentials_changed: bool) -> list[str]:
+        """["next_scan_at"] when the edit brings the next scan forward (the model's rule, also
+        the API's): a new address, policy or monitoring account is scanned now, a shorter
+        interval takes effect from now."""
+        changed = [*self.changed_data, *(Server.MONITORING_FIELDS if credentials_changed else ())]
+        return ["next_scan_at"] if server.reschedule_after_edit(changed, now) else []
 
 
 class PolicyForm(forms.ModelForm):
@@ -236,7 +297,10 @@ class PolicyForm(forms.ModelForm):
         """Save the policy; when it becomes the default, the previous default stops being one."""
         policy = super().save(commit=False)
         if self.cleaned_data["make_default"] and not policy.is_default:
-            Policy.objects.filter(is_default=True).update(is_default=False)
+            # Saved, not .update()d, so that the audit log records the switch.
+            for previous in Policy.objects.filter(is_default=True):
+                previous.is_default = False
+                previous.save(update_fields=["is_default"])
             policy.is_default = True
         policy.save()
         return policy

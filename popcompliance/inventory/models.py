@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import scanner
+from popcompliance.inventory import credentials
 
 TLS_VERSION_CHOICES = [(version, version) for version in scanner.TLS_VERSIONS]
 PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
@@ -163,6 +164,12 @@ class Server(models.Model):
         max_length=20, choices=ServerStatus.choices, default=ServerStatus.NEW, db_index=True
     )
     status_changed_at = models.DateTimeField(null=True, blank=True)
+    # The account of the authenticated login test (pop3.tls_login), only ever sent inside TLS.
+    # The password is stored as a Fernet token (popcompliance.inventory.credentials), is never
+    # shown back, and is set through set_monitor_password only.
+    monitor_username = models.CharField(max_length=255, blank=True)
+    monitor_password_encrypted = models.TextField(blank=True, editable=False)
+    monitor_credentials_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_scan_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -185,7 +192,9 @@ class Server(models.Model):
 
     def clean(self) -> None:
         try:
-            target = self.as_target()
+            # Without credentials: the forms check those, and a password stored under an old
+            # key must not block other edits.
+            target = self.as_target(with_credentials=False)
         except ValueError as exc:
             raise ValidationError({"host": str(exc)}) from exc
         if target.host_is_ip:
@@ -202,21 +211,73 @@ class Server(models.Model):
     def interval(self) -> timedelta:
         return timedelta(minutes=self.scan_interval)
 
-    def as_target(self) -> scanner.Target:
+    def as_target(self, *, with_credentials: bool = True) -> scanner.Target:
+        """What the scanner probes, with the monitoring account when one is set. Decrypting
+        its password raises credentials.UndecryptablePassword when no configured key can."""
         return scanner.Target(
             self.host,
             service_name=self.service_name or None,
             pop3_port=self.pop3_port,
             pop3s_port=self.pop3s_port,
+            credentials=self.monitoring_credentials() if with_credentials else None,
         )
 
+    @property
+    def has_monitor_password(self) -> bool:
+        return bool(self.monitor_password_encrypted)
+
+    def monitoring_credentials(self) -> scanner.Credentials | None:
+        if not (self.monitor_username and self.has_monitor_password):
+            return None
+        password = credentials.decrypt(self.monitor_password_encrypted)
+        return scanner.Credentials(self.monitor_username, password)
+
+    def set_monitor_password(self, password: str, now: datetime) -> None:
+        self.monitor_password_encrypted = credentials.encrypt(password)
+        self.monitor_credentials_updated_at = now
+
+    def forget_monitoring_credentials(self) -> None:
+        self.monitor_username = self.monitor_password_encrypted = ""
+        self.monitor_credentials_updated_at = None
+
+    MONITORING_FIELDS = (
+        "monitor_username",
+        "monitor_password_encrypted",
+        "monitor_credentials_updated_at",
+    )
     # Edits after which the last verdict no longer describes the server: scan it again now.
-    RESCAN_FIELDS = frozenset({"host", "service_name", "pop3_port", "pop3s_port", "policy"})
+    RESCAN_FIELDS = frozenset(
+        {
+            "host",
+            "service_name",
+            "pop3_port",
+            "pop3s_port",
+            "policy",
+            "monitor_username",
+            "monitor_password_encrypted",
+        }
+    )
 
     @classmethod
     def edit_needs_rescan(cls, changed: Iterable[str]) -> bool:
         """True when an edit of the `changed` fields calls for an immediate scan."""
         return not cls.RESCAN_FIELDS.isdisjoint(changed)
+
+    def reschedule_after_edit(self, changed: Iterable[str], now: datetime) -> bool:
+        """After an edit of the `changed` fields (new values already set), bring the next scan
+        forward where the scheduled one is stale: scan now after a RESCAN_FIELDS edit, and let
+        a shorter interval take effect from now. The form and the API both edit through this.
+        True when `next_scan_at` moved (the caller saves it)."""
+        changed = set(changed)
+        due = self.next_scan_at
+        if self.edit_needs_rescan(changed):
+            due = now
+        elif "scan_interval" in changed:
+            due = min(due, now + self.interval)
+        if due == self.next_scan_at:
+            return False
+        self.next_scan_at = due
+        return True
 
     def settle_status(self, status: str, now: datetime) -> bool:
         """Record a settled status; True when it changed. Paused servers stay paused."""

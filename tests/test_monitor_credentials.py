@@ -1,0 +1,341 @@
+"""Per-server monitoring credentials: stored as Fernet tokens, set by admins through the form or
+the API, never shown back, rotated by `rotate_credentials_key`, and used by the login check.
+The cast: an admin, an operator and a viewer (API tokens for the API tests)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from pop3lab.config import EndpointConfig
+from popcompliance.compliance.models import CheckState, ScanRun
+from popcompliance.compliance.recording import record_report
+from popcompliance.compliance.scanning import UNDECRYPTABLE_SUMMARY, scan_servers
+from popcompliance.inventory import credentials
+from popcompliance.inventory.models import Server
+from tests.conftest import lab_server
+from tests.people import make_user
+from tests.test_security import deploy_check, production_env
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct horse battery staple"
+KEY_A, KEY_B = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+
+
+@pytest.fixture
+def server() -> Server:
+    return Server.objects.create(name="mail01", host="pop.example.com")
+
+
+def with_account(server: Server, username: str = "monitor", password: str = PASSWORD) -> Server:
+    server.monitor_username = username
+    server.set_monitor_password(password, timezone.now())
+    server.save()
+    return server
+
+
+def stored_token(server: Server) -> str:
+    """The column as the database holds it, read past the model."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT monitor_password_encrypted FROM inventory_server WHERE id = %s", [server.pk]
+        )
+        return str(cursor.fetchone()[0])
+
+
+def form_data(server: Server, **overrides: Any) -> dict[str, Any]:
+    data = {
+        "name": server.name,
+        "host": server.host,
+        "service_name": server.service_name,
+        "pop3_port": server.pop3_port,
+        "pop3s_port": server.pop3s_port,
+        "site": server.site,
+        "policy": server.policy_id,
+        "scan_interval": server.scan_interval,
+        "owners": "",
+        "tag_names": "",
+        "monitor_username": server.monitor_username,
+        "monitor_password": "",
+    }
+    return data | overrides
+
+
+def edit(client: Client, server: Server, **overrides: Any) -> Any:
+    url = reverse("inventory:server_edit", args=[server.pk])
+    return client.post(url, form_data(server, **overrides))
+
+
+# Storage and the form.
+
+
+def test_the_database_holds_a_fernet_token_not_the_password(admin, server):
+    assert (
+        edit(admin, server, monitor_username="monitor", monitor_password=PASSWORD).status_code
+        == 302
+    )
+    token = stored_token(server)
+    assert PASSWORD not in token
+    assert credentials.decrypt(token) == PASSWORD
+
+
+def test_the_edit_page_shows_that_a_password_is_stored_but_never_it_or_its_token(admin, server):
+    token = stored_token(with_account(server))
+    page = admin.get(reverse("inventory:server_edit", args=[server.pk])).content
+    assert b"A password is stored (set " in page and b"monitor" in page
+    assert PASSWORD.encode() not in page and token.encode() not in page
+
+
+def test_a_refused_edit_does_not_send_the_typed_password_back(admin, server):
+    response = edit(
+        admin, server, host="not a host!", monitor_username="m", monitor_password=PASSWORD
+    )
+    assert response.status_code == 200
+    assert PASSWORD.encode() not in response.content
+
+
+def test_a_blank_password_keeps_the_stored_one(admin, server):
+    token = stored_token(with_account(server))
+    assert edit(admin, server, monitor_username="renamed").status_code == 302
+    server.refresh_from_db()
+    assert (server.monitor_username, stored_token(server)) == ("renamed", token)
+
+
+def test_remove_forgets_username_and_password(admin, server):
+    with_account(server)
+    assert edit(admin, server, remove_monitor_credentials="on").status_code == 302
+    server.refresh_from_db()
+    assert (server.monitor_username, stored_token(server)) == ("", "")
+    assert server.monitor_credentials_updated_at is None
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "field", "message"),
+    [
+        ("", PASSWORD, "monitor_username", "Give the username this password belongs to."),
+        ("monitor", "", "monitor_password", "Give this account's password."),
+        ("two words", PASSWORD, "monitor_username", "Username must not contain spaces."),
+    ],
+)
+def test_the_form_refuses_half_an_account(admin, server, username, password, field, message):
+    response = edit(admin, server, monitor_username=username, monitor_password=password)
+    assert response.context["form"].errors[field] == [message]
+    assert stored_token(server) == ""
+
+
+def test_a_new_account_is_scanned_now(admin, server):
+    Server.objects.filter(pk=server.pk).update(next_scan_at=timezone.now() + timedelta(days=1))
+    edit(admin, server, monitor_username="monitor", monitor_password=PASSWORD)
+    server.refresh_from_db()
+    assert server.next_scan_at <= timezone.now()
+
+
+def test_the_server_page_names_the_account_but_never_shows_the_password(viewer, server):
+    token = stored_token(with_account(server))
+    page = viewer.get(server.get_absolute_url()).content
+    assert b"login test as" in page and b"monitor" in page
+    assert PASSWORD.encode() not in page and token.encode() not in page
+
+
+def test_the_admin_site_never_shows_the_token(server):
+    token = stored_token(with_account(server))
+    client = Client()
+    client.force_login(User.objects.create_superuser("root", password="x"))
+    page = client.get(reverse("admin:inventory_server_change", args=[server.pk])).content
+    assert b"Monitoring password stored" in page
+    assert PASSWORD.encode() not in page and token.encode() not in page
+
+
+def test_the_csv_export_carries_no_credentials(viewer, server):
+    token = stored_token(with_account(server))
+    export = viewer.get(reverse("inventory:server_export")).content
+    assert b"mail01" in export
+    assert b"monitor" not in export and token.encode() not in export
+
+
+# The API.
+
+
+def api_as(role: str) -> APIClient:
+    client = APIClient()
+    token = Token.objects.create(user=make_user(role, f"api-{role}"))
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+def server_url(server: Server) -> str:
+    return f"/api/v1/servers/{server.pk}/"
+
+
+def test_the_api_sets_the_password_and_never_returns_it():
+    api = api_as("admin")
+    body = {"name": "mail02", "host": "pop2.example.com", "monitor_username": "monitor"}
+    response = api.post("/api/v1/servers/", body | {"monitor_password": PASSWORD})
+    assert response.status_code == 201, response.content
+    server = Server.objects.get(name="mail02")
+    token = stored_token(server)
+    assert response.json()["monitor_password_set"] is True
+    for answer in (response, api.get(server_url(server)), api.get("/api/v1/servers/")):
+        assert PASSWORD.encode() not in answer.content and token.encode() not in answer.content
+    assert credentials.decrypt(token) == PASSWORD
+
+
+def test_the_api_keeps_the_password_when_it_is_left_out(server):
+    token = stored_token(with_account(server))
+    response = api_as("admin").patch(server_url(server), {"monitor_username": "renamed"})
+    assert response.json()["monitor_password_set"] is True
+    assert stored_token(server) == token
+
+
+def test_a_null_password_removes_the_account_and_an_empty_one_is_refused(server):
+    with_account(server)
+    api = api_as("admin")
+    empty = api.patch(server_url(server), {"monitor_password": ""})
+    assert empty.status_code == 400 and "monitor_password" in empty.json()
+    response = api.patch(server_url(server), {"monitor_password": None})
+    assert response.json()["monitor_password_set"] is False
+    server.refresh_from_db()
+    assert (server.monitor_username, stored_token(server)) == ("", "")
+
+
+def test_the_api_refuses_a_password_without_a_username(server):
+    response = api_as("admin").patch(server_url(server), {"monitor_password": PASSWORD})
+    assert response.status_code == 400
+    assert response.json() == {"monitor_username": ["Give the username this password belongs to."]}
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator"])
+def test_only_admins_set_credentials_through_the_api(server, role):
+    body = {"monitor_username": "monitor", "monitor_password": PASSWORD}
+    assert api_as(role).patch(server_url(server), body).status_code == 403
+    assert stored_token(server) == ""
+
+
+def test_a_new_api_password_is_scanned_now(server):
+    Server.objects.filter(pk=server.pk).update(next_scan_at=timezone.now() + timedelta(days=1))
+    body = {"monitor_username": "monitor", "monitor_password": PASSWORD}
+    api_as("admin").patch(server_url(server), body)
+    server.refresh_from_db()
+    assert server.next_scan_at <= timezone.now()
+
+
+# Keys.
+
+
+def test_rotation_moves_every_password_to_the_first_key(server, settings):
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    with_account(server)
+    settings.POPC_CREDENTIALS_KEY = [KEY_B, KEY_A]
+    out = StringIO()
+    call_command("rotate_credentials_key", stdout=out)
+    assert "Re-encrypted 1 monitoring password(s)" in out.getvalue()
+    assert Fernet(KEY_B).decrypt(stored_token(server).encode()).decode() == PASSWORD
+
+
+def test_rotation_lists_the_passwords_no_key_decrypts_and_leaves_them(server, settings):
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    token = stored_token(with_account(server))
+    settings.POPC_CREDENTIALS_KEY = [KEY_B]
+    with pytest.raises(CommandError, match="set their passwords again: mail01"):
+        call_command("rotate_credentials_key", stdout=StringIO())
+    assert stored_token(server) == token
+
+
+def test_without_a_key_the_password_follows_secret_key(server, settings):
+    settings.POPC_CREDENTIALS_KEY = []
+    token = stored_token(with_account(server))
+    # Setting a key later keeps what the derived key encrypted readable, until rotation.
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    assert credentials.decrypt(token) == PASSWORD
+    settings.SECRET_KEY = "another secret key"
+    with pytest.raises(credentials.UndecryptablePassword):
+        credentials.decrypt(token)
+
+
+def test_the_deploy_check_asks_for_a_key_of_its_own(tmp_path: Path) -> None:
+    env = production_env(tmp_path)
+    del env["POPC_CREDENTIALS_KEY"]
+    result = deploy_check(env)
+    assert result.returncode != 0
+    assert "inventory.W001" in result.stderr and "POPC_CREDENTIALS_KEY" in result.stderr
+
+
+def test_a_malformed_key_fails_at_start_without_quoting_it(tmp_path: Path) -> None:
+    result = deploy_check(production_env(tmp_path, POPC_CREDENTIALS_KEY=f"{KEY_A},oops-secret"))
+    assert result.returncode != 0
+    assert "POPC_CREDENTIALS_KEY: key 2 is not a Fernet key" in result.stderr
+    assert "oops-secret" not in result.stderr
+
+
+def test_generate_credentials_key_prints_a_working_key() -> None:
+    out = StringIO()
+    call_command("generate_credentials_key", stdout=out)
+    Fernet(out.getvalue().strip())
+
+
+# Scanning with the account, through the pipeline, against the emulator.
+
+LAB_ACCOUNT = EndpointConfig(accounts={"monitor": PASSWORD})
+
+
+@pytest.fixture
+def lab_mail(fixed, settings, lab_dns) -> Server:
+    settings.POPC_DNS_RESOLVER = lab_dns.address
+    settings.POPC_SCAN_TIMEOUT = 3
+    return lab_server("lab01", fixed.address, *fixed.ports)
+
+
+def scan_and_record(fixed, *servers: Server) -> None:
+    loaded = list(Server.objects.select_related("policy").filter(pk__in=[s.pk for s in servers]))
+    with fixed.serving(LAB_ACCOUNT):
+        reports = scan_servers(loaded)
+    for server in loaded:
+        record_report(server.pk, reports[server.pk], purpose="scheduled")
+
+
+def login_state(server: Server) -> CheckState:
+    return CheckState.objects.get(server=server, check_id="pop3.tls_login")
+
+
+def test_the_login_check_passes_with_credentials_set_through_the_api(lab_mail, fixed):
+    body = {"monitor_username": "monitor", "monitor_password": PASSWORD}
+    assert api_as("admin").patch(server_url(lab_mail), body).status_code == 200
+    scan_and_record(fixed, lab_mail)
+    assert login_state(lab_mail).status == "pass"
+    run = ScanRun.objects.get(server=lab_mail)
+    assert PASSWORD not in json.dumps(run.facts)
+
+
+def test_the_login_check_fails_with_a_wrong_password_set_through_the_form(admin, lab_mail, fixed):
+    response = edit(admin, lab_mail, monitor_username="monitor", monitor_password="wrong one")
+    assert response.status_code == 302
+    scan_and_record(fixed, lab_mail)
+    assert login_state(lab_mail).status == "fail"
+
+
+def test_an_undecryptable_password_is_explained_and_spares_the_batch(lab_mail, fixed, settings):
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    with_account(lab_mail)
+    healthy = lab_server("lab02", fixed.address, *fixed.ports, policy=lab_mail.policy)
+    settings.POPC_CREDENTIALS_KEY = [KEY_B]
+    with_account(healthy)
+    scan_and_record(fixed, lab_mail, healthy)
+    state = login_state(lab_mail)
+    assert (state.status, state.summary) == ("error", UNDECRYPTABLE_SUMMARY)
+    assert "set the monitoring password again" in state.remediation.lower()
+    assert login_state(healthy).status == "pass"
