@@ -4,13 +4,15 @@ operator and an admin, each with a token; and an anonymous client."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from io import StringIO
-from unittest import mock
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.db import transaction
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -20,11 +22,13 @@ from popcompliance.alerts.models import Alert
 from popcompliance.compliance.models import Change, CheckState
 from popcompliance.inventory.models import Server, Tag
 from tests.people import make_user
+from tests.services import RedisServer, queued_tasks
 
 pytestmark = pytest.mark.django_db
 
 SERVERS = "/api/v1/servers/"
 ALERTS = "/api/v1/alerts/"
+MANUAL = {"purpose": "manual"}
 
 
 def client_as(role: str) -> APIClient:
@@ -68,6 +72,13 @@ def make_server(name: str, status: str = "compliant", **fields: object) -> Serve
             for check_id in scanner.ADDRESS_CHECK_IDS
         )
     return server
+
+
+def queued_task_ids(redis_broker: RedisServer) -> list[str]:
+    """The Celery task id of each message waiting in the default queue, oldest first."""
+    with redis_broker.client() as client:
+        raw = client.lrange("celery", 0, -1)
+    return [json.loads(item)["headers"]["id"] for item in reversed(raw)]
 
 
 def make_alert(server: Server, check_id: str, **fields: object) -> Alert:
@@ -160,17 +171,40 @@ def test_a_viewer_cannot_write(viewer: APIClient) -> None:
     assert Server.objects.count() == 1
 
 
-def test_an_operator_scans_after_commit(operator: APIClient, django_capture_on_commit_callbacks):
+def test_an_operator_queues_a_manual_scan_on_the_broker(
+    transactional_db: None, redis_broker: RedisServer, operator: APIClient
+) -> None:
     server = make_server("alpha")
-    target = "popcompliance.compliance.tasks.scan_server.apply_async"
-    with (
-        mock.patch(target) as apply_async,
-        django_capture_on_commit_callbacks(execute=True),
-    ):
-        response = operator.post(f"{SERVERS}{server.pk}/scan/")
+    response = operator.post(f"{SERVERS}{server.pk}/scan/")
     assert response.status_code == 202
-    task_id = response.json()["task_id"]
-    apply_async.assert_called_once_with((server.pk,), {"purpose": "manual"}, task_id=task_id)
+    body = response.json()
+    assert body == {"task_id": body["task_id"], "server": server.pk, "purpose": "manual"}
+    assert queued_tasks(redis_broker) == [("compliance.scan_server", [server.pk], MANUAL)]
+    assert queued_task_ids(redis_broker) == [body["task_id"]]
+
+
+def test_a_scan_requested_inside_a_transaction_is_sent_when_it_commits(
+    transactional_db: None, redis_broker: RedisServer, operator: APIClient
+) -> None:
+    server = make_server("alpha")
+    with transaction.atomic():
+        assert operator.post(f"{SERVERS}{server.pk}/scan/").status_code == 202
+        assert queued_tasks(redis_broker) == []
+    assert queued_tasks(redis_broker) == [("compliance.scan_server", [server.pk], MANUAL)]
+
+
+def test_a_scan_while_the_queue_is_down_is_a_json_503(
+    transactional_db: None, redis_broker: RedisServer, operator: APIClient
+) -> None:
+    server = make_server("alpha")
+    redis_broker.stop()
+    try:
+        response = operator.post(f"{SERVERS}{server.pk}/scan/")
+    finally:
+        redis_broker.start()
+    assert response.status_code == 503
+    assert response.json() == {"detail": "The task queue is unreachable; try again later."}
+    assert queued_tasks(redis_broker) == []
 
 
 def test_an_operator_cannot_create_or_pause(operator: APIClient) -> None:
@@ -214,6 +248,41 @@ def test_an_admin_updates_pauses_and_resumes(admin: APIClient) -> None:
     assert admin.post(f"{SERVERS}{server.pk}/resume/").json()["status"] == "new"
     server.refresh_from_db()
     assert (server.site, server.paused) == ("oslo", False)
+
+
+T0 = timezone.make_aware(timezone.datetime(2026, 3, 2, 9, 0))
+
+
+@pytest.mark.parametrize(
+    ("due_in", "new_interval", "expected_due_in"),
+    [
+        (1440, 60, 60),  # shorter: the next scan comes forward to one new interval from now
+        (30, 60, 30),  # already sooner than that: kept
+        (60, 60, 60),  # unchanged interval
+        (1440, 2880, 1440),  # longer: the scan already planned still happens
+    ],
+)
+@time_machine.travel(T0, tick=False)
+def test_a_new_interval_reschedules_like_the_form(
+    admin: APIClient, due_in: int, new_interval: int, expected_due_in: int
+) -> None:
+    server = make_server("alpha", scan_interval=1440, next_scan_at=T0 + minutes(due_in))
+    response = admin.patch(f"{SERVERS}{server.pk}/", {"scan_interval": new_interval})
+    assert response.status_code == 200, response.json()
+    server.refresh_from_db()
+    assert server.next_scan_at == T0 + minutes(expected_due_in)
+
+
+@time_machine.travel(T0, tick=False)
+def test_a_new_host_through_the_api_is_scanned_now(admin: APIClient) -> None:
+    server = make_server("alpha", next_scan_at=T0 + minutes(60))
+    admin.patch(f"{SERVERS}{server.pk}/", {"host": "pop9.example.com", "scan_interval": 5})
+    server.refresh_from_db()
+    assert server.next_scan_at == T0
+
+
+def minutes(count: int) -> timedelta:
+    return timedelta(minutes=count)
 
 
 def test_alerts_filter_by_state(viewer: APIClient) -> None:

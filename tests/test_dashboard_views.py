@@ -33,6 +33,7 @@ from popcompliance.dashboard.templatetags.dashboard import countdown
 from popcompliance.inventory.models import Policy, Server, Tag
 from tests.conftest import SERVICE_NAME, lab_policy
 from tests.people import client_as
+from tests.services import RedisServer, queued_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -151,38 +152,46 @@ def test_an_unknown_server_is_404(viewer):
 
 
 @pytest.fixture
-def queued(monkeypatch) -> list[tuple[object, ...]]:
-    """Scans queued by "scan now", instead of sending them to a broker."""
-    calls: list[tuple[object, ...]] = []
-    monkeypatch.setattr(
-        views.scan_server, "delay", lambda *args, **kwargs: calls.append((args, kwargs))
-    )
-    return calls
+def broker(transactional_db: None, redis_broker: RedisServer) -> RedisServer:
+    """The tests' own Redis as the broker; with real commits, "scan now" sends at once."""
+    return redis_broker
 
 
-def test_an_operator_queues_a_manual_scan_and_follows_its_progress(operator, queued):
+def test_an_operator_queues_a_manual_scan_and_follows_its_progress(operator, broker):
     server = make_server("mail01")
     run = ScanRun.objects.create(
         server=server, purpose="scheduled", started_at=timezone.now(), finished_at=timezone.now()
     )
     response = operator.post(reverse("dashboard:scan_now", args=[server.pk]))
-    assert queued == [((server.pk,), {"purpose": "manual"})]
+    assert queued_tasks(broker) == [("compliance.scan_server", [server.pk], {"purpose": "manual"})]
     assert response.status_code == 302
     assert response.url == f"{server.get_absolute_url()}?scanning={run.pk}#scan-progress"
     page = operator.get(response.url).content.decode()
     assert 'id="scan-progress"' in page and "js/server.js" in page
 
 
-def test_a_viewer_cannot_scan_now(viewer, queued):
+def test_scan_now_while_the_queue_is_down_says_so_on_the_page(operator, broker):
+    server = make_server("mail01")
+    broker.stop()
+    try:
+        response = operator.post(reverse("dashboard:scan_now", args=[server.pk]), follow=True)
+    finally:
+        broker.start()
+    assert response.redirect_chain == [(server.get_absolute_url(), 302)]
+    assert "Could not queue the scan: the task queue is unreachable." in response.content.decode()
+    assert queued_tasks(broker) == []
+
+
+def test_a_viewer_cannot_scan_now(viewer, broker):
     server = make_server("mail01")
     assert viewer.post(reverse("dashboard:scan_now", args=[server.pk])).status_code == 403
-    assert queued == []
+    assert queued_tasks(broker) == []
 
 
-def test_scan_now_refuses_get(operator, queued):
+def test_scan_now_refuses_get(operator, broker):
     server = make_server("mail01")
     assert operator.get(reverse("dashboard:scan_now", args=[server.pk])).status_code == 405
-    assert queued == []
+    assert queued_tasks(broker) == []
 
 
 def test_a_viewer_sees_no_scan_now_button(viewer, operator):
@@ -191,14 +200,14 @@ def test_a_viewer_sees_no_scan_now_button(viewer, operator):
     assert "Scan now" in operator.get(server.get_absolute_url()).content.decode()
 
 
-def test_scan_now_needs_the_csrf_token(queued):
+def test_scan_now_needs_the_csrf_token(broker):
     server = make_server("mail01")
     client = Client(enforce_csrf_checks=True)
     user = User.objects.create_user("operator-user", password="x")
     set_role(user, "operator")
     client.force_login(user)
     assert client.post(reverse("dashboard:scan_now", args=[server.pk])).status_code == 403
-    assert queued == []
+    assert queued_tasks(broker) == []
 
 
 def test_scan_status_reports_done_once_a_newer_scan_is_stored(viewer):

@@ -23,6 +23,7 @@ from popcompliance.compliance.models import (
     ServerAddress,
 )
 from popcompliance.dashboard.catalog import CHECK_RANK
+from popcompliance.inventory import credentials
 from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
 
 # What Server.clean reads (it builds the scanner's Target).
@@ -146,6 +147,7 @@ class ServerDetailSerializer(ServerSerializer):
     addresses = AddressSerializer(many=True, read_only=True)
     certificates = SightingSerializer(source="current_sightings", many=True, read_only=True)
     history = ChangeSerializer(source="recent_changes", many=True, read_only=True)
+    monitor_password_set = serializers.BooleanField(source="has_monitor_password", read_only=True)
 
     class Meta(ServerSerializer.Meta):
         fields = [
@@ -158,6 +160,8 @@ class ServerDetailSerializer(ServerSerializer):
             "policy",
             "paused",
             "scan_interval",
+            "monitor_username",
+            "monitor_password_set",
             "next_scan_at",
             "status_changed_at",
             "check_states",
@@ -181,6 +185,21 @@ class ServerWriteSerializer(serializers.ModelSerializer):
     policy = serializers.PrimaryKeyRelatedField(
         queryset=Policy.objects.all(), required=False, help_text="Default: the default policy."
     )
+    monitor_password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_null=True,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+        help_text=(
+            "Password of the monitoring account, for the login test over TLS (pop3.tls_login); "
+            "only ever sent inside TLS, stored encrypted, never returned. Omitted: the stored "
+            "one is kept. null: the stored account (username and password) is removed."
+        ),
+    )
+    monitor_password_set = serializers.BooleanField(
+        source="has_monitor_password", read_only=True, help_text="Whether a password is stored."
+    )
 
     class Meta:
         model = Server
@@ -196,7 +215,13 @@ class ServerWriteSerializer(serializers.ModelSerializer):
             "owner_emails",
             "policy",
             "scan_interval",
+            "monitor_username",
+            "monitor_password",
+            "monitor_password_set",
         ]
+        extra_kwargs = {
+            "monitor_username": {"help_text": "The monitoring account's username."},
+        }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         current = self._current_values() if self.instance is not None else {}
@@ -206,7 +231,33 @@ class ServerWriteSerializer(serializers.ModelSerializer):
             probe.clean()
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from exc
-        return attrs
+        monitoring = self._monitoring_columns(attrs)  # takes monitor_password out of attrs
+        return {**attrs, **monitoring}
+
+    def _monitoring_columns(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The monitoring account's columns this request writes, taking `monitor_password` out
+        of `attrs`: a password is encrypted, null removes the account, omitted keeps it."""
+        removing = "monitor_password" in attrs and attrs["monitor_password"] is None
+        password = attrs.pop("monitor_password", None)
+        current = self.instance.monitor_username if self.instance else ""
+        username = attrs.get("monitor_username", "" if removing else current)
+        stored = bool(self.instance and self.instance.has_monitor_password) and not removing
+        if errors := credentials.account_errors(username, password, stored=stored):
+            raise serializers.ValidationError(errors)
+        if removing:
+            return {
+                "monitor_username": "",
+                "monitor_password_encrypted": "",
+                "monitor_credentials_updated_at": None,
+            }
+        if password:
+            return {
+                "monitor_password_encrypted": credentials.encrypt(password),
+                "monitor_credentials_updated_at": timezone.now(),
+            }
+        if username != current:
+            return {"monitor_credentials_updated_at": timezone.now()}
+        return {}
 
     def _current_values(self) -> dict[str, Any]:
         return {name: getattr(self.instance, name) for name in PROBED_FIELDS}
@@ -219,14 +270,13 @@ class ServerWriteSerializer(serializers.ModelSerializer):
 
     def update(self, instance: Server, validated_data: dict[str, Any]) -> Server:
         """Write only the given columns, so an edit never overwrites a status a worker settled
-        meanwhile; a changed address or policy is scanned at the next dispatch."""
+        meanwhile; the next scan moves forward as after a form edit (reschedule_after_edit)."""
         tags = validated_data.pop("tags", None)
         changed = [k for k, v in validated_data.items() if getattr(instance, k) != v]
         for name, value in validated_data.items():
             setattr(instance, name, value)
         fields = [*validated_data, "updated_at"]
-        if Server.edit_needs_rescan(changed):
-            instance.next_scan_at = timezone.now()
+        if instance.reschedule_after_edit(changed, timezone.now()):
             fields.append("next_scan_at")
         instance.save(update_fields=fields)
         if tags is not None:

@@ -1,11 +1,12 @@
-"""/api/v1/: servers, alerts, the fleet summary and the OpenAPI schema (no UI: it would need
-assets from a CDN)."""
+"""/api/v1/: servers, alerts, the fleet summary, the OpenAPI schema and its documentation
+pages (Swagger UI at docs/, Redoc at redoc/; see popcompliance.api.docs)."""
 
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
-from popcompliance.api import views
+from popcompliance.api import docs, views
+from popcompliance.audit.api import AuditEntryViewSet
 
 app_name = "api"
 
@@ -13,9 +14,12 @@ router = DefaultRouter()
 router.include_root_view = False
 router.register("servers", views.ServerViewSet, basename="server")
 router.register("alerts", views.AlertViewSet, basename="alert")
+router.register("audit", AuditEntryViewSet, basename="audit")
 
 urlpatterns = [
     path("", include(router.urls)),
     path("summary/", views.SummaryView.as_view(), name="summary"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", docs.SwaggerDocsView.as_view(), name="docs"),
+    path("redoc/", docs.RedocDocsView.as_view(), name="redoc"),
 ]

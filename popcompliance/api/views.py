@@ -5,15 +5,12 @@ writes need the role in each view's `action_roles` (see permissions.py).
 
 from __future__ import annotations
 
-import logging
-import uuid
 from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, Prefetch, QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from kombu.exceptions import OperationalError as BrokerError
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
@@ -25,24 +22,30 @@ from popcompliance.accounts.roles import ADMIN, OPERATOR
 from popcompliance.alerts.models import Alert, AlertState
 from popcompliance.api import serializers as s
 from popcompliance.api.permissions import RolePermission
+from popcompliance.api.schema import QUEUE_UNAVAILABLE, SERVER_EXAMPLE, errors
 from popcompliance.compliance.models import CertificateSighting, CheckState, ScanPurpose
-from popcompliance.compliance.tasks import scan_server
+from popcompliance.compliance.tasks import ScanNotQueued, request_scan
 from popcompliance.inventory.models import Server, ServerStatus
-
-logger = logging.getLogger(__name__)
 
 RECENT_CHANGES = 50
 
 
 class QueueUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "The task queue is unreachable; try again later."
+    default_detail = QUEUE_UNAVAILABLE
     default_code = "queue_unavailable"
 
 
 class Conflict(APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
+
+
+EDIT_RESCHEDULES = (
+    "A new host, service name, port, policy or monitoring account is scanned at the next "
+    "dispatch; a shorter `scan_interval` brings the next scan forward to at most one new "
+    "interval from now, as in the web form."
+)
 
 
 def _check_states() -> Prefetch:
@@ -52,10 +55,36 @@ def _check_states() -> Prefetch:
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[s.ServerFilterSerializer]),
-    create=extend_schema(responses={201: s.ServerWriteSerializer}),
-    update=extend_schema(responses=s.ServerWriteSerializer),
-    partial_update=extend_schema(responses=s.ServerWriteSerializer),
+    list=extend_schema(
+        summary="List servers",
+        description="Filtered by `?status`, `?site`, `?tag` and `?search` (part of the name), "
+        "by name, 50 a page. `checks` is the worst status of each check over the server's "
+        "addresses; `compliant` is null while the server is new, unknown or paused.",
+        parameters=[s.ServerFilterSerializer],
+        examples=[SERVER_EXAMPLE],
+        responses={200: s.ServerSerializer, **errors(400, 401)},
+    ),
+    retrieve=extend_schema(
+        summary="One server in detail",
+        description="Its settings, each check on each address with the remediation, its "
+        f"addresses, the certificates it serves now and its last {RECENT_CHANGES} changes.",
+        responses={200: s.ServerDetailSerializer, **errors(401, 404)},
+    ),
+    create=extend_schema(
+        summary="Add a server (admin)",
+        description="It is scanned at the next dispatch (within a minute).",
+        responses={201: s.ServerWriteSerializer, **errors(400, 401, 403)},
+    ),
+    update=extend_schema(
+        summary="Replace a server's settings (admin)",
+        description=EDIT_RESCHEDULES,
+        responses={200: s.ServerWriteSerializer, **errors(400, 401, 403, 404)},
+    ),
+    partial_update=extend_schema(
+        summary="Change some of a server's settings (admin)",
+        description=EDIT_RESCHEDULES,
+        responses={200: s.ServerWriteSerializer, **errors(400, 401, 403, 404)},
+    ),
 )
 class ServerViewSet(
     mixins.ListModelMixin,
@@ -104,47 +133,66 @@ class ServerViewSet(
             servers = servers.filter(name__icontains=wanted["search"])
         return servers.order_by("name", "pk")
 
+    # Writes and their audit entries commit together, or not at all.
+    @transaction.atomic
+    def perform_create(self, serializer: Any) -> None:
+        serializer.save()
+
+    @transaction.atomic
+    def perform_update(self, serializer: Any) -> None:
+        serializer.save()
+
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         server = self.get_object()
         server.recent_changes = list(server.changes.all()[:RECENT_CHANGES])
         server.current_sightings = current_sightings(server)
         return Response(self.get_serializer(server).data)
 
-    @extend_schema(request=None, responses={200: s.ServerSerializer})
+    @extend_schema(
+        summary="Pause a server (admin)",
+        request=None,
+        responses={200: s.ServerSerializer, **errors(401, 403, 404)},
+    )
     @action(detail=True, methods=["post"])
+    @transaction.atomic
     def pause(self, request: Request, pk: str) -> Response:
-        """Stop scanning the server (admin)."""
+        """Stop scanning the server; its status stays paused until it is resumed."""
         server = self.get_object()
         server.pause(timezone.now())
         return Response(s.ServerSerializer(server).data)
 
-    @extend_schema(request=None, responses={200: s.ServerSerializer})
+    @extend_schema(
+        summary="Resume a paused server (admin)",
+        request=None,
+        responses={200: s.ServerSerializer, **errors(401, 403, 404)},
+    )
     @action(detail=True, methods=["post"])
+    @transaction.atomic
     def resume(self, request: Request, pk: str) -> Response:
-        """Scan the server again, soon (admin)."""
+        """Scan the server again at the next dispatch; its status is unknown (or new) until
+        that scan settles it."""
         server = self.get_object()
         if server.paused:
             server.resume(timezone.now())
         return Response(s.ServerSerializer(server).data)
 
-    @extend_schema(request=None, responses={202: s.ScanQueuedSerializer})
+    @extend_schema(
+        summary="Scan a server now (operator)",
+        request=None,
+        responses={202: s.ScanQueuedSerializer, **errors(401, 403, 404, 503)},
+    )
     @action(detail=True, methods=["post"])
     def scan(self, request: Request, pk: str) -> Response:
-        """Queue a manual scan (operator); 202 with the task's id, sent after commit."""
+        """Queue a manual scan, as "Scan now" on the dashboard does (sent when the request's
+        work commits). The result shows in the server's `last_scan_at` and checks once a
+        worker has run it; 503 when the task queue is unreachable."""
         server = self.get_object()
-        task_id = str(uuid.uuid4())
         try:
-            transaction.on_commit(lambda: _enqueue_scan(server.pk, task_id), robust=False)
-        except BrokerError as exc:
-            # Outside a transaction on_commit runs at once, so the broker's failure shows here.
-            logger.exception("could not queue a scan of %s", server)
+            task_id = request_scan(server)
+        except ScanNotQueued as exc:
             raise QueueUnavailable() from exc
         body = {"task_id": task_id, "server": server.pk, "purpose": ScanPurpose.MANUAL}
         return Response(body, status=status.HTTP_202_ACCEPTED)
-
-
-def _enqueue_scan(server_id: int, task_id: str) -> None:
-    scan_server.apply_async((server_id,), {"purpose": ScanPurpose.MANUAL}, task_id=task_id)
 
 
 def _check_states_full() -> Prefetch:
@@ -162,7 +210,18 @@ def current_sightings(server: Server) -> list[CertificateSighting]:
     return list(newest.values())
 
 
-@extend_schema_view(list=extend_schema(parameters=[s.AlertFilterSerializer]))
+@extend_schema_view(
+    list=extend_schema(
+        summary="List alerts",
+        description="By state (`?state=open|acknowledged|resolved`, default open), newest "
+        "first, 50 a page. An alert covers one check of one server over all its addresses.",
+        parameters=[s.AlertFilterSerializer],
+        responses={200: s.AlertSerializer, **errors(400, 401)},
+    ),
+    retrieve=extend_schema(
+        summary="One alert", responses={200: s.AlertSerializer, **errors(401, 404)}
+    ),
+)
 class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Alerts by state (`?state=open|acknowledged|resolved`, default open), one alert, and
     acknowledging one (operator)."""
@@ -186,8 +245,9 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return alerts.in_state(state, timezone.now()).order_by(*order)
 
     @extend_schema(
+        summary="Acknowledge an alert (operator)",
         request=s.AcknowledgeSerializer,
-        responses={200: s.AlertSerializer, 409: OpenApiResponse(description="Resolved.")},
+        responses={200: s.AlertSerializer, **errors(400, 401, 403, 404, 409)},
     )
     @action(detail=True, methods=["post"])
     def acknowledge(self, request: Request, pk: str) -> Response:
@@ -208,7 +268,9 @@ class SummaryView(APIView):
 
     permission_classes = [RolePermission]
 
-    @extend_schema(responses=s.SummarySerializer)
+    @extend_schema(
+        summary="The fleet at a glance", responses={200: s.SummarySerializer, **errors(401)}
+    )
     def get(self, request: Request) -> Response:
         rows = Server.objects.order_by().values_list("status").annotate(n=Count("pk"))
         found = dict(rows)

@@ -2,6 +2,7 @@
 
 - dispatch_due_scans (beat, every minute): claims due servers, enqueues scan_server after commit.
 - scan_server(id): scans one server and records the report; idempotent, so acks_late is safe.
+- request_scan(server): "Scan now" from the dashboard and the API, queued after commit.
 - snapshot_fleet (hourly) and prune (daily): housekeeping.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from datetime import datetime
 
 from celery import shared_task
@@ -16,6 +18,7 @@ from celery.signals import task_postrun, worker_ready
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from popcompliance.alerts.tasks import process_changes
 from popcompliance.compliance.dispatch import claim_due_servers
@@ -109,6 +112,27 @@ def _record_crash(server: Server, purpose: str, worker: str, exc: Exception) -> 
         )
     except DatabaseError:
         logger.exception("could not record the crash of %s", server)
+
+
+class ScanNotQueued(Exception):
+    """The task queue (the broker) could not take a requested scan."""
+
+
+def request_scan(server: Server) -> str:
+    """Queue a manual scan of `server` once the current transaction commits; the task's id.
+
+    Outside a transaction, as the dashboard and the API call it, the message is sent at once,
+    so a broker that is down raises ScanNotQueued (logged) here and the caller can say so.
+    Inside one, nothing is sent if it rolls back, and a broker failure surfaces at commit."""
+    task_id = str(uuid.uuid4())
+    try:
+        scan_server.apply_async_on_commit(
+            (server.pk,), {"purpose": ScanPurpose.MANUAL}, task_id=task_id
+        )
+    except BrokerError as exc:
+        logger.exception("could not queue a scan of %s", server)
+        raise ScanNotQueued(str(exc)) from exc
+    return task_id
 
 
 @shared_task(name="compliance.snapshot_fleet")

@@ -4,8 +4,6 @@ now"), and certificates. Every view needs a signed-in user; "scan now" needs an 
 
 from __future__ import annotations
 
-import logging
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -14,19 +12,16 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
-from kombu.exceptions import OperationalError as BrokerError
 
 from popcompliance.accounts.roles import OPERATOR, role_required
-from popcompliance.compliance.models import Certificate, ScanPurpose, ScanRun
-from popcompliance.compliance.tasks import scan_server
+from popcompliance.compliance.models import Certificate, ScanRun
+from popcompliance.compliance.tasks import ScanNotQueued, request_scan
 from popcompliance.dashboard import queries
 from popcompliance.dashboard.catalog import CHECK_IDS, CHECK_TITLES
 from popcompliance.dashboard.compare import compare
 from popcompliance.dashboard.detail import newest_run_after, server_context
 from popcompliance.dashboard.forms import CertificateFilter, OverviewFilter
 from popcompliance.inventory.models import Server, Tag
-
-logger = logging.getLogger(__name__)
 
 SERVERS_PER_PAGE = 50
 CHANGES_PER_PAGE = 50
@@ -110,9 +105,8 @@ def scan_now(request: HttpRequest, pk: int) -> HttpResponse:
     server = get_object_or_404(Server, pk=pk)
     after = server.scan_runs.aggregate(last=Max("pk"))["last"] or 0
     try:
-        scan_server.delay(server.pk, purpose=ScanPurpose.MANUAL)
-    except BrokerError:
-        logger.exception("could not queue a scan of %s", server)
+        request_scan(server)
+    except ScanNotQueued:
         messages.error(request, "Could not queue the scan: the task queue is unreachable.")
         return redirect(server)
     messages.info(request, f"Scan of {server} queued.")
