@@ -6,9 +6,11 @@ Development defaults are safe to run on a laptop: SQLite under var/, DEBUG off u
 from __future__ import annotations
 
 import ipaddress
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 
 from popcompliance.env import ConfigurationError, env_bool, env_int, env_list, env_str
 
@@ -32,10 +34,15 @@ INSTALLED_APPS = [
     "popcompliance.alerts",
     "popcompliance.accounts",
     "popcompliance.dashboard",
+    "popcompliance.audit",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI and Redoc as static files, for the API's documentation pages.
+    "drf_spectacular_sidecar",
     "popcompliance.api",
+    # Login throttling (see AXES_* below).
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -47,8 +54,12 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who changes what: each request is the scope of its audit entries (popcompliance.audit).
+    "popcompliance.audit.context.AuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as axes asks: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # HTTPS. POPC_HTTPS=true says users reach the dashboard over https only (directly or through a
@@ -97,6 +108,50 @@ LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
+# Login throttling (django-axes, popcompliance.accounts.throttle) on every password sign-in:
+# the login page, the Django admin's, anything calling authenticate(). Failures are counted
+# over the last POPC_LOGIN_LOCKOUT_MINUTES per (username, client address): that pair is locked
+# out at POPC_LOGIN_FAILURE_LIMIT, so nobody can lock a user out from elsewhere; and per client
+# address: it is locked out for every username at POPC_LOGIN_ADDRESS_FAILURE_LIMIT (password
+# spraying). A successful sign-in forgets its pair's failures. API tokens are not passwords
+# and are not throttled.
+AUTHENTICATION_BACKENDS = [
+    # First, so that a locked-out client is refused before its password is even checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("POPC_LOGIN_FAILURE_LIMIT", 5)
+POPC_LOGIN_ADDRESS_FAILURE_LIMIT = env_int(
+    "POPC_LOGIN_ADDRESS_FAILURE_LIMIT", 4 * AXES_FAILURE_LIMIT
+)
+_lockout_minutes = env_int("POPC_LOGIN_LOCKOUT_MINUTES", 15)
+AXES_COOLOFF_TIME = timedelta(minutes=_lockout_minutes)
+if AXES_FAILURE_LIMIT < 1 or _lockout_minutes < 1:
+    raise ConfigurationError(
+        "POPC_LOGIN_FAILURE_LIMIT and POPC_LOGIN_LOCKOUT_MINUTES must be at least 1"
+    )
+if POPC_LOGIN_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
+    raise ConfigurationError(
+        "POPC_LOGIN_ADDRESS_FAILURE_LIMIT must be at least POPC_LOGIN_FAILURE_LIMIT"
+    )
+# The pair, then the address: LoginThrottle gives each its own limit, in this order.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_HANDLER = "popcompliance.accounts.throttle.LoginThrottle"
+AXES_RESET_ON_SUCCESS = True
+# A try while locked out counts too and starts the wait again: a script that keeps guessing
+# stays locked out.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = True
+AXES_LOCKOUT_CALLABLE = "popcompliance.accounts.throttle.lockout_response"
+# The client address is REMOTE_ADDR. Behind N reverse proxies (nginx, traefik) that each
+# append to X-Forwarded-For, set POPC_TRUSTED_PROXY_COUNT=N, and let no client reach the web
+# process except through them; 0 never reads X-Forwarded-For.
+AXES_CLIENT_IP_CALLABLE = "popcompliance.accounts.throttle.client_ip"
+POPC_TRUSTED_PROXY_COUNT = env_int("POPC_TRUSTED_PROXY_COUNT", 0)
+if POPC_TRUSTED_PROXY_COUNT < 0:
+    raise ConfigurationError("POPC_TRUSTED_PROXY_COUNT must be 0 or more")
+# Axes would add a row per successful sign-in to a table that nothing prunes.
+AXES_DISABLE_ACCESS_LOG = True
+
 DATABASE_URL = env_str("DATABASE_URL")
 if not DATABASE_URL:
     # The embedded default: SQLite under var/, created on first use.
@@ -143,10 +198,34 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "PopCompliance API",
-    "DESCRIPTION": "POP3 TLS compliance of a server fleet. Header: `Authorization: Token <t>`.",
+    "DESCRIPTION": (
+        "POP3 TLS compliance of a server fleet: the inventory, each server's checks, alerts "
+        "and the fleet summary.\n\n"
+        "**Sign in** with a token (`manage.py create_api_token USERNAME`) in the header "
+        "`Authorization: Token <key>`, or the dashboard's session, as these pages do "
+        "([back to the dashboard](/)).\n\n"
+        "**Roles**: every account reads; scanning and acknowledging need an operator; "
+        "creating, editing, pausing and resuming servers need an admin.\n\n"
+        '**Errors** are JSON: `{"detail": "..."}`, or `{"field": ["message", ...]}` '
+        "for invalid input (400). Lists are paginated: `?page=N`, 50 a page."
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its pages (/api/v1/docs/, /api/v1/redoc/) are for signed-in accounts only,
+    # like everything else; the pages send anonymous visitors to the login page.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # The documentation pages load Swagger UI and Redoc from our own static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True},
+    "TAGS": [
+        {"name": "servers", "description": "The inventory, each server's checks, and scans."},
+        {"name": "alerts", "description": "Open, acknowledged and resolved alerts."},
+        {"name": "summary", "description": "The fleet at a glance."},
+        {"name": "audit", "description": "Who changed what and when (admin tokens only)."},
+    ],
     # Several models have a `status`: name each choice set once.
     "ENUM_NAME_OVERRIDES": {
         "ServerStatusEnum": "popcompliance.inventory.models.ServerStatus",
@@ -192,6 +271,19 @@ for _network in POPC_SCAN_ALLOW_NETWORKS:
         ipaddress.ip_network(_network)
     except ValueError as _exc:
         raise ConfigurationError(f"POPC_SCAN_ALLOW_NETWORKS: {_exc}") from None
+# Fernet keys for the servers' monitoring passwords, comma-separated: the first encrypts, all
+# decrypt, so a key is rotated by putting a new one first and running `manage.py
+# rotate_credentials_key`. Empty: a key derived from SECRET_KEY (the deploy check warns).
+POPC_CREDENTIALS_KEY = env_list("POPC_CREDENTIALS_KEY", [])
+for _number, _key in enumerate(POPC_CREDENTIALS_KEY, start=1):
+    try:
+        Fernet(_key)
+    except ValueError:
+        # The key is a secret: name its position, never its value.
+        raise ConfigurationError(
+            f"POPC_CREDENTIALS_KEY: key {_number} is not a Fernet key (44 characters of "
+            "url-safe base64); `manage.py generate_credentials_key` prints a new one"
+        ) from None
 PORT = env_int("PORT", 8000)
 
 # Celery. With REDIS_URL unset, an embedded broker (kombu's filesystem transport under var/)
