@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dns.resolver
 import pytest
@@ -62,6 +63,25 @@ def lab_server(
         policy=policy or create_lab_policy(),
         **fields,
     )
+
+
+def server_form_data(server: Server, **overrides: Any) -> dict[str, Any]:
+    """What the server's edit form posts when nothing is changed, then `overrides`."""
+    data = {
+        "name": server.name,
+        "host": server.host,
+        "service_name": server.service_name,
+        "pop3_port": server.pop3_port,
+        "pop3s_port": server.pop3s_port,
+        "site": server.site,
+        "policy": server.policy_id,
+        "scan_interval": server.scan_interval,
+        "owners": "; ".join(server.owner_emails),
+        "tag_names": "; ".join(tag.name for tag in server.tags.all()),
+        "monitor_username": server.monitor_username,
+        "monitor_password": "",
+    }
+    return data | overrides
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -31,7 +31,7 @@ from popcompliance.audit.models import AuditEntry
 from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import scan_servers
 from popcompliance.inventory.models import Policy, Server, Tag
-from tests.conftest import lab_server
+from tests.conftest import lab_server, server_form_data
 from tests.people import make_user
 
 pytestmark = pytest.mark.django_db
@@ -80,30 +80,12 @@ def summary(entry: AuditEntry) -> tuple[str, str, str, str, str]:
     return (entry.actor_label, entry.source, entry.action, entry.object_type, entry.object_label)
 
 
-def server_form(server: Server, **overrides: Any) -> dict[str, Any]:
-    data = {
-        "name": server.name,
-        "host": server.host,
-        "service_name": server.service_name,
-        "pop3_port": server.pop3_port,
-        "pop3s_port": server.pop3s_port,
-        "site": server.site,
-        "policy": server.policy_id,
-        "scan_interval": server.scan_interval,
-        "owners": "; ".join(server.owner_emails),
-        "tag_names": "; ".join(tag.name for tag in server.tags.all()),
-        "monitor_username": server.monitor_username,
-        "monitor_password": "",
-    }
-    return data | overrides
-
-
 # The dashboard's forms.
 
 
 def test_a_web_edit_records_the_fields_and_tags_it_changed_as_one_entry(boss, server):
     start = last_id()
-    data = server_form(server, host="pop2.example.com", tag_names="prod; eu")
+    data = server_form_data(server, host="pop2.example.com", tag_names="prod; eu")
     signed_in(boss).post(reverse("inventory:server_edit", args=[server.pk]), data)
     entry, new_tag = entries_after(start)
     assert summary(new_tag) == ("boss", "web", "created", "tag", "eu")
@@ -117,7 +99,7 @@ def test_a_web_edit_records_the_fields_and_tags_it_changed_as_one_entry(boss, se
 
 def test_a_web_add_records_the_new_server_with_its_policy_and_tags_by_name(boss, server):
     start = last_id()
-    data = server_form(server, name="mail02", host="pop2.example.com", tag_names="eu")
+    data = server_form_data(server, name="mail02", host="pop2.example.com", tag_names="eu")
     data["owners"] = "a@example.com"
     signed_in(boss).post(reverse("inventory:server_add"), data)
     created = [e for e in entries_after(start) if e.object_type == "server"]
@@ -130,7 +112,9 @@ def test_a_web_add_records_the_new_server_with_its_policy_and_tags_by_name(boss,
 
 def test_an_edit_that_changes_nothing_records_nothing(boss, server):
     start = last_id()
-    signed_in(boss).post(reverse("inventory:server_edit", args=[server.pk]), server_form(server))
+    signed_in(boss).post(
+        reverse("inventory:server_edit", args=[server.pk]), server_form_data(server)
+    )
     assert entries_after(start) == []
 
 
@@ -148,7 +132,7 @@ def test_pause_resume_and_delete_are_recorded(boss, server):
 
 def test_the_monitoring_password_is_recorded_as_set_never_as_its_value(boss, server):
     start, secret = last_id(), "monitor-secret-123"
-    data = server_form(server, monitor_username="monitor", monitor_password=secret)
+    data = server_form_data(server, monitor_username="monitor", monitor_password=secret)
     signed_in(boss).post(reverse("inventory:server_edit", args=[server.pk]), data)
     [entry] = entries_after(start)
     assert entry.changes == {
@@ -164,7 +148,7 @@ def test_removing_the_monitoring_account_is_recorded_as_removed(boss, server):
     server.set_monitor_password("monitor-secret-123", timezone.now())
     server.save()
     start = last_id()
-    data = server_form(server, remove_monitor_credentials="on")
+    data = server_form_data(server, remove_monitor_credentials="on")
     signed_in(boss).post(reverse("inventory:server_edit", args=[server.pk]), data)
     [entry] = entries_after(start)
     assert entry.changes["monitor password"] == ["(set)", "(removed)"]
@@ -468,7 +452,7 @@ def test_only_admins_read_the_audit_log(role):
 
 def test_the_page_shows_who_what_and_the_changes(boss, server):
     signed_in(boss).post(
-        reverse("inventory:server_edit", args=[server.pk]), server_form(server, site="lyon")
+        reverse("inventory:server_edit", args=[server.pk]), server_form_data(server, site="lyon")
     )
     page = signed_in(boss).get(AUDIT).content.decode()
     assert "boss" in page and "Dashboard" in page and "127.0.0.1" in page

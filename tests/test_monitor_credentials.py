@@ -27,7 +27,7 @@ from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import UNDECRYPTABLE_SUMMARY, scan_servers
 from popcompliance.inventory import credentials
 from popcompliance.inventory.models import Server
-from tests.conftest import lab_server
+from tests.conftest import lab_server, server_form_data
 from tests.people import make_user
 from tests.test_security import deploy_check, production_env
 
@@ -58,27 +58,9 @@ def stored_token(server: Server) -> str:
         return str(cursor.fetchone()[0])
 
 
-def form_data(server: Server, **overrides: Any) -> dict[str, Any]:
-    data = {
-        "name": server.name,
-        "host": server.host,
-        "service_name": server.service_name,
-        "pop3_port": server.pop3_port,
-        "pop3s_port": server.pop3s_port,
-        "site": server.site,
-        "policy": server.policy_id,
-        "scan_interval": server.scan_interval,
-        "owners": "",
-        "tag_names": "",
-        "monitor_username": server.monitor_username,
-        "monitor_password": "",
-    }
-    return data | overrides
-
-
 def edit(client: Client, server: Server, **overrides: Any) -> Any:
     url = reverse("inventory:server_edit", args=[server.pk])
-    return client.post(url, form_data(server, **overrides))
+    return client.post(url, server_form_data(server, **overrides))
 
 
 # Storage and the form.
