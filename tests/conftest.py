@@ -84,6 +84,15 @@ def server_form_data(server: Server, **overrides: Any) -> dict[str, Any]:
     return data | overrides
 
 
+@pytest.fixture(autouse=True)
+def empty_cache() -> Iterator[None]:
+    """Each test starts with an empty cache (the dashboard caches a panel for a minute)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture(scope="session", autouse=True)
 def never_the_machines_resolver() -> Iterator[None]:
     """Tests send DNS only to their own server on loopback. Reading /etc/resolv.conf is the

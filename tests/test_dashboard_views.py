@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -28,7 +30,7 @@ from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import scan_servers
 from popcompliance.dashboard import views
 from popcompliance.dashboard.compare import compare
-from popcompliance.dashboard.queries import BEAT_STALE_AFTER, liveness
+from popcompliance.dashboard.queries import BEAT_STALE_AFTER, EXPIRING_PANEL_SECONDS, liveness
 from popcompliance.dashboard.templatetags.dashboard import countdown
 from popcompliance.inventory.models import Policy, Server, Tag
 from tests.conftest import SERVICE_NAME, lab_policy
@@ -347,6 +349,20 @@ def test_expiring_certificates_are_the_ones_still_served_soonest_first(viewer):
     assert [c.common_name for c in expiring] == ["soon.example.com", "later.example.com"]
 
 
+def test_the_expiring_panel_is_cached_for_a_minute(viewer, django_assert_num_queries):
+    server = make_server("mail01")
+    make_certificate("soon.example.com", 3, server)
+    viewer.get(reverse("dashboard:overview"))
+    make_certificate("sooner.example.com", 2, server)
+    # 14 queries without the cache (test_the_overview_runs_a_constant_number_of_queries).
+    with django_assert_num_queries(13):
+        cached = viewer.get(reverse("dashboard:overview")).context["expiring"]
+    assert [c.common_name for c in cached] == ["soon.example.com"]
+    with time_machine.travel(timezone.now() + timedelta(seconds=EXPIRING_PANEL_SECONDS + 1)):
+        fresh = viewer.get(reverse("dashboard:overview")).context["expiring"]
+    assert [c.common_name for c in fresh] == ["sooner.example.com", "soon.example.com"]
+
+
 def test_the_overview_runs_a_constant_number_of_queries(viewer, django_assert_num_queries):
     # Session, user, role, tags, sites, counts, page count, servers, their tags, matrix,
     # trend, open alerts (with their count, in one query), expiring certificates, heartbeats.
@@ -356,6 +372,7 @@ def test_the_overview_runs_a_constant_number_of_queries(viewer, django_assert_nu
         viewer.get(reverse("dashboard:overview") + "?tag=prod&check=cert.name&result=pass")
     for i in range(8):
         make_certificate(f"d{i}.example.com", 10, make_server(f"b{i}", tags=("prod", "eu")))
+    cache.clear()  # the expiring-certificates panel is cached
     with django_assert_num_queries(14):
         viewer.get(reverse("dashboard:overview") + "?tag=prod&check=cert.name&result=pass")
 

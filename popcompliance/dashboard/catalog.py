@@ -86,6 +86,22 @@ def worst(statuses: list[str]) -> str | None:
 
 
 @functools.cache
+def badge_html(badge: Badge, confirming: bool = False) -> SafeString:
+    """A status badge: the word beside the colour, the symbol hidden from screen readers.
+    Built here, and cached, rather than by a template per badge: a page draws dozens of them,
+    and there are only a few distinct ones."""
+    note = format_html(" <small>(confirming a change)</small>") if confirming else ""
+    return format_html(
+        '<span class="badge badge-{}"><span class="symbol" aria-hidden="true">{}</span> {}{}'
+        "</span>",
+        badge.colour,
+        badge.symbol,
+        badge.word,
+        note,
+    )
+
+
+@functools.cache
 def cell_html(check_id: str, status: str | None, confirming: bool = False) -> SafeString:
     """A matrix cell: the symbol shows, the word is for screen readers and the tooltip.
 

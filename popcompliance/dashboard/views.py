@@ -53,7 +53,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "check_ids": CHECK_IDS,
         "check_titles": CHECK_TITLES,
         "trend": queries.trend(now),
-        "expiring": queries.expiring_certificates(now),
+        "expiring": queries.expiring_certificates_panel(now),
         "open_alerts": queries.open_alerts(now),
         "liveness": queries.liveness(now),
         "now": now,

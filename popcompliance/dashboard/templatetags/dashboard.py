@@ -12,21 +12,27 @@ from django.utils import timezone
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 
-from popcompliance.dashboard.catalog import cell_html, check_badge, server_badge
+from popcompliance.dashboard.catalog import Badge, badge_html, cell_html, check_badge, server_badge
 
 register = template.Library()
 
 
-@register.inclusion_tag("dashboard/snippets/badge.html")
-def check_status(status: str | None, confirming: bool = False) -> dict[str, Any]:
+@register.simple_tag
+def check_status(status: str | None, confirming: bool = False) -> SafeString:
     """A check's status as a coloured badge with its symbol and word."""
-    return {"badge": check_badge(status), "confirming": confirming}
+    return badge_html(check_badge(status), bool(confirming))
 
 
-@register.inclusion_tag("dashboard/snippets/badge.html")
-def server_status(status: str) -> dict[str, Any]:
+@register.simple_tag
+def server_status(status: str) -> SafeString:
     """A server's settled status as a coloured badge with its symbol and word."""
-    return {"badge": server_badge(status), "confirming": False}
+    return badge_html(server_badge(status))
+
+
+@register.simple_tag
+def status_badge(badge: Badge) -> SafeString:
+    """A badge worked out by the view (catalog.Badge), drawn like the ones above."""
+    return badge_html(badge)
 
 
 @register.simple_tag
