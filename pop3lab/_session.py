@@ -77,7 +77,7 @@ class Session:
         Login attempts are recorded in `log` (a fresh one unless given)."""
         self.config = config
         self.tls = tls
-        self.log = log if log is not None else ConnectionLog("pop3s" if tls else "pop3")
+        self.log = log if log is not None else ConnectionLog()
         self.errors = 0
         self.user: str | None = None
         # The mechanism whose `+ ` challenge awaits the client's response; "" when none does.

@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from pop3lab.journal import ConnectionLog
+from pop3lab.server import Handler
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, ConnectionLog], Awaitable[None]]
 Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "HostileConfig"], Awaitable[None]]
 
 GREETING = b"+OK The Microsoft Exchange POP3 service is ready.\r\n"

@@ -25,11 +25,10 @@ class LoginAttempt:
 
 @dataclass
 class ConnectionLog:
-    """One connection: `port` is "pop3" or "pop3s"; `tls_at` is how many bytes had arrived
-    when the TLS handshake completed (None while it has not), so `before_tls` is everything the
-    client sent outside TLS (handshake records included, which never carry application data)."""
+    """One connection: `tls_at` is how many bytes had arrived when the TLS handshake completed
+    (None while it has not), so `before_tls` is everything the client sent outside TLS
+    (handshake records included, which never carry application data)."""
 
-    port: str
     received: bytearray = field(default_factory=bytearray)
     tls_at: int | None = None
     logins: list[LoginAttempt] = field(default_factory=list)
@@ -63,8 +62,8 @@ class Journal:
 
     connections: list[ConnectionLog] = field(default_factory=list)
 
-    def open(self, port: str) -> ConnectionLog:
-        log = ConnectionLog(port)
+    def open(self) -> ConnectionLog:
+        log = ConnectionLog()
         self.connections.append(log)
         return log
 

@@ -96,24 +96,22 @@ class Lab:
         journal = Journal()
         bound_pop3 = bound_pop3s = None
         if config.pop3:
-            bound_pop3 = await self._listen(address, pop3_port, plain, journal, "pop3")
+            bound_pop3 = await self._listen(address, pop3_port, plain, journal)
         if config.pop3s:
-            bound_pop3s = await self._listen(address, pop3s_port, tls, journal, "pop3s")
+            bound_pop3s = await self._listen(address, pop3s_port, tls, journal)
         return BoundEndpoint(address, config, bound_pop3, bound_pop3s, journal)
 
-    async def _listen(
-        self, address: str, port: int, handler: Handler, journal: Journal, kind: str
-    ) -> int:
+    async def _listen(self, address: str, port: int, handler: Handler, journal: Journal) -> int:
         """Start one listener and return the port it got.
 
         TLS listeners are plain TCP too: the handler runs the handshake itself (see _channel).
         """
-        callback = self._tracked(handler, journal, kind)
+        callback = self._tracked(handler, journal)
         server = await asyncio.start_server(callback, address, port, backlog=128)
         self._servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
-    def _tracked(self, handler: Handler, journal: Journal, kind: str) -> ConnectionCallback:
+    def _tracked(self, handler: Handler, journal: Journal) -> ConnectionCallback:
         """Wrap a handler so `stop` can find and cancel its connections, and so the journal
         records the connection's bytes from the first one on."""
 
@@ -121,7 +119,7 @@ class Lab:
             task = asyncio.current_task()
             assert task is not None
             self._connections[task] = writer
-            log = journal.open(kind)
+            log = journal.open()
             log.tap(reader)
             try:
                 await handler(reader, writer, log)

@@ -22,7 +22,13 @@ from typing import Literal
 from scanner._certs import chain_from_ssl_object, name_matches
 from scanner._errors import ProtocolError, ScanError, quote_reply
 from scanner._facts import Pop3sFacts, StlsFacts, TlsLoginFacts
-from scanner._session import AddressSession, quit_politely, read_capabilities, read_greeting
+from scanner._session import (
+    AddressSession,
+    quit_politely,
+    read_capabilities,
+    read_greeting,
+    upgrade_with_stls,
+)
 from scanner._target import Credentials, Policy
 from scanner._tls import probe_context
 from scanner._trust import verify_chain
@@ -92,16 +98,11 @@ class _Login:
         self.plain_response = base64.b64encode(secret).decode("ascii")
 
     async def over_implicit_tls(self, connection: Pop3Connection) -> None:
-        connection.step = "greeting after the TLS handshake"
         await read_greeting(connection)
         await self.log_in(connection)
 
     async def over_stls(self, connection: Pop3Connection, sni: str | None) -> None:
-        await read_greeting(connection)
-        reply = await connection.command("STLS")
-        if not reply.ok:
-            raise ProtocolError("reply to STLS", "STLS was refused this time", reply.line)
-        await connection.start_tls(probe_context(), sni)
+        await upgrade_with_stls(connection, probe_context(), sni)
         await self.log_in(connection)
 
     async def log_in(self, connection: Pop3Connection) -> None:

@@ -1,5 +1,5 @@
 """One address being probed: its connection cap, its deadline per connection, and the steps
-every probe shares (the greeting, CAPA, QUIT, the TLS version handshakes)."""
+every probe shares (the greeting, the STLS upgrade, CAPA, QUIT, the TLS version handshakes)."""
 
 from __future__ import annotations
 
@@ -82,11 +82,7 @@ class AddressSession:
         """Does an STLS upgrade pinned to `version` succeed on the cleartext port?"""
 
         async def upgrade(connection: Pop3Connection) -> bool:
-            await read_greeting(connection)
-            reply = await connection.command("STLS")
-            if not reply.ok:
-                raise ProtocolError("reply to STLS", "STLS refused", reply.line)
-            await connection.start_tls(probe_context(version), self.sni)
+            await upgrade_with_stls(connection, probe_context(version), self.sni)
             return True
 
         return await _version_outcome(self.converse(port, upgrade))
@@ -112,6 +108,18 @@ async def read_greeting(connection: Pop3Connection) -> Reply:
     if not reply.ok:
         raise ProtocolError("greeting", "the server refused the session", reply.line)
     return reply
+
+
+async def upgrade_with_stls(
+    connection: Pop3Connection, context: ssl.SSLContext, sni: str | None
+) -> None:
+    """The greeting, STLS and the TLS handshake, for a probe that needs TLS on the POP3 port.
+    A refused STLS is a ProtocolError: callers come after the STLS probe saw it work."""
+    await read_greeting(connection)
+    reply = await connection.command("STLS")
+    if not reply.ok:
+        raise ProtocolError("reply to STLS", "STLS was refused this time", reply.line)
+    await connection.start_tls(context, sni)
 
 
 async def read_capabilities(connection: Pop3Connection) -> tuple[str, ...] | None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from pop3lab.__main__ import fleet_from_args, parse_args
 from pop3lab.config import EndpointConfig
 from pop3lab.hostile import HostileConfig
 from pop3lab.journal import LoginAttempt
@@ -110,6 +111,14 @@ def test_emulated_accounts_log_in_inside_tls_with_the_products_words(
     session = make_session(EndpointConfig(profile, accounts=ACCOUNTS), tls=tls)
     said = [session.handle(line.encode()).lines[0] for line in (f"USER {USER}", f"PASS {password}")]
     assert said == answers
+
+
+def test_the_lab_command_line_serves_accounts() -> None:
+    args = parse_args(["--account", f"{USER}:{PASSWORD}", "--account", "other:pass:word"])
+    [(_, config)] = fleet_from_args(args)
+    assert config.password_of(USER) == PASSWORD and config.password_of("other") == "pass:word"
+    with pytest.raises(SystemExit):
+        parse_args(["--account", "no-password"])
 
 
 def test_an_emulated_login_leaves_only_quit_working() -> None:
@@ -228,6 +237,15 @@ def test_an_untrusted_certificate_gets_no_password(emulated: Emulated) -> None:
     assert check.status == "skip"
     assert "the password was not sent over POP3S port" in check.summary
     assert "not trusted" in check.summary
+    assert server.journal.logins == []
+
+
+def test_a_certificate_for_another_name_gets_no_password(emulated: Emulated) -> None:
+    # Trusted but issued to someone else: whoever holds it is not the server we mean.
+    report, server = scan_with(emulated, replace(EXCHANGE, cert_kind="wrong_name"))
+    check = check_of(report, "pop3.tls_login")
+    assert check.status == "skip"
+    assert f"the certificate does not cover {SERVICE_NAME}" in check.summary
     assert server.journal.logins == []
 
 
@@ -354,24 +372,17 @@ def scan_dovecot(
 
 
 @pytest.mark.dovecot
-def test_dovecot_accepts_the_monitor_over_pop3s(
-    emulated: Emulated, dovecot_with_monitor: Dovecot
+@pytest.mark.parametrize("entry", ["pop3s", "stls"])
+def test_dovecot_accepts_the_monitor_over_pop3s_else_after_stls(
+    emulated: Emulated, dovecot_with_monitor: Dovecot, entry: str
 ) -> None:
-    report = scan_dovecot(emulated, dovecot_with_monitor, MONITOR)
-    assert check_of(report, "pop3.tls_login").status == "pass"
-    login = report.endpoints[0].tls_login
-    assert login is not None and (login.entry, login.reply) == ("pop3s", "+OK Logged in.")
-
-
-@pytest.mark.dovecot
-def test_dovecot_accepts_the_monitor_after_stls(
-    emulated: Emulated, dovecot_with_monitor: Dovecot
-) -> None:
-    closed = free_port(DOVECOT_HOST)
+    # With the POP3S port closed, the login goes through STLS on the POP3 port.
+    closed = free_port(DOVECOT_HOST) if entry == "stls" else None
     report = scan_dovecot(emulated, dovecot_with_monitor, MONITOR, pop3s_port=closed)
     assert check_of(report, "pop3.tls_login").status == "pass"
     login = report.endpoints[0].tls_login
-    assert login is not None and (login.entry, login.mechanism) == ("stls", "USER/PASS")
+    assert login is not None
+    assert (login.entry, login.mechanism, login.reply) == (entry, "USER/PASS", "+OK Logged in.")
 
 
 @pytest.mark.dovecot
