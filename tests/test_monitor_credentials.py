@@ -5,6 +5,7 @@ The cast: an admin, an operator and a viewer (API tokens for the API tests)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
@@ -28,7 +29,7 @@ from popcompliance.compliance.scanning import UNDECRYPTABLE_SUMMARY, scan_server
 from popcompliance.inventory import credentials
 from popcompliance.inventory.models import Server
 from tests.conftest import lab_server, server_form_data
-from tests.people import make_user
+from tests.people import client_as, make_user
 from tests.test_security import deploy_check, production_env
 
 pytestmark = pytest.mark.django_db
@@ -201,6 +202,15 @@ def test_the_api_refuses_a_password_without_a_username(server):
     assert response.json() == {"monitor_username": ["Give the username this password belongs to."]}
 
 
+def test_a_refused_api_password_is_not_quoted_back(server):
+    body = {"monitor_username": "monitor", "monitor_password": "bell\x07secret"}
+    response = api_as("admin").patch(server_url(server), body)
+    assert response.json() == {
+        "monitor_password": ["Password must not contain control characters."]
+    }
+    assert b"secret" not in response.content and stored_token(server) == ""
+
+
 @pytest.mark.parametrize("role", ["viewer", "operator"])
 def test_only_admins_set_credentials_through_the_api(server, role):
     body = {"monitor_username": "monitor", "monitor_password": PASSWORD}
@@ -214,6 +224,41 @@ def test_a_new_api_password_is_scanned_now(server):
     api_as("admin").patch(server_url(server), body)
     server.refresh_from_db()
     assert server.next_scan_at <= timezone.now()
+
+
+def renamer(way: str, server: Server) -> Callable[[str], None]:
+    """Renames the server's monitoring account through the form or the API, as an admin."""
+    api, client = api_as("admin"), client_as("admin")
+    # The page posts the policy's hidden initial value too (its default is a callable);
+    # without it the policy would count as edited and bring the scan forward by itself.
+    policy = {"initial-policy": server.policy_id}
+
+    def rename(username: str) -> None:
+        if way == "api":
+            response = api.patch(server_url(server), {"monitor_username": username})
+            assert response.status_code == 200, response.content
+        else:
+            response = edit(client, server, monitor_username=username, **policy)
+            assert response.status_code == 302
+
+    return rename
+
+
+@pytest.mark.parametrize("way", ["form", "api"])
+def test_a_renamed_account_is_dated_and_scanned_now_an_unchanged_one_is_not(server, way):
+    rename = renamer(way, server)
+    with_account(server)
+    tomorrow, last_week = timezone.now() + timedelta(days=1), timezone.now() - timedelta(days=7)
+    Server.objects.filter(pk=server.pk).update(
+        next_scan_at=tomorrow, monitor_credentials_updated_at=last_week
+    )
+    rename("monitor")
+    server.refresh_from_db()
+    assert (server.next_scan_at, server.monitor_credentials_updated_at) == (tomorrow, last_week)
+    rename("renamed")
+    server.refresh_from_db()
+    assert server.monitor_username == "renamed" and server.next_scan_at <= timezone.now()
+    assert server.monitor_credentials_updated_at > last_week
 
 
 # Keys.

@@ -31,6 +31,7 @@ class TokenScheme(OpenApiAuthenticationExtension):
 
 
 QUEUE_UNAVAILABLE = "The task queue is unreachable; try again later."
+ALERT_RESOLVED = "The alert is resolved: nothing to acknowledge."
 
 ERROR = inline_serializer("Error", {"detail": serializers.CharField()})
 
@@ -39,7 +40,7 @@ ERROR_DETAILS = {
     401: ("No valid token or session.", "Authentication credentials were not provided."),
     403: ("The account's role does not allow this.", "This needs the Operator role."),
     404: ("No such object.", "No Server matches the given query."),
-    409: ("The alert is resolved already.", "The alert is resolved: nothing to acknowledge."),
+    409: ("The alert is resolved already.", ALERT_RESOLVED),
     503: ("The task queue is unreachable: nothing was queued.", QUEUE_UNAVAILABLE),
 }
 

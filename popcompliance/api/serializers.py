@@ -6,6 +6,7 @@ The list shape is the contract of DESIGN.md §4; `checks` is read from prefetche
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -231,40 +232,29 @@ class ServerWriteSerializer(serializers.ModelSerializer):
             probe.clean()
         except DjangoValidationError as exc:
             raise serializers.ValidationError(exc.message_dict) from exc
-        monitoring = self._monitoring_columns(attrs)  # takes monitor_password out of attrs
-        return {**attrs, **monitoring}
+        if errors := self._monitoring_account_errors(attrs):
+            raise serializers.ValidationError(errors)
+        return attrs
 
-    def _monitoring_columns(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        """The monitoring account's columns this request writes, taking `monitor_password` out
-        of `attrs`: a password is encrypted, null removes the account, omitted keeps it."""
-        removing = "monitor_password" in attrs and attrs["monitor_password"] is None
-        password = attrs.pop("monitor_password", None)
+    def _monitoring_account_errors(self, attrs: dict[str, Any]) -> dict[str, str]:
+        removing = removes_monitoring_account(attrs)
         current = self.instance.monitor_username if self.instance else ""
         username = attrs.get("monitor_username", "" if removing else current)
         stored = bool(self.instance and self.instance.has_monitor_password) and not removing
-        if errors := credentials.account_errors(username, password, stored=stored):
-            raise serializers.ValidationError(errors)
-        if removing:
-            return {
-                "monitor_username": "",
-                "monitor_password_encrypted": "",
-                "monitor_credentials_updated_at": None,
-            }
-        if password:
-            return {
-                "monitor_password_encrypted": credentials.encrypt(password),
-                "monitor_credentials_updated_at": timezone.now(),
-            }
-        if username != current:
-            return {"monitor_credentials_updated_at": timezone.now()}
-        return {}
+        return credentials.account_errors(username, attrs.get("monitor_password"), stored=stored)
 
     def _current_values(self) -> dict[str, Any]:
         return {name: getattr(self.instance, name) for name in PROBED_FIELDS}
 
     def create(self, validated_data: dict[str, Any]) -> Server:
         tags = validated_data.pop("tags", [])
-        server = super().create(validated_data)
+        # A new server has no account to keep or remove: a password (validated with its
+        # username) is all there is to encrypt.
+        password = validated_data.pop("monitor_password", None)
+        server = Server(**validated_data)
+        if password:
+            server.set_monitor_password(password, timezone.now())
+        server.save()
         server.tags.set(tag_objects(tags))
         return server
 
@@ -272,12 +262,11 @@ class ServerWriteSerializer(serializers.ModelSerializer):
         """Write only the given columns, so an edit never overwrites a status a worker settled
         meanwhile; the next scan moves forward as after a form edit (reschedule_after_edit)."""
         tags = validated_data.pop("tags", None)
-        changed = [k for k, v in validated_data.items() if getattr(instance, k) != v]
-        for name, value in validated_data.items():
-            setattr(instance, name, value)
-        fields = [*validated_data, "updated_at"]
-        if instance.reschedule_after_edit(changed, timezone.now()):
-            fields.append("next_scan_at")
+        now = timezone.now()
+        changed = assign(instance, validated_data, now)
+        fields = {*validated_data, *changed, "updated_at"}
+        if instance.reschedule_after_edit(changed, now):
+            fields.add("next_scan_at")
         instance.save(update_fields=fields)
         if tags is not None:
             instance.tags.set(tag_objects(tags))
@@ -287,6 +276,28 @@ class ServerWriteSerializer(serializers.ModelSerializer):
         data = super().to_representation(instance)
         data["tags"] = [tag.name for tag in instance.tags.all()]
         return data
+
+
+def removes_monitoring_account(attrs: dict[str, Any]) -> bool:
+    """A null `monitor_password` removes the stored account (username and password)."""
+    return "monitor_password" in attrs and attrs["monitor_password"] is None
+
+
+def assign(server: Server, attrs: dict[str, Any], now: datetime) -> list[str]:
+    """Set the validated `attrs` on a stored `server`, the monitoring account through the model
+    (which encrypts the password), taking it out of `attrs`; the names of the columns that
+    changed."""
+    if removes_monitoring_account(attrs):
+        del attrs["monitor_password"]
+        account_changed = server.forget_monitoring_credentials()
+    else:
+        password = attrs.pop("monitor_password", None)
+        username = attrs.pop("monitor_username", server.monitor_username)
+        account_changed = server.set_monitoring_account(username, password, now)
+    changed = [name for name, value in attrs.items() if getattr(server, name) != value]
+    for name, value in attrs.items():
+        setattr(server, name, value)
+    return [*changed, *(Server.MONITORING_FIELDS if account_changed else ())]
 
 
 def probe_fields(attrs: dict[str, Any]) -> dict[str, Any]:

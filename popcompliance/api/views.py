@@ -22,7 +22,7 @@ from popcompliance.accounts.roles import ADMIN, OPERATOR
 from popcompliance.alerts.models import Alert, AlertState
 from popcompliance.api import serializers as s
 from popcompliance.api.permissions import RolePermission
-from popcompliance.api.schema import QUEUE_UNAVAILABLE, SERVER_EXAMPLE, errors
+from popcompliance.api.schema import ALERT_RESOLVED, QUEUE_UNAVAILABLE, SERVER_EXAMPLE, errors
 from popcompliance.compliance.models import CertificateSighting, CheckState, ScanPurpose
 from popcompliance.compliance.tasks import ScanNotQueued, request_scan
 from popcompliance.inventory.models import Server, ServerStatus
@@ -255,7 +255,7 @@ class AlertViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         now = timezone.now()
         alert = self.get_object()
         if alert.resolved_at is not None:
-            raise Conflict("The alert is resolved: nothing to acknowledge.")
+            raise Conflict(ALERT_RESOLVED)
         form = s.AcknowledgeSerializer(data=request.data, context={"now": now})
         form.is_valid(raise_exception=True)
         data = form.validated_data

@@ -110,7 +110,7 @@ class ServerForm(forms.ModelForm):
         required=False, label="Remove the stored credentials"
     )
 
-    MONITORING_FIELDS = ("monitor_username", "monitor_password", "remove_monitor_credentials")
+    MONITORING_FIELDSET = ("monitor_username", "monitor_password", "remove_monitor_credentials")
 
     class Meta:
         model = Server
@@ -123,7 +123,6 @@ class ServerForm(forms.ModelForm):
             "site",
             "policy",
             "scan_interval",
-            "monitor_username",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -133,6 +132,7 @@ class ServerForm(forms.ModelForm):
             self.fields["tag_names"].initial = "; ".join(
                 tag.name for tag in self.instance.tags.all()
             )
+            self.fields["monitor_username"].initial = self.instance.monitor_username
         if not (self.instance.monitor_username or self.instance.has_monitor_password):
             del self.fields["remove_monitor_credentials"]  # nothing stored to remove
 
@@ -140,12 +140,12 @@ class ServerForm(forms.ModelForm):
     def main_fields(self) -> list[forms.BoundField]:
         """The visible fields outside the monitoring fieldset."""
         return [
-            field for field in self.visible_fields() if field.name not in self.MONITORING_FIELDS
+            field for field in self.visible_fields() if field.name not in self.MONITORING_FIELDSET
         ]
 
     @property
     def monitoring_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in self.MONITORING_FIELDS if name in self.fields]
+        return [self[name] for name in self.MONITORING_FIELDSET if name in self.fields]
 
     def clean_owners(self) -> list[str]:
         emails = split_list(self.cleaned_data["owners"])
@@ -206,16 +206,9 @@ class ServerForm(forms.ModelForm):
         """Apply the monitoring fieldset to `server`; True when the account changed."""
         data = self.cleaned_data
         if data.get("remove_monitor_credentials"):
-            changed = bool(server.monitor_username or server.has_monitor_password)
-            server.forget_monitoring_credentials()
-            return changed
-        if data["monitor_password"]:
-            server.set_monitor_password(data["monitor_password"], now)
-            return True
-        if "monitor_username" in self.changed_data:
-            server.monitor_credentials_updated_at = now
-            return True
-        return False
+            return server.forget_monitoring_credentials()
+        password = data["monitor_password"] or None  # blank keeps the stored one
+        return server.set_monitoring_account(data["monitor_username"], password, now)
 
     def _reschedule(self, server: Server, now: datetime, credentials_changed: bool) -> list[str]:
         """["next_scan_at"] when the edit brings the next scan forward (the model's rule, also

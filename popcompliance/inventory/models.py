@@ -236,9 +236,25 @@ class Server(models.Model):
         self.monitor_password_encrypted = credentials.encrypt(password)
         self.monitor_credentials_updated_at = now
 
-    def forget_monitoring_credentials(self) -> None:
+    def set_monitoring_account(self, username: str, password: str | None, now: datetime) -> bool:
+        """Sign the login test in as `username` with `password`, or with the stored password
+        when it is None (the caller has checked the pair with credentials.account_errors).
+        True when the account changed; the form and the API both edit it through this."""
+        if password is not None:
+            self.set_monitor_password(password, now)
+        elif username != self.monitor_username:
+            self.monitor_credentials_updated_at = now
+        else:
+            return False
+        self.monitor_username = username
+        return True
+
+    def forget_monitoring_credentials(self) -> bool:
+        """Remove the monitoring account; True when there was one."""
+        had_one = bool(self.monitor_username or self.has_monitor_password)
         self.monitor_username = self.monitor_password_encrypted = ""
         self.monitor_credentials_updated_at = None
+        return had_one
 
     MONITORING_FIELDS = (
         "monitor_username",
