@@ -80,6 +80,8 @@ def server_form_data(server: Server, **overrides: Any) -> dict[str, Any]:
         "tag_names": "; ".join(tag.name for tag in server.tags.all()),
         "monitor_username": server.monitor_username,
         "monitor_password": "",
+        # The policy field has a callable default, so the page posts its initial value too.
+        "initial-policy": server.policy_id,
     }
     return data | overrides
 
