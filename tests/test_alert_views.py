@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 import pytest
 import time_machine
-from django.core.cache import cache
 from django.contrib.auth.models import User
+from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone

@@ -118,6 +118,15 @@ def test_an_edit_that_changes_nothing_records_nothing(boss, server):
     assert entries_after(start) == []
 
 
+def test_a_new_policy_is_recorded_by_name_on_both_sides(boss, server):
+    strict = Policy.objects.create(name="Strict")
+    start = last_id()
+    data = server_form_data(server, policy=strict.pk)
+    signed_in(boss).post(reverse("inventory:server_edit", args=[server.pk]), data)
+    [entry] = entries_after(start)
+    assert entry.changes == {"policy": [Policy.default().name, "Strict"]}
+
+
 def test_pause_resume_and_delete_are_recorded(boss, server):
     client, start = signed_in(boss), last_id()
     client.post(reverse("inventory:server_pause", args=[server.pk]))

@@ -23,7 +23,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from axes.handlers.database import AxesDatabaseHandler
-from axes.helpers import get_client_username
 from axes.models import AccessAttempt
 from axes.utils import reset
 from django.conf import settings
@@ -53,9 +52,8 @@ class LoginThrottle(AxesDatabaseHandler):
         """After a successful sign-in, forget that pair's failures only. Axes' own reset also
         deletes every failure from the address, so an insider could sign in as himself between
         guesses at an admin's password and never reach either limit."""
-        username = get_client_username(request, credentials)
-        pair = AccessAttempt.objects.filter(username=username, ip_address=request.axes_ip_address)
-        return pair.delete()[0]
+        pair_attempts, _address_attempts = self.filter_user_attempts(request, credentials)
+        return pair_attempts.delete()[0]
 
 
 def _total_failures(attempts: QuerySet[AccessAttempt]) -> int:

@@ -1,6 +1,7 @@
 """Sign-in, sign-out, password change (Django's views) and account management."""
 
 from django.contrib.auth import views as auth_views
+from django.db import transaction
 from django.urls import path, reverse_lazy
 
 from popcompliance.accounts import views
@@ -12,8 +13,12 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "password/",
-        auth_views.PasswordChangeView.as_view(
-            success_url=reverse_lazy("accounts:password_change_done")
+        # Atomic like every view that changes an audited object: the new password and its
+        # audit entry commit together.
+        transaction.atomic(
+            auth_views.PasswordChangeView.as_view(
+                success_url=reverse_lazy("accounts:password_change_done")
+            )
         ),
         name="password_change",
     ),

@@ -83,6 +83,7 @@ def user_role(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_POST
+@transaction.atomic
 def user_unlock(request: HttpRequest, pk: int) -> HttpResponse:
     """Forget an account's failed sign-ins from every address, so it can sign in at once."""
     user = get_object_or_404(get_user_model(), pk=pk)
@@ -94,6 +95,7 @@ def user_unlock(request: HttpRequest, pk: int) -> HttpResponse:
 
 @role_required(ADMIN)
 @require_POST
+@transaction.atomic
 def address_unlock(request: HttpRequest) -> HttpResponse:
     """Forget every failed sign-in from a client address locked out for all usernames."""
     form = AddressForm(request.POST)

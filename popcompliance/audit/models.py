@@ -101,4 +101,4 @@ class AuditEntry(models.Model):
 
     @property
     def action_colour(self) -> str:
-        return ACTION_COLOURS.get(Action(self.action), "grey")
+        return ACTION_COLOURS[Action(self.action)]

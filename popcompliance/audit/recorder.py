@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.apps import apps
+from axes.signals import user_locked_out
 from django.contrib.auth import get_user_model
 from django.db.models import Model, signals
 
@@ -83,10 +83,7 @@ def connect() -> None:
             signals.m2m_changed.connect(
                 record_relation_change, sender=through, dispatch_uid=f"audit.{through._meta.label}"
             )
-    if apps.is_installed("axes"):
-        from axes.signals import user_locked_out
-
-        user_locked_out.connect(record_lockout, dispatch_uid="audit.user_locked_out")
+    user_locked_out.connect(record_lockout, dispatch_uid="audit.user_locked_out")
 
 
 def remember_stored_values(
@@ -152,9 +149,16 @@ def values_of(spec: Audited, instance: Model) -> dict[str, Any]:
 def shown_value(instance: Model, tracked: Tracked) -> Any:
     """The value as the log shows it: a related object by its name, not its id."""
     if not tracked.shown_as:
-        return instance._meta.get_field(tracked.name).to_python(getattr(instance, tracked.attname))
+        return column_value(instance, tracked)
     related = getattr(instance, tracked.name)
     return None if related is None else getattr(related, tracked.shown_as)
+
+
+def column_value(instance: Model, tracked: Tracked) -> Any:
+    """The value the save writes to the column (a related object's id), in the type the
+    stored row is read back in."""
+    field = instance._meta.get_field(tracked.name)
+    return field.to_python(getattr(instance, tracked.attname))
 
 
 def differences(
@@ -163,7 +167,7 @@ def differences(
     """{label: [old, new]} for each tracked field whose value the save changes."""
     changes = {}
     for field in tracked:
-        if stored[field.attname] == shown_or_id(instance, field):
+        if stored[field.attname] == column_value(instance, field):
             continue
         if field.name == "password" and getattr(instance, "_password", None) is None:
             # Django rehashes a password at sign-in when its hasher changed, without
@@ -172,13 +176,6 @@ def differences(
         old, new = stored[field.shown_path], shown_value(instance, field)
         changes[field.label] = redacted(old, new) if field.name in REDACTED_FIELDS else [old, new]
     return changes
-
-
-def shown_or_id(instance: Model, tracked: Tracked) -> Any:
-    """What the stored row is compared with: the related object's id, or the value itself."""
-    if tracked.shown_as:
-        return getattr(instance, tracked.attname)
-    return shown_value(instance, tracked)
 
 
 def redacted(old: Any, new: Any) -> list[str]:
@@ -315,7 +312,7 @@ def record_unlock(username: str | None = None, address: str | None = None) -> No
         write(current_scope(), Action.UNLOCKED, USER.object_type, _user_id(username), username, {})
     else:
         label = f"sign-ins from {address}"
-        write(current_scope(), Action.UNLOCKED, USER.object_type, None, label, {}, address)
+        write(current_scope(), Action.UNLOCKED, USER.object_type, None, label, {})
 
 
 def _user_id(username: str) -> int | None:

@@ -2,8 +2,8 @@
 
 A field not listed is never recorded: the scan pipeline rewrites a server's schedule and
 status on every scan, and those columns are not listed, so scans leave no trace here (their
-own history is compliance.Change). A listed field the model lacks is skipped, so the registry
-can name a column before its migration lands.
+own history is compliance.Change). A listed field the model lacks fails at start-up
+(AuditConfig.ready), so a misspelt name cannot leave a field silently unrecorded.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 from django.apps import apps
 from django.conf import settings
-from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Model
 
 # Recorded only as "(set)", "(changed)", "(removed)", never their value: secrets (a password
@@ -58,10 +57,6 @@ class Audited:
     fields: tuple[Tracked, ...] = ()
     many: tuple[Tracked, ...] = ()
     identify: Callable[[Any], tuple[int | None, str]] = by_pk_and_str
-
-    @property
-    def field_names(self) -> frozenset[str]:
-        return frozenset(tracked.name for tracked in self.fields)
 
 
 SERVER = Audited(
@@ -125,7 +120,7 @@ OBJECT_TYPES = tuple(spec.object_type for spec in (SERVER, POLICY, TAG, USER, AP
 
 @cache
 def audited_models() -> dict[type[Model], Audited]:
-    """Each audited model with its spec, keeping only the fields the model has."""
+    """Each audited model with its spec, each field with its attname."""
     specs = {
         "inventory.Server": SERVER,
         "inventory.Policy": POLICY,
@@ -133,34 +128,20 @@ def audited_models() -> dict[type[Model], Audited]:
         settings.AUTH_USER_MODEL: USER,
         "authtoken.Token": API_TOKEN,
     }
-    return {
-        model: _present(model, spec)
-        for label, spec in specs.items()
-        if (model := _model(label)) is not None
-    }
+    models = {apps.get_model(label): spec for label, spec in specs.items()}
+    return {model: _with_attnames(model, spec) for model, spec in models.items()}
 
 
-def _model(label: str) -> type[Model] | None:
-    try:
-        return apps.get_model(label)
-    except LookupError:  # the app is not installed
-        return None
+def _with_attnames(model: type[Model], spec: Audited) -> Audited:
+    """The spec with each field's attname (policy_id for policy) read from the model."""
 
+    def filled(tracked_fields: tuple[Tracked, ...]) -> tuple[Tracked, ...]:
+        return tuple(
+            replace(tracked, attname=model._meta.get_field(tracked.name).attname)  # type: ignore[union-attr]
+            for tracked in tracked_fields
+        )
 
-def _present(model: type[Model], spec: Audited) -> Audited:
-    """The spec without the fields `model` lacks, each field with its attname."""
-
-    def found(tracked_fields: tuple[Tracked, ...]) -> tuple[Tracked, ...]:
-        present = []
-        for tracked in tracked_fields:
-            try:
-                field = model._meta.get_field(tracked.name)
-            except FieldDoesNotExist:
-                continue
-            present.append(replace(tracked, attname=field.attname))  # type: ignore[union-attr]
-        return tuple(present)
-
-    return replace(spec, fields=found(spec.fields), many=found(spec.many))
+    return replace(spec, fields=filled(spec.fields), many=filled(spec.many))
 
 
 def audited(model: type[Model]) -> Audited | None:
