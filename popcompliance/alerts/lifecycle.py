@@ -12,8 +12,9 @@ The rules (issue 4; README "Alerts"):
 - `cert.validity` is left to alerts.expiry, which warns at fixed thresholds before expiry;
   alerting here too would mail the same certificate twice.
 - An alert resolves (recovery email) when no address of the check alerts and none is
-  undetermined. A warn that becomes a fail escalates the alert: a new email, and the
-  acknowledgement of the milder problem ends.
+  undetermined. A warn that becomes a fail escalates the alert: a new email, the
+  acknowledgement of the milder problem ends and reminders count from that email. A fail that
+  eases to a warn (with alert_on_warn) lowers the alert without an email.
 - Reminders every POPC_REMINDER_HOURS while open and not acknowledged (or after the
   acknowledgement expired); before each, the current state is checked again.
 - Flapping: when POPC_FLAP_CHANGES scans within 24 h changed something on a server, its
@@ -88,6 +89,12 @@ def reminder_interval() -> timedelta | None:
     return timedelta(hours=hours) if hours > 0 else None
 
 
+def first_reminder_at(mailed: datetime) -> datetime | None:
+    """When the first reminder of an alert mailed at `mailed` is due (None: reminders off)."""
+    every = reminder_interval()
+    return mailed + every if every else None
+
+
 def first_seen(change: Change) -> datetime:
     """When the bad status was first seen: a regression settles on its
     REGRESSION_SIGHTINGS-th consecutive sighting, so the scans before the settling one saw it
@@ -157,7 +164,6 @@ class ServerPass:
         level = worst_alerting(self.states[change.check_id], self.policy)
         if level is None or not opens(change, self.policy):
             return
-        every = reminder_interval()
         alert = Alert.objects.create(
             server=self.server,
             check_id=change.check_id,
@@ -168,7 +174,7 @@ class ServerPass:
             opened_at=self.now,
             opened_by=change,
             silent=self.flapping and self.reopens(change.check_id),
-            next_reminder_at=self.now + every if every else None,
+            next_reminder_at=first_reminder_at(self.now),
         )
         self.open[change.check_id] = alert
         if not alert.silent:
@@ -185,7 +191,7 @@ class ServerPass:
         elif level and alert.worse_than(level):
             alert.lower(level)
         elif level and level != alert.status:
-            alert.escalate(level, change)
+            alert.escalate(level, change, first_reminder_at(self.now))
             self.notify(NotificationKind.ALERT, alert, change, escalated=True)
 
     def reopens(self, check_id: str) -> bool:

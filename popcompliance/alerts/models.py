@@ -163,12 +163,14 @@ class Alert(models.Model):
         self.ack_comment, self.ack_until = comment, until
         self.save(update_fields=["acknowledged_at", "acknowledged_by", "ack_comment", "ack_until"])
 
-    def escalate(self, status: str, change: Change) -> None:
-        """A worse status is news: it is mailed even if the alert opened silently, and it
-        cancels the acknowledgement of the milder problem."""
+    def escalate(self, status: str, change: Change, next_reminder_at: datetime | None) -> None:
+        """A worse status is news: it is mailed even if the alert opened silently, it cancels
+        the acknowledgement of the milder problem, and reminders count from its mail (else
+        one held back by that acknowledgement would follow the mail at once)."""
         self.status, self.summary, self.remediation = status, change.summary, change.remediation
-        self.silent = False
-        self.acknowledged_at, self.acknowledged_by, self.ack_comment, self.ack_until = (None,) * 4
+        self.silent, self.next_reminder_at = False, next_reminder_at
+        self.acknowledged_at, self.acknowledged_by, self.ack_until = None, None, None
+        self.ack_comment = ""
         self.save()
 
     def lower(self, status: str) -> None:
