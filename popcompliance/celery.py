@@ -22,7 +22,7 @@ app.conf.beat_schedule = {
     "snapshot-fleet": {"task": "compliance.snapshot_fleet", "schedule": 3600.0},
     "prune": {"task": "compliance.prune", "schedule": 86400.0},
     # Alerts: changes that no scan task handed over (manage.py scan, a lost task), the outbox
-    # (retries come due by the minute), reminders, certificate expiry, retention.
+    # (retries come due by the minute), reminders, certificate expiry, daily digests, retention.
     "alerts-process-changes": {"task": "alerts.process_changes", "schedule": 60.0},
     "alerts-deliver": {"task": "alerts.deliver", "schedule": 60.0},
     "alerts-send-reminders": {"task": "alerts.send_reminders", "schedule": 300.0},
@@ -30,5 +30,6 @@ app.conf.beat_schedule = {
         "task": "alerts.check_certificate_expiry",
         "schedule": 3600.0,
     },
+    "alerts-send-digests": {"task": "alerts.send_digests", "schedule": 900.0},
     "alerts-prune": {"task": "alerts.prune", "schedule": 86400.0},
 }

@@ -258,6 +258,10 @@ POPC_REMINDER_HOURS = env_int("POPC_REMINDER_HOURS", 24)
 POPC_FLAP_CHANGES = env_int("POPC_FLAP_CHANGES", 4)
 # Days before a certificate expires at which to warn, once each (checked by `manage.py check`).
 POPC_EXPIRY_THRESHOLDS = env_list("POPC_EXPIRY_THRESHOLDS", ["30", "14", "7", "1"])
+# The daily digest (popcompliance.alerts.digest): the hour of the day it goes out, 0-23 UTC
+# (unset: no digest), and who gets one (unset: everyone who gets alerts).
+POPC_DIGEST_HOUR = env_int("POPC_DIGEST_HOUR", 0) if env_str("POPC_DIGEST_HOUR").strip() else None
+POPC_DIGEST_RECIPIENTS = env_list("POPC_DIGEST_RECIPIENTS", [])
 
 # Scanner.
 POPC_DNS_RESOLVER = env_str("POPC_DNS_RESOLVER") or None

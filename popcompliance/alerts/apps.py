@@ -28,13 +28,26 @@ def check_alert_settings(**kwargs: Any) -> list[checks.CheckMessage]:
                 id="alerts.E001",
             )
         )
-    for address in settings.POPC_ALERT_RECIPIENTS:
+    for setting in ("POPC_ALERT_RECIPIENTS", "POPC_DIGEST_RECIPIENTS"):
+        errors.extend(check_addresses(setting))
+    hour = settings.POPC_DIGEST_HOUR
+    if hour is not None and not 0 <= hour <= 23:
+        errors.append(
+            checks.Error(
+                f"POPC_DIGEST_HOUR={hour}: give an hour of the day from 0 to 23 (UTC)",
+                id="alerts.E003",
+            )
+        )
+    return errors
+
+
+def check_addresses(setting: str) -> list[checks.CheckMessage]:
+    errors = []
+    for address in getattr(settings, setting):
         try:
             validate_email(address)
         except ValidationError:
             errors.append(
-                checks.Error(
-                    f"POPC_ALERT_RECIPIENTS: {address!r} is no email address", id="alerts.E002"
-                )
+                checks.Error(f"{setting}: {address!r} is no email address", id="alerts.E002")
             )
     return errors

@@ -224,6 +224,7 @@ class NotificationKind(models.TextChoices):
     REMINDER = "reminder", "Reminder"
     FLAPPING = "flapping", "Flapping"
     EXPIRY = "expiry", "Certificate expiry"
+    DIGEST = "digest", "Daily digest"
 
 
 class NotificationStatus(models.TextChoices):

@@ -3,6 +3,7 @@
 - process_changes(server_id=None): after a scan recorded changes (compliance.tasks.scan_server
   enqueues it) and every minute on beat, for what `manage.py scan` recorded or a lost task.
 - send_reminders (beat, every 5 minutes), check_certificate_expiry (beat, hourly).
+- send_digests (beat, every 15 minutes): the daily digests, once a day from POPC_DIGEST_HOUR.
 - deliver (beat, every minute, and right after anything was queued): the outbox to SMTP.
 - prune (beat, daily).
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from popcompliance.alerts import delivery, expiry, lifecycle
+from popcompliance.alerts import delivery, digest, expiry, lifecycle
 
 
 @shared_task(name="alerts.process_changes")
@@ -36,6 +37,14 @@ def send_reminders() -> int:
 @shared_task(name="alerts.check_certificate_expiry")
 def check_certificate_expiry() -> int:
     queued = expiry.check_expiry(timezone.now())
+    if queued:
+        deliver.delay()
+    return queued
+
+
+@shared_task(name="alerts.send_digests")
+def send_digests() -> int:
+    queued = digest.send_digests(timezone.now())
     if queued:
         deliver.delay()
     return queued
