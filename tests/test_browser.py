@@ -80,7 +80,8 @@ def fleet(emulated: Any, policy: Policy) -> list[Server]:
     add_server("cas05-berlin", emulated.start(SECURE), policy, site="Berlin")
     add_server("pop-lab", emulated.start(SECURE), policy, site="Lab").pause(now)
     seed_trend(now)
-    Heartbeat.beat("beat", now, "dispatched 0")
+    Heartbeat.beat("beat", now)
+    Heartbeat.beat("dispatcher", now, "dispatched 0")
     Heartbeat.beat("worker w1@ops", now)
     return list(Server.objects.all())
 

@@ -4,6 +4,8 @@ the server page's facts, which come from a real scan of the emulator."""
 
 from __future__ import annotations
 
+import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -30,7 +32,12 @@ from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import scan_servers
 from popcompliance.dashboard import views
 from popcompliance.dashboard.compare import compare
-from popcompliance.dashboard.queries import BEAT_STALE_AFTER, EXPIRING_PANEL_SECONDS, liveness
+from popcompliance.dashboard.queries import (
+    BEAT_STALE_AFTER,
+    EXPIRING_PANEL_SECONDS,
+    WORKERS_STALE_AFTER,
+    liveness,
+)
 from popcompliance.dashboard.templatetags.dashboard import countdown
 from popcompliance.inventory.models import Policy, Server, Tag
 from tests.conftest import SERVICE_NAME, lab_policy
@@ -293,13 +300,96 @@ def test_a_stale_filter_shows_the_whole_fleet(viewer):
     assert names(viewer.get(reverse("dashboard:overview") + "?site=gone")) == ["mail01"]
 
 
-def test_a_dead_scheduler_is_shown_as_a_banner(viewer):
-    url = reverse("dashboard:overview")
-    assert "The scheduler is not running" in viewer.get(url).content.decode()
-    Heartbeat.beat("beat", timezone.now() - timedelta(minutes=2))
-    assert "The scheduler is not running" not in viewer.get(url).content.decode()
-    Heartbeat.beat("beat", timezone.now() - timedelta(minutes=4))
-    assert "The scheduler is not running" in viewer.get(url).content.decode()
+# --- Background processes ------------------------------------------------------------------
+
+SCHEDULER_BANNER = "The scheduler is not running."
+WORKERS_BANNER = "No worker is taking tasks."
+
+
+def heartbeats(now, beat_minutes, worker_minutes) -> None:
+    """Beat's and one worker's heartbeat so many minutes before `now` (None: never)."""
+    if beat_minutes is not None:
+        Heartbeat.beat("beat", now - timedelta(minutes=beat_minutes))
+    if worker_minutes is not None:
+        Heartbeat.beat("worker w1@ops", now - timedelta(minutes=worker_minutes))
+
+
+def liveness_badges(page: str) -> list[tuple[str, str]]:
+    """(colour, text) of each badge in the "Background processes" panel: beat's, workers'."""
+    panel = page[page.index('id="liveness-heading"') :].split("</section>")[0]
+    badge = r'class="badge badge-(\w+)">(?:<span aria-hidden="true">.</span> )?([^<]+)<'
+    return re.findall(badge, panel)
+
+
+# Minutes since beat's heartbeat and the newest worker's (None: never), and what is judged
+# stopped: (beat, workers).
+LIVENESS = [
+    pytest.param(1, 1, (False, False), id="both-fresh"),
+    # Beat sends a task a minute: a worker silent for longer takes none.
+    pytest.param(1, 10, (False, True), id="beat-fresh-worker-stale"),
+    pytest.param(1, None, (False, True), id="beat-fresh-worker-never"),
+    # Without beat, an idle worker is as silent as a dead one: workers are not judged.
+    pytest.param(10, 1, (True, False), id="beat-dead-worker-fresh"),
+    pytest.param(10, 10, (True, False), id="beat-dead-worker-stale"),
+    pytest.param(None, None, (True, False), id="nothing-ever"),
+]
+
+
+@pytest.mark.parametrize(("beat", "worker", "stopped"), LIVENESS)
+def test_the_heartbeats_tell_which_background_process_stopped(beat, worker, stopped):
+    now = timezone.now()
+    heartbeats(now, beat, worker)
+    judged = liveness(now)
+    assert (judged.beat_dead, judged.workers_dead) == stopped
+
+
+BANNERS = {
+    (False, False): ([], [("green", "running"), ("green", "taking tasks")]),
+    (False, True): ([WORKERS_BANNER], [("green", "running"), ("red", "not taking tasks")]),
+    (True, False): (
+        [SCHEDULER_BANNER],
+        [("red", "stopped"), ("grey", "not judged while beat is stopped")],
+    ),
+}
+
+
+@pytest.mark.parametrize(("beat", "worker", "stopped"), LIVENESS)
+def test_the_overview_names_what_stopped_in_a_banner_and_badges(viewer, beat, worker, stopped):
+    heartbeats(timezone.now(), beat, worker)
+    page = viewer.get(reverse("dashboard:overview")).content.decode()
+    banners, badges = BANNERS[stopped]
+    assert [text for text in (SCHEDULER_BANNER, WORKERS_BANNER) if text in page] == banners
+    assert liveness_badges(page) == badges
+
+
+@pytest.mark.parametrize(
+    ("age", "workers_dead"),
+    [
+        pytest.param(WORKERS_STALE_AFTER, False, id="at"),
+        pytest.param(WORKERS_STALE_AFTER + timedelta(seconds=1), True, id="after"),
+    ],
+)
+def test_workers_are_judged_stopped_after_three_silent_minutes(age, workers_dead):
+    now = timezone.now()
+    Heartbeat.beat("beat", now)
+    Heartbeat.beat("worker w1@ops", now - age)
+    Heartbeat.beat("worker w2@ops", now - age - timedelta(hours=1))
+    assert liveness(now).workers_dead is workers_dead
+
+
+def test_beat_records_its_own_heartbeat_and_the_overview_misses_the_workers(
+    celery_processes, viewer
+):
+    # Beat alone, no worker: its heartbeat shows it runs, and nothing takes its tasks.
+    beat = celery_processes.beat(POPC_DISPATCH_EVERY=1)
+    beat.wait_for_log(r"Sending due task")
+    deadline = time.monotonic() + 20
+    while not Heartbeat.objects.filter(name="beat").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert list(Heartbeat.objects.values_list("name", flat=True)) == ["beat"]
+    page = viewer.get(reverse("dashboard:overview")).content.decode()
+    assert WORKERS_BANNER in page and SCHEDULER_BANNER not in page
+    assert "No worker has ever reported" in page
 
 
 @pytest.mark.parametrize(
@@ -316,9 +406,12 @@ def test_beat_counts_as_dead_just_after_three_missed_rounds(age, dead):
     assert liveness(now).beat_dead is dead
 
 
-def test_the_overview_shows_workers_last_heartbeats(viewer):
+def test_the_overview_shows_workers_last_heartbeats_and_the_last_dispatch(viewer):
     Heartbeat.beat("worker celery@host1", timezone.now())
-    assert "worker celery@host1" in viewer.get(reverse("dashboard:overview")).content.decode()
+    Heartbeat.beat("dispatcher", timezone.now() - timedelta(minutes=2), "dispatched 7")
+    page = viewer.get(reverse("dashboard:overview")).content.decode()
+    assert "worker celery@host1" in page
+    assert "last dispatch 2\xa0minutes ago (dispatched 7)" in page
 
 
 def test_the_trend_covers_90_days_of_snapshots(viewer):

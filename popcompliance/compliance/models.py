@@ -283,7 +283,8 @@ class FleetSnapshot(models.Model):
 
 
 class Heartbeat(models.Model):
-    """When a background process last proved it was alive ("beat", "worker@host")."""
+    """When a background process last proved it was alive: "beat", "dispatcher" (with what it
+    dispatched) or "worker <hostname>"."""
 
     name = models.CharField(max_length=200, unique=True)
     last_seen_at = models.DateTimeField()

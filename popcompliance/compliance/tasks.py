@@ -14,9 +14,15 @@ import uuid
 from datetime import datetime
 
 from celery import shared_task
-from celery.signals import task_postrun, worker_ready
+from celery.signals import beat_init, before_task_publish, task_postrun, worker_ready
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import (
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    transaction,
+)
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -37,13 +43,13 @@ TRANSIENT = (OperationalError, InterfaceError)
 
 @shared_task(name="compliance.dispatch_due_scans")
 def dispatch_due_scans() -> int:
-    """Claim the due servers and enqueue one scan each; records beat's heartbeat."""
+    """Claim the due servers and enqueue one scan each; records the dispatcher's heartbeat."""
     now = timezone.now()
     with transaction.atomic():
         claimed = claim_due_servers(now, settings.POPC_DISPATCH_BATCH)
         for server_id in claimed:
             scan_server.delay_on_commit(server_id, dispatched_at=now.isoformat())
-    Heartbeat.beat("beat", now, f"dispatched {len(claimed)}")
+    Heartbeat.beat("dispatcher", now, f"dispatched {len(claimed)}")
     return len(claimed)
 
 
@@ -145,14 +151,31 @@ def prune() -> dict[str, int]:
     return prune_rows(timezone.now())
 
 
-# Workers prove they are alive after each task, at most this often, and when they start.
+# Each process proves it is alive at most this often: beat when it sends a task (its own
+# heartbeat, "beat"), a worker when it starts and after each task ("worker <hostname>"). The
+# dispatcher records what it did as "dispatcher". Beat sends alerts.deliver every minute, so
+# while beat runs a worker heartbeat older than a few minutes means no worker takes tasks.
 HEARTBEAT_EVERY = 30.0
 _last_heartbeat = 0.0
+_in_beat = False
+
+
+@beat_init.connect
+def _beat_started(sender: object = None, **kwargs: object) -> None:
+    global _in_beat
+    _in_beat = True
+    _heartbeat("beat", force=True)
+
+
+@before_task_publish.connect
+def _task_sent(sender: object = None, **kwargs: object) -> None:
+    if _in_beat:
+        _heartbeat("beat")
 
 
 @worker_ready.connect
 def _worker_started(sender: object = None, **kwargs: object) -> None:
-    _worker_heartbeat(str(getattr(sender, "hostname", "worker")), force=True)
+    _heartbeat(f"worker {getattr(sender, 'hostname', 'worker')}", force=True)
 
 
 @task_postrun.connect
@@ -160,16 +183,20 @@ def _task_finished(sender: object = None, **kwargs: object) -> None:
     task = kwargs.get("task")
     hostname = getattr(getattr(task, "request", None), "hostname", None)
     if hostname:
-        _worker_heartbeat(str(hostname))
+        _heartbeat(f"worker {hostname}")
 
 
-def _worker_heartbeat(hostname: str, *, force: bool = False) -> None:
+def _heartbeat(name: str, *, force: bool = False) -> None:
     global _last_heartbeat
     clock = time.monotonic()
     if not force and clock - _last_heartbeat < HEARTBEAT_EVERY:
         return
     _last_heartbeat = clock
     try:
-        Heartbeat.beat(f"worker {hostname}", timezone.now())
+        if _in_beat:
+            # Beat has no task boundaries where Celery would recycle its connection: drop one
+            # that a database restart broke, or this heartbeat would fail forever.
+            close_old_connections()
+        Heartbeat.beat(name, timezone.now())
     except DatabaseError:
-        logger.warning("could not record the heartbeat of %s", hostname)
+        logger.warning("could not record the heartbeat of %s", name)

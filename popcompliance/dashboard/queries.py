@@ -47,9 +47,11 @@ from popcompliance.dashboard.catalog import (
 )
 from popcompliance.inventory.models import Server
 
-# Beat dispatches every DISPATCH_EVERY seconds; three missed rounds (at least three minutes)
-# mean the scheduler is dead, not merely busy.
+# Beat sends tasks every DISPATCH_EVERY seconds (and alerts.deliver every minute); three
+# rounds without a heartbeat (at least three minutes) mean it stopped, not that it is busy.
+# Workers record theirs after a task, at most every 30 s, and beat gives them one a minute.
 BEAT_STALE_AFTER = timedelta(seconds=max(180.0, 3 * DISPATCH_EVERY))
+WORKERS_STALE_AFTER = timedelta(minutes=3)
 EXPIRING_WITHIN = timedelta(days=30)
 EXPIRING_PANEL_KEY = "dashboard:expiring-certificates"
 EXPIRING_PANEL_SECONDS = 60
@@ -280,18 +282,30 @@ def open_alerts(now: datetime, limit: int = 8) -> OpenAlerts:
 
 @dataclass(frozen=True)
 class Liveness:
-    """When beat and the workers last proved they were alive."""
+    """When beat, the dispatcher and the workers last proved they were alive, and what that
+    shows (compliance/tasks.py records the heartbeats).
+
+    Beat records its own heartbeat as it sends tasks: a stale one means no scheduled scan is
+    being made. While beat runs it sends alerts.deliver every minute, so some worker runs a
+    task every minute: no worker heartbeat for WORKERS_STALE_AFTER means none is taking tasks.
+    Without beat, an idle worker is as silent as a dead one, so workers are not judged then."""
 
     beat: Heartbeat | None
+    dispatcher: Heartbeat | None
+    workers: list[Heartbeat]  # the newest five
     beat_dead: bool
-    workers: list[Heartbeat]
+    workers_dead: bool
 
 
 def liveness(now: datetime) -> Liveness:
-    """One query. A missing or stale beat heartbeat means nothing is being scanned on schedule;
-    workers beat only while they work, so their age is shown but not judged."""
+    """One query: every heartbeat, newest first."""
     rows = list(Heartbeat.objects.order_by("-last_seen_at"))
-    beat = next((row for row in rows if row.name == "beat"), None)
-    dead = beat is None or now - beat.last_seen_at > BEAT_STALE_AFTER
-    workers = [row for row in rows if row.name != "beat"][:5]
-    return Liveness(beat, dead, workers)
+    named = {row.name: row for row in rows}
+    beat, dispatcher = named.get("beat"), named.get("dispatcher")
+    workers = [row for row in rows if row.name.startswith("worker ")]
+    beat_dead = beat is None or now - beat.last_seen_at > BEAT_STALE_AFTER
+    newest_worker_age = now - workers[0].last_seen_at if workers else None
+    workers_dead = not beat_dead and (
+        newest_worker_age is None or newest_worker_age > WORKERS_STALE_AFTER
+    )
+    return Liveness(beat, dispatcher, workers[:5], beat_dead, workers_dead)

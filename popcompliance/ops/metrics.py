@@ -10,7 +10,7 @@ whatever the size of the fleet:
                                                expired)
     popc_scan_duration_seconds                 histogram of the scans started in the last hour
     popc_queue_lag_seconds                     age of the oldest due, unclaimed, unpaused server
-    popc_heartbeat_timestamp_seconds{process,name}  when beat and each worker last ran (unix)
+    popc_heartbeat_timestamp_seconds{process,name}  beat's, the dispatcher's, each worker's (unix)
 
 The histogram is a window (recomputed from ScanRun rows at each scrape), not a counter that
 only grows: graph its buckets directly rather than through rate().
