@@ -1,5 +1,6 @@
 """Login throttling (popcompliance.accounts.throttle, django-axes): failures per username and
-client address and per address, the lockout page, its end, the Django admin's login, unlocking
+client address and per address, the lockout page, its end, the Django admin's login, the
+password change, unlocking
 from the users page, and the client address behind reverse proxies.
 
 The cast: alice (a viewer, the account under attack) signing in from her desk or from an
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.django_db
 LOGIN = reverse("accounts:login")
 ADMIN_LOGIN = reverse("admin:login")
 USERS = reverse("accounts:users")
+PASSWORD_CHANGE = reverse("accounts:password_change")
 PASSWORD = "s3cret-pass"
 LIMIT = settings.AXES_FAILURE_LIMIT
 ADDRESS_LIMIT = settings.POPC_LOGIN_ADDRESS_FAILURE_LIMIT
@@ -115,6 +117,43 @@ def test_a_try_while_locked_out_starts_the_wait_again(alice):
         assert is_lockout_page(sign_in(PASSWORD))
     with time_machine.travel(start + 2 * LOCKOUT + timedelta(seconds=2), tick=False):
         assert signed_in(sign_in(PASSWORD))
+
+
+def alice_session(address: str = ATTACKER) -> Client:
+    """A client holding alice's session (stolen, say) from `address`."""
+    client = Client(REMOTE_ADDR=address)
+    client.force_login(User.objects.get(username="alice"))
+    return client
+
+
+def change_password(client: Client, old: str) -> HttpResponse:
+    form = {"old_password": old, "new_password1": "n3w-Pass-2026", "new_password2": "n3w-Pass-2026"}
+    response: HttpResponse = client.post(PASSWORD_CHANGE, form)
+    return response
+
+
+def test_wrong_current_passwords_count_as_failed_sign_ins_and_end_the_session(alice):
+    stolen = alice_session()
+    for _ in range(LIMIT - 1):
+        response = change_password(stolen, "guess")
+        assert response.status_code == 200
+        assert "Your old password was entered incorrectly" in response.content.decode()
+    assert is_lockout_page(change_password(stolen, "guess"))
+    # The session is over and the account is locked out from that address, right password
+    # or not; alice at her desk is not.
+    assert stolen.get(PASSWORD_CHANGE).status_code == 302
+    assert is_lockout_page(sign_in(PASSWORD, address=ATTACKER))
+    assert signed_in(sign_in(PASSWORD, address=DESK))
+    assert User.objects.get(username="alice").check_password(PASSWORD)
+
+
+def test_a_locked_out_account_cannot_change_its_password_from_that_address(alice):
+    fail(LIMIT, address=ATTACKER)
+    stolen = alice_session(ATTACKER)
+    assert is_lockout_page(change_password(stolen, PASSWORD))
+    assert User.objects.get(username="alice").check_password(PASSWORD)
+    assert change_password(alice_session(DESK), PASSWORD).status_code == 302
+    assert User.objects.get(username="alice").check_password("n3w-Pass-2026")
 
 
 def test_the_admin_site_login_is_throttled_too():

@@ -1,4 +1,4 @@
-"""Sign-in, sign-out, password change (Django's views) and account management."""
+"""Sign-in, sign-out (Django's views), password change and account management."""
 
 from django.contrib.auth import views as auth_views
 from django.db import transaction
@@ -16,7 +16,7 @@ urlpatterns = [
         # Atomic like every view that changes an audited object: the new password and its
         # audit entry commit together.
         transaction.atomic(
-            auth_views.PasswordChangeView.as_view(
+            views.PasswordChangeView.as_view(
                 success_url=reverse_lazy("accounts:password_change_done")
             )
         ),

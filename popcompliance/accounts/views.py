@@ -1,31 +1,73 @@
 """Account management for admins: list accounts with their roles and lockouts, add one, change
 a role, unlock an account or a client address locked out by the login throttle (throttle.py).
 
-Sign-in, sign-out and password change are Django's own views (see urls.py), with templates
-under templates/registration/.
+Sign-in and sign-out are Django's own views (see urls.py), the password change is Django's
+with the current password throttled like a sign-in; templates under templates/registration/.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from axes.handlers.proxy import AxesProxyHandler
 from django.contrib import messages
-from django.contrib.auth import get_user_model
+from django.contrib.auth import get_user_model, logout
+from django.contrib.auth import views as auth_views
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from popcompliance.accounts.forms import AddressForm, RoleForm, UserAddForm
+from popcompliance.accounts.forms import (
+    AddressForm,
+    RoleForm,
+    ThrottledPasswordChangeForm,
+    UserAddForm,
+)
 from popcompliance.accounts.roles import ADMIN, ROLE_CHOICES, highest_role, role_required, set_role
 from popcompliance.accounts.throttle import (
     locked_out_addresses,
     locked_out_usernames,
+    lockout_response,
     unlock_address,
     unlock_username,
 )
 from popcompliance.audit.recorder import record_unlock
 
 USERS_PER_PAGE = 50
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change, with wrong current passwords counted by the login throttle.
+    At the limit the session ends and the lockout page shows: the account is then locked out
+    from this address, for sign-ins and password changes alike."""
+
+    form_class = ThrottledPasswordChangeForm
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.user.is_authenticated and self.locked_out(request):
+            return self.end_session(request)
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[no-any-return]
+
+    def get_form_kwargs(self) -> dict[str, Any]:
+        return {**super().get_form_kwargs(), "request": self.request}
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        # Axes marks the request when this failure reached the limit.
+        if getattr(self.request, "axes_locked_out", False):
+            return self.end_session(self.request)
+        return super().form_invalid(form)  # type: ignore[no-any-return]
+
+    @staticmethod
+    def locked_out(request: HttpRequest) -> bool:
+        credentials = {"username": request.user.get_username()}
+        return bool(AxesProxyHandler.is_locked(request, credentials))
+
+    @staticmethod
+    def end_session(request: HttpRequest) -> HttpResponse:
+        logout(request)
+        return lockout_response(request, None, None)
 
 
 @role_required(ADMIN)
