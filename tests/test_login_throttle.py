@@ -1,7 +1,6 @@
 """Login throttling (popcompliance.accounts.throttle, django-axes): failures per username and
 client address and per address, the lockout page, its end, the Django admin's login, the
-password change, unlocking
-from the users page, and the client address behind reverse proxies.
+password change, unlocking from the users page, and the client address behind reverse proxies.
 
 The cast: alice (a viewer, the account under attack) signing in from her desk or from an
 attacker's address; mallory (a viewer who guesses alice's password); an admin and a viewer
