@@ -147,22 +147,80 @@ def digest_key(day: date) -> str:
     return f"digest:{day.isoformat()}"
 
 
-def build_digests(recipients: list[str], now: datetime) -> dict[str, Digest]:
-    """Every recipient's digest, from one read of the fleet (five queries, however many
-    recipients and servers)."""
-    servers = list(Server.objects.only("id", "name", "status", "owner_emails"))
-    owned = servers_by_owner(servers)
-    scopes = {to: scope_of(to, owned) for to in recipients}
-    unknown = [server for server in servers if server.status == ServerStatus.UNKNOWN]
-    digests = {}
-    for to, scope in scopes.items():
-        digests[to] = Digest(
+@dataclass
+class Fleet:
+    """What every digest is cut from, read once (three queries), indexed by server."""
+
+    servers: dict[int, Server]  # by id
+    alerts: dict[int, list[Alert]]  # open, or opened or resolved within WINDOW
+    expiring: dict[int, list[Certificate]]  # served now, expiring within the first threshold
+    unknown: list[Server]
+
+    @classmethod
+    def read(cls, now: datetime) -> Fleet:
+        servers = {s.pk: s for s in Server.objects.only("id", "name", "status", "owner_emails")}
+        since = now - WINDOW
+        recent = Q(resolved_at__isnull=True) | Q(opened_at__gte=since) | Q(resolved_at__gte=since)
+        alerts: dict[int, list[Alert]] = defaultdict(list)
+        for alert in Alert.objects.filter(recent).select_related("server", "acknowledged_by"):
+            alerts[alert.server_id].append(alert)
+        expiring: dict[int, list[Certificate]] = defaultdict(list)
+        for certificate, sightings in served_certificates(
+            now + timedelta(days=thresholds()[0])
+        ).items():
+            for server_id in {sighting.server_id for sighting in sightings}:
+                expiring[server_id].append(certificate)
+        unknown = [s for s in servers.values() if s.status == ServerStatus.UNKNOWN]
+        return cls(servers, alerts, expiring, unknown)
+
+    def digest(self, scope: set[int] | None, now: datetime) -> Digest:
+        """The digest of the servers in `scope` (None: the whole fleet)."""
+        ids = sorted(self.servers if scope is None else scope)
+        alerts = [alert for server_id in ids for alert in self.alerts.get(server_id, [])]
+        since = now - WINDOW
+        still_open = [alert for alert in alerts if alert.resolved_at is None]
+        return Digest(
             fleet=scope is None,
-            servers=len(servers) if scope is None else len(scope),
-            unknown=[server for server in unknown if in_scope(server.pk, scope)],
+            servers=len(ids),
+            open_alerts=sorted(still_open, key=lambda a: open_alert_order(a, now)),
+            opened=sorted((a for a in alerts if a.opened_at >= since), key=lambda a: a.opened_at),
+            resolved=sorted(
+                (a for a in alerts if a.resolved_at and a.resolved_at >= since),
+                key=lambda a: a.resolved_at or now,
+            ),
+            expiring=self.expiring_among(ids),
+            unknown=[server for server in self.unknown if scope is None or server.pk in scope],
         )
-    add_alerts(digests, scopes, now)
-    add_expiring(digests, scopes, now)
+
+    def expiring_among(self, ids: list[int]) -> list[ExpiringCertificate]:
+        """The certificates served on these servers, soonest expiry first, with where."""
+        where: dict[Certificate, list[Server]] = defaultdict(list)
+        for server_id in ids:
+            for certificate in self.expiring.get(server_id, []):
+                where[certificate].append(self.servers[server_id])
+        soonest_first = sorted(where.items(), key=lambda item: item[0].not_after)
+        return [
+            ExpiringCertificate(
+                certificate, certificate_name(certificate), sorted(servers, key=lambda s: s.name)
+            )
+            for certificate, servers in soonest_first
+        ]
+
+
+def build_digests(recipients: list[str], now: datetime) -> dict[str, Digest]:
+    """Every recipient's digest from one read of the fleet (three queries, however many
+    recipients and servers); the whole fleet's is built once and shared."""
+    fleet = Fleet.read(now)
+    owned = servers_by_owner(fleet.servers.values())
+    whole: Digest | None = None
+    digests = {}
+    for to in recipients:
+        scope = scope_of(to, owned)
+        if scope is None:
+            whole = whole or fleet.digest(None, now)
+            digests[to] = whole
+        else:
+            digests[to] = fleet.digest(scope, now)
     return digests
 
 
@@ -184,47 +242,9 @@ def scope_of(address: str, owned: dict[str, set[int]]) -> set[int] | None:
     return owned.get(address.lower()) or None
 
 
-def in_scope(server_id: int, scope: set[int] | None) -> bool:
-    return scope is None or server_id in scope
-
-
-def add_alerts(
-    digests: dict[str, Digest], scopes: dict[str, set[int] | None], now: datetime
-) -> None:
-    """Open alerts, and those opened or resolved within WINDOW, into each digest."""
-    since = now - WINDOW
-    recent = Q(resolved_at__isnull=True) | Q(opened_at__gte=since) | Q(resolved_at__gte=since)
-    alerts = list(
-        Alert.objects.filter(recent).select_related("server", "acknowledged_by").order_by("pk")
-    )
-    for to, scope in scopes.items():
-        mine = [alert for alert in alerts if in_scope(alert.server_id, scope)]
-        digest = digests[to]
-        still_open = [alert for alert in mine if alert.resolved_at is None]
-        digest.open_alerts = sorted(still_open, key=lambda a: open_alert_order(a, now))
-        digest.opened = [alert for alert in mine if alert.opened_at >= since]
-        digest.resolved = [a for a in mine if a.resolved_at and a.resolved_at >= since]
-
-
 def open_alert_order(alert: Alert, now: datetime) -> tuple[bool, int, datetime, str]:
     """Unacknowledged first, fails before warns, oldest first, then by server name."""
     return (alert.is_acknowledged(now), -SEVERITY[alert.status], alert.opened_at, alert.server.name)
-
-
-def add_expiring(
-    digests: dict[str, Digest], scopes: dict[str, set[int] | None], now: datetime
-) -> None:
-    """The certificates served now that expire within the first threshold, soonest first."""
-    served = served_certificates(now + timedelta(days=thresholds()[0]))
-    soonest_first = sorted(served.items(), key=lambda item: item[0].not_after)
-    for to, scope in scopes.items():
-        for certificate, sightings in soonest_first:
-            servers = {s.server_id: s.server for s in sightings if in_scope(s.server_id, scope)}
-            if servers:
-                expiring = ExpiringCertificate(
-                    certificate, certificate_name(certificate), list(servers.values())
-                )
-                digests[to].expiring.append(expiring)
 
 
 def digest_context(digest: Digest, day: date, now: datetime) -> dict[str, Any]:
