@@ -48,6 +48,7 @@ bench: deps
 	$(PY) bench/scan_fleet.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/dashboard.py
+	$(PY) bench/digest.py
 
 # Migrates, creates the admin account, then web + worker + beat until Ctrl-C (popcompliance/run.py).
 run: deps
