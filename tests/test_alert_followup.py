@@ -147,6 +147,7 @@ def test_reminders_after_an_escalation_count_from_it_at_the_failing_level(new_cl
         alert_and_deliver()
     assert kinds(smtp_sink) == ["WARN", "now", "Still"]
     assert smtp_sink.received[2].subject.startswith("[PopCompliance] Still FAIL mail01")
+    assert "mail01 still fails cert.consistent" in smtp_sink.received[2].text
 
 
 def test_a_failure_that_eases_to_a_warning_lowers_the_alert_without_a_mail(new_cluster, smtp_sink):
@@ -164,6 +165,8 @@ def test_a_failure_that_eases_to_a_warning_lowers_the_alert_without_a_mail(new_c
         alert_and_deliver()
     assert kinds(smtp_sink) == ["WARN", "now", "Still"]
     assert smtp_sink.received[2].subject.startswith("[PopCompliance] Still WARN mail01")
+    assert "mail01 still warns on cert.consistent" in smtp_sink.received[2].text
+    assert "still warns on same certificate everywhere</h1>" in smtp_sink.received[2].html
 
 
 def test_a_reminder_that_finds_the_failing_address_gone_mails_one_recovery_instead(
