@@ -382,6 +382,25 @@ def test_a_lockout_signal_for_an_unknown_name_is_recorded_without_an_account():
 # What is not recorded.
 
 
+def test_a_change_undone_in_the_same_scope_leaves_no_entry(server):
+    start = last_id()
+    with acting_as("a script"):
+        server.host = "elsewhere.example.com"
+        server.save()
+        server.host = "pop.example.com"
+        server.save()
+    assert entries_after(start) == []
+    with acting_as("a script"):
+        server.host = "elsewhere.example.com"
+        server.save()
+        server.host = "pop.example.com"
+        server.save()
+        server.site = "lyon"
+        server.save()
+    [entry] = entries_after(start)
+    assert entry.changes == {"site": ["paris", "lyon"]}
+
+
 def test_a_rolled_back_change_leaves_no_entry(server):
     start = last_id()
     with pytest.raises(RuntimeError), transaction.atomic():

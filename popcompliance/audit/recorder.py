@@ -245,10 +245,15 @@ def joins(action: str, earlier: AuditEntry) -> bool:
 
 def join(entry: AuditEntry, changes: dict[str, Any], label: str) -> bool:
     """Fold `changes` into `entry`; False when the entry is gone (its transaction was rolled
-    back), so the caller writes a new one."""
+    back, or everything it recorded was changed back), so the caller writes a new one."""
     merged = joined(entry.changes, changes)
     action = entry.action if entry.action == Action.CREATED else action_for(merged)
     rows = AuditEntry.objects.filter(pk=entry.pk)
+    if not merged and action != Action.CREATED:
+        # Changed and changed back in one request: nothing happened, so no entry either (a
+        # later change in the scope finds the entry gone and writes its own).
+        entry.changes = merged
+        return bool(rows.delete()[0])
     if not rows.update(changes=merged, action=action, object_label=label):
         return False
     entry.changes, entry.action, entry.object_label = merged, action, label
