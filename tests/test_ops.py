@@ -13,6 +13,7 @@ import pytest
 import time_machine
 from django.test import Client
 
+from popcompliance.alerts.models import Notification
 from popcompliance.compliance.models import (
     Certificate,
     CertificateSighting,
@@ -267,19 +268,41 @@ def test_metrics_queue_lag_and_heartbeats(fleet, settings) -> None:
     assert samples[worker] == NOW.timestamp() - 120
 
 
+def email(status: str, minutes_ago: float) -> None:
+    Notification.objects.create(
+        kind="alert", to="ops@example.test", subject="s", body_text="t", body_html="h",
+        key=f"k{Notification.objects.count()}", message_id="<m@x>", status=status,
+        created_at=NOW - timedelta(minutes=minutes_ago),
+    )  # fmt: skip
+
+
+def test_metrics_count_the_outbox_and_the_oldest_unsent_email(fleet, settings) -> None:
+    email("sent", 600)
+    email("failed", 300)
+    email("pending", 45)  # SMTP has been refusing for 45 minutes
+    email("pending", 2)
+    samples = scrape(settings)
+    assert samples['popc_notifications{status="pending"}'] == 2
+    assert samples['popc_notifications{status="sent"}'] == 1
+    assert samples['popc_notifications{status="failed"}'] == 1
+    assert samples["popc_notification_oldest_pending_seconds"] == 45 * 60
+
+
 @pytest.mark.django_db
 def test_metrics_of_an_empty_fleet(settings) -> None:
     samples = scrape(settings)
     assert samples["popc_queue_lag_seconds"] == 0
     assert samples["popc_scan_duration_seconds_count"] == 0
     assert samples['popc_servers{status="compliant"}'] == 0
+    assert samples['popc_notifications{status="pending"}'] == 0
+    assert samples["popc_notification_oldest_pending_seconds"] == 0
 
 
 def test_metrics_cost_the_same_queries_whatever_the_fleet(
     fleet, settings, django_assert_num_queries
 ) -> None:
     settings.POPC_METRICS_TOKEN = ""
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(7):
         Client().get("/metrics", REMOTE_ADDR="127.0.0.1")
 
 

@@ -1,7 +1,7 @@
 """The fleet's metrics in Prometheus' text exposition format (version 0.0.4).
 
-Every family is computed by one aggregate query, so scraping costs the same six queries
-whatever the size of the fleet:
+Every family is computed by one aggregate query (the two outbox families share one), so
+scraping costs the same seven queries whatever the size of the fleet:
 
     popc_servers{status}                       servers by settled status
     popc_checks_failing{check}                 unpaused servers failing each check
@@ -11,6 +11,10 @@ whatever the size of the fleet:
     popc_scan_duration_seconds                 histogram of the scans started in the last hour
     popc_queue_lag_seconds                     age of the oldest due, unclaimed, unpaused server
     popc_heartbeat_timestamp_seconds{process,name}  beat's, the dispatcher's, each worker's (unix)
+    popc_notifications{status}                 emails in the outbox: pending, sent, failed (sent
+                                               and failed ones are kept 90 days)
+    popc_notification_oldest_pending_seconds   age of the oldest email not yet sent: SMTP is
+                                               down or refusing when it keeps growing
 
 The histogram is a window (recomputed from ScanRun rows at each scrape), not a counter that
 only grows: graph its buckets directly rather than through rate().
@@ -23,6 +27,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Min, Q, Sum
 
+from popcompliance.alerts.models import Notification, NotificationStatus
 from popcompliance.compliance.certificates import seen_at_last_scan
 from popcompliance.compliance.models import CertificateSighting, CheckState, Heartbeat, ScanRun
 from popcompliance.inventory.models import Server, ServerStatus
@@ -119,8 +124,19 @@ def heartbeats() -> list[Sample]:
     ]
 
 
+def outbox(now: datetime) -> tuple[list[Sample], float]:
+    """Emails by status, and the age in seconds of the oldest pending one (0 if none)."""
+    pending = Q(status=NotificationStatus.PENDING)
+    counts = {status: Count("id", filter=Q(status=status)) for status in NotificationStatus.values}
+    totals = Notification.objects.aggregate(oldest=Min("created_at", filter=pending), **counts)
+    oldest = totals.pop("oldest")
+    age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+    return [({"status": status}, n) for status, n in totals.items()], age
+
+
 def render(now: datetime) -> str:
     """The whole exposition, as of `now`."""
+    by_status, oldest_pending = outbox(now)
     lines = [
         *family("popc_servers", "gauge", "Servers by settled status.", servers_by_status()),
         *family(
@@ -142,8 +158,15 @@ def render(now: datetime) -> str:
         *family(
             "popc_heartbeat_timestamp_seconds",
             "gauge",
-            "When beat and each worker last ran (unix time).",
+            "When beat, the dispatcher and each worker last ran (unix time).",
             heartbeats(),
+        ),
+        *family("popc_notifications", "gauge", "Emails in the outbox by status.", by_status),
+        *family(
+            "popc_notification_oldest_pending_seconds",
+            "gauge",
+            "Age of the oldest email not sent yet.",
+            [({}, round(oldest_pending, 3))],
         ),
     ]
     return "\n".join(lines) + "\n"
