@@ -7,10 +7,11 @@ anything; and before the first credential goes out, the certificate served on th
 connection must chain to the policy's trust store and cover the service name, because TLS to
 a peer nobody authenticated hands the password to whoever intercepts the connection.
 
-One attempt per address and scan, so a wrong stored password cannot lock the account out: on a
-connection of its own, opened once the other probes have shown which TLS entry point works,
-implicit TLS on the POP3S port first (RFC 8314), STLS on the POP3 port otherwise. Nothing is
-retried, and after the server's answer only QUIT is sent.
+At most one attempt per address and scan, so a wrong stored password cannot lock the account
+out: on a connection of its own, opened once the other probes have shown which TLS entry point
+works, implicit TLS on the POP3S port first (RFC 8314), STLS on the POP3 port otherwise. Nothing
+is retried, and after the server's answer only QUIT is sent. The addresses of one target log in
+one at a time, and after one rejected the login the others are not tried (LoginGate).
 """
 
 from __future__ import annotations
@@ -61,6 +62,27 @@ async def probe_tls_login(
     entry = _working_entry(pop3s, stls)
     if credentials is None or entry is None:
         return None
+    gate = session.login_gate
+    async with gate.lock:
+        if gate.rejected_by is not None:
+            withheld = (
+                f"{gate.rejected_by} rejected the same login in this scan, so it was not tried "
+                "again (each rejection counts towards locking the account out)"
+            )
+            return TlsLoginFacts(entry, "ok", withheld=withheld)
+        facts = await _log_in(session, credentials, policy, entry, pop3s)
+        if facts.accepted is False:
+            gate.rejected_by = session.address
+        return facts
+
+
+async def _log_in(
+    session: AddressSession,
+    credentials: Credentials,
+    policy: Policy,
+    entry: Literal["pop3s", "stls"],
+    pop3s: Pop3sFacts,
+) -> TlsLoginFacts:
     login = _Login(credentials, policy, session.target.service_name or session.address)
     # The login gets --timeout like every connection (DESIGN §3). Servers delay a rejected
     # login on purpose (Dovecot's auth_failure_delay: 2 s); a timeout shorter than that delay

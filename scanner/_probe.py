@@ -29,7 +29,7 @@ from scanner._hints import exchange_login_type, product_hint
 from scanner._login import probe_tls_login
 from scanner._pop3 import probe_cleartext, probe_stls, with_stls_versions
 from scanner._pop3s import probe_implicit_tls, with_implicit_tls_versions
-from scanner._session import AddressSession
+from scanner._session import AddressSession, LoginGate
 from scanner._target import Policy, Settings, Target
 
 Progress = Callable[[ScanReport], None]
@@ -76,9 +76,10 @@ async def scan_target(target: Target, settings: Settings, policy: Policy) -> Sca
     addresses, address_error = await _addresses_to_probe(target, dns, settings)
     if address_error:
         dns = replace(dns, error=dns.error or address_error)
+    gate = LoginGate()
     endpoints = tuple(
         await asyncio.gather(
-            *(_probe_guarded(address, target, settings, policy) for address in addresses)
+            *(_probe_guarded(address, target, settings, policy, gate) for address in addresses)
         )
     )
     checks, address_checks = evaluate(target, dns, endpoints, policy, started_at)
@@ -110,13 +111,13 @@ async def _addresses_to_probe(
 
 
 async def _probe_guarded(
-    address: str, target: Target, settings: Settings, policy: Policy
+    address: str, target: Target, settings: Settings, policy: Policy, gate: LoginGate
 ) -> EndpointFacts:
     """Probe the address unless the scanner guard refuses it: then nothing connects, and
     every port reads as unreachable with the guard's reason (its checks become errors)."""
     reason = settings.refusal(address)
     if reason is None:
-        return await probe_address(address, target, settings, policy)
+        return await probe_address(address, target, settings, policy, gate)
     return EndpointFacts(
         address=address,
         pop3=Pop3Facts(
@@ -127,14 +128,18 @@ async def _probe_guarded(
 
 
 async def probe_address(
-    address: str, target: Target, settings: Settings, policy: Policy
+    address: str,
+    target: Target,
+    settings: Settings,
+    policy: Policy,
+    login_gate: LoginGate | None = None,
 ) -> EndpointFacts:
     """Every probe of one address: the cleartext login probe, STLS and implicit TLS side by
     side; then, over the TLS entry point that worked, the login with the target's credentials
     (if any, judged by `policy`'s trust store before the password goes out) beside one short
     handshake per TLS version still unknown on each TLS entry point."""
     clock = time.monotonic()
-    session = AddressSession(address, target, settings)
+    session = AddressSession(address, target, settings, login_gate or LoginGate())
     pop3, stls, pop3s = await asyncio.gather(
         probe_cleartext(session), probe_stls(session), probe_implicit_tls(session)
     )

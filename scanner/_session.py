@@ -19,6 +19,18 @@ T = TypeVar("T")
 
 
 @dataclass
+class LoginGate:
+    """The login test's turnstile, shared by the addresses of one target in one scan: their
+    logins go one at a time, and once one address rejected the login the others are not
+    tried. The addresses of one name are one service on one account database (an Exchange
+    CAS array, a Dovecot cluster), so one rejection tells the password is wrong, while one per
+    address, and as many again at the confirmation re-probe, could lock the account out."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    rejected_by: str | None = None
+
+
+@dataclass
 class AddressSession:
     """The shared state of the probes of one address. `slots` caps the connections open to
     it at once, because mail servers throttle clients that open many in parallel."""
@@ -26,6 +38,7 @@ class AddressSession:
     address: str
     target: Target
     settings: Settings
+    login_gate: LoginGate = field(default_factory=LoginGate)
     slots: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:

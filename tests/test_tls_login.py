@@ -171,6 +171,40 @@ def test_a_wrong_password_fails_quoting_the_server_with_a_fix(emulated: Emulated
     assert len(server.journal.logins) == 1  # one attempt per address: no retry, no lockout
 
 
+def scan_cluster(
+    emulated: Emulated, credentials: Credentials, name: str
+) -> tuple[ScanReport, list[BoundEndpoint]]:
+    """Scan a name whose three addresses are emulated Exchange servers on one pair of ports."""
+    servers = emulated.start_on_shared_ports(EXCHANGE, EXCHANGE, EXCHANGE)
+    emulated.dns_server.add(name, "A", *(server.address for server in servers))
+    target = replace(emulated.target(servers[0]), host=name, credentials=credentials)
+    settings = Settings(timeout=5.0, resolver=emulated.dns_server.address)
+    return scan([target], settings, lab_policy())[0], servers
+
+
+def test_a_rejected_login_is_not_tried_on_the_names_other_addresses(emulated: Emulated) -> None:
+    report, servers = scan_cluster(emulated, Credentials(USER, "stale"), "cas-array.example.test")
+    logins = [login for server in servers for login in server.journal.logins]
+    assert logins == [LoginAttempt(USER, "USER/PASS", tls=True, accepted=False)]
+    [rejected_by] = [server.address for server in servers if server.journal.logins]
+    login_checks = [c for c in report.address_checks if c.id == "pop3.tls_login"]
+    assert sorted(c.status for c in login_checks) == ["fail", "skip", "skip"]
+    assert check_of(report, "pop3.tls_login").status == "fail"
+    for skipped in (c for c in login_checks if c.status == "skip"):
+        assert skipped.address != rejected_by
+        assert skipped.summary.startswith("the password was not sent over POP3S port")
+        assert f"{rejected_by} rejected the same login in this scan" in skipped.summary
+    for server in servers:
+        assert_never_in_clear(server)
+
+
+def test_an_accepted_login_is_tried_on_every_address(emulated: Emulated) -> None:
+    report, servers = scan_cluster(emulated, MONITOR, "cas-array2.example.test")
+    assert [len(server.journal.logins) for server in servers] == [1, 1, 1]
+    statuses = [c.status for c in report.address_checks if c.id == "pop3.tls_login"]
+    assert statuses == ["pass", "pass", "pass"]
+
+
 def test_without_credentials_it_skips_and_logs_in_nowhere(emulated: Emulated) -> None:
     report, server = scan_with(emulated, EXCHANGE, credentials=None)
     check = check_of(report, "pop3.tls_login")
