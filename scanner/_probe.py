@@ -132,14 +132,15 @@ async def probe_address(
     target: Target,
     settings: Settings,
     policy: Policy,
-    login_gate: LoginGate | None = None,
+    login_gate: LoginGate,
 ) -> EndpointFacts:
     """Every probe of one address: the cleartext login probe, STLS and implicit TLS side by
     side; then, over the TLS entry point that worked, the login with the target's credentials
-    (if any, judged by `policy`'s trust store before the password goes out) beside one short
-    handshake per TLS version still unknown on each TLS entry point."""
+    (if any, judged by `policy`'s trust store before the password goes out, and through the
+    `login_gate` the target's addresses share) beside one short handshake per TLS version
+    still unknown on each TLS entry point."""
     clock = time.monotonic()
-    session = AddressSession(address, target, settings, login_gate or LoginGate())
+    session = AddressSession(address, target, settings, login_gate)
     pop3, stls, pop3s = await asyncio.gather(
         probe_cleartext(session), probe_stls(session), probe_implicit_tls(session)
     )

@@ -38,7 +38,7 @@ class AddressSession:
     address: str
     target: Target
     settings: Settings
-    login_gate: LoginGate = field(default_factory=LoginGate)
+    login_gate: LoginGate
     slots: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:

@@ -33,7 +33,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from popcompliance.alerts.expiry import certificate_name, served_certificates, thresholds
-from popcompliance.alerts.messages import absolute_url, check_title, dedupe, queue
+from popcompliance.alerts.messages import absolute_url, check_title, dedupe, queue, site_url
 from popcompliance.alerts.models import Alert, Notification, NotificationKind
 from popcompliance.compliance.models import SEVERITY, Certificate
 from popcompliance.inventory.models import Server, ServerStatus
@@ -212,10 +212,11 @@ def build_digests(recipients: list[str], now: datetime) -> dict[str, Digest]:
     recipients and servers); the whole fleet's is built once and shared."""
     fleet = Fleet.read(now)
     owned = servers_by_owner(fleet.servers.values())
+    global_recipients = {to.strip().lower() for to in settings.POPC_ALERT_RECIPIENTS}
     whole: Digest | None = None
     digests = {}
     for to in recipients:
-        scope = scope_of(to, owned)
+        scope = scope_of(to, owned, global_recipients)
         if scope is None:
             whole = whole or fleet.digest(None, now)
             digests[to] = whole
@@ -233,10 +234,11 @@ def servers_by_owner(servers: Iterable[Server]) -> dict[str, set[int]]:
     return owned
 
 
-def scope_of(address: str, owned: dict[str, set[int]]) -> set[int] | None:
+def scope_of(
+    address: str, owned: dict[str, set[int]], global_recipients: set[str]
+) -> set[int] | None:
     """The ids of the servers `address` owns; None (the whole fleet) for a global recipient
-    or an address that owns none."""
-    global_recipients = {to.strip().lower() for to in settings.POPC_ALERT_RECIPIENTS}
+    (lower case in `global_recipients`) or an address that owns none."""
     if address.lower() in global_recipients:
         return None
     return owned.get(address.lower()) or None
@@ -264,14 +266,10 @@ def digest_context(digest: Digest, day: date, now: datetime) -> dict[str, Any]:
         "digest_hour": settings.POPC_DIGEST_HOUR,
         **shown_lines(sections, now),
         "more": {name: max(0, len(items) - SECTION_LIMIT) for name, items in sections.items()},
-        "alerts_url": site_url("alerts:list"),
-        "overview_url": site_url("dashboard:overview"),
-        "certificates_url": site_url("dashboard:certificates"),
+        "alerts_url": site_url(reverse("alerts:list")),
+        "overview_url": site_url(reverse("dashboard:overview")),
+        "certificates_url": site_url(reverse("dashboard:certificates")),
     }
-
-
-def site_url(view: str) -> str:
-    return f"{settings.SITE_URL}{reverse(view)}"
 
 
 def shown_lines(sections: dict[str, list[Any]], now: datetime) -> dict[str, list[Any]]:

@@ -61,8 +61,13 @@ def owners_first(server: Server) -> list[str]:
 
 
 def absolute_url(obj: Server | Alert) -> str:
-    """The link an email gives to a page of the site."""
-    return f"{settings.SITE_URL}{obj.get_absolute_url()}"
+    """The link an email gives to an object's page."""
+    return site_url(obj.get_absolute_url())
+
+
+def site_url(path: str) -> str:
+    """The link an email gives to a path of the site (SITE_URL in front)."""
+    return f"{settings.SITE_URL}{path}"
 
 
 def render(kind: str, context: dict[str, Any]) -> tuple[str, str, str]:
