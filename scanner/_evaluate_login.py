@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 from scanner._evaluate_common import Context, Verdict, undetermined_tls
-from scanner._facts import EndpointFacts, TlsLoginFacts
-
-# RFC 2449 §8 and RFC 3206 response codes: `-ERR [CODE] text`.
-_RESPONSE_CODE = re.compile(r"-ERR \[([A-Z/-]+)\]", re.IGNORECASE)
-# Codes that say the credentials were never judged: the server could not check them now
-# (SYS/TEMP, SYS/PERM) or refused to try so soon after the last login (LOGIN-DELAY). IN-USE is
-# different: RFC 2449 sends it only after successful authentication, when the mailbox is locked.
-_NOT_JUDGED = {"SYS/TEMP", "SYS/PERM", "LOGIN-DELAY"}
+from scanner._facts import NOT_JUDGED, EndpointFacts, TlsLoginFacts
 
 
 def check_tls_login(endpoint: EndpointFacts, context: Context) -> Verdict:
@@ -31,13 +22,13 @@ def check_tls_login(endpoint: EndpointFacts, context: Context) -> Verdict:
     said = f"'{login.reply}'"
     if login.accepted:
         return "pass", f"the server accepted the monitoring login over {where} ({login.mechanism})"
-    code = _response_code(login.reply)
+    code = login.response_code
     if code == "IN-USE":
         return (
             "pass",
             f"the server accepted the password over {where}; the mailbox is in use ({said})",
         )
-    if code in _NOT_JUDGED:
+    if code in NOT_JUDGED:
         return "error", f"the server did not judge the login over {where} now: {said}"
     return (
         "fail",
@@ -57,8 +48,3 @@ def _entry_point(endpoint: EndpointFacts, login: TlsLoginFacts) -> str:
     if login.entry == "pop3s":
         return f"POP3S port {endpoint.pop3s.port}"
     return f"STLS on POP3 port {endpoint.pop3.port}"
-
-
-def _response_code(reply: str | None) -> str | None:
-    match = _RESPONSE_CODE.match(reply or "")
-    return match.group(1).upper() if match else None

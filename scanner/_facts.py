@@ -7,6 +7,7 @@ out" are different facts, and mixing them is what sends false regression alerts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -130,6 +131,26 @@ class TlsLoginFacts:
     accepted: bool | None = None
     reply: str | None = None
     withheld: str | None = None
+
+    @property
+    def response_code(self) -> str | None:
+        """The RFC 2449 / RFC 3206 response code of the reply (`-ERR [CODE] text`), upper case."""
+        match = _RESPONSE_CODE.match(self.reply or "")
+        return match.group(1).upper() if match else None
+
+    @property
+    def password_refused(self) -> bool:
+        """The server judged the password and said no. Not so for `[IN-USE]` (sent only after
+        successful authentication: the mailbox is locked) nor for the codes of a server that
+        did not judge it now (NOT_JUDGED)."""
+        return self.accepted is False and self.response_code not in {"IN-USE", *NOT_JUDGED}
+
+
+# `-ERR [CODE] text` (RFC 2449 §8, RFC 3206).
+_RESPONSE_CODE = re.compile(r"-ERR \[([A-Z/-]+)\]", re.IGNORECASE)
+# Codes that say the credentials were never judged: the server could not check them now
+# (SYS/TEMP, SYS/PERM) or refused to try so soon after the last login (LOGIN-DELAY).
+NOT_JUDGED = frozenset({"SYS/TEMP", "SYS/PERM", "LOGIN-DELAY"})
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,7 @@ async def probe_tls_login(
             )
             return TlsLoginFacts(entry, "ok", withheld=withheld)
         facts = await _log_in(session, credentials, policy, entry, pop3s)
-        if facts.accepted is False:
+        if facts.password_refused:
             gate.rejected_by = session.address
         return facts
 

@@ -348,6 +348,27 @@ def test_a_reply_that_did_not_judge_the_password_is_an_error(code: str) -> None:
     assert status == "error"
 
 
+@pytest.mark.parametrize(
+    ("accepted", "reply", "refused"),
+    [
+        (False, EXCHANGE_REFUSAL, True),
+        (False, "-ERR [AUTH] Authentication failed.", True),
+        (False, "-ERR [IN-USE] Mailbox is locked by another POP3 session.", False),
+        (False, "-ERR [SYS/TEMP] Try again later.", False),
+        (False, "-ERR [LOGIN-DELAY] Too soon.", False),
+        (True, EXCHANGE_WELCOME, False),
+        (None, None, False),
+    ],
+)
+def test_only_a_judged_rejection_stops_the_other_addresses_logins(
+    accepted: bool | None, reply: str | None, refused: bool
+) -> None:
+    # The login gate closes on password_refused: a mailbox in use or a server that could not
+    # judge the password now says nothing about the password the other addresses would get.
+    login = TlsLoginFacts("pop3s", "ok", None, "USER/PASS", accepted, reply)
+    assert login.password_refused is refused
+
+
 def test_a_login_that_timed_out_is_an_error() -> None:
     login = TlsLoginFacts("pop3s", "timeout", "reply to PASS: no answer within 5 s", "USER/PASS")
     status, summary = verdict(login)
