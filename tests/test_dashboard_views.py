@@ -19,6 +19,7 @@ from django.utils import timezone
 import scanner
 from pop3lab.config import EndpointConfig
 from popcompliance.accounts.roles import set_role
+from popcompliance.compliance import tasks
 from popcompliance.compliance.models import (
     Certificate,
     CertificateSighting,
@@ -375,6 +376,21 @@ def test_workers_are_judged_stopped_after_three_silent_minutes(age, workers_dead
     Heartbeat.beat("worker w1@ops", now - age)
     Heartbeat.beat("worker w2@ops", now - age - timedelta(hours=1))
     assert liveness(now).workers_dead is workers_dead
+
+
+@pytest.mark.parametrize(("in_beat", "beats"), [(True, True), (False, False)])
+def test_sending_a_task_refreshes_beats_heartbeat_only_in_beat(
+    transactional_db, monkeypatch, in_beat, beats
+):
+    # What keeps beat's heartbeat fresh after beat_init: each task it sends. Web and workers
+    # send tasks too ("scan now", deliver), and must not pass for beat. Outside a transaction,
+    # as in beat, where the heartbeat recycles its connection first.
+    monkeypatch.setattr(tasks, "_in_beat", in_beat)
+    monkeypatch.setattr(tasks, "_last_heartbeat", 0.0)
+    Heartbeat.beat("beat", timezone.now() - timedelta(hours=1))
+    tasks._task_sent(sender="alerts.deliver")
+    fresh = timezone.now() - Heartbeat.objects.get(name="beat").last_seen_at < timedelta(minutes=1)
+    assert fresh is beats
 
 
 def test_beat_records_its_own_heartbeat_and_the_overview_misses_the_workers(
