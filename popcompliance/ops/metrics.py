@@ -113,8 +113,7 @@ def scan_durations(now: datetime) -> list[str]:
 def queue_lag(now: datetime) -> float:
     """Seconds since the oldest due, unclaimed, unpaused server became due; 0 if none is."""
     due = Server.objects.filter(paused=False, next_scan_at__lte=now)
-    oldest = due.aggregate(oldest=Min("next_scan_at"))["oldest"]
-    return max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+    return age_seconds(now, due.aggregate(oldest=Min("next_scan_at"))["oldest"])
 
 
 def heartbeats() -> list[Sample]:
@@ -129,9 +128,13 @@ def outbox(now: datetime) -> tuple[list[Sample], float]:
     pending = Q(status=NotificationStatus.PENDING)
     counts = {status: Count("id", filter=Q(status=status)) for status in NotificationStatus.values}
     totals = Notification.objects.aggregate(oldest=Min("created_at", filter=pending), **counts)
-    oldest = totals.pop("oldest")
-    age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+    age = age_seconds(now, totals.pop("oldest"))
     return [({"status": status}, n) for status, n in totals.items()], age
+
+
+def age_seconds(now: datetime, since: datetime | None) -> float:
+    """Seconds from `since` to `now`; 0 when there is nothing waiting (None)."""
+    return max(0.0, (now - since).total_seconds()) if since else 0.0
 
 
 def render(now: datetime) -> str:
