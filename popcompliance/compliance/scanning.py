@@ -62,8 +62,9 @@ def scan_servers(
     groups: dict[int, list[Server]] = defaultdict(list)
     for server in servers:
         groups[server.policy_id].append(server)
-    undecryptable: set[int] = set()
-    targets = {server.pk: target_of(server, undecryptable) for server in servers}
+    built = {server.pk: target_of(server) for server in servers}
+    targets = {server_id: target for server_id, (target, _) in built.items()}
+    undecryptable = [server_id for server_id, (_, readable) in built.items() if not readable]
 
     async def scan_groups() -> list[list[scanner.ScanReport]]:
         return await asyncio.gather(
@@ -88,14 +89,14 @@ def scan_servers(
     return reports
 
 
-def target_of(server: Server, undecryptable: set[int]) -> scanner.Target:
-    """The server's target. A monitoring password no key decrypts must not stop the scan of
-    the batch: the server is scanned without credentials and its id added to `undecryptable`."""
+def target_of(server: Server) -> tuple[scanner.Target, bool]:
+    """The server's target, and whether its monitoring password (if any) could be decrypted.
+    One no key decrypts must not stop the scan of the batch: the server is scanned without
+    credentials."""
     try:
-        return server.as_target()
+        return server.as_target(), True
     except UndecryptablePassword:
-        undecryptable.add(server.pk)
-        return server.as_target(with_credentials=False)
+        return server.as_target(with_credentials=False), False
 
 
 def explain_undecryptable_password(report: scanner.ScanReport) -> scanner.ScanReport:
