@@ -27,6 +27,7 @@ from popcompliance.compliance.models import CheckState, ScanRun
 from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import UNDECRYPTABLE_SUMMARY, scan_servers
 from popcompliance.inventory import credentials
+from popcompliance.inventory.forms import ServerForm
 from popcompliance.inventory.models import Server
 from tests.conftest import lab_server, server_form_data
 from tests.people import client_as, make_user
@@ -97,6 +98,23 @@ def test_a_blank_password_keeps_the_stored_one(admin, server):
     assert edit(admin, server, monitor_username="renamed").status_code == 302
     server.refresh_from_db()
     assert (server.monitor_username, stored_token(server)) == ("renamed", token)
+
+
+def test_an_edit_that_leaves_the_account_alone_keeps_a_rotation_made_meanwhile(server, settings):
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    with_account(server)
+    # The form is built on the server as the edit view loaded it, before the rotation below:
+    # a test client cannot slip the rotation in between the view's load and its save.
+    loaded = Server.objects.get(pk=server.pk)
+    form = ServerForm(server_form_data(server, site="lyon"), instance=loaded)
+    settings.POPC_CREDENTIALS_KEY = [KEY_B, KEY_A]
+    call_command("rotate_credentials_key", stdout=StringIO())
+    assert form.is_valid(), form.errors
+    form.save()
+    settings.POPC_CREDENTIALS_KEY = [KEY_B]  # the operator drops the old key
+    server.refresh_from_db()
+    assert server.site == "lyon"
+    assert credentials.decrypt(server.monitor_password_encrypted) == PASSWORD
 
 
 def test_remove_forgets_username_and_password(admin, server):

@@ -289,15 +289,15 @@ def assign(server: Server, attrs: dict[str, Any], now: datetime) -> list[str]:
     changed."""
     if removes_monitoring_account(attrs):
         del attrs["monitor_password"]
-        account_changed = server.forget_monitoring_credentials()
+        account_columns = server.forget_monitoring_credentials()
     else:
         password = attrs.pop("monitor_password", None)
         username = attrs.pop("monitor_username", server.monitor_username)
-        account_changed = server.set_monitoring_account(username, password, now)
+        account_columns = server.set_monitoring_account(username, password, now)
     changed = [name for name, value in attrs.items() if getattr(server, name) != value]
     for name, value in attrs.items():
         setattr(server, name, value)
-    return [*changed, *(Server.MONITORING_FIELDS if account_changed else ())]
+    return [*changed, *account_columns]
 
 
 def probe_fields(attrs: dict[str, Any]) -> dict[str, Any]:

@@ -191,30 +191,33 @@ class ServerForm(forms.ModelForm):
         server = super().save(commit=False)
         server.owner_emails = self.cleaned_data["owners"]
         now = timezone.now()
-        credentials_changed = self._apply_monitoring_account(server, now)
+        account_columns = self._apply_monitoring_account(server, now)
         if server.pk is None:
             server.save()
         else:
-            rescheduled = self._reschedule(server, now, credentials_changed)
-            fields = [*self._meta.fields, *Server.MONITORING_FIELDS, "owner_emails", "updated_at"]
+            rescheduled = self._reschedule(server, now, account_columns)
+            fields = [*self._meta.fields, *account_columns, "owner_emails", "updated_at"]
             server.save(update_fields=[*fields, *rescheduled])
         names = self.cleaned_data["tag_names"]
         server.tags.set([Tag.objects.get_or_create(name=name)[0] for name in names])
         return server
 
-    def _apply_monitoring_account(self, server: Server, now: datetime) -> bool:
-        """Apply the monitoring fieldset to `server`; True when the account changed."""
+    def _apply_monitoring_account(self, server: Server, now: datetime) -> tuple[str, ...]:
+        """Apply the monitoring fieldset to `server`; the monitoring columns to save, none
+        when the account is unchanged."""
         data = self.cleaned_data
         if data.get("remove_monitor_credentials"):
             return server.forget_monitoring_credentials()
         password = data["monitor_password"] or None  # blank keeps the stored one
         return server.set_monitoring_account(data["monitor_username"], password, now)
 
-    def _reschedule(self, server: Server, now: datetime, credentials_changed: bool) -> list[str]:
+    def _reschedule(
+        self, server: Server, now: datetime, account_columns: tuple[str, ...]
+    ) -> list[str]:
         """["next_scan_at"] when the edit brings the next scan forward (the model's rule, also
         the API's): a new address, policy or monitoring account is scanned now, a shorter
         interval takes effect from now."""
-        changed = [*self.changed_data, *(Server.MONITORING_FIELDS if credentials_changed else ())]
+        changed = [*self.changed_data, *account_columns]
         return ["next_scan_at"] if server.reschedule_after_edit(changed, now) else []
 
 

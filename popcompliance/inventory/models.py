@@ -236,25 +236,30 @@ class Server(models.Model):
         self.monitor_password_encrypted = credentials.encrypt(password)
         self.monitor_credentials_updated_at = now
 
-    def set_monitoring_account(self, username: str, password: str | None, now: datetime) -> bool:
+    def set_monitoring_account(
+        self, username: str, password: str | None, now: datetime
+    ) -> tuple[str, ...]:
         """Sign the login test in as `username` with `password`, or with the stored password
         when it is None (the caller has checked the pair with credentials.account_errors).
-        True when the account changed; the form and the API both edit it through this."""
+        The columns to save: MONITORING_FIELDS when the account changed, else none, so an
+        unchanged account never writes back a token `rotate_credentials_key` replaced
+        meanwhile. The form and the API both edit the account through this."""
         if password is not None:
             self.set_monitor_password(password, now)
         elif username != self.monitor_username:
             self.monitor_credentials_updated_at = now
         else:
-            return False
+            return ()
         self.monitor_username = username
-        return True
+        return self.MONITORING_FIELDS
 
-    def forget_monitoring_credentials(self) -> bool:
-        """Remove the monitoring account; True when there was one."""
+    def forget_monitoring_credentials(self) -> tuple[str, ...]:
+        """Remove the monitoring account; the columns to save, MONITORING_FIELDS when there
+        was one, else none."""
         had_one = bool(self.monitor_username or self.has_monitor_password)
         self.monitor_username = self.monitor_password_encrypted = ""
         self.monitor_credentials_updated_at = None
-        return had_one
+        return self.MONITORING_FIELDS if had_one else ()
 
     MONITORING_FIELDS = (
         "monitor_username",
