@@ -312,6 +312,14 @@ def test_without_a_key_the_password_follows_secret_key(server, settings):
         credentials.decrypt(token)
 
 
+def test_the_cipher_is_built_once_per_key_setting(settings):
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    assert credentials.cipher() is credentials.cipher()
+    first = credentials.cipher()
+    settings.POPC_CREDENTIALS_KEY = [KEY_B]
+    assert credentials.cipher() is not first
+
+
 def test_the_deploy_check_asks_for_a_key_of_its_own(tmp_path: Path) -> None:
     env = production_env(tmp_path)
     del env["POPC_CREDENTIALS_KEY"]

@@ -10,6 +10,7 @@ until the rotation moves them to the new key. No database access here.
 from __future__ import annotations
 
 import base64
+import functools
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -43,8 +44,14 @@ def derived_key(secret_key: str) -> bytes:
 
 def cipher() -> MultiFernet:
     """The configured keys, first one encrypting, then the key derived from SECRET_KEY."""
-    keys = [*settings.POPC_CREDENTIALS_KEY, derived_key(settings.SECRET_KEY)]
-    return MultiFernet([Fernet(key) for key in keys])
+    return _cipher(tuple(settings.POPC_CREDENTIALS_KEY), settings.SECRET_KEY)
+
+
+# Keyed by the settings it is built from, so a changed setting (a test's override) takes
+# effect; the cache spares each encrypt and decrypt the HKDF derivation.
+@functools.lru_cache(maxsize=4)
+def _cipher(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
+    return MultiFernet([Fernet(key) for key in [*keys, derived_key(secret_key)]])
 
 
 def encrypt(password: str) -> str:
