@@ -17,7 +17,6 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpResponseBase
 from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerSplitView
 from rest_framework.exceptions import NotAuthenticated
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.views import APIView
 
 SCHEMA_URL_NAME = "api:schema"
@@ -25,9 +24,8 @@ SCHEMA_URL_NAME = "api:schema"
 
 class SignInFirst(APIView):
     """Base of a documentation page: an anonymous visitor goes to the login page (a wrong
-    token is still a 401: it is a client's mistake, not a person's)."""
-
-    permission_classes = [IsAuthenticated]
+    token is still a 401: it is a client's mistake, not a person's). Who may read is
+    SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"], which the drf-spectacular views apply."""
 
     def handle_exception(self, exc: Exception) -> HttpResponseBase:
         if isinstance(exc, NotAuthenticated):
