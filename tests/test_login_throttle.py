@@ -237,8 +237,11 @@ def test_lockouts_add_no_queries_to_the_users_page(django_assert_num_queries):
 
 
 def test_unlocking_an_address_needs_an_address():
-    response = client_as("admin").post(reverse("accounts:address_unlock"), {"address": "nope"})
-    assert response.url == USERS
+    url = reverse("accounts:address_unlock")
+    response = client_as("admin").post(url, {"address": "nope"}, follow=True)
+    assert response.redirect_chain == [(USERS, 302)]
+    assert "That is not an IP address." in response.content.decode()
+    assert not AuditEntry.objects.filter(action="unlocked").exists()
 
 
 def test_a_viewer_cannot_unlock(alice):
