@@ -17,6 +17,7 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.decorators import method_decorator
 from django.views.decorators.http import require_POST
 
 from popcompliance.accounts.forms import (
@@ -38,6 +39,9 @@ from popcompliance.audit.recorder import record_unlock
 USERS_PER_PAGE = 50
 
 
+# Atomic like every view that changes an audited object: the new password and its audit entry
+# commit together.
+@method_decorator(transaction.atomic, name="dispatch")
 class PasswordChangeView(auth_views.PasswordChangeView):
     """Django's password change, with wrong current passwords counted by the login throttle.
     At the limit the session ends and the lockout page shows: the account is then locked out
