@@ -11,13 +11,12 @@ from io import StringIO
 from typing import Any
 
 import pytest
-from axes.signals import user_locked_out
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.models import signals
-from django.test import Client, RequestFactory
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
@@ -370,13 +369,48 @@ def test_a_lockout_by_axes_is_recorded_with_the_address(settings):
     assert entry.object_id == User.objects.get(username="someone").pk
 
 
-def test_a_lockout_signal_for_an_unknown_name_is_recorded_without_an_account():
-    request = RequestFactory().post("/admin/login/")
+def test_a_lockout_of_an_unknown_name_is_recorded_without_an_account(settings):
+    settings.AXES_FAILURE_LIMIT = 2
     start = last_id()
-    user_locked_out.send("axes", request=request, username="guess", ip_address="192.0.2.8")
+    client = Client(REMOTE_ADDR="192.0.2.8")
+    for _ in range(2):
+        client.post(reverse("admin:login"), {"username": "guess", "password": "wrong"})
     [entry] = entries_after(start)
     assert summary(entry) == ("anonymous", "admin", "locked out", "user", "guess")
     assert (entry.object_id, entry.remote_address) == (None, "192.0.2.8")
+
+
+# Tags changed from the tag's side: each server whose tags change gets its entry.
+
+
+def test_adding_a_server_to_a_tag_records_the_servers_tags(server):
+    with acting_as("test setup"):
+        eu = Tag.objects.create(name="eu")
+    start = last_id()
+    with acting_as("x"):
+        eu.servers.add(server)
+    [entry] = entries_after(start)
+    assert summary(entry) == ("x", "command", "changed", "server", "mail01")
+    assert (entry.object_id, entry.changes) == (server.pk, {"tags": [["prod"], ["eu", "prod"]]})
+
+
+def test_clearing_a_tags_servers_records_each_server_it_leaves(server):
+    with acting_as("test setup"):
+        other = Server.objects.create(name="mail02", host="pop2.example.com")
+        other.tags.set([Tag.objects.get(name="prod"), Tag.objects.create(name="eu")])
+    start = last_id()
+    with acting_as("x"):
+        Tag.objects.get(name="prod").servers.clear()
+    # Written in the order of the tag's rows, which nothing orders.
+    entries = sorted(entries_after(start), key=lambda entry: entry.object_label)
+    assert [summary(e) for e in entries] == [
+        ("x", "command", "changed", "server", "mail01"),
+        ("x", "command", "changed", "server", "mail02"),
+    ]
+    assert [e.changes for e in entries] == [
+        {"tags": [["prod"], []]},
+        {"tags": [["eu", "prod"], ["eu"]]},
+    ]
 
 
 # What is not recorded.

@@ -134,7 +134,7 @@ def user_unlock(request: HttpRequest, pk: int) -> HttpResponse:
     """Forget an account's failed sign-ins from every address, so it can sign in at once."""
     user = get_object_or_404(get_user_model(), pk=pk)
     unlock_username(user.get_username())
-    record_unlock(username=user.get_username())
+    record_unlock(user.get_username(), user.pk)
     messages.success(request, f"{user.get_username()} can sign in again.")
     return redirect("accounts:users")
 
@@ -146,11 +146,10 @@ def address_unlock(request: HttpRequest) -> HttpResponse:
     """Forget every failed sign-in from a client address locked out for all usernames."""
     form = AddressForm(request.POST)
     if form.is_valid():
-        unlock_address(form.cleaned_data["address"])
-        record_unlock(address=form.cleaned_data["address"])
-        messages.success(
-            request, f"Sign-ins from {form.cleaned_data['address']} are allowed again."
-        )
+        address = form.cleaned_data["address"]
+        unlock_address(address)
+        record_unlock(f"sign-ins from {address}")
+        messages.success(request, f"Sign-ins from {address} are allowed again.")
     else:
         messages.error(request, "That is not an IP address.")
     return redirect("accounts:users")

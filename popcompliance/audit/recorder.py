@@ -24,7 +24,7 @@ from axes.signals import user_locked_out
 from django.contrib.auth import get_user_model
 from django.db.models import Model, signals
 
-from popcompliance.audit.context import Scope, current_scope, source_of
+from popcompliance.audit.context import Scope, current_scope
 from popcompliance.audit.models import Action, AuditEntry
 from popcompliance.audit.registry import (
     REDACTED_FIELDS,
@@ -280,14 +280,13 @@ def write(
     object_id: int | None,
     object_label: str,
     changes: dict[str, Any],
-    remote_address: str | None = None,
 ) -> AuditEntry:
     actor, actor_label = scope.actor()
     return AuditEntry.objects.create(
         actor_id=getattr(actor, "pk", None),
         actor_label=actor_label[:150],
         source=scope.source,
-        remote_address=remote_address or scope.remote_address,
+        remote_address=scope.remote_address,
         action=action,
         object_type=object_type,
         object_id=object_id,
@@ -296,28 +295,21 @@ def write(
     )
 
 
-def record_lockout(
-    sender: Any,
-    request: Any = None,
-    username: str | None = None,
-    ip_address: str | None = None,
-    **_: Any,
-) -> None:
-    """django-axes locked out `username` (or the address) after repeated failed sign-ins."""
-    scope = Scope(source_of(request.path_info), request=request) if request else current_scope()
+def record_lockout(sender: Any, username: str | None = None, **_: Any) -> None:
+    """django-axes locked out `username` (or the address) after repeated failed sign-ins.
+
+    Axes sends this inside authenticate(), so inside the request's scope (AuditMiddleware runs
+    before AxesMiddleware and the view), and its `ip_address` is our client_ip(), the address
+    that scope records."""
     user_id = _user_id(username) if username else None
     label = username or "(no username)"
-    write(scope, Action.LOCKED_OUT, USER.object_type, user_id, label, {}, ip_address)
+    write(current_scope(), Action.LOCKED_OUT, USER.object_type, user_id, label, {})
 
 
-def record_unlock(username: str | None = None, address: str | None = None) -> None:
-    """An admin lifted a sign-in lockout: an account's (from every address), or a client
-    address's (for every username)."""
-    if username is not None:
-        write(current_scope(), Action.UNLOCKED, USER.object_type, _user_id(username), username, {})
-    else:
-        label = f"sign-ins from {address}"
-        write(current_scope(), Action.UNLOCKED, USER.object_type, None, label, {})
+def record_unlock(label: str, object_id: int | None = None) -> None:
+    """An admin lifted a sign-in lockout: an account's (from every address; `label` its
+    username, `object_id` its pk), or a client address's (for every username)."""
+    write(current_scope(), Action.UNLOCKED, USER.object_type, object_id, label, {})
 
 
 def _user_id(username: str) -> int | None:
