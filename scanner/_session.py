@@ -24,7 +24,9 @@ class LoginGate:
     logins go one at a time, and once one address rejected the login the others are not
     tried. The addresses of one name are one service on one account database (an Exchange
     CAS array, a Dovecot cluster), so one rejection tells the password is wrong, while one per
-    address, and as many again at the confirmation re-probe, could lock the account out."""
+    address, and as many again at the confirmation re-probe, could lock the account out. The
+    price: logins that all hang take one timeout each, so a name with N addresses can spend
+    N × --timeout on its logins."""
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     rejected_by: str | None = None
