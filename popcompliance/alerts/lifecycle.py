@@ -9,8 +9,12 @@ The rules (issue 4; README "Alerts"):
   policy's `alert_on_warn` is on. A first sighting (a server just added) opens one for `fail`
   only: a new server that leaks passwords deserves a mail, its missing SRV record does not.
 - `error` ("could not determine") neither opens nor resolves an alert.
-- `cert.validity` is left to alerts.expiry, which warns at fixed thresholds before expiry;
-  alerting here too would mail the same certificate twice.
+- `cert.validity` opens an alert only when it fails (expired, not yet valid, or critically
+  close to expiry), so that every non-compliant server shows why on the alerts page. Its
+  opening is not mailed: alerts.expiry already mails each certificate once per threshold
+  (7 and 1 days, expired), to every server's owners in one email, and a second mail per
+  server would repeat it. Its reminders and recovery are mailed, as no expiry email says
+  them. Its warn is the expiry emails' alone, whatever the policy's alert_on_warn.
 - An alert resolves (recovery email) when no address of the check alerts and none is
   undetermined. A warn that becomes a fail escalates the alert: a new email, the
   acknowledgement of the milder problem ends and reminders count from that email. A fail that
@@ -47,6 +51,7 @@ from popcompliance.alerts.messages import (
     recipients_for,
 )
 from popcompliance.alerts.models import (
+    EXPIRY_MAILED_CHECKS,
     NOTIFICATION_RETENTION,
     Alert,
     Notification,
@@ -58,28 +63,30 @@ from popcompliance.compliance.recording import PASSING, REGRESSION_SIGHTINGS
 from popcompliance.inventory.models import Policy, Server
 
 FLAP_WINDOW = timedelta(hours=24)
-EXPIRY_OWNED = frozenset({"cert.validity"})
 # Servers (and reminders) handled per run; the next run, a minute later, takes the rest.
 BATCH = 500
 
 
-def alerting(status: str, policy: Policy) -> bool:
-    return status == "fail" or (status == "warn" and policy.alert_on_warn)
+def alerting(status: str, check_id: str, policy: Policy) -> bool:
+    if status == "fail":
+        return True
+    warns = status == "warn" and policy.alert_on_warn
+    return warns and check_id not in EXPIRY_MAILED_CHECKS
 
 
 def worst_alerting(states: Iterable[CheckState], policy: Policy) -> str | None:
-    statuses = {state.status for state in states if alerting(state.status, policy)}
+    statuses = {s.status for s in states if alerting(s.status, s.check_id, policy)}
     return "fail" if "fail" in statuses else ("warn" if statuses else None)
 
 
 def all_clear(states: Iterable[CheckState], policy: Policy) -> bool:
     """Nothing alerts and nothing is undetermined (an `error` may hide the old fail)."""
-    return not any(alerting(s.status, policy) or s.status == "error" for s in states)
+    return not any(alerting(s.status, s.check_id, policy) or s.status == "error" for s in states)
 
 
 def opens(change: Change, policy: Policy) -> bool:
     """To an alerting status, from a known one; a first sighting only when it fails."""
-    return alerting(change.status, policy) and (
+    return alerting(change.status, change.check_id, policy) and (
         bool(change.previous_status) or change.status == "fail"
     )
 
@@ -152,8 +159,6 @@ class ServerPass:
         self.queued = 0
 
     def apply(self, change: Change) -> None:
-        if change.check_id in EXPIRY_OWNED:
-            return
         alert = self.open.get(change.check_id)
         if alert is None:
             self.maybe_open(change)
@@ -177,7 +182,7 @@ class ServerPass:
             next_reminder_at=first_reminder_at(self.now),
         )
         self.open[change.check_id] = alert
-        if not alert.silent:
+        if not alert.silent and not alert.opening_mailed_by_expiry:
             self.notify(NotificationKind.ALERT, alert, change)
 
     def follow(self, alert: Alert, change: Change) -> None:

@@ -34,6 +34,9 @@ BACKOFF_FIRST = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(minutes=15)
 GIVE_UP_AFTER = timedelta(days=3)
 NOTIFICATION_RETENTION = timedelta(days=90)
+# Checks whose failure alerts.expiry mails, once per certificate and threshold: their alerts
+# open without an email of their own (alerts.lifecycle).
+EXPIRY_MAILED_CHECKS = frozenset({"cert.validity"})
 
 
 class AlertState(models.TextChoices):
@@ -140,6 +143,11 @@ class Alert(models.Model):
     def get_absolute_url(self) -> str:
         """The alert's page, where an operator acknowledges it (emails link here)."""
         return reverse("alerts:detail", args=[self.pk])
+
+    @property
+    def opening_mailed_by_expiry(self) -> bool:
+        """The certificate expiry warnings mailed this problem; the alert did not."""
+        return self.check_id in EXPIRY_MAILED_CHECKS
 
     def state(self, now: datetime | None = None) -> str:
         if self.resolved_at is not None:

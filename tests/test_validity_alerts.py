@@ -1,0 +1,77 @@
+"""cert.validity alerts: an expired certificate is an open alert like any failing check, and
+is mailed once (by the expiry warnings, not again by the alert); a warning stays the expiry
+emails' alone. Real scans of the emulator, real SMTP sink."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from pop3lab.config import EndpointConfig
+from popcompliance.alerts.expiry import check_expiry
+from popcompliance.alerts.models import Alert
+from popcompliance.inventory.models import Policy
+from tests.test_alerts import SECURE, alert_and_deliver, make_server, scan_and_record
+
+# The real SMTP server on loopback (the `smtp_sink` fixture).
+pytest_plugins = ["tests.smtp"]
+
+EXPIRED = EndpointConfig(cert_kind="expired")
+
+
+@pytest.fixture
+def server(db, fixed, settings, lab_dns):
+    return make_server(fixed, settings, lab_dns)
+
+
+def run_alerts_and_expiry():
+    """Twice, as beat would over two minutes: nothing may be mailed twice."""
+    for _ in range(2):
+        check_expiry(timezone.now())
+        alert_and_deliver()
+
+
+def test_an_expired_certificate_opens_an_alert_mailed_once_by_the_expiry_warning(
+    server, fixed, smtp_sink
+):
+    scan_and_record(server, fixed, EXPIRED)
+    run_alerts_and_expiry()
+    alert = Alert.objects.get(server=server, check_id="cert.validity")
+    assert alert.state() == "open" and alert.status == "fail"
+    assert "expired on" in alert.summary
+    assert [m.subject.split(":")[0] for m in smtp_sink.received] == ["[PopCompliance] EXPIRED"]
+
+
+def test_a_renewed_certificate_resolves_the_alert_with_one_recovery(server, fixed, smtp_sink):
+    scan_and_record(server, fixed, EXPIRED)
+    run_alerts_and_expiry()
+    scan_and_record(server, fixed, SECURE)
+    run_alerts_and_expiry()
+    alert = Alert.objects.get(server=server, check_id="cert.validity")
+    assert alert.resolved_at is not None
+    subjects = [m.subject.split()[1] for m in smtp_sink.received]
+    assert subjects == ["EXPIRED:", "RECOVERED"]
+    assert "cert.validity" in smtp_sink.received[1].subject
+
+
+def test_a_certificate_close_to_expiry_is_an_alert_without_an_alert_email(
+    server, fixed, smtp_sink
+):
+    scan_and_record(server, fixed, EndpointConfig(cert_kind="expiring_critical"))
+    run_alerts_and_expiry()
+    assert Alert.objects.get(check_id="cert.validity").status == "fail"
+    [mail] = smtp_sink.received
+    assert "within 7 days" in mail.subject
+
+
+def test_a_warning_certificate_has_no_alert_even_when_warnings_alert(server, fixed, smtp_sink):
+    Policy.objects.filter(pk=server.policy_id).update(alert_on_warn=True)
+    expiring_soon = EndpointConfig(cert_kind="expiring_soon")
+    scan_and_record(server, fixed, SECURE)
+    scan_and_record(server, fixed, expiring_soon)
+    scan_and_record(server, fixed, expiring_soon, purpose="confirmation")
+    assert server.changes.filter(check_id="cert.validity", status="warn").exists()
+    run_alerts_and_expiry()
+    assert not Alert.objects.filter(check_id="cert.validity").exists()
+    assert [m.subject for m in smtp_sink.received if "cert.validity" in m.subject] == []
+    assert any("within 14 days" in m.subject for m in smtp_sink.received)
