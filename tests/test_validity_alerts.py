@@ -4,6 +4,8 @@ emails' alone. Real scans of the emulator, real SMTP sink."""
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 from django.utils import timezone
 
@@ -54,9 +56,7 @@ def test_a_renewed_certificate_resolves_the_alert_with_one_recovery(server, fixe
     assert "cert.validity" in smtp_sink.received[1].subject
 
 
-def test_a_certificate_close_to_expiry_is_an_alert_without_an_alert_email(
-    server, fixed, smtp_sink
-):
+def test_a_certificate_close_to_expiry_is_an_alert_without_an_alert_email(server, fixed, smtp_sink):
     scan_and_record(server, fixed, EndpointConfig(cert_kind="expiring_critical"))
     run_alerts_and_expiry()
     assert Alert.objects.get(check_id="cert.validity").status == "fail"
@@ -75,3 +75,26 @@ def test_a_warning_certificate_has_no_alert_even_when_warnings_alert(server, fix
     assert not Alert.objects.filter(check_id="cert.validity").exists()
     assert [m.subject for m in smtp_sink.received if "cert.validity" in m.subject] == []
     assert any("within 14 days" in m.subject for m in smtp_sink.received)
+
+
+def test_a_certificate_not_valid_yet_opens_an_alert_with_its_own_email(server, fixed, smtp_sink):
+    scan_and_record(server, fixed, EndpointConfig(cert_kind="not_yet_valid"))
+    run_alerts_and_expiry()
+    assert "not valid before" in Alert.objects.get(check_id="cert.validity").summary
+    [mail] = smtp_sink.received
+    assert mail.subject.startswith("[PopCompliance] FAIL mail01: cert.validity")
+
+
+def test_on_upgrade_a_certificate_expired_before_opens_its_alert_unmailed(server, fixed, smtp_sink):
+    """The data migration hands back the Change an older release processed without alert."""
+    from django.apps import apps
+
+    migration = importlib.import_module(
+        "popcompliance.alerts.migrations.0003_alert_failing_certificate_validity"
+    )
+    scan_and_record(server, fixed, EXPIRED)
+    server.changes.update(alerted_at=timezone.now())
+    migration.reopen_failing_validity(apps, None)
+    alert_and_deliver()
+    assert Alert.objects.get().check_id == "cert.validity"
+    assert smtp_sink.received == []

@@ -12,9 +12,10 @@ The rules (issue 4; README "Alerts"):
 - `cert.validity` opens an alert only when it fails (expired, not yet valid, or critically
   close to expiry), so that every non-compliant server shows why on the alerts page. Its
   opening is not mailed: alerts.expiry already mails each certificate once per threshold
-  (7 and 1 days, expired), to every server's owners in one email, and a second mail per
-  server would repeat it. Its reminders and recovery are mailed, as no expiry email says
-  them. Its warn is the expiry emails' alone, whatever the policy's alert_on_warn.
+  (the last days before expiry, and expiry) to every server's owners in one email, and a
+  second mail per server would repeat it. A certificate not valid yet is no expiry email's
+  business, so that opening is mailed. Reminders and recovery are mailed, as no expiry email
+  says them. Its warn is the expiry emails' alone, whatever the policy's alert_on_warn.
 - An alert resolves (recovery email) when no address of the check alerts and none is
   undetermined. A warn that becomes a fail escalates the alert: a new email, the
   acknowledgement of the milder problem ends and reminders count from that email. A fail that
@@ -58,6 +59,7 @@ from popcompliance.alerts.models import (
     NotificationKind,
     NotificationStatus,
 )
+from popcompliance.compliance.certificates import seen_at_last_scan
 from popcompliance.compliance.models import Change, CheckState, ScanRun
 from popcompliance.compliance.recording import PASSING, REGRESSION_SIGHTINGS
 from popcompliance.inventory.models import Policy, Server
@@ -182,7 +184,7 @@ class ServerPass:
             next_reminder_at=first_reminder_at(self.now),
         )
         self.open[change.check_id] = alert
-        if not alert.silent and not alert.opening_mailed_by_expiry:
+        if not alert.silent and not self.mailed_by_expiry(change.check_id):
             self.notify(NotificationKind.ALERT, alert, change)
 
     def follow(self, alert: Alert, change: Change) -> None:
@@ -198,6 +200,14 @@ class ServerPass:
         elif level and level != alert.status:
             alert.escalate(level, change, first_reminder_at(self.now))
             self.notify(NotificationKind.ALERT, alert, change, escalated=True)
+
+    def mailed_by_expiry(self, check_id: str) -> bool:
+        """The expiry warnings mail this failure: an expiring or expired certificate, not one
+        whose validity has not begun (one query, for cert.validity alone)."""
+        if check_id not in EXPIRY_MAILED_CHECKS:
+            return False
+        sightings = self.server.certificate_sightings.filter(seen_at_last_scan())
+        return not sightings.filter(certificate__not_before__gt=self.now).exists()
 
     def reopens(self, check_id: str) -> bool:
         since = self.now - FLAP_WINDOW

@@ -35,7 +35,7 @@ BACKOFF_MAX = timedelta(minutes=15)
 GIVE_UP_AFTER = timedelta(days=3)
 NOTIFICATION_RETENTION = timedelta(days=90)
 # Checks whose failure alerts.expiry mails, once per certificate and threshold: their alerts
-# open without an email of their own (alerts.lifecycle).
+# open without an email of their own (alerts.lifecycle.ServerPass.mailed_by_expiry).
 EXPIRY_MAILED_CHECKS = frozenset({"cert.validity"})
 
 
@@ -145,8 +145,9 @@ class Alert(models.Model):
         return reverse("alerts:detail", args=[self.pk])
 
     @property
-    def opening_mailed_by_expiry(self) -> bool:
-        """The certificate expiry warnings mailed this problem; the alert did not."""
+    def expiry_mailed(self) -> bool:
+        """The certificate expiry warnings mail this check's failure (unless the certificate
+        is not valid yet), so the alert's opening is not mailed again."""
         return self.check_id in EXPIRY_MAILED_CHECKS
 
     def state(self, now: datetime | None = None) -> str:
