@@ -286,6 +286,8 @@ def test_metrics_count_the_outbox_and_the_oldest_unsent_email(fleet, settings) -
     assert samples['popc_notifications{status="sent"}'] == 1
     assert samples['popc_notifications{status="failed"}'] == 1
     assert samples["popc_notification_oldest_pending_seconds"] == 45 * 60
+    # The 45-minute one (over ten) and the lately failed one; the 2-minute one is on its way.
+    assert samples["popc_notifications_undelivered"] == 2
 
 
 @pytest.mark.django_db

@@ -30,6 +30,7 @@ from django.db.models import (
 from django.utils.safestring import SafeString
 
 from popcompliance.alerts.models import Alert, AlertState
+from popcompliance.alerts.outbox import EmailHealth, email_health
 from popcompliance.celery import DISPATCH_EVERY
 from popcompliance.compliance.certificates import seen_at_last_scan
 from popcompliance.compliance.models import (
@@ -55,6 +56,8 @@ WORKERS_STALE_AFTER = timedelta(minutes=3)
 EXPIRING_WITHIN = timedelta(days=30)
 EXPIRING_PANEL_KEY = "dashboard:expiring-certificates"
 EXPIRING_PANEL_SECONDS = 60
+EMAIL_HEALTH_KEY = "dashboard:email-health"
+EMAIL_HEALTH_SECONDS = 30
 TREND_DAYS = 90
 
 # "Not passing": what an operator means by "servers failing cert.name".
@@ -309,3 +312,12 @@ def liveness(now: datetime) -> Liveness:
         newest_worker_age is None or newest_worker_age > WORKERS_STALE_AFTER
     )
     return Liveness(beat, dispatcher, workers[:5], beat_dead, workers_dead)
+
+
+def email_health_banner(now: datetime) -> EmailHealth:
+    """The overview's email banner, cached for EMAIL_HEALTH_SECONDS in each web process: one
+    aggregate over the whole outbox (sent emails are kept 90 days) on every page load is
+    more than a banner is worth, and a stuck outbox stays stuck for minutes."""
+    return cache.get_or_set(  # type: ignore[no-any-return]
+        EMAIL_HEALTH_KEY, lambda: email_health(now), EMAIL_HEALTH_SECONDS
+    )

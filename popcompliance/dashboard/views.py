@@ -37,7 +37,8 @@ def _server(pk: int) -> Server:
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
     """Fleet counts, the servers × checks matrix (filtered, sorted, paginated), the trend,
-    open alerts, expiring certificates and the liveness of beat and workers."""
+    open alerts, expiring certificates, the liveness of beat and workers, and whether email
+    is leaving."""
     now = timezone.now()
     tags = list(Tag.objects.values_list("name", flat=True))
     form = OverviewFilter(request.GET or None, sites=queries.sites(), tags=tags)
@@ -56,6 +57,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "expiring": queries.expiring_certificates_panel(now),
         "open_alerts": queries.open_alerts(now),
         "liveness": queries.liveness(now),
+        "email_health": queries.email_health_banner(now),
         "now": now,
     }
     return render(request, "dashboard/overview.html", context)

@@ -15,6 +15,9 @@ scraping costs the same seven queries whatever the size of the fleet:
                                                and failed ones are kept 90 days)
     popc_notification_oldest_pending_seconds   age of the oldest email not yet sent: SMTP is
                                                down or refusing when it keeps growing
+    popc_notifications_undelivered             emails the overview warns about (alerts.outbox:
+                                               pending after a failed attempt or for longer
+                                               than LONG_PENDING, or failed lately)
 
 The histogram is a window (recomputed from ScanRun rows at each scrape), not a counter that
 only grows: graph its buckets directly rather than through rate().
@@ -28,6 +31,7 @@ from datetime import datetime, timedelta
 from django.db.models import Count, Min, Q, Sum
 
 from popcompliance.alerts.models import Notification, NotificationStatus
+from popcompliance.alerts.outbox import LONG_PENDING, undelivered
 from popcompliance.compliance.certificates import seen_at_last_scan
 from popcompliance.compliance.models import CertificateSighting, CheckState, Heartbeat, ScanRun
 from popcompliance.inventory.models import Server, ServerStatus
@@ -36,6 +40,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Upper bounds of the scan duration buckets, in seconds.
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 DURATION_WINDOW = timedelta(hours=1)
+LONG_PENDING_MINUTES = int(LONG_PENDING.total_seconds() // 60)
 
 Sample = tuple[dict[str, str], float]
 
@@ -123,13 +128,19 @@ def heartbeats() -> list[Sample]:
     ]
 
 
-def outbox(now: datetime) -> tuple[list[Sample], float]:
-    """Emails by status, and the age in seconds of the oldest pending one (0 if none)."""
+def outbox(now: datetime) -> tuple[list[Sample], float, int]:
+    """Emails by status, the age in seconds of the oldest pending one (0 if none), and how
+    many are undelivered as the overview's banner counts them."""
     pending = Q(status=NotificationStatus.PENDING)
     counts = {status: Count("id", filter=Q(status=status)) for status in NotificationStatus.values}
-    totals = Notification.objects.aggregate(oldest=Min("created_at", filter=pending), **counts)
+    totals = Notification.objects.aggregate(
+        oldest=Min("created_at", filter=pending),
+        undelivered=Count("id", filter=undelivered(now)),
+        **counts,
+    )
     age = age_seconds(now, totals.pop("oldest"))
-    return [({"status": status}, n) for status, n in totals.items()], age
+    stuck = totals.pop("undelivered")
+    return [({"status": status}, n) for status, n in totals.items()], age, stuck
 
 
 def age_seconds(now: datetime, since: datetime | None) -> float:
@@ -139,7 +150,7 @@ def age_seconds(now: datetime, since: datetime | None) -> float:
 
 def render(now: datetime) -> str:
     """The whole exposition, as of `now`."""
-    by_status, oldest_pending = outbox(now)
+    by_status, oldest_pending, stuck = outbox(now)
     lines = [
         *family("popc_servers", "gauge", "Servers by settled status.", servers_by_status()),
         *family(
@@ -170,6 +181,13 @@ def render(now: datetime) -> str:
             "gauge",
             "Age of the oldest email not sent yet.",
             [({}, round(oldest_pending, 3))],
+        ),
+        *family(
+            "popc_notifications_undelivered",
+            "gauge",
+            f"Emails pending after a failed attempt or for over {LONG_PENDING_MINUTES} minutes,"
+            " or failed within a day.",
+            [({}, stuck)],
         ),
     ]
     return "\n".join(lines) + "\n"
