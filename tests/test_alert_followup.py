@@ -72,7 +72,7 @@ def new_cluster(db, emulated, lab_dns, settings):
 
 def judged(report, check_id, status):
     """The report with `check_id` judged `status`. No check the alert lifecycle handles can
-    both warn and fail today (cert.validity can, but alerts.expiry owns it), so the failure
+    both warn and fail today (cert.validity can, but its warning never alerts), so the failure
     after a warning is written into a real scan's verdicts, as such a check would report it."""
     checks = tuple(
         dataclasses.replace(check, status=status) if check.id == check_id else check
