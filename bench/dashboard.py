@@ -12,7 +12,7 @@ session, request one page at a time, each sending its next request when its last
 read: the overview, random server pages, the alerts page's open, acknowledged and resolved tabs
 (when the alerts app has that page), and, not a target, the overview filtered and sorted in
 turn. Printed per page: p50/p95/p99 latency and requests/s against the 300 ms p95 target
-(issue 5 §8), the CPU each request cost gunicorn and PostgreSQL, and what one request runs
+(the dashboard's goal), the CPU each request cost gunicorn and PostgreSQL, and what one request runs
 in-process (queries, SQL time). The machine's other load is printed too: on a shared machine
 the latencies say as much about the neighbours as about us. The database is dropped at the
 end. It is not a test.
@@ -48,7 +48,7 @@ from bench._support import postgres_database, stop_group  # noqa: E402
 from tests.services import free_port  # noqa: E402
 
 BENCH_DB = "popc_bench_dash"
-TARGET_P95_MS = 300.0  # per page, 8 clients, 2 cores (issue 5 §8)
+TARGET_P95_MS = 300.0  # the dashboard's goal per page: 8 clients, 2 cores
 # Two sync workers, one per core: requests queue in the socket instead of contending for the
 # GIL, which cut every page's p95 at 8 clients (2 cores, this DB; overview / server / alerts
 # p95 ms): -w 2 --threads 4: 399-430 / 173-189 / 289-368; -w 3 --threads 2: 504 / 271 / 379;

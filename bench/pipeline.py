@@ -48,7 +48,7 @@ from tests.dnsserver import DnsServer  # noqa: E402
 from tests.services import RedisServer  # noqa: E402
 
 BENCH_DB = "popc_bench"
-TARGET = 30.0  # servers/s with one worker on 2 cores (issue 3 §8)
+TARGET = 30.0  # the pipeline's goal: servers/s with one worker on 2 cores
 TABLES = ("ScanRun", "CheckState", "Change", "Certificate", "CertificateSighting", "ServerAddress")
 # A pass that has not finished in this long is reported as it stands.
 PASS_TIMEOUT = 600.0

@@ -1,6 +1,6 @@
 """Product profiles: how Exchange, a Dovecot-like server and a generic server word things.
 
-Exchange follows /work/shared/exchange-pop3.md §2 to the letter (CAPA table, replies, the
+Exchange reproduces what Exchange 2010-2019 answer (the CAPA table, replies, the
 two-rejections rule). The Dovecot-like and generic profiles are plausible, not exact: they
 exist so the scanner meets servers that phrase the same facts differently.
 """
@@ -48,7 +48,7 @@ class ExchangeSession(Session):
         return mechanisms
 
     def capabilities(self) -> list[str]:
-        """The exchange-pop3.md §2 table: TOP, UIDL, then SASL, USER, STLS as applicable."""
+        """Exchange's CAPA list: TOP, UIDL, then SASL, USER, STLS as applicable."""
         lines = ["TOP", "UIDL"]
         mechanisms = self.sasl_mechanisms()
         if mechanisms:
@@ -144,7 +144,7 @@ class GenericSession(Session):
         return lines
 
     def cmd_user(self, arg: str) -> Reply:
-        """The lenient variant (exchange-pop3.md §3.4) accepts USER and refuses at PASS."""
+        """The lenient variant accepts USER and refuses only at PASS, as some servers do."""
         if arg and self.config.generic_accepts_user_rejects_pass:
             self.user = arg
             return Reply(("+OK",))

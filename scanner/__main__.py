@@ -1,4 +1,4 @@
-"""`python -m scanner`: the command line of DESIGN §3 (see scanner/_cli.py)."""
+"""`python -m scanner`: the command line (see scanner/_cli.py and docs/cli.md)."""
 
 import sys
 

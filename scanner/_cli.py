@@ -1,4 +1,4 @@
-"""The command line of DESIGN §3: `python -m scanner HOST [HOST ...] [options]`.
+"""The command line (docs/cli.md): `python -m scanner HOST [HOST ...] [options]`.
 
 Parsing turns arguments into the library's own values (Target, Settings, Policy), so the
 validation the library does is the validation the command line does; anything wrong exits 2

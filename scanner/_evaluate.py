@@ -1,4 +1,4 @@
-"""Verdicts: the check catalog (DESIGN.md §2) applied to the facts of one target.
+"""Verdicts: the check catalog (docs/checks.md) applied to the facts of one target.
 
 `evaluate` is pure: facts and a `Policy` in, `CheckResult`s out. The only I/O is the trust store
 that `scanner._trust.verify_chain` loads once and caches. Per-address checks are judged per

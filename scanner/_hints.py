@@ -48,7 +48,7 @@ def product_hint(*greetings: str | None, quit_reply: str | None = None) -> str |
 
 
 def exchange_login_type(pop3: Pop3Facts) -> str:
-    """Exchange's LoginType as exchange-pop3.md §3 reads it from CAPA and the USER reply.
+    """Exchange's LoginType, read from outside: from CAPA and the USER reply.
 
     SecureLogin and PlainTextAuthentication with NTLM off look the same from outside; both
     keep cleartext passwords off the wire, and we report SecureLogin.

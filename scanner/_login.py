@@ -84,7 +84,7 @@ async def _log_in(
     pop3s: Pop3sFacts,
 ) -> TlsLoginFacts:
     login = _Login(credentials, policy, session.target.service_name or session.address)
-    # The login gets --timeout like every connection (DESIGN §3). Servers delay a rejected
+    # The login gets --timeout like every connection. Servers delay a rejected
     # login on purpose (Dovecot's auth_failure_delay: 2 s); a timeout shorter than that delay
     # reads a wrong password as an error, not a fail.
     try:

@@ -1,6 +1,6 @@
 """The cleartext POP3 port: would the server take a password before TLS, and does STLS work?
 
-The login probe never sends PASS and never a real user name (exchange-pop3.md §3): it sends
+The login probe never sends PASS and never a real user name: it sends
 `USER` with a random name that cannot exist and reads the answer; where SASL PLAIN or LOGIN is
 advertised before TLS it starts `AUTH` and cancels with `*` at the first challenge. Exchange
 drops a connection at its third rejected command, so no conversation here risks more than two.

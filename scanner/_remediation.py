@@ -1,7 +1,7 @@
 """What an operator can paste to fix each check: Exchange Management Shell first, generic second.
 
-One text per check id of the catalog (DESIGN.md §2). The Exchange commands follow
-/work/shared/exchange-pop3.md §6; `<CAS>`, `<thumb>` and `mail.contoso.com` are placeholders the
+One text per check id of the catalog (docs/checks.md). The Exchange commands are those of the
+Exchange Management Shell; `<CAS>`, `<thumb>` and `mail.contoso.com` are placeholders the
 operator replaces. Pass and skip results carry no remediation.
 """
 

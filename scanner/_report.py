@@ -1,5 +1,5 @@
-"""Turn ScanReports into what people and programs read: the JSON object of DESIGN §3
-(schema in README.md, "The JSON report") and a plain-text operator report.
+"""Turn ScanReports into what people and programs read: the JSON object
+(schema in docs/json.md) and a plain-text operator report.
 
 The JSON is a generic walk over the fact dataclasses, so a field added to a fact shows up in
 the output without touching this module; only the top level and a few derived values

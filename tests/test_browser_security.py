@@ -1,5 +1,6 @@
-"""Issue 6's security features in a real browser: an admin gives a server a monitoring account,
-the scan logs in with it over TLS, and the audit log says who did it without the password."""
+"""Monitoring credentials and the audit log in a real browser: an admin gives a server a
+monitoring account, the scan logs in with it over TLS, and the audit log says who did it without
+the password."""
 
 from __future__ import annotations
 

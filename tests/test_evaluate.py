@@ -1,4 +1,4 @@
-"""The check catalog (DESIGN.md §2): facts built by hand in, verdicts out. No network."""
+"""The check catalog (docs/checks.md): facts built by hand in, verdicts out. No network."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every row of the check catalog (DESIGN.md §2), produced by a real scan of the emulator."""
+"""Every row of the check catalog (docs/checks.md), produced by a real scan of the emulator."""
 
 import itertools
 

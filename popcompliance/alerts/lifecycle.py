@@ -1,6 +1,6 @@
 """The alert lifecycle: settled Changes in, Alerts and queued Notifications out.
 
-The rules (issue 4; README "Alerts"):
+The rules (docs/alerts.md says the same for operators):
 - An alert covers one check of one server, over all its addresses: a name with two addresses
   that both start taking passwords in clear is one problem with one fix, so one email that
   lists both addresses.

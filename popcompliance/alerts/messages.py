@@ -18,7 +18,7 @@ from django.template.loader import render_to_string
 from popcompliance.alerts.models import Alert, Notification
 from popcompliance.inventory.models import Server
 
-# What each check asks, in a few words, for subjects and headings (DESIGN §2).
+# What each check asks, in a few words, for subjects and headings.
 CHECK_TITLES = {
     "pop3s.available": "POP3 over implicit TLS",
     "pop3.plaintext_login": "password accepted before TLS",

@@ -1,6 +1,6 @@
 """How the API shows and accepts servers, alerts and the fleet summary.
 
-The list shape is the contract of DESIGN.md §4; `checks` is read from prefetched
+The list shape is a contract API clients rely on (docs/api.md); `checks` is read from prefetched
 `check_states`, so a page of servers costs one query for the states, not one per server.
 """
 
@@ -52,7 +52,7 @@ class ServerFilterSerializer(serializers.Serializer):
 
 
 class ServerSerializer(serializers.ModelSerializer):
-    """A server as the list shows it (DESIGN.md §4)."""
+    """A server as the list shows it."""
 
     compliant = serializers.SerializerMethodField()
     checks = serializers.SerializerMethodField()

@@ -4,7 +4,7 @@
 same task (acks_late) or a manual scan racing a scheduled one are serialised, and the second
 finds the state the first left: it writes no duplicate Change.
 
-The confirmation rules (DESIGN §1, issue 3):
+The confirmation rules:
 - a regression (pass→warn, pass→fail, warn→fail) is held until a second consecutive scan sees
   it; the caller re-probes after a short delay when `needs_confirmation` is set;
 - `error` ("could not determine") settles only after the policy's N consecutive runs;

@@ -16,7 +16,7 @@ import scanner
 from popcompliance.compliance.models import CHECK_COLOURS
 from popcompliance.inventory.models import STATUS_COLOURS, ServerStatus
 
-# The question each check answers (DESIGN §2), for column headers and the server page.
+# The question each check answers, for column headers and the server page.
 CHECK_TITLES = {
     "pop3s.available": "POP3S (implicit TLS) works",
     "pop3.plaintext_login": "No password accepted before TLS",

@@ -3,7 +3,7 @@ page shows, and into flat key facts for comparing two scans.
 
 Pure functions over dicts: no database, no Django. Every lookup tolerates a missing key,
 because stored reports outlive the schema they were written with (new fields are only ever
-added, DESIGN §3, but old runs lack them).
+added, see docs/json.md, but old runs lack them).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The file has a header row naming its columns, in any order, from `COLUMNS`; `name` and `host` are
 required. `tags` and `owner_email` hold several values separated by `;`, `scan_interval` is in
-minutes, and `policy` (an extension to DESIGN.md §4) names an existing policy.
+minutes, and `policy` (optional) names an existing policy.
 
 Rules an operator can rely on:
 - A row updates the server with the same `name`, or creates it (due for a scan at once). An
