@@ -6,7 +6,12 @@ Plain values in, frozen dataclasses out: build a `Target`, `Settings` and `Polic
 
 from scanner._cli import exit_status
 from scanner._errors import ScanError
-from scanner._evaluate import ADDRESS_CHECK_IDS, CHECK_IDS, TARGET_CHECK_IDS
+from scanner._evaluate import (
+    ADDRESS_CHECK_IDS,
+    CHECK_IDS,
+    CLEARTEXT_PASSWORD_CHECK_IDS,
+    TARGET_CHECK_IDS,
+)
 from scanner._facts import (
     CertificateFacts,
     CheckResult,
@@ -29,6 +34,7 @@ from scanner._target import TLS_VERSIONS, Credentials, Policy, Settings, Target
 __all__ = [
     "ADDRESS_CHECK_IDS",
     "CHECK_IDS",
+    "CLEARTEXT_PASSWORD_CHECK_IDS",
     "TARGET_CHECK_IDS",
     "TLS_VERSIONS",
     "CertificateFacts",

@@ -44,10 +44,13 @@ def overview(request: HttpRequest) -> HttpResponse:
     filters = form.filters()
     servers = queries.filtered_servers(filters).prefetch_related("tags")
     page = Paginator(servers, SERVERS_PER_PAGE).get_page(request.GET.get("page"))
+    counts = queries.status_counts()
     context = {
         "form": form,
         "filtered": bool(filters),
-        "counts": queries.status_counts(),
+        "counts": counts,
+        "no_servers": not any(counts.values()),
+        "cleartext": queries.cleartext_count(),
         "page": page,
         "rows": queries.matrix(page),
         "check_ids": CHECK_IDS,

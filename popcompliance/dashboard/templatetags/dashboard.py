@@ -11,6 +11,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timesince
 
 from popcompliance.dashboard.catalog import Badge, badge_html, cell_html, check_badge, server_badge
 
@@ -56,6 +57,33 @@ _BACKTICKED = re.compile(r"`([^`\n]+)`")
 @register.filter
 def lookup(mapping: dict[Any, Any] | None, key: Any) -> Any:
     return (mapping or {}).get(key)
+
+
+# Below a minute, timesince says "0 minutes", which reads like a fault.
+_JUST_NOW = 60
+
+
+@register.filter
+def ago(moment: datetime | None, now: datetime | None = None) -> str:
+    """How long ago `moment` was: 'just now' within a minute, else '3 hours, 5 minutes ago'.
+    The one way pages say when something happened."""
+    if moment is None:
+        return "never"
+    now = now or timezone.now()
+    if (now - moment).total_seconds() < _JUST_NOW:
+        return "just now"
+    return f"{timesince(moment, now)} ago"
+
+
+@register.filter
+def duration(start: datetime | None, end: datetime | None = None) -> str:
+    """How long from `start` to `end` (default now): 'under a minute', else '2 days, 3 hours'."""
+    if start is None:
+        return "unknown"
+    end = end or timezone.now()
+    if (end - start).total_seconds() < _JUST_NOW:
+        return "under a minute"
+    return timesince(start, end)
 
 
 @register.filter
