@@ -4,6 +4,7 @@ Plain values in, frozen dataclasses out: build a `Target`, `Settings` and `Polic
 `scan(targets, settings, policy)` (or `await scan_async(...)`), read the `ScanReport`s.
 """
 
+from scanner._certs import whole_days_left
 from scanner._cli import exit_status
 from scanner._errors import ScanError
 from scanner._evaluate import (
@@ -58,5 +59,6 @@ __all__ = [
     "report_to_dict",
     "scan",
     "scan_async",
+    "whole_days_left",
     "worst_status",
 ]

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from scanner import whole_days_left
+
 Json = dict[str, Any]
 
 
@@ -130,7 +132,7 @@ def _certificate(certificate: Json, now: datetime) -> Json:
     for name in ("not_before", "not_after"):
         shown[name] = parse_time(certificate.get(name))
     if shown["not_after"] is not None:
-        shown["days_left"] = (shown["not_after"] - now).days
+        shown["days_left"] = whole_days_left(shown["not_after"], now)
     return shown
 
 

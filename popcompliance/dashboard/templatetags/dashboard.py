@@ -14,6 +14,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince
 
 from popcompliance.dashboard.catalog import Badge, badge_html, cell_html, check_badge, server_badge
+from scanner import whole_days_left
 
 register = template.Library()
 
@@ -93,10 +94,19 @@ def countdown(moment: datetime | None, now: datetime | None = None) -> str:
         return "unknown"
     now = now or timezone.now()
     if moment < now:
-        days = (now - moment).days
+        days = whole_days_left(now, moment)  # whole days since, counted the same way
         return "expired today" if days == 0 else f"expired {_days(days)} ago"
-    days = (moment - now).days
+    days = whole_days_left(moment, now)
     return "expires today" if days == 0 else f"in {_days(days)}"
+
+
+@register.filter
+def days_left(moment: datetime | None, now: datetime | None = None) -> str:
+    """'12 days', '1 day', 'less than a day': what is left before `moment`, for "in …"."""
+    if moment is None:
+        return "an unknown time"
+    days = whole_days_left(moment, now or timezone.now())
+    return "less than a day" if days <= 0 else _days(days)
 
 
 def _days(days: int) -> str:
@@ -108,7 +118,7 @@ def expiry_colour(moment: datetime | None, now: datetime | None = None) -> str:
     """red when expired or within 7 days, amber within 30, else green."""
     if moment is None:
         return "grey"
-    days = (moment - (now or timezone.now())).days
+    days = whole_days_left(moment, now or timezone.now())
     return "red" if days < 7 else "amber" if days < 30 else "green"
 
 
