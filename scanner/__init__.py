@@ -28,6 +28,7 @@ from scanner._facts import (
     compliance,
     worst_status,
 )
+from scanner._hints import login_type_label
 from scanner._probe import scan, scan_async
 from scanner._report import report_to_dict
 from scanner._target import TLS_VERSIONS, Credentials, Policy, Settings, Target
@@ -56,6 +57,7 @@ __all__ = [
     "TlsLoginFacts",
     "compliance",
     "exit_status",
+    "login_type_label",
     "report_to_dict",
     "scan",
     "scan_async",

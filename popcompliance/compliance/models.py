@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from popcompliance.inventory.models import Server
+from scanner import login_type_label
 
 
 class CheckStatus(models.TextChoices):
@@ -61,6 +62,10 @@ class ServerAddress(models.Model):
 
     def get_absolute_url(self) -> str:
         return self.server.get_absolute_url()
+
+    @property
+    def login_type_label(self) -> str:
+        return login_type_label(self.login_type, self.product)
 
 
 class CheckState(models.Model):
