@@ -53,3 +53,16 @@ def test_one_click_shows_the_servers_accepting_passwords_in_the_clear(
     rows = viewer_page.locator("table.matrix tbody th[scope=row] a")
     expect(rows).to_have_text(["cas02-london"])
     expect(viewer_page.get_by_label("Exposure")).to_have_value("cleartext")
+
+
+def test_every_page_links_a_favicon_that_is_served_under_the_content_security_policy(
+    viewer_page: Page,
+) -> None:
+    icons = viewer_page.locator("head link[rel~=icon], head link[rel=apple-touch-icon]")
+    expect(icons).to_have_count(3)
+    types = {"svg": "image/svg+xml", "ico": "image/", "png": "image/png"}
+    for href in icons.evaluate_all("links => links.map(link => link.href)"):
+        response = viewer_page.request.get(href)
+        assert response.status == 200, href
+        assert response.headers["content-type"].startswith(types[href.rsplit(".", 1)[1]])
+        assert response.body()[:4] in (b"<svg", b"\x00\x00\x01\x00", b"\x89PNG")
