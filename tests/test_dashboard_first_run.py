@@ -27,6 +27,7 @@ def test_an_admin_with_no_server_is_offered_to_add_one_or_import_a_csv(admin):
     assert f'href="{ADD}">Add your first server</a>' in html
     assert f'href="{IMPORT}">Import a CSV</a>' in html
     assert "No server matches these filters" not in html
+    assert 'aria-label="Filter servers"' not in html  # nothing to filter yet
 
 
 @pytest.mark.parametrize("role", ["viewer", "operator"])
@@ -42,6 +43,7 @@ def test_filters_that_hide_every_server_say_so_not_that_there_are_none(admin):
     html = admin.get(OVERVIEW + "?q=nothing-like-this").content.decode()
     assert "No server matches these filters" in html
     assert "Add your first server" not in html
+    assert 'aria-label="Filter servers"' in html
 
 
 def test_the_cleartext_checks_are_one_list_the_scanner_owns():
