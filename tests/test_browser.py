@@ -348,7 +348,7 @@ def test_the_keyboard_reaches_skip_link_filters_and_matrix_in_order_with_visible
     # The matrix's column headers (sort, filter by check), then each server's page.
     headers = hrefs(viewer_page, "table.matrix thead a")
     servers = hrefs(viewer_page, "table.matrix tbody a")
-    assert len(filter_ids) == 7 and len(servers) == len(fleet)
+    assert len(filter_ids) == 8 and len(servers) == len(fleet)
     links = headers + servers
     stops = tab_until(viewer_page, links[-1])
     assert stops[0]["text"] == "Skip to content"
