@@ -4,9 +4,15 @@ Plain values in, frozen dataclasses out: build a `Target`, `Settings` and `Polic
 `scan(targets, settings, policy)` (or `await scan_async(...)`), read the `ScanReport`s.
 """
 
+from scanner._certs import whole_days_left
 from scanner._cli import exit_status
 from scanner._errors import ScanError
-from scanner._evaluate import ADDRESS_CHECK_IDS, CHECK_IDS, TARGET_CHECK_IDS
+from scanner._evaluate import (
+    ADDRESS_CHECK_IDS,
+    CHECK_IDS,
+    CLEARTEXT_PASSWORD_CHECK_IDS,
+    TARGET_CHECK_IDS,
+)
 from scanner._facts import (
     CertificateFacts,
     CheckResult,
@@ -22,6 +28,7 @@ from scanner._facts import (
     compliance,
     worst_status,
 )
+from scanner._hints import login_type_label
 from scanner._probe import scan, scan_async
 from scanner._report import report_to_dict
 from scanner._target import TLS_VERSIONS, Credentials, Policy, Settings, Target
@@ -29,6 +36,7 @@ from scanner._target import TLS_VERSIONS, Credentials, Policy, Settings, Target
 __all__ = [
     "ADDRESS_CHECK_IDS",
     "CHECK_IDS",
+    "CLEARTEXT_PASSWORD_CHECK_IDS",
     "TARGET_CHECK_IDS",
     "TLS_VERSIONS",
     "CertificateFacts",
@@ -49,8 +57,10 @@ __all__ = [
     "TlsLoginFacts",
     "compliance",
     "exit_status",
+    "login_type_label",
     "report_to_dict",
     "scan",
     "scan_async",
+    "whole_days_left",
     "worst_status",
 ]

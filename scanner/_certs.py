@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import math
 import ssl
 import warnings
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from cryptography import x509
@@ -80,8 +81,16 @@ def parse_certificate(der: bytes) -> CertificateFacts:
 
 
 def days_left(cert: CertificateFacts, now: datetime) -> float:
-    """Days until `cert` expires, negative once it has; `now` must be timezone-aware."""
+    """Days until `cert` expires, negative once it has; `now` must be timezone-aware. Exact,
+    for judging against the policy's thresholds; say it with `whole_days_left`."""
     return (cert.not_after - now).total_seconds() / 86400
+
+
+def whole_days_left(not_after: datetime, now: datetime) -> int:
+    """Whole days from `now` until `not_after`, rounded down: 0 on the last day, negative once
+    it has passed. Every count of days a certificate has left, in summaries, reports, pages
+    and emails, is this one, so one certificate never shows two numbers."""
+    return math.floor((not_after - now) / timedelta(days=1))
 
 
 def name_matches(cert: CertificateFacts, name: str) -> bool:

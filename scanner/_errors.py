@@ -21,6 +21,13 @@ def quote_reply(reply: bytes | str | None, limit: int = REPLY_QUOTE_LIMIT) -> st
     return escape_controls(text[:limit]) + ("…" if len(text) > limit else "")
 
 
+def quoted(reply: bytes | str | None, limit: int = REPLY_QUOTE_LIMIT) -> str:
+    """A server reply as summaries and errors quote it: “+OK ready”. Curly quotes cannot be
+    confused with the straight quotes replies often carry, and a sentence that already holds
+    a quoted reply is never quoted again."""
+    return f"“{quote_reply(reply, limit)}”"
+
+
 class ScanError(Exception):
     """A probe step failed. `outcome` is the Outcome value recorded in the facts."""
 
@@ -32,7 +39,7 @@ class ScanError(Exception):
         self.reply = quote_reply(reply) if reply is not None else None
         message = f"{step}: {reason}"
         if self.reply:
-            message += f" (server said: {self.reply!r})"
+            message += f" (server said: “{self.reply}”)"
         super().__init__(message)
 
 

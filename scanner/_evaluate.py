@@ -46,6 +46,9 @@ _ADDRESS_CHECKS: dict[str, Callable[[EndpointFacts, Context], Verdict]] = {
 ADDRESS_CHECK_IDS: tuple[str, ...] = tuple(_ADDRESS_CHECKS)
 TARGET_CHECK_IDS: tuple[str, ...] = ("cert.consistent", "dns.resolves", "dns.srv")
 CHECK_IDS: tuple[str, ...] = ADDRESS_CHECK_IDS + TARGET_CHECK_IDS
+# The checks that fail when a server would take a password in the clear: the dashboard's
+# "Accepts passwords in the clear" view. IMAP and submission add theirs here as they arrive.
+CLEARTEXT_PASSWORD_CHECK_IDS: tuple[str, ...] = ("pop3.plaintext_login",)
 
 
 def evaluate(

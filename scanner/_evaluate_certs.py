@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from scanner._certs import days_left, name_matches
+from scanner._certs import days_left, name_matches, whole_days_left
 from scanner._evaluate_common import (
     Context,
     Verdict,
@@ -154,13 +154,18 @@ def _validity_verdict(cert: CertificateFacts, policy: Policy, now: datetime) -> 
         return "fail", f"{who} is not valid before {cert.not_before:%Y-%m-%d %H:%M} UTC"
     left = days_left(cert, now)
     until = f"{cert.not_after:%Y-%m-%d}"
+    whole = whole_days_left(cert.not_after, now)
     if left <= 0:
         return "fail", f"{who} expired on {until}"
     if left <= policy.critical_days:
-        return "fail", f"{who} expires on {until}, in {left:.1f} days (critical)"
+        return "fail", f"{who} expires on {until}, {_in_days(whole)} (critical)"
     if left <= policy.warn_days:
-        return "warn", f"{who} expires on {until}, in {left:.0f} days"
-    return "pass", f"{who} is valid until {until} ({left:.0f} days left)"
+        return "warn", f"{who} expires on {until}, {_in_days(whole)}"
+    return "pass", f"{who} is valid until {until} ({whole} days left)"
+
+
+def _in_days(whole: int) -> str:
+    return "today" if whole == 0 else "in 1 day" if whole == 1 else f"in {whole} days"
 
 
 def _weaknesses(cert: CertificateFacts, *, is_leaf: bool) -> list[str]:

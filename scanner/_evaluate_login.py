@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from scanner._errors import quoted
 from scanner._evaluate_common import Context, Verdict, undetermined_tls
 from scanner._facts import NOT_JUDGED, EndpointFacts, TlsLoginFacts
 
@@ -19,7 +20,7 @@ def check_tls_login(endpoint: EndpointFacts, context: Context) -> Verdict:
     if login.accepted is None:
         reason = login.error or "no answer to the login"
         return "error", f"the login over {where} could not finish: {reason}"
-    said = f"'{login.reply}'"
+    said = quoted(login.reply)
     if login.accepted:
         return "pass", f"the server accepted the monitoring login over {where} ({login.mechanism})"
     code = login.response_code

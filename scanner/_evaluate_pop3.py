@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scanner._errors import quote_reply
+from scanner._errors import quoted
 from scanner._evaluate_common import VERSION_LABEL, Context, Verdict
 from scanner._facts import EndpointFacts, Pop3Facts
 
@@ -25,8 +25,8 @@ def check_pop3s_available(endpoint: EndpointFacts, context: Context) -> Verdict:
     greeting = facts.greeting or ""
     if facts.outcome == "ok" and greeting.startswith("+OK"):
         version = VERSION_LABEL.get(facts.tls.version, "TLS") if facts.tls else "TLS"
-        return "pass", f"POP3 over {version} on port {port} works (greeting {_quoted(greeting)})"
-    said = f"; the server said {_quoted(greeting)}" if greeting else ""
+        return "pass", f"POP3 over {version} on port {port} works (greeting {quoted(greeting)})"
+    said = f"; the server said {quoted(greeting)}" if greeting else ""
     return "fail", f"no +OK greeting after the TLS handshake on port {port}{said}"
 
 
@@ -50,8 +50,9 @@ def check_plaintext_login(endpoint: EndpointFacts, context: Context) -> Verdict:
             f"port {facts.port} answers POP3 in cleartext; policy allows implicit TLS only",
         )
     if facts.plaintext_login == "refused":
-        shown = facts.evidence or facts.user_reply
-        why = f" ({_quoted(shown)})" if shown else ""
+        # The evidence is a sentence that already quotes the reply; a bare reply is quoted.
+        shown = facts.evidence or (facts.user_reply and quoted(facts.user_reply))
+        why = f" ({shown})" if shown else ""
         return "pass", f"port {facts.port} refuses passwords before TLS{why}"
     if facts.outcome in _UNDETERMINED:
         return _undetermined(facts.port, facts.outcome, facts.error)
@@ -75,14 +76,10 @@ def check_stls(endpoint: EndpointFacts, context: Context) -> Verdict:
         return "fail", f"STLS on port {port} was accepted but the TLS handshake failed ({reason})"
     if stls is not None and (stls.reply or "").startswith("-ERR"):
         unlisted = "" if offered else " (and CAPA does not list it)"
-        return "fail", f"port {port} refuses STLS{unlisted}: {_quoted(stls.reply)}"
+        return "fail", f"port {port} refuses STLS{unlisted}: {quoted(stls.reply)}"
     if offered is False:
         return "fail", f"port {port} does not offer STLS in CAPA, so clients cannot upgrade to TLS"
     return _stls_undetermined(facts)
-
-
-def _quoted(reply: str | None) -> str:
-    return f"'{quote_reply(reply)}'"
 
 
 def _undetermined(port: int, outcome: str, error: str | None) -> Verdict:
@@ -92,7 +89,7 @@ def _undetermined(port: int, outcome: str, error: str | None) -> Verdict:
 
 def _plaintext_instead_of_tls(port: int, reply: str) -> str:
     """Exchange answers 995 in plaintext when no certificate is bound to POP; say so."""
-    text = f"port {port} answered {_quoted(reply)} in plaintext instead of a TLS handshake"
+    text = f"port {port} answered {quoted(reply)} in plaintext instead of a TLS handshake"
     if reply.startswith("-ERR Connection is closed"):
         text += (
             "; this is Exchange with no certificate bound to POP "
@@ -111,13 +108,13 @@ def _accepted_summary(facts: Pop3Facts, login_type: str | None) -> str:
     port = facts.port
     if facts.certainty == "confirmed":
         user_ok = facts.user_reply is not None and facts.user_reply.startswith("+OK")
-        what, reply = ("USER", facts.user_reply) if user_ok else ("a login", facts.evidence)
+        what, shown = ("USER", quoted(facts.user_reply)) if user_ok else ("a login", facts.evidence)
         text = (
-            f"the server accepts {what} before TLS on port {port} ({_quoted(reply)}), "
+            f"the server accepts {what} before TLS on port {port} ({shown}), "
             "so passwords can cross the network in the clear"
         )
     else:
-        evidence = f" ({_quoted(facts.evidence)})" if facts.evidence else ""
+        evidence = f" ({facts.evidence})" if facts.evidence else ""
         text = (
             f"the server likely accepts a password before TLS on port {port}{evidence}, "
             "so passwords could cross the network in the clear (advertised, not confirmed)"

@@ -47,6 +47,17 @@ def product_hint(*greetings: str | None, quit_reply: str | None = None) -> str |
     return f"Microsoft Exchange {year.group(1)}" if year else product
 
 
+def login_type_label(login_type: str | None, product: str | None) -> str:
+    """The inferred LoginType as pages show it: the value when there is one, "not Exchange"
+    when the product seen is something else (LoginType is Exchange's setting), else
+    "unknown"."""
+    if login_type:
+        return login_type
+    if product and "Exchange" not in product:
+        return "not Exchange"
+    return "unknown"
+
+
 def exchange_login_type(pop3: Pop3Facts) -> str:
     """Exchange's LoginType, read from outside: from CAPA and the USER reply.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass, field, replace
 
-from scanner._errors import ScanError
+from scanner._errors import ScanError, quoted
 from scanner._facts import Certainty, LoginVerdict, Pop3Facts, StlsFacts
 from scanner._session import AddressSession, quit_politely, read_capabilities, read_greeting
 from scanner._tls import probe_context, tls_facts
@@ -75,7 +75,7 @@ def _judge_accepted_user(notes: _LoginNotes) -> None:
     # RFC 2449: a server should not list USER when USER/PASS is not permitted. One that says
     # +OK to USER without listing it may still refuse at PASS, which we never send.
     advertised = "USER" in capability_names(notes.capabilities)
-    evidence = f"USER before TLS answered {notes.user_reply!r}"
+    evidence = f"USER before TLS answered {quoted(notes.user_reply)}"
     if advertised:
         notes.decide("accepted", "confirmed", evidence)
     else:
@@ -85,7 +85,7 @@ def _judge_accepted_user(notes: _LoginNotes) -> None:
 async def _probe_sasl(connection: Pop3Connection, notes: _LoginNotes) -> None:
     """USER was refused; does AUTH PLAIN/LOGIN invite a password before TLS?"""
     offered = [m for m in CLEARTEXT_MECHANISMS if m in sasl_mechanisms(notes.capabilities)]
-    refused_user = f"USER before TLS answered {notes.user_reply!r}"
+    refused_user = f"USER before TLS answered {quoted(notes.user_reply)}"
     if not offered:
         certainty: Certainty = "confirmed" if notes.capabilities is not None else "likely"
         notes.decide("refused", certainty, refused_user)
@@ -94,12 +94,13 @@ async def _probe_sasl(connection: Pop3Connection, notes: _LoginNotes) -> None:
     reply = await connection.command(f"AUTH {mechanism}", f"reply to AUTH {mechanism}")
     notes.auth_replies[mechanism] = reply.line
     if reply.continuation:
-        evidence = f"AUTH {mechanism} before TLS answered {reply.line!r} (a password challenge)"
+        answered = f"AUTH {mechanism} before TLS answered {quoted(reply.line)}"
+        evidence = f"{answered} (a password challenge)"
         notes.decide("accepted", "confirmed", evidence)
         cancel = await connection.command("*", f"reply to cancelling AUTH {mechanism}")
         notes.auth_replies["*"] = cancel.line
     else:
-        evidence = f"{refused_user}; AUTH {mechanism} answered {reply.line!r}"
+        evidence = f"{refused_user}; AUTH {mechanism} answered {quoted(reply.line)}"
         notes.decide("refused", "confirmed", evidence)
 
 

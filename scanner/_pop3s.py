@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from scanner._errors import ScanError, TlsHandshakeError, quote_reply
+from scanner._errors import ScanError, TlsHandshakeError, quote_reply, quoted
 from scanner._facts import Pop3sFacts, TlsFacts
 from scanner._session import AddressSession, quit_politely, read_greeting
 from scanner._tls import probe_context, tls_facts
@@ -61,7 +61,7 @@ async def _plaintext_reply(address: str, port: int, timeout: float) -> str | Non
 
 
 def _with_said(error: str, said: str | None) -> str:
-    return f"{error} (in the clear it said: {said!r})" if said else error
+    return f"{error} (in the clear it said: {quoted(said)})" if said else error
 
 
 async def with_implicit_tls_versions(session: AddressSession, facts: Pop3sFacts) -> Pop3sFacts:

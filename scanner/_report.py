@@ -9,11 +9,11 @@ the output without touching this module; only the top level and a few derived va
 from __future__ import annotations
 
 import dataclasses
-import math
 import textwrap
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from scanner._certs import whole_days_left
 from scanner._errors import escape_controls, quote_reply
 from scanner._facts import (
     CertificateFacts,
@@ -60,12 +60,6 @@ def iso_utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def days_left(certificate: CertificateFacts, now: datetime) -> int:
-    """Whole days from `now` until the certificate expires, rounded down: 0 on its last day,
-    negative once it has expired."""
-    return math.floor((certificate.not_after - now) / timedelta(days=1))
-
-
 class _Converter:
     """Walks fact values into JSON-ready ones; remembers the scan time for `days_left`."""
 
@@ -89,7 +83,7 @@ class _Converter:
     def _dataclass(self, value: Any) -> JsonObject:
         result = {f.name: self(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, CertificateFacts):
-            result["days_left"] = days_left(value, self.scanned_at)
+            result["days_left"] = whole_days_left(value.not_after, self.scanned_at)
         return result
 
 
@@ -314,7 +308,8 @@ def _render_certificate(
     out.field(depth, "Certificate subject", leaf.subject)
     out.field(depth + 1, "Issuer", leaf.issuer)
     out.field(depth + 1, "SANs", ", ".join(names) or "(none)")
-    out.field(depth + 1, "Valid", f"{validity} ({days_left(leaf, scanned_at)} days left)")
+    left = whole_days_left(leaf.not_after, scanned_at)
+    out.field(depth + 1, "Valid", f"{validity} ({left} days left)")
     out.field(depth + 1, "Key", f"{leaf.key_type} {leaf.key_bits} bits")
     out.field(depth + 1, "Signature hash", leaf.signature_hash or "unknown")
     out.field(depth + 1, "SHA-256 fingerprint", leaf.fingerprint_sha256)

@@ -19,6 +19,7 @@ from scanner._errors import (
     ScanError,
     TlsHandshakeError,
     Unreachable,
+    quoted,
 )
 
 # RFC 2449 limits a reply line to 512 octets; allow slack for servers that stretch it, but no
@@ -50,7 +51,7 @@ def parse_reply(line: bytes) -> Reply:
         return Reply(ok=False, continuation=False, text=text[5:], line=text)
     if text == "+" or text.startswith("+ "):
         return Reply(ok=True, continuation=True, text=text[2:], line=text)
-    raise ValueError(f"not a POP3 reply: {text[:80]!r}")
+    raise ValueError(f"not a POP3 reply: {quoted(text, 80)}")
 
 
 def parse_capabilities(lines: list[bytes]) -> tuple[str, ...]:

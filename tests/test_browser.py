@@ -218,6 +218,8 @@ def test_scan_now_shows_the_verdicts_once_a_worker_has_scanned(
     result = check_row(operator_page, "pop3.plaintext_login")
     expect(result).to_contain_text("fail", timeout=SCAN_SHOWS_WITHIN)
     expect(operator_page).not_to_have_url(re.compile("scanning="))
+    # The first scan of a server changes every check from "not checked": the page says so.
+    expect(operator_page.locator("#scan-result")).to_contain_text(re.compile(r"\d+ changes\."))
     expect(check_row(operator_page, "pop3s.available")).to_contain_text("pass")
     expect(operator_page.get_by_role("heading", level=1)).to_contain_text("Non-compliant")
     run = ScanRun.objects.get(server=server)
@@ -346,7 +348,7 @@ def test_the_keyboard_reaches_skip_link_filters_and_matrix_in_order_with_visible
     # The matrix's column headers (sort, filter by check), then each server's page.
     headers = hrefs(viewer_page, "table.matrix thead a")
     servers = hrefs(viewer_page, "table.matrix tbody a")
-    assert len(filter_ids) == 7 and len(servers) == len(fleet)
+    assert len(filter_ids) == 8 and len(servers) == len(fleet)
     links = headers + servers
     stops = tab_until(viewer_page, links[-1])
     assert stops[0]["text"] == "Skip to content"

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from pop3lab.certs import make_cert, root_ca_pem
 from scanner._certs import parse_certificate
+from scanner._errors import quoted
 from scanner._evaluate import evaluate
 from scanner._facts import (
     CertificateFacts,
@@ -226,7 +227,7 @@ def test_plaintext_login(facts: Pop3Facts, status: str) -> None:
 def test_a_confirmed_plaintext_login_quotes_the_reply_to_user() -> None:
     facts = pop3(plaintext_login="accepted", user_reply="+OK", certainty="confirmed")
     result = check("pop3.plaintext_login", endpoint(pop3=facts))
-    assert "accepts USER before TLS on port 110 ('+OK')" in result.summary
+    assert "accepts USER before TLS on port 110 (“+OK”)" in result.summary
     assert "-LoginType SecureLogin" in result.remediation
     assert "disable_plaintext_auth = yes" in result.remediation
 
@@ -267,7 +268,7 @@ def test_a_closed_cleartext_port_is_skipped_even_under_implicit_tls_only() -> No
                 stls=StlsFacts("protocol_error", reply="-ERR Command is not valid in this state.")
             ),
             "fail",
-            "refuses STLS: '-ERR Command is not valid",
+            "refuses STLS: “-ERR Command is not valid",
         ),
         (
             pop3(stls=StlsFacts("tls_error", error="wrong version number")),
@@ -517,3 +518,31 @@ def test_dns_srv_is_skipped_without_a_domain_and_an_error_when_lookup_failed() -
     assert check("dns.srv").status == "skip"
     failed = replace(DNS_OK, srv_domain="example.test", srv_error="SERVFAIL")
     assert check("dns.srv", dns=failed).status == "error"
+
+
+@pytest.mark.parametrize(
+    ("facts", "expected"),
+    [
+        (
+            pop3(plaintext_login="refused", user_reply="-ERR nope", evidence=None),
+            "(“-ERR nope”)",
+        ),
+        (
+            pop3(
+                plaintext_login="accepted",
+                certainty="likely",
+                evidence="USER before TLS answered “+OK” (USER not advertised in CAPA)",
+            ),
+            "(USER before TLS answered “+OK” (USER not advertised in CAPA))",
+        ),
+    ],
+)
+def test_summaries_quote_a_reply_once_and_never_quote_a_quote(facts, expected) -> None:
+    summary = check("pop3.plaintext_login", endpoint(pop3=facts)).summary
+    assert expected in summary
+    assert "'" not in summary and "““" not in summary
+
+
+def test_the_quoting_helper_trims_and_escapes_the_reply() -> None:
+    assert quoted("+OK ready\r\n") == "“+OK ready”"
+    assert quoted("-ERR \x1b[31m" + "x" * 200, 20) == "“-ERR \\x1b[31m" + "x" * 10 + "…”"

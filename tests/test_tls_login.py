@@ -164,7 +164,7 @@ def test_a_wrong_password_fails_quoting_the_server_with_a_fix(emulated: Emulated
     report, server = scan_with(emulated, EXCHANGE, Credentials(USER, "stale-password"))
     check = check_of(report, "pop3.tls_login")
     assert check.status == "fail"
-    assert f"'{EXCHANGE_REFUSAL}'" in check.summary
+    assert f"“{EXCHANGE_REFUSAL}”" in check.summary
     assert "Set-CASMailbox <user> -PopEnabled $true" in check.remediation
     assert "locked" in check.remediation
     assert report.compliant is False
@@ -449,7 +449,7 @@ def test_dovecot_rejects_a_wrong_password_after_its_delay(
     report = scan_dovecot(emulated, dovecot_with_monitor, Credentials(USER, "stale-password"))
     check = check_of(report, "pop3.tls_login")
     assert check.status == "fail"
-    assert "'-ERR [AUTH] Authentication failed.'" in check.summary
+    assert "“-ERR [AUTH] Authentication failed.”" in check.summary
 
 
 # --- The command line ---------------------------------------------------------------------------

@@ -7,13 +7,14 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.utils import timezone
 
 from popcompliance.alerts.models import AlertState
 
-# What <input type="datetime-local"> sends and expects (minutes are precise enough for a
-# change window).
-LOCAL_INPUT_FORMAT = "%Y-%m-%dT%H:%M"
+# The acknowledgement's end is typed as ISO 8601 in UTC, as every time on the page reads
+# (a datetime-local input would show the browser's locale format instead). Minutes are
+# precise enough for a change window; the "T" form is accepted too.
+UNTIL_FORMAT = "%Y-%m-%d %H:%M"
+UNTIL_INPUT_FORMATS = [UNTIL_FORMAT, "%Y-%m-%dT%H:%M"]
 COMMENT_MAX_LENGTH = 2000
 
 
@@ -37,20 +38,23 @@ class AcknowledgeForm(forms.Form):
     until = forms.DateTimeField(
         label="Until",
         required=False,
-        input_formats=[LOCAL_INPUT_FORMAT],
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=LOCAL_INPUT_FORMAT),
-        help_text=(
-            f"Optional, {settings.TIME_ZONE} time: reminders resume after this moment. "
-            "Leave it empty to stop them until the alert is resolved."
+        input_formats=UNTIL_INPUT_FORMATS,
+        widget=forms.DateTimeInput(
+            attrs={"placeholder": "YYYY-MM-DD HH:MM", "inputmode": "numeric", "size": 18},
+            format=UNTIL_FORMAT,
         ),
+        help_text=(
+            f"Optional, as YYYY-MM-DD HH:MM in {settings.TIME_ZONE}: reminders resume after "
+            "this moment. Leave it empty to stop them until the alert is resolved."
+        ),
+        error_messages={
+            "invalid": "Write the moment as YYYY-MM-DD HH:MM, for example 2026-12-31 18:00."
+        },
     )
 
     def __init__(self, *args: Any, now: datetime, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.now = now
-        # Browsers then refuse a past moment before sending; clean_until still decides.
-        earliest = timezone.localtime(now).strftime(LOCAL_INPUT_FORMAT)
-        self.fields["until"].widget.attrs["min"] = earliest
 
     def clean_until(self) -> datetime | None:
         until: datetime | None = self.cleaned_data.get("until")

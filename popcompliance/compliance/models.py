@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from popcompliance.inventory.models import Server
+from scanner import login_type_label
 
 
 class CheckStatus(models.TextChoices):
@@ -61,6 +62,10 @@ class ServerAddress(models.Model):
 
     def get_absolute_url(self) -> str:
         return self.server.get_absolute_url()
+
+    @property
+    def login_type_label(self) -> str:
+        return login_type_label(self.login_type, self.product)
 
 
 class CheckState(models.Model):
@@ -226,10 +231,15 @@ class Certificate(models.Model):
         ordering = ["not_after"]
 
     def __str__(self) -> str:
-        return f"{self.common_name or self.subject} ({self.fingerprint_sha256[:16]}…)"
+        return f"{self.common_name or self.subject} ({self.fingerprint_prefix}…)"
 
     def get_absolute_url(self) -> str:
         return reverse("dashboard:certificate", args=[self.pk])
+
+    @property
+    def fingerprint_prefix(self) -> str:
+        """Enough of the SHA-256 fingerprint to tell apart certificates of the same name."""
+        return self.fingerprint_sha256[:16]
 
 
 class CertificateSighting(models.Model):
@@ -257,6 +267,14 @@ class CertificateSighting(models.Model):
 
     def get_absolute_url(self) -> str:
         return self.certificate.get_absolute_url()
+
+    @property
+    def entry_point(self) -> str:
+        """The port and how TLS was reached there: "995", or "110 after STLS" on the server's
+        cleartext port. Reads the server (select it with the sighting)."""
+        if self.port == self.server.pop3_port:
+            return f"{self.port} after STLS"
+        return str(self.port)
 
 
 class FleetSnapshot(models.Model):

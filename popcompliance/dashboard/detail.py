@@ -14,6 +14,7 @@ import scanner
 from popcompliance.alerts.models import Alert
 from popcompliance.compliance.models import (
     CertificateSighting,
+    Change,
     CheckState,
     ScanRun,
     ServerAddress,
@@ -112,6 +113,28 @@ def _certificates_by_fingerprint(server: Server) -> dict[str, int]:
     """Certificate ids by fingerprint, to link a chain's leaf to its certificate page."""
     sightings = CertificateSighting.objects.filter(server=server)
     return dict(sightings.values_list("certificate__fingerprint_sha256", "certificate_id"))
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a finished "scan now" changed, for the banner the server page shows after it:
+    the status changes recorded by that run, and the checks still confirming a change (a
+    regression is only recorded after a second look)."""
+
+    run: ScanRun
+    changes: list[Change]
+    confirming: int
+
+
+def scan_result(server: Server, run_id: int | None) -> ScanResult | None:
+    """The result of scan `run_id` of `server`, or None when there is no such run (two
+    queries)."""
+    run = server.scan_runs.defer("facts").filter(pk=run_id).first() if run_id else None
+    if run is None:
+        return None
+    changes = list(run.changes.order_by("check_id", "address"))
+    confirming = server.check_states.exclude(candidate_status="").count()
+    return ScanResult(run, changes, confirming)
 
 
 def newest_run_after(server_id: int, after: int) -> ScanRun | None:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from scanner import login_type_label, whole_days_left
+
 Json = dict[str, Any]
 
 
@@ -39,6 +41,10 @@ class EndpointView:
     pop3s: Json
     stls: Json | None
     tls: list[TlsEntry]
+
+    @property
+    def login_type_label(self) -> str:
+        return login_type_label(self.login_type, self.product)
 
     @property
     def banner(self) -> str | None:
@@ -130,7 +136,7 @@ def _certificate(certificate: Json, now: datetime) -> Json:
     for name in ("not_before", "not_after"):
         shown[name] = parse_time(certificate.get(name))
     if shown["not_after"] is not None:
-        shown["days_left"] = (shown["not_after"] - now).days
+        shown["days_left"] = whole_days_left(shown["not_after"], now)
     return shown
 
 
@@ -163,7 +169,7 @@ def _endpoint_facts(view: EndpointView) -> dict[str, str]:
     at = view.address
     found = {
         f"{at} product": view.product or "?",
-        f"{at} LoginType": view.login_type or "?",
+        f"{at} LoginType": view.login_type_label,
         f"{at} banner": view.banner or "(none)",
         f"{at} POP3 port": _outcome(view.pop3),
         f"{at} plaintext login": str(view.pop3.get("plaintext_login", "?")),

@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 
 from popcompliance.dashboard.catalog import CHECK_IDS, CHECK_TITLES, SERVER_STATUS_ORDER
+from popcompliance.dashboard.queries import CLEARTEXT
 
 RESULT_CHOICES = [
     ("", "Any result"),
@@ -17,6 +18,7 @@ RESULT_CHOICES = [
     ("pass", "Pass"),
     ("skip", "Skip (not applicable)"),
 ]
+EXPOSURE_CHOICES = [("", "Any"), (CLEARTEXT, "Accepts passwords in the clear")]
 SORT_CHOICES = [
     ("name", "Name A–Z"),
     ("-name", "Name Z–A"),
@@ -36,6 +38,7 @@ class OverviewFilter(forms.Form):
     status = forms.ChoiceField(required=False)
     check = forms.ChoiceField(required=False)
     result = forms.ChoiceField(required=False, choices=RESULT_CHOICES)
+    exposure = forms.ChoiceField(required=False, choices=EXPOSURE_CHOICES)
     sort = forms.ChoiceField(required=False, choices=SORT_CHOICES)
 
     def __init__(self, data: Any, *, sites: list[str], tags: list[str]) -> None:

@@ -29,6 +29,7 @@ from django.db.models import (
 )
 from django.utils.safestring import SafeString
 
+import scanner
 from popcompliance.alerts.models import Alert, AlertState
 from popcompliance.alerts.outbox import EmailHealth, email_health
 from popcompliance.celery import DISPATCH_EVERY
@@ -62,6 +63,8 @@ TREND_DAYS = 90
 
 # "Not passing": what an operator means by "servers failing cert.name".
 PROBLEM_STATUSES = ("fail", "warn", "error")
+# The overview's preset filter `exposure=cleartext`.
+CLEARTEXT = "cleartext"
 
 
 def status_counts() -> dict[str, int]:
@@ -70,6 +73,22 @@ def status_counts() -> dict[str, int]:
     rows = Server.objects.order_by("status").values_list("status").annotate(n=Count("*"))
     found = dict(rows)
     return {status.value: found.get(status.value, 0) for status in SERVER_STATUS_ORDER}
+
+
+def accepts_cleartext() -> Exists:
+    """Whether some address of the server fails a check of a password sent in the clear."""
+    return Exists(
+        CheckState.objects.filter(
+            server=OuterRef("pk"),
+            check_id__in=scanner.CLEARTEXT_PASSWORD_CHECK_IDS,
+            status="fail",
+        )
+    )
+
+
+def cleartext_count() -> int:
+    """How many servers accept a password in the clear (one query)."""
+    return Server.objects.filter(accepts_cleartext()).count()
 
 
 def sites() -> list[str]:
@@ -94,8 +113,9 @@ SORTS: dict[str, tuple[Any, ...]] = {
 
 def filtered_servers(filters: dict[str, str]) -> QuerySet[Server]:
     """Servers matching the overview's filters (all optional): `q` (name or host contains),
-    `site`, `tag`, `status`, and `check` with `result` (servers whose check has that result on
-    some address; `problem` means fail, warn or error). Sorted by `sort`. Lazy: no query yet."""
+    `site`, `tag`, `status`, `check` with `result` (servers whose check has that result on
+    some address; `problem` means fail, warn or error), and `exposure` ("cleartext": servers
+    that accept a password in the clear). Sorted by `sort`. Lazy: no query yet."""
     servers = Server.objects.annotate(status_rank=_status_rank())
     if filters.get("q"):
         servers = servers.filter(Q(name__icontains=filters["q"]) | Q(host__icontains=filters["q"]))
@@ -107,6 +127,8 @@ def filtered_servers(filters: dict[str, str]) -> QuerySet[Server]:
         servers = servers.filter(status=filters["status"])
     if filters.get("check") or filters.get("result"):
         servers = servers.filter(Exists(_matching_states(filters)))
+    if filters.get("exposure") == CLEARTEXT:
+        servers = servers.filter(accepts_cleartext())
     return servers.order_by(*SORTS.get(filters.get("sort") or "name", SORTS["name"]))
 
 

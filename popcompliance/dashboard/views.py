@@ -19,7 +19,7 @@ from popcompliance.compliance.tasks import ScanNotQueued, request_scan
 from popcompliance.dashboard import queries
 from popcompliance.dashboard.catalog import CHECK_IDS, CHECK_TITLES
 from popcompliance.dashboard.compare import compare
-from popcompliance.dashboard.detail import newest_run_after, server_context
+from popcompliance.dashboard.detail import newest_run_after, scan_result, server_context
 from popcompliance.dashboard.forms import CertificateFilter, OverviewFilter
 from popcompliance.inventory.models import Server, Tag
 
@@ -45,10 +45,13 @@ def overview(request: HttpRequest) -> HttpResponse:
     filters = form.filters()
     servers = queries.filtered_servers(filters).prefetch_related("tags")
     page = Paginator(servers, SERVERS_PER_PAGE).get_page(request.GET.get("page"))
+    counts = queries.status_counts()
     context = {
         "form": form,
         "filtered": bool(filters),
-        "counts": queries.status_counts(),
+        "counts": counts,
+        "no_servers": not any(counts.values()),
+        "cleartext": queries.cleartext_count(),
         "page": page,
         "rows": queries.matrix(page),
         "check_ids": CHECK_IDS,
@@ -66,9 +69,11 @@ def overview(request: HttpRequest) -> HttpResponse:
 @login_required
 def server_page(request: HttpRequest, pk: int) -> HttpResponse:
     """Everything about one server; `?scanning=<run id>` shows the progress of a scan that
-    was started after that run."""
-    context = server_context(_server(pk), timezone.now())
+    was started after that run, and `?scanned=<run id>` what that scan changed."""
+    server = _server(pk)
+    context = server_context(server, timezone.now())
     context["scanning"] = _run_id(request.GET.get("scanning"))
+    context["scanned"] = scan_result(server, _run_id(request.GET.get("scanned")))
     return render(request, "dashboard/server.html", context)
 
 

@@ -73,6 +73,10 @@ class ServerFilterForm(forms.Form):
         self.fields["tag"].choices = [("", "Any"), *((t, t) for t in tags)]
 
 
+# The password's help when none is stored (a new server, or one without credentials).
+NO_STORED_PASSWORD_HELP = "Needed with a username; it is stored encrypted and never shown."
+
+
 class ServerForm(forms.ModelForm):
     """Add or edit a server. Owners and tags are typed as text; unknown tags are created. The
     monitoring password is write-only: never rendered back, blank keeps the stored one."""
@@ -133,6 +137,8 @@ class ServerForm(forms.ModelForm):
                 tag.name for tag in self.instance.tags.all()
             )
             self.fields["monitor_username"].initial = self.instance.monitor_username
+        if not self.instance.has_monitor_password:
+            self.fields["monitor_password"].help_text = NO_STORED_PASSWORD_HELP
         if not (self.instance.monitor_username or self.instance.has_monitor_password):
             del self.fields["remove_monitor_credentials"]  # nothing stored to remove
 

@@ -191,6 +191,8 @@ class Server(models.Model):
         return reverse("dashboard:server", args=[self.pk])
 
     def clean(self) -> None:
+        if not self.host:
+            return  # the field's own "required" error says it; the scanner's would repeat it
         try:
             # Without credentials: the forms check those, and a password stored under an old
             # key must not block other edits.

@@ -1,6 +1,7 @@
 // "Scan now" progress on the server page: polls the small JSON view named in
 // #scan-progress[data-status-url] until a scan newer than the one shown is stored, then
-// reloads the page without the ?scanning parameter. One mechanism only: polling.
+// reloads the page with ?scanned=<its id> instead of ?scanning, so the page says what the
+// scan changed. One mechanism only: polling.
 (function () {
   "use strict";
   var box = document.getElementById("scan-progress");
@@ -26,7 +27,8 @@
       run.compliant === true ? "compliant" : run.compliant === false ? "non-compliant" : "unknown";
     box.classList.add("done");
     say("Scan finished: " + verdict + ". Loading the result…");
-    window.location.replace(box.dataset.doneUrl);
+    // The page then says what this scan changed (?scanned=<run id>).
+    window.location.replace(box.dataset.doneUrl + "?scanned=" + encodeURIComponent(run.id) + "#scan-result");
   }
 
   function poll() {

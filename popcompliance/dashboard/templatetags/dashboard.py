@@ -11,8 +11,10 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timesince
 
 from popcompliance.dashboard.catalog import Badge, badge_html, cell_html, check_badge, server_badge
+from scanner import whole_days_left
 
 register = template.Library()
 
@@ -58,6 +60,33 @@ def lookup(mapping: dict[Any, Any] | None, key: Any) -> Any:
     return (mapping or {}).get(key)
 
 
+# Below a minute, timesince says "0 minutes", which reads like a fault.
+_JUST_NOW = 60
+
+
+@register.filter
+def ago(moment: datetime | None, now: datetime | None = None) -> str:
+    """How long ago `moment` was: 'just now' within a minute, else '3 hours, 5 minutes ago'.
+    The one way pages say when something happened."""
+    if moment is None:
+        return "never"
+    now = now or timezone.now()
+    if (now - moment).total_seconds() < _JUST_NOW:
+        return "just now"
+    return f"{timesince(moment, now)} ago"
+
+
+@register.filter
+def duration(start: datetime | None, end: datetime | None = None) -> str:
+    """How long from `start` to `end` (default now): 'under a minute', else '2 days, 3 hours'."""
+    if start is None:
+        return "unknown"
+    end = end or timezone.now()
+    if (end - start).total_seconds() < _JUST_NOW:
+        return "under a minute"
+    return timesince(start, end)
+
+
 @register.filter
 def countdown(moment: datetime | None, now: datetime | None = None) -> str:
     """'in 12 days', 'expires today', 'expired 3 days ago': whole days, as an expiry reads."""
@@ -65,10 +94,19 @@ def countdown(moment: datetime | None, now: datetime | None = None) -> str:
         return "unknown"
     now = now or timezone.now()
     if moment < now:
-        days = (now - moment).days
+        days = whole_days_left(now, moment)  # whole days since, counted the same way
         return "expired today" if days == 0 else f"expired {_days(days)} ago"
-    days = (moment - now).days
+    days = whole_days_left(moment, now)
     return "expires today" if days == 0 else f"in {_days(days)}"
+
+
+@register.filter
+def days_left(moment: datetime | None, now: datetime | None = None) -> str:
+    """'12 days', '1 day', 'less than a day': what is left before `moment`, for "in …"."""
+    if moment is None:
+        return "an unknown time"
+    days = whole_days_left(moment, now or timezone.now())
+    return "less than a day" if days <= 0 else _days(days)
 
 
 def _days(days: int) -> str:
@@ -80,7 +118,7 @@ def expiry_colour(moment: datetime | None, now: datetime | None = None) -> str:
     """red when expired or within 7 days, amber within 30, else green."""
     if moment is None:
         return "grey"
-    days = (moment - (now or timezone.now())).days
+    days = whole_days_left(moment, now or timezone.now())
     return "red" if days < 7 else "amber" if days < 30 else "green"
 
 
