@@ -19,7 +19,19 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("POPC_VAR_DIR") or BASE_DIR / "var").resolve()
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY") or "insecure-development-key-set-SECRET_KEY-in-production"
+# Signs sessions and CSRF tokens. Without DEBUG the dashboard is in production, where a known
+# key lets anyone forge a session: it refuses to start without a key of its own. `make run`
+# generates one under var/ on its first start.
+POPC_DEVELOPMENT_SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
+SECRET_KEY = env_str("SECRET_KEY").strip() or POPC_DEVELOPMENT_SECRET_KEY
+# The development key, and the placeholder of .env.example, are public.
+if not DEBUG and SECRET_KEY in (POPC_DEVELOPMENT_SECRET_KEY, "change-me"):
+    raise ConfigurationError(
+        "SECRET_KEY is not set (or is the public development key or .env.example's "
+        "placeholder): set SECRET_KEY, or SECRET_KEY_FILE, to a long random string, e.g. "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`; or set DEBUG=true "
+        "on a development machine"
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 
 INSTALLED_APPS = [
@@ -107,6 +119,18 @@ TEMPLATES = [
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "accounts:login"
+
+# Every password a person sets (the Users page, the password change, the Django admin,
+# `ensure_admin`) must pass these; accounts created in code bypass them.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 
 # Login throttling (django-axes, popcompliance.accounts.throttle) on every password sign-in:
 # the login page, the Django admin's, anything calling authenticate(). Failures are counted

@@ -5,10 +5,15 @@ with a SQLite URL). The tests' own Redis is started by a fixture (tests/services
 """
 
 import os
+import secrets
 
 import dj_database_url
 
-from popcompliance.settings import *  # noqa: F403
+# Production settings refuse to start without a key of their own; the tests' is random, and the
+# processes they start (make run, manage.py) inherit it.
+os.environ.setdefault("SECRET_KEY", f"tests-{secrets.token_urlsafe(32)}")
+
+from popcompliance.settings import *  # noqa: E402, F403
 
 TEST_DATABASE_URL = os.environ.get(
     "POPC_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/popcompliance"
