@@ -305,7 +305,8 @@ for _network in POPC_SCAN_ALLOW_NETWORKS:
         raise ConfigurationError(f"POPC_SCAN_ALLOW_NETWORKS: {_exc}") from None
 # Fernet keys for the servers' monitoring passwords, comma-separated: the first encrypts, all
 # decrypt, so a key is rotated by putting a new one first and running `manage.py
-# rotate_credentials_key`. Empty: a key derived from SECRET_KEY (the deploy check warns).
+# rotate_credentials_key`. Empty: a key derived from SECRET_KEY (the deploy check warns); once
+# set, that key decrypts nothing, and `migrate` moves the passwords it encrypted to this one.
 POPC_CREDENTIALS_KEY = env_list("POPC_CREDENTIALS_KEY", [])
 for _number, _key in enumerate(POPC_CREDENTIALS_KEY, start=1):
     try:

@@ -22,6 +22,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+import scanner
 from pop3lab.config import EndpointConfig
 from popcompliance.compliance.models import CheckState, ScanRun
 from popcompliance.compliance.recording import record_report
@@ -304,12 +305,65 @@ def test_rotation_lists_the_passwords_no_key_decrypts_and_leaves_them(server, se
 def test_without_a_key_the_password_follows_secret_key(server, settings):
     settings.POPC_CREDENTIALS_KEY = []
     token = stored_token(with_account(server))
-    # Setting a key later keeps what the derived key encrypted readable, until rotation.
-    settings.POPC_CREDENTIALS_KEY = [KEY_A]
     assert credentials.decrypt(token) == PASSWORD
     settings.SECRET_KEY = "another secret key"
     with pytest.raises(credentials.UndecryptablePassword):
         credentials.decrypt(token)
+
+
+def store_under_secret_key(server: Server, secret_key: str) -> str:
+    """A token as a release before POPC_CREDENTIALS_KEY existed wrote it, with the key it
+    derived from `secret_key`, by Fernet itself."""
+    token = Fernet(credentials.derived_key(secret_key)).encrypt(PASSWORD.encode()).decode()
+    Server.objects.filter(pk=server.pk).update(
+        monitor_username="monitor", monitor_password_encrypted=token
+    )
+    return token
+
+
+def test_a_configured_key_refuses_the_key_derived_from_secret_key(server, settings):
+    token = store_under_secret_key(server, settings.SECRET_KEY)
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    with pytest.raises(credentials.UndecryptablePassword):
+        credentials.decrypt(token)
+
+
+@pytest.mark.parametrize("former", ["SECRET_KEY", "POPC_DEVELOPMENT_SECRET_KEY"])
+def test_migrate_moves_passwords_of_a_derived_key_to_the_configured_key(
+    server, settings, capsys, former
+):
+    # `make run` before it generated keys ran on the development key; now SECRET_KEY is new.
+    store_under_secret_key(server, getattr(settings, former))
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    call_command("migrate", stdout=StringIO())
+    assert "Moved 1 monitoring password(s) to POPC_CREDENTIALS_KEY" in capsys.readouterr().out
+    assert Fernet(KEY_A).decrypt(stored_token(server).encode()).decode() == PASSWORD
+    server.refresh_from_db()
+    assert server.monitoring_credentials() == scanner.Credentials("monitor", PASSWORD)
+
+
+def test_migrate_leaves_passwords_of_the_configured_keys_alone(server, settings, capsys):
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    token = stored_token(with_account(server))
+    settings.POPC_CREDENTIALS_KEY = [KEY_B, KEY_A]  # rotation is the command's job
+    call_command("migrate", stdout=StringIO())
+    assert stored_token(server) == token
+    assert "Moved" not in capsys.readouterr().out
+
+
+def test_migrate_names_the_passwords_no_key_decrypts(server, settings, capsys):
+    token = store_under_secret_key(server, "a key nobody has any more")
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    call_command("migrate", stdout=StringIO())
+    assert "set their passwords again: mail01" in capsys.readouterr().err
+    assert stored_token(server) == token
+
+
+def test_rotation_moves_passwords_of_the_derived_key_too(server, settings):
+    store_under_secret_key(server, settings.SECRET_KEY)
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    call_command("rotate_credentials_key", stdout=StringIO())
+    assert Fernet(KEY_A).decrypt(stored_token(server).encode()).decode() == PASSWORD
 
 
 def test_the_cipher_is_built_once_per_key_setting(settings):
