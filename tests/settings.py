@@ -13,7 +13,7 @@ import dj_database_url
 # processes they start (make run, manage.py) inherit it.
 os.environ.setdefault("SECRET_KEY", f"tests-{secrets.token_urlsafe(32)}")
 
-from popcompliance.settings import *  # noqa: E402, F403
+from popcompliance.settings import *  # noqa: F403
 
 TEST_DATABASE_URL = os.environ.get(
     "POPC_TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/popcompliance"
