@@ -48,7 +48,6 @@ INSTALLED_APPS = [
     "popcompliance.dashboard",
     "popcompliance.audit",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     # Swagger UI and Redoc as static files, for the API's documentation pages.
     "drf_spectacular_sidecar",
@@ -213,7 +212,7 @@ WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = not STATIC_ROOT.is_dir()
 REST_FRAMEWORK = {
     # Token first, so a request without credentials gets 401 with WWW-Authenticate, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "popcompliance.api.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -224,6 +223,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+# Days a new API token lasts unless its owner picks otherwise; 0: tokens never expire.
+POPC_API_TOKEN_DAYS = env_int("POPC_API_TOKEN_DAYS", 90)
+if POPC_API_TOKEN_DAYS < 0:
+    raise ConfigurationError("POPC_API_TOKEN_DAYS must be 0 (never expire) or more")
 SPECTACULAR_SETTINGS = {
     "TITLE": "PopCompliance API",
     "DESCRIPTION": (

@@ -19,7 +19,6 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 import scanner
@@ -31,7 +30,7 @@ from popcompliance.inventory import credentials
 from popcompliance.inventory.forms import ServerForm
 from popcompliance.inventory.models import Server
 from tests.conftest import lab_server, server_form_data
-from tests.people import client_as, make_user
+from tests.people import client_as, make_user, token_for
 from tests.test_security import deploy_check, production_env
 
 pytestmark = pytest.mark.django_db
@@ -175,8 +174,7 @@ def test_the_csv_export_carries_no_credentials(viewer, server):
 
 def api_as(role: str) -> APIClient:
     client = APIClient()
-    token = Token.objects.create(user=make_user(role, f"api-{role}"))
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(make_user(role, f'api-{role}'))}")
     return client
 
 

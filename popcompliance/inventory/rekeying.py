@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.apps import apps as installed_apps
 from django.apps.registry import Apps
 from django.conf import settings
 from django.db.models import QuerySet
@@ -48,8 +49,10 @@ def reencrypt_passwords(
     return Reencrypted(count, unreadable)
 
 
-def move_off_former_keys(apps: Apps, using: str, verbosity: int = 1, **kwargs: Any) -> None:
-    """post_migrate: once POPC_CREDENTIALS_KEY is set, re-encrypt under it the passwords that a
+def move_off_former_keys(
+    using: str, apps: Apps = installed_apps, verbosity: int = 1, **kwargs: Any
+) -> None:
+    """post_migrate (also sent by `flush`, without `apps`): once POPC_CREDENTIALS_KEY is set, re-encrypt under it the passwords that a
     key derived from SECRET_KEY (or from the development key) encrypted, since those keys no
     longer decrypt anything in use."""
     if not settings.POPC_CREDENTIALS_KEY:
