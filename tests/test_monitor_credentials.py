@@ -5,6 +5,9 @@ The cast: an admin, an operator and a viewer (API tokens for the API tests)."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from io import StringIO
@@ -31,7 +34,7 @@ from popcompliance.inventory.forms import ServerForm
 from popcompliance.inventory.models import Server
 from tests.conftest import lab_server, server_form_data
 from tests.people import client_as, make_user, token_for
-from tests.test_security import deploy_check, production_env
+from tests.test_security import ROOT, deploy_check, production_env
 
 pytestmark = pytest.mark.django_db
 
@@ -444,3 +447,39 @@ def test_an_undecryptable_password_is_explained_and_spares_the_batch(lab_mail, f
     assert (state.status, state.summary) == ("error", UNDECRYPTABLE_SUMMARY)
     assert "set the monitoring password again" in state.remediation.lower()
     assert login_state(healthy).status == "pass"
+
+
+def test_the_first_start_with_generated_keys_moves_passwords_off_the_development_key(
+    tmp_path: Path,
+) -> None:
+    """What `make run` does on its first start with a key of its own: a new SECRET_KEY and
+    POPC_CREDENTIALS_KEY, then `migrate`, on a database of the development key's days."""
+    database = tmp_path / "popcompliance.sqlite3"
+    base = production_env(tmp_path, DATABASE_URL=f"sqlite:///{database}")
+    old = {**base, "DEBUG": "true", "POPC_CREDENTIALS_KEY": ""}
+    del old["SECRET_KEY"]
+    assert migrate(old).returncode == 0
+    # Stored as the development key's days stored it, through the model.
+    store = (
+        "from django.utils import timezone; from popcompliance.inventory.models import Server; "
+        "server = Server(name='mail01', host='pop.example.com', monitor_username='monitor'); "
+        f"server.set_monitor_password({PASSWORD!r}, timezone.now()); server.save()"
+    )
+    command = [sys.executable, "manage.py", "shell", "-c", store]
+    assert subprocess.run(command, cwd=ROOT, env=old, timeout=120).returncode == 0
+    with sqlite3.connect(database) as db:
+        [(token,)] = db.execute("SELECT monitor_password_encrypted FROM inventory_server")
+    dev_key = credentials.derived_key("insecure-development-key-set-SECRET_KEY-in-production")
+    assert Fernet(dev_key).decrypt(token.encode()).decode() == PASSWORD
+
+    result = migrate({**base, "POPC_CREDENTIALS_KEY": KEY_A})
+
+    assert "Moved 1 monitoring password(s) to POPC_CREDENTIALS_KEY" in result.stdout
+    with sqlite3.connect(database) as db:
+        [(token,)] = db.execute("SELECT monitor_password_encrypted FROM inventory_server")
+    assert Fernet(KEY_A).decrypt(token.encode()).decode() == PASSWORD
+
+
+def migrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "manage.py", "migrate", "--noinput"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
