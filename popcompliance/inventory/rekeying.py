@@ -52,9 +52,9 @@ def reencrypt_passwords(
 def move_off_former_keys(
     using: str, apps: Apps = installed_apps, verbosity: int = 1, **kwargs: Any
 ) -> None:
-    """post_migrate (also sent by `flush`, without `apps`): once POPC_CREDENTIALS_KEY is set, re-encrypt under it the passwords that a
-    key derived from SECRET_KEY (or from the development key) encrypted, since those keys no
-    longer decrypt anything in use."""
+    """post_migrate (also sent by `flush`, without `apps`): once POPC_CREDENTIALS_KEY is set,
+    re-encrypt under it the passwords that a key derived from SECRET_KEY (or from the
+    development key) encrypted, since those keys no longer decrypt anything in use."""
     if not settings.POPC_CREDENTIALS_KEY:
         return
     try:
