@@ -188,3 +188,17 @@ def test_the_clear_tokens_of_authtoken_are_migrated_and_keep_working() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT COUNT(*) FROM authtoken_token")
         assert cursor.fetchone() == (0,)
+
+
+def test_the_page_runs_a_fixed_number_of_queries(django_assert_num_queries) -> None:
+    admin = make_user("admin", "chief")
+    client = signed_in(admin)
+    for n in range(3):
+        token_for(make_user("viewer", f"user{n}"))
+    # Session, user, role, the tokens with their owners.
+    with django_assert_num_queries(4):
+        client.get(PAGE)
+    for n in range(3, 9):
+        token_for(make_user("operator", f"user{n}"))
+    with django_assert_num_queries(4):
+        client.get(PAGE)

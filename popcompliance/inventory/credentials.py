@@ -61,13 +61,14 @@ def _cipher_with_former_keys() -> MultiFernet:
     return _cipher(configured + _derived_keys(*secret_keys))
 
 
+# Both caches are keyed by the settings they are built from, so a changed setting (a test's
+# override) takes effect; they spare each encrypt and decrypt the HKDF derivations and the
+# building of the ciphers.
 @functools.lru_cache(maxsize=8)
 def _derived_keys(*secret_keys: str) -> tuple[str, ...]:
     return tuple(derived_key(secret_key).decode() for secret_key in dict.fromkeys(secret_keys))
 
 
-# Keyed by the keys it is built from, so a changed setting (a test's override) takes effect;
-# the cache spares each encrypt and decrypt the HKDF derivation.
 @functools.lru_cache(maxsize=8)
 def _cipher(keys: tuple[str, ...]) -> MultiFernet:
     return MultiFernet([Fernet(key) for key in keys])
