@@ -76,8 +76,10 @@ def services(embedded: bool, workdir: Path) -> Iterator[str]:
     yields a description of the storage and broker."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "popcompliance.settings"
     os.environ["POPC_VAR_DIR"] = str(workdir / "var")
-    # Quiet, known admin account: ensure_admin runs as in `make run`.
-    os.environ.setdefault("DJANGO_SUPERUSER_PASSWORD", "bench-only")
+    # Production settings need a key of their own, as `make run` generates one.
+    os.environ.setdefault("SECRET_KEY", "bench-" + os.urandom(16).hex())
+    # Quiet, known admin account: ensure_admin runs as in `make run` (and validates it).
+    os.environ.setdefault("DJANGO_SUPERUSER_PASSWORD", "bench-only-admin-passphrase")
     for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
         os.environ.pop(name, None)
     if embedded:

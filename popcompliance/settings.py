@@ -19,7 +19,19 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("POPC_VAR_DIR") or BASE_DIR / "var").resolve()
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY") or "insecure-development-key-set-SECRET_KEY-in-production"
+# Signs sessions and CSRF tokens. Without DEBUG the dashboard is in production, where a known
+# key lets anyone forge a session: it refuses to start without a key of its own. `make run`
+# generates one under var/ on its first start.
+POPC_DEVELOPMENT_SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
+SECRET_KEY = env_str("SECRET_KEY").strip() or POPC_DEVELOPMENT_SECRET_KEY
+# The development key, and the placeholder of .env.example, are public.
+if not DEBUG and SECRET_KEY in (POPC_DEVELOPMENT_SECRET_KEY, "change-me"):
+    raise ConfigurationError(
+        "SECRET_KEY is not set (or is the public development key or .env.example's "
+        "placeholder): set SECRET_KEY, or SECRET_KEY_FILE, to a long random string, e.g. "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`; or set DEBUG=true "
+        "on a development machine"
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 
 INSTALLED_APPS = [
@@ -36,7 +48,6 @@ INSTALLED_APPS = [
     "popcompliance.dashboard",
     "popcompliance.audit",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     # Swagger UI and Redoc as static files, for the API's documentation pages.
     "drf_spectacular_sidecar",
@@ -107,6 +118,18 @@ TEMPLATES = [
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "dashboard:overview"
 LOGOUT_REDIRECT_URL = "accounts:login"
+
+# Every password a person sets (the Users page, the password change, the Django admin,
+# `ensure_admin`) must pass these; accounts created in code bypass them.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 
 # Login throttling (django-axes, popcompliance.accounts.throttle) on every password sign-in:
 # the login page, the Django admin's, anything calling authenticate(). Failures are counted
@@ -189,7 +212,7 @@ WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = not STATIC_ROOT.is_dir()
 REST_FRAMEWORK = {
     # Token first, so a request without credentials gets 401 with WWW-Authenticate, not 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "popcompliance.api.authentication.HashedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -200,6 +223,10 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
+# Days a new API token lasts unless its owner picks otherwise; 0: tokens never expire.
+POPC_API_TOKEN_DAYS = env_int("POPC_API_TOKEN_DAYS", 90)
+if POPC_API_TOKEN_DAYS < 0:
+    raise ConfigurationError("POPC_API_TOKEN_DAYS must be 0 (never expire) or more")
 SPECTACULAR_SETTINGS = {
     "TITLE": "PopCompliance API",
     "DESCRIPTION": (
@@ -281,7 +308,8 @@ for _network in POPC_SCAN_ALLOW_NETWORKS:
         raise ConfigurationError(f"POPC_SCAN_ALLOW_NETWORKS: {_exc}") from None
 # Fernet keys for the servers' monitoring passwords, comma-separated: the first encrypts, all
 # decrypt, so a key is rotated by putting a new one first and running `manage.py
-# rotate_credentials_key`. Empty: a key derived from SECRET_KEY (the deploy check warns).
+# rotate_credentials_key`. Empty: a key derived from SECRET_KEY (the deploy check warns); once
+# set, that key decrypts nothing, and `migrate` moves the passwords it encrypted to this one.
 POPC_CREDENTIALS_KEY = env_list("POPC_CREDENTIALS_KEY", [])
 for _number, _key in enumerate(POPC_CREDENTIALS_KEY, start=1):
     try:

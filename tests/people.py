@@ -9,7 +9,9 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
+from popcompliance.accounts.models import ApiToken
 from popcompliance.accounts.roles import set_role
 
 
@@ -19,6 +21,11 @@ def make_user(role: str | None, name: str | None = None, *, password: str = "x")
     if role:
         set_role(user, role)
     return user
+
+
+def token_for(user: User, name: str = "tests", days: int | None = None) -> str:
+    """A new API token of `user` (never expiring unless `days`), as a client sends it."""
+    return ApiToken.issue(user, name, timezone.now(), days)[1]
 
 
 def client_as(role: str | None) -> Client:

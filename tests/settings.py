@@ -5,8 +5,13 @@ with a SQLite URL). The tests' own Redis is started by a fixture (tests/services
 """
 
 import os
+import secrets
 
 import dj_database_url
+
+# Production settings refuse to start without a key of their own; the tests' is random, and the
+# processes they start (make run, manage.py) inherit it.
+os.environ.setdefault("SECRET_KEY", f"tests-{secrets.token_urlsafe(32)}")
 
 from popcompliance.settings import *  # noqa: F403
 

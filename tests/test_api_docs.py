@@ -8,11 +8,10 @@ import re
 
 import pytest
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from popcompliance.security import CONTENT_SECURITY_POLICY, REDOC_CONTENT_SECURITY_POLICY
-from tests.people import client_as, make_user
+from tests.people import client_as, make_user, token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +26,7 @@ def linked_urls(response) -> list[str]:
 
 def token_client(role: str = "viewer") -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=make_user(role))}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(make_user(role))}")
     return client
 
 

@@ -20,7 +20,6 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from pop3lab.config import EndpointConfig
@@ -31,7 +30,7 @@ from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import scan_servers
 from popcompliance.inventory.models import Policy, Server, Tag
 from tests.conftest import lab_server, server_form_data
-from tests.people import make_user
+from tests.people import make_user, token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +47,7 @@ def signed_in(user: User) -> Client:
 
 def token_client(user: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user)}")
     return client
 
 
@@ -305,21 +304,22 @@ def test_a_superuser_flag_set_in_a_shell_is_recorded_as_the_system(boss):
     assert entry.changes == {"superuser": [False, True]}
 
 
-def test_create_api_token_records_the_token_by_its_user_never_its_key(boss):
+def test_create_api_token_records_the_token_by_its_owner_never_its_key(boss):
     start = last_id()
     out = StringIO()
     call_command("create_api_token", "boss", stdout=out)
     call_command("create_api_token", "boss", "--rotate", stdout=out)
     created, deleted, rotated = entries_after(start)
+    first = out.getvalue().split()[0]
     assert summary(created) == (
         "command create_api_token",
         "command",
         "created",
         "api token",
-        "boss",
+        f"boss: command line ({first[:8]}…)",
     )
     assert (deleted.action, rotated.action) == ("deleted", "created")
-    assert created.object_id == boss.pk
+    assert deleted.object_id == created.object_id != rotated.object_id
     keys = out.getvalue().split()
     stored = json.dumps(list(AuditEntry.objects.values()), default=str)
     assert all(key not in stored for key in keys)
@@ -346,12 +346,12 @@ def test_signing_in_records_nothing():
 
 def test_an_admin_may_delete_their_own_account_and_the_deletion_is_recorded():
     root = User.objects.create_superuser("root", password=PASSWORD)
-    Token.objects.create(user=root)
+    key = token_for(root)
     start = last_id()
     url = reverse("admin:auth_user_delete", args=[root.pk])
     assert signed_in(root).post(url, {"post": "yes"}).status_code == 302
     token, account = entries_after(start)
-    assert summary(token) == ("root", "admin", "deleted", "api token", "root")
+    assert summary(token) == ("root", "admin", "deleted", "api token", f"root: tests ({key[:8]}…)")
     assert summary(account) == ("root", "admin", "deleted", "user", "root")
     assert not User.objects.filter(username="root").exists()
 

@@ -19,12 +19,11 @@ from django.http import HttpResponse
 from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 from playwright.sync_api import expect
-from rest_framework.authtoken.models import Token
 
 from popcompliance.accounts.throttle import client_ip
 from popcompliance.audit.models import AuditEntry
 from tests.browser import account as browser_account
-from tests.people import client_as, make_user
+from tests.people import client_as, make_user, token_for
 
 pytestmark = pytest.mark.django_db
 
@@ -182,9 +181,8 @@ def test_signing_in_as_oneself_does_not_forget_failures_against_another_account(
 
 
 def test_api_tokens_are_not_throttled(alice):
-    token = Token.objects.create(user=alice)
     fail(ADDRESS_LIMIT, address=ATTACKER)
-    client = Client(REMOTE_ADDR=ATTACKER, HTTP_AUTHORIZATION=f"Token {token.key}")
+    client = Client(REMOTE_ADDR=ATTACKER, HTTP_AUTHORIZATION=f"Token {token_for(alice)}")
     assert client.get(reverse("api:summary")).status_code == 200
 
 

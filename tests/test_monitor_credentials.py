@@ -5,6 +5,9 @@ The cast: an admin, an operator and a viewer (API tokens for the API tests)."""
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from io import StringIO
@@ -19,9 +22,9 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+import scanner
 from pop3lab.config import EndpointConfig
 from popcompliance.compliance.models import CheckState, ScanRun
 from popcompliance.compliance.recording import record_report
@@ -30,8 +33,8 @@ from popcompliance.inventory import credentials
 from popcompliance.inventory.forms import ServerForm
 from popcompliance.inventory.models import Server
 from tests.conftest import lab_server, server_form_data
-from tests.people import client_as, make_user
-from tests.test_security import deploy_check, production_env
+from tests.people import client_as, make_user, token_for
+from tests.test_security import ROOT, deploy_check, production_env
 
 pytestmark = pytest.mark.django_db
 
@@ -174,8 +177,7 @@ def test_the_csv_export_carries_no_credentials(viewer, server):
 
 def api_as(role: str) -> APIClient:
     client = APIClient()
-    token = Token.objects.create(user=make_user(role, f"api-{role}"))
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(make_user(role, f'api-{role}'))}")
     return client
 
 
@@ -304,12 +306,65 @@ def test_rotation_lists_the_passwords_no_key_decrypts_and_leaves_them(server, se
 def test_without_a_key_the_password_follows_secret_key(server, settings):
     settings.POPC_CREDENTIALS_KEY = []
     token = stored_token(with_account(server))
-    # Setting a key later keeps what the derived key encrypted readable, until rotation.
-    settings.POPC_CREDENTIALS_KEY = [KEY_A]
     assert credentials.decrypt(token) == PASSWORD
     settings.SECRET_KEY = "another secret key"
     with pytest.raises(credentials.UndecryptablePassword):
         credentials.decrypt(token)
+
+
+def store_under_secret_key(server: Server, secret_key: str) -> str:
+    """A token as a release before POPC_CREDENTIALS_KEY existed wrote it, with the key it
+    derived from `secret_key`, by Fernet itself."""
+    token = Fernet(credentials.derived_key(secret_key)).encrypt(PASSWORD.encode()).decode()
+    Server.objects.filter(pk=server.pk).update(
+        monitor_username="monitor", monitor_password_encrypted=token
+    )
+    return token
+
+
+def test_a_configured_key_refuses_the_key_derived_from_secret_key(server, settings):
+    token = store_under_secret_key(server, settings.SECRET_KEY)
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    with pytest.raises(credentials.UndecryptablePassword):
+        credentials.decrypt(token)
+
+
+@pytest.mark.parametrize("former", ["SECRET_KEY", "POPC_DEVELOPMENT_SECRET_KEY"])
+def test_migrate_moves_passwords_of_a_derived_key_to_the_configured_key(
+    server, settings, capsys, former
+):
+    # `make run` before it generated keys ran on the development key; now SECRET_KEY is new.
+    store_under_secret_key(server, getattr(settings, former))
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    call_command("migrate", stdout=StringIO())
+    assert "Moved 1 monitoring password(s) to POPC_CREDENTIALS_KEY" in capsys.readouterr().out
+    assert Fernet(KEY_A).decrypt(stored_token(server).encode()).decode() == PASSWORD
+    server.refresh_from_db()
+    assert server.monitoring_credentials() == scanner.Credentials("monitor", PASSWORD)
+
+
+def test_migrate_leaves_passwords_of_the_configured_keys_alone(server, settings, capsys):
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    token = stored_token(with_account(server))
+    settings.POPC_CREDENTIALS_KEY = [KEY_B, KEY_A]  # rotation is the command's job
+    call_command("migrate", stdout=StringIO())
+    assert stored_token(server) == token
+    assert "Moved" not in capsys.readouterr().out
+
+
+def test_migrate_names_the_passwords_no_key_decrypts(server, settings, capsys):
+    token = store_under_secret_key(server, "a key nobody has any more")
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    call_command("migrate", stdout=StringIO())
+    assert "set their passwords again: mail01" in capsys.readouterr().err
+    assert stored_token(server) == token
+
+
+def test_rotation_moves_passwords_of_the_derived_key_too(server, settings):
+    store_under_secret_key(server, settings.SECRET_KEY)
+    settings.POPC_CREDENTIALS_KEY = [KEY_A]
+    call_command("rotate_credentials_key", stdout=StringIO())
+    assert Fernet(KEY_A).decrypt(stored_token(server).encode()).decode() == PASSWORD
 
 
 def test_the_cipher_is_built_once_per_key_setting(settings):
@@ -392,3 +447,39 @@ def test_an_undecryptable_password_is_explained_and_spares_the_batch(lab_mail, f
     assert (state.status, state.summary) == ("error", UNDECRYPTABLE_SUMMARY)
     assert "set the monitoring password again" in state.remediation.lower()
     assert login_state(healthy).status == "pass"
+
+
+def test_the_first_start_with_generated_keys_moves_passwords_off_the_development_key(
+    tmp_path: Path,
+) -> None:
+    """What `make run` does on its first start with a key of its own: a new SECRET_KEY and
+    POPC_CREDENTIALS_KEY, then `migrate`, on a database of the development key's days."""
+    database = tmp_path / "popcompliance.sqlite3"
+    base = production_env(tmp_path, DATABASE_URL=f"sqlite:///{database}")
+    old = {**base, "DEBUG": "true", "POPC_CREDENTIALS_KEY": ""}
+    del old["SECRET_KEY"]
+    assert migrate(old).returncode == 0
+    # Stored as the development key's days stored it, through the model.
+    store = (
+        "from django.utils import timezone; from popcompliance.inventory.models import Server; "
+        "server = Server(name='mail01', host='pop.example.com', monitor_username='monitor'); "
+        f"server.set_monitor_password({PASSWORD!r}, timezone.now()); server.save()"
+    )
+    command = [sys.executable, "manage.py", "shell", "-c", store]
+    assert subprocess.run(command, cwd=ROOT, env=old, timeout=120).returncode == 0
+    with sqlite3.connect(database) as db:
+        [(token,)] = db.execute("SELECT monitor_password_encrypted FROM inventory_server")
+    dev_key = credentials.derived_key("insecure-development-key-set-SECRET_KEY-in-production")
+    assert Fernet(dev_key).decrypt(token.encode()).decode() == PASSWORD
+
+    result = migrate({**base, "POPC_CREDENTIALS_KEY": KEY_A})
+
+    assert "Moved 1 monitoring password(s) to POPC_CREDENTIALS_KEY" in result.stdout
+    with sqlite3.connect(database) as db:
+        [(token,)] = db.execute("SELECT monitor_password_encrypted FROM inventory_server")
+    assert Fernet(KEY_A).decrypt(token.encode()).decode() == PASSWORD
+
+
+def migrate(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "manage.py", "migrate", "--noinput"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

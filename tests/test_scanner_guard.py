@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 from django.urls import reverse
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 import scanner
 from popcompliance.compliance.scanning import scan_settings
 from popcompliance.inventory.models import Policy, Server
 from tests.dnsserver import DnsServer
-from tests.people import client_as, make_user
+from tests.people import client_as, make_user, token_for
 
 REFUSED = "refused by the scanner guard"
 # With monitoring credentials every per-address check has something to judge, the login too.
@@ -150,8 +149,7 @@ def test_the_form_refuses_an_address_outside_the_allowlist(settings: Any) -> Non
 @pytest.mark.django_db
 def test_the_api_refuses_a_metadata_address_with_a_400_on_the_host() -> None:
     client = APIClient()
-    token = Token.objects.create(user=make_user("admin"))
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(make_user('admin'))}")
     data = {"name": "meta", "host": "169.254.169.254"}
     response = client.post("/api/v1/servers/", data, format="json")
     assert response.status_code == 400

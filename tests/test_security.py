@@ -103,3 +103,30 @@ def test_templates_hold_no_inline_script_style_or_handler() -> None:
         if inline.search(line)
     ]
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize(
+    "key", ["", "insecure-development-key-set-SECRET_KEY-in-production", "change-me"]
+)
+def test_production_settings_refuse_a_missing_or_public_secret_key(
+    tmp_path: Path, key: str
+) -> None:
+    result = deploy_check(production_env(tmp_path, SECRET_KEY=key))
+    assert result.returncode != 0
+    assert "ConfigurationError: SECRET_KEY is not set" in result.stderr
+    assert "set SECRET_KEY, or SECRET_KEY_FILE" in result.stderr
+
+
+def test_development_settings_start_with_the_development_key(tmp_path: Path) -> None:
+    env = production_env(tmp_path, DEBUG="true")
+    del env["SECRET_KEY"]
+    command = [
+        sys.executable,
+        "manage.py",
+        "shell",
+        "-c",
+        "from django.conf import settings; "
+        "print(settings.SECRET_KEY == settings.POPC_DEVELOPMENT_SECRET_KEY)",
+    ]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().endswith("True"), result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth.forms import PasswordChangeForm, UserCreationForm
 from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import ValidationError
@@ -54,3 +55,19 @@ class ThrottledPasswordChangeForm(PasswordChangeForm):
             credentials = {"username": self.user.get_username()}
             user_login_failed.send(type(self), credentials=credentials, request=self.request)
             raise
+
+
+class ApiTokenForm(forms.Form):
+    """A new API token: what it is for, and how long it lasts."""
+
+    name = forms.CharField(max_length=100, help_text="What will use it, e.g. the nightly report.")
+    days = forms.IntegerField(
+        min_value=0,
+        max_value=3650,
+        label="Expires after (days)",
+        help_text="0: never expires.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["days"].initial = settings.POPC_API_TOKEN_DAYS

@@ -3,7 +3,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from popcompliance.accounts import views
+from popcompliance.accounts import tokens, views
 
 app_name = "accounts"
 
@@ -25,4 +25,7 @@ urlpatterns = [
     path("users/<int:pk>/role/", views.user_role, name="user_role"),
     path("users/<int:pk>/unlock/", views.user_unlock, name="user_unlock"),
     path("users/unlock-address/", views.address_unlock, name="address_unlock"),
+    path("tokens/", tokens.api_tokens, name="api_tokens"),
+    path("tokens/new/", tokens.api_token_create, name="api_token_create"),
+    path("tokens/<int:pk>/revoke/", tokens.api_token_revoke, name="api_token_revoke"),
 ]

@@ -12,10 +12,9 @@ from rest_framework import serializers
 
 
 class TokenScheme(OpenApiAuthenticationExtension):
-    """rest_framework's TokenAuthentication, described for people (replaces drf-spectacular's
-    own, which has a lower priority)."""
+    """Our hashed tokens (popcompliance.api.authentication), described for people."""
 
-    target_class = "rest_framework.authentication.TokenAuthentication"
+    target_class = "popcompliance.api.authentication.HashedTokenAuthentication"
     name = "tokenAuth"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
@@ -24,8 +23,10 @@ class TokenScheme(OpenApiAuthenticationExtension):
             "in": "header",
             "name": "Authorization",
             "description": (
-                "`Authorization: Token <key>`, the word Token included. An admin creates the "
-                "key with `manage.py create_api_token USERNAME`; it carries that user's role."
+                "`Authorization: Token <key>`, the word Token included. Create a key on your "
+                "API tokens page in the dashboard (or an admin runs `manage.py "
+                "create_api_token USERNAME`); it carries that user's role and expires as it "
+                "says there."
             ),
         }
 

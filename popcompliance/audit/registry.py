@@ -44,9 +44,9 @@ def by_pk_and_str(instance: Any) -> tuple[int | None, str]:
     return instance.pk, str(instance)
 
 
-def by_token_user(token: Any) -> tuple[int | None, str]:
-    """A token by its user: its primary key is the secret itself."""
-    return token.user_id, token.user.get_username()
+def by_token_owner(token: Any) -> tuple[int | None, str]:
+    """A token by its id, and its owner's name with its own."""
+    return token.pk, f"{token.user.get_username()}: {token}"
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,12 @@ USER = Audited(
         Tracked("user_permissions", "permissions", shown_as="codename"),
     ),
 )
-# Created and deleted only; the key is never recorded.
-API_TOKEN = Audited("api token", identify=by_token_user)
+# Created and revoked (deleted); only the token's digest is stored, and never recorded.
+API_TOKEN = Audited(
+    "api token",
+    fields=(Tracked("name", "name"), Tracked("expires_at", "expires")),
+    identify=by_token_owner,
+)
 
 OBJECT_TYPES = tuple(spec.object_type for spec in (SERVER, POLICY, TAG, USER, API_TOKEN))
 
@@ -126,7 +130,7 @@ def audited_models() -> dict[type[Model], Audited]:
         "inventory.Policy": POLICY,
         "inventory.Tag": TAG,
         settings.AUTH_USER_MODEL: USER,
-        "authtoken.Token": API_TOKEN,
+        "accounts.ApiToken": API_TOKEN,
     }
     models = {apps.get_model(label): spec for label, spec in specs.items()}
     return {model: _with_attnames(model, spec) for model, spec in models.items()}

@@ -2,9 +2,11 @@
 
 The keys are a list so they can be rotated: the first encrypts, every one decrypts, and
 `manage.py rotate_credentials_key` re-encrypts the stored tokens with the first. Without
-POPC_CREDENTIALS_KEY one key is derived from SECRET_KEY; that key also stays a decrypting key
-when POPC_CREDENTIALS_KEY is set, so passwords stored before an operator set it stay readable
-until the rotation moves them to the new key. No database access here.
+POPC_CREDENTIALS_KEY one key is derived from SECRET_KEY. Once POPC_CREDENTIALS_KEY is set, that
+derived key decrypts nothing any more: whoever holds SECRET_KEY (or, for the development key,
+everyone) must not read the passwords. Only the moving of stored passwords to the configured
+key (`former_key_token`, run by every `migrate` and by the rotation) still reads the keys they
+were encrypted with before. No database access here.
 """
 
 from __future__ import annotations
@@ -43,15 +45,33 @@ def derived_key(secret_key: str) -> bytes:
 
 
 def cipher() -> MultiFernet:
-    """The configured keys, first one encrypting, then the key derived from SECRET_KEY."""
-    return _cipher(tuple(settings.POPC_CREDENTIALS_KEY), settings.SECRET_KEY)
+    """The keys of POPC_CREDENTIALS_KEY, first one encrypting; without it, the key derived from
+    SECRET_KEY."""
+    return _cipher(tuple(settings.POPC_CREDENTIALS_KEY) or _derived_keys(settings.SECRET_KEY))
 
 
-# Keyed by the settings it is built from, so a changed setting (a test's override) takes
-# effect; the cache spares each encrypt and decrypt the HKDF derivation.
-@functools.lru_cache(maxsize=4)
-def _cipher(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
-    return MultiFernet([Fernet(key) for key in [*keys, derived_key(secret_key)]])
+def _cipher_with_former_keys() -> MultiFernet:
+    """cipher(), then the keys passwords were encrypted with before POPC_CREDENTIALS_KEY was set:
+    the one derived from SECRET_KEY, and the one derived from the development key, which
+    `make run` used before it generated keys of its own (and with them a new SECRET_KEY)."""
+    configured = tuple(settings.POPC_CREDENTIALS_KEY)
+    if not configured:
+        return cipher()
+    secret_keys = (settings.SECRET_KEY, settings.POPC_DEVELOPMENT_SECRET_KEY)
+    return _cipher(configured + _derived_keys(*secret_keys))
+
+
+# Both caches are keyed by the settings they are built from, so a changed setting (a test's
+# override) takes effect; they spare each encrypt and decrypt the HKDF derivations and the
+# building of the ciphers.
+@functools.lru_cache(maxsize=8)
+def _derived_keys(*secret_keys: str) -> tuple[str, ...]:
+    return tuple(derived_key(secret_key).decode() for secret_key in dict.fromkeys(secret_keys))
+
+
+@functools.lru_cache(maxsize=8)
+def _cipher(keys: tuple[str, ...]) -> MultiFernet:
+    return MultiFernet([Fernet(key) for key in keys])
 
 
 def encrypt(password: str) -> str:
@@ -69,11 +89,22 @@ def decrypt(token: str) -> str:
 
 
 def reencrypt(token: str) -> str:
-    """The same password encrypted with the first key; raises UndecryptablePassword."""
+    """The same password encrypted with the first key; raises UndecryptablePassword. Reads
+    tokens of the former keys too (see _cipher_with_former_keys)."""
     try:
-        return cipher().rotate(token.encode()).decode()
+        return _cipher_with_former_keys().rotate(token.encode()).decode()
     except InvalidToken:
-        raise UndecryptablePassword("no configured key decrypts this password") from None
+        raise UndecryptablePassword("no key decrypts this password") from None
+
+
+def former_key_token(token: str) -> str | None:
+    """The password re-encrypted with the first key when only a former key decrypts it; None
+    when the configured keys already do. Raises UndecryptablePassword."""
+    try:
+        cipher().decrypt(token.encode())
+    except InvalidToken:
+        return reencrypt(token)
+    return None
 
 
 def account_errors(username: str, password: str | None, *, stored: bool) -> dict[str, str]:
@@ -108,8 +139,8 @@ def check_credentials_key(**kwargs: Any) -> list[checks.CheckMessage]:
             "POPC_CREDENTIALS_KEY is not set: the servers' monitoring passwords are encrypted "
             "with a key derived from SECRET_KEY, so changing SECRET_KEY makes them unreadable.",
             hint=(
-                "Set POPC_CREDENTIALS_KEY to a key from `manage.py generate_credentials_key`, "
-                "then run `manage.py rotate_credentials_key` to move stored passwords to it."
+                "Set POPC_CREDENTIALS_KEY to a key from `manage.py generate_credentials_key`; "
+                "the next `manage.py migrate` moves the stored passwords to it."
             ),
             id="inventory.W001",
         )

@@ -7,8 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from popcompliance.inventory.credentials import UndecryptablePassword, reencrypt
+from popcompliance.inventory.credentials import reencrypt
 from popcompliance.inventory.models import Server
+from popcompliance.inventory.rekeying import reencrypt_passwords
 
 
 class Command(BaseCommand):
@@ -18,27 +19,11 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        rotated, unreadable = 0, []
-        stored = Server.objects.exclude(monitor_password_encrypted="")
-        for server in stored.only("name", "monitor_password_encrypted").iterator():
-            try:
-                token = reencrypt(server.monitor_password_encrypted)
-            except UndecryptablePassword:
-                unreadable.append(server.name)
-                continue
-            rotated += self._replace(server, token)
-        self.stdout.write(f"Re-encrypted {rotated} monitoring password(s) with the first key.")
-        if unreadable:
+        result = reencrypt_passwords(Server.objects.all(), reencrypt)
+        self.stdout.write(f"Re-encrypted {result.count} monitoring password(s) with the first key.")
+        if result.unreadable:
             raise CommandError(
                 f"No key of POPC_CREDENTIALS_KEY decrypts the monitoring password of "
-                f"{len(unreadable)} server(s), left as they were; set their passwords again: "
-                + ", ".join(unreadable)
+                f"{len(result.unreadable)} server(s), left as they were; set their passwords "
+                "again: " + ", ".join(result.unreadable)
             )
-
-    @staticmethod
-    def _replace(server: Server, token: str) -> int:
-        # Only if the token is still the one read, so a password an admin set meanwhile wins.
-        unchanged = Server.objects.filter(
-            pk=server.pk, monitor_password_encrypted=server.monitor_password_encrypted
-        )
-        return unchanged.update(monitor_password_encrypted=token)
