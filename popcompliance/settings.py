@@ -13,13 +13,15 @@ import dj_database_url
 from cryptography.fernet import Fernet
 
 from popcompliance.env import ConfigurationError, env_bool, env_int, env_list, env_str
+from popcompliance.local_secrets import INSECURE_DEFAULT_SECRET_KEY, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state of the embedded defaults: SQLite, the filesystem broker, beat's schedule.
-VAR_DIR = Path(env_str("POPC_VAR_DIR") or BASE_DIR / "var").resolve()
+VAR_DIR = var_dir()
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY") or "insecure-development-key-set-SECRET_KEY-in-production"
+# `make run` passes the one it generated under var/ (popcompliance.local_secrets).
+SECRET_KEY = env_str("SECRET_KEY") or INSECURE_DEFAULT_SECRET_KEY
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 
 INSTALLED_APPS = [
@@ -306,7 +308,9 @@ if REDIS_URL:
         "visibility_timeout": env_int("POPC_VISIBILITY_TIMEOUT", 600),
     }
 else:
-    CELERY_BROKER_URL = "filesystem://"
+    # The transport ignores the host; naming one spares every connection kombu's warning
+    # that none was supplied.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
