@@ -281,38 +281,48 @@ class Supervisor:
         for name in self.lines:
             if not self.requests:
                 self.children[name] = Child(name, self.lines[name])
-        self.wait_for_start(port)
+        if not self.wait_for_start(port) and not self.requests:
+            summary = [
+                *summary,
+                f"The web does not answer on port {port} yet: see its lines above.",
+            ]
         for line in summary:
             say(line)
         self.watch()
         self.stop_all()
         return 0
 
-    def wait_for_start(self, port: int) -> None:
+    def wait_for_start(self, port: int) -> bool:
         """Until the web accepts connections and every child has printed its start-up lines
-        (at most WEB_START_WAIT seconds, or until a stop is requested)."""
+        (at most WEB_START_WAIT seconds, or until a stop is requested); whether the web did."""
         deadline = time.monotonic() + WEB_START_WAIT
         listening = False
         while not self.requests and time.monotonic() < deadline:
             if not listening:
                 with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
                     listening = True
+            self.tend()
             spoke = all(child.spoke.is_set() for child in self.children.values())
             if listening and spoke and time.monotonic() - _last_output[0] >= QUIET_BEFORE_SUMMARY:
-                return
+                break
             self.wake.wait(0.2)
+        return listening
 
     def watch(self) -> None:
         """Until a stop is requested: restart every child that dies, after its delay."""
         while not self.requests:
-            for name, child in self.children.items():
-                if name in self.due:
-                    if time.monotonic() >= self.due[name]:
-                        del self.due[name]
-                        self.children[name] = Child(name, self.lines[name])
-                elif child.exited():
-                    self.schedule_restart(child)
+            self.tend()
             self.wake.wait(0.2)
+
+    def tend(self) -> None:
+        """Start again each child whose delay is over; schedule each that died."""
+        for name, child in self.children.items():
+            if name in self.due:
+                if time.monotonic() >= self.due[name]:
+                    del self.due[name]
+                    self.children[name] = Child(name, self.lines[name])
+            elif child.exited():
+                self.schedule_restart(child)
 
     def schedule_restart(self, dead: Child) -> None:
         dead.reap()

@@ -30,6 +30,7 @@ from django.http import HttpRequest
 
 from pop3lab.certs import root_ca_pem
 from pop3lab.config import EndpointConfig
+from popcompliance import run
 from tests.conftest import SERVICE_NAME, Emulated, free_port
 from tests.dnsserver import DnsServer
 
@@ -238,6 +239,28 @@ def test_a_killed_worker_comes_back_scans_and_ctrl_c_still_stops_everything(
     assert started.run_lines()[-1] == "stopped."
 
 
+def test_restart_delays_double_up_to_a_cap_and_start_over_after_a_stable_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    command = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    supervisor = run.Supervisor({"beat": command})
+
+    def dies(ran_for: float = 0.0) -> str:
+        child = run.Child("beat", command)
+        child.process.wait()
+        child.started_at -= ran_for
+        supervisor.schedule_restart(child)
+        return capsys.readouterr().out.splitlines()[-1]
+
+    assert dies() == "run    | beat died (exit status 3); restarting in 1 s (restart 1)."
+    assert [dies() for _ in range(7)][-2:] == [
+        "run    | beat died (exit status 3); restarting in 60 s (restart 7).",
+        "run    | beat died (exit status 3); restarting in 60 s (restart 8).",
+    ]
+    assert dies(ran_for=run.STABLE_AFTER).endswith("restarting in 1 s (restart 9).")
+    assert dies().endswith("restarting in 2 s (restart 10).")
+
+
 def store_monitoring_password(supervised: Supervised, password: str) -> None:
     """An install from before make run kept secrets: migrated and given a monitoring password
     by manage.py with no SECRET_KEY set (the public default), as it used to run."""
@@ -300,7 +323,10 @@ def test_first_start_of_an_existing_install_keeps_its_monitoring_password_under_
 
     again = supervised.run_lines()
     assert not any(line.startswith(("Generated", "Re-encrypted")) for line in again)
-    assert "Admin account 'admin' exists; its password is unchanged." in again
+    assert (
+        "Admin account 'admin' exists; its password is unchanged "
+        "(`manage.py ensure_admin --reset` sets a new one)." in again
+    )
     assert secrets_file.read_text().splitlines()[2:] == [f"{k}={v}" for k, v in values.items()]
     supervised.manage("shell", "-c", "from popcompliance.inventory.models import Server; "
         "assert Server.objects.get().monitoring_credentials().password == 's3cret-monitor'",

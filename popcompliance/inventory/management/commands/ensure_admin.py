@@ -21,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from popcompliance.audit.context import acting_as
 
 DEFAULT_USERNAME = "admin"
-SHOWN_ONCE = "shown once; `manage.py ensure_admin --reset` sets a new one"
+RESET_HINT = "`manage.py ensure_admin --reset` sets a new one"
 
 
 class Command(BaseCommand):
@@ -41,7 +41,9 @@ class Command(BaseCommand):
         if options["reset"]:
             self._reset(username, existing)
         elif existing is not None:
-            self.stdout.write(f"Admin account {username!r} exists; its password is unchanged.")
+            self.stdout.write(
+                f"Admin account {username!r} exists; its password is unchanged ({RESET_HINT})."
+            )
         else:
             self._create(username)
 
@@ -81,4 +83,4 @@ class Command(BaseCommand):
             ) from None
 
     def _show(self, message: str) -> None:
-        self.stdout.write(self.style.WARNING(f"{message}({SHOWN_ONCE})."))
+        self.stdout.write(self.style.WARNING(f"{message}(shown once; {RESET_HINT})."))
