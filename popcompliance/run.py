@@ -122,7 +122,8 @@ def move_passwords_to_generated_key(folder: Path, log: TextIO) -> list[str]:
     re-encrypt the stored monitoring passwords with the new key, then drop the old one."""
     from django.core.management import call_command
 
-    values = local_secrets.read(folder / local_secrets.FILE_NAME)
+    path = folder / local_secrets.FILE_NAME
+    values = local_secrets.read(path) if path.exists() else {}
     keys = values.get("POPC_CREDENTIALS_KEY", "")
     # Keys the environment sets itself are the operator's to rotate.
     if "," not in keys or os.environ.get("POPC_CREDENTIALS_KEY") != keys:
