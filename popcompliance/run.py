@@ -35,6 +35,7 @@ from typing import IO, TextIO
 from django.core.management import CommandError
 
 from popcompliance import local_secrets
+from popcompliance.env import ConfigurationError, env_str
 
 ROOT = Path(__file__).resolve().parent.parent
 # Threads in the one worker. bench/pipeline.py --embedded (SQLite + filesystem broker, 1,000
@@ -158,8 +159,6 @@ def embedded_folders() -> list[Path]:
 def email_line() -> str:
     """Where alert emails go, and a warning when they cannot leave."""
     from django.conf import settings
-
-    from popcompliance.env import env_str
 
     server = f"SMTP {settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
     default = "" if env_str("EMAIL_HOST") else " (EMAIL_HOST is not set: the default)"
@@ -357,32 +356,40 @@ def main() -> int:
     # Everything this run and its children create (the database, the broker's messages, the
     # secrets, beat's schedule) is readable by the user only.
     os.umask(0o077)
+    try:
+        summary = start_up()
+    except KeyboardInterrupt:
+        return 130
+    except (CommandError, ConfigurationError) as exc:
+        say(f"Cannot start: {exc}")
+        return 1
+    from django.conf import settings
+
+    lines = commands(settings.PORT, settings.CELERY_BEAT_SCHEDULE_FILENAME)
+    return Supervisor(lines).run(settings.PORT, summary)
+
+
+def start_up() -> list[str]:
+    """The private var folder, the secrets, the database; what to tell the user once the
+    children run."""
     folder = local_secrets.var_dir()
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     log_path = folder / LOG_NAME
     generated = provide_secrets(folder)
     say(f"Preparing the database (details in {log_path}).")
-    try:
-        with log_path.open("a") as log:
-            moved, admin = prepare(folder, log)
-    except KeyboardInterrupt:
-        return 130
-    except CommandError as exc:
-        say(f"Cannot start: {exc}")
-        return 1
+    with log_path.open("a") as log:
+        moved, admin = prepare(folder, log)
     from django.conf import settings
 
     url = f"http://127.0.0.1:{settings.PORT}/"
-    summary = [
+    return [
         *([generated] if generated else []),
         *moved,
         f"PopCompliance runs on {url} (web, worker, beat); Ctrl-C stops them.",
         *admin,
         email_line(),
     ]
-    lines = commands(settings.PORT, settings.CELERY_BEAT_SCHEDULE_FILENAME)
-    return Supervisor(lines).run(settings.PORT, summary)
 
 
 if __name__ == "__main__":

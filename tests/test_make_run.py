@@ -348,6 +348,17 @@ def test_a_reachable_smtp_server_is_named_and_an_admin_password_given_is_not_sho
     assert "ops-Secret-4-make-run" not in supervised.log()
 
 
+def test_a_bad_setting_stops_the_start_with_its_reason(supervised: Supervised) -> None:
+    supervised.env["POPC_SCAN_TIMEOUT"] = "ten"
+
+    supervised.start()
+
+    assert supervised.process.wait(timeout=60) == 1
+    reason = "Cannot start: POPC_SCAN_TIMEOUT must be a whole number, not 'ten'"
+    assert supervised.run_lines()[-1] == reason
+    assert "Traceback" not in supervised.log()
+
+
 @pytest.mark.django_db
 def test_ensure_admin_creates_admin_with_a_password_shown_once(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
