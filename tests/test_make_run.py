@@ -359,6 +359,23 @@ def test_a_bad_setting_stops_the_start_with_its_reason(supervised: Supervised) -
     assert "Traceback" not in supervised.log()
 
 
+def test_make_run_installs_the_runtime_packages_only_and_make_test_the_tools_too(
+    tmp_path: Path,
+) -> None:
+    def planned(target: str) -> str:
+        # A fresh virtualenv's path, so nothing counts as installed; -n only prints the plan.
+        command = ["make", "-n", f"VENV={tmp_path / 'venv'}", target]
+        return subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+    run_plan, test_plan = planned("run"), planned("test")
+
+    assert "-r requirements.txt >>var/run.log 2>&1" in run_plan
+    assert "requirements-dev.txt" not in run_plan
+    assert run_plan.rstrip().endswith("-m popcompliance.run")
+    assert "-r requirements.txt" in test_plan
+    assert "-r requirements-dev.txt" in test_plan
+
+
 @pytest.mark.django_db
 def test_ensure_admin_creates_admin_with_a_password_shown_once(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
