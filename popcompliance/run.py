@@ -140,7 +140,9 @@ def move_passwords_to_generated_key(folder: Path, log: TextIO) -> list[str]:
     settled = local_secrets.settle_rotation(folder, values)
     os.environ["POPC_CREDENTIALS_KEY"] = settled["POPC_CREDENTIALS_KEY"]
     moved = report.getvalue().strip()
-    return [] if moved.startswith("Re-encrypted 0 ") else [f"{moved} (the new credentials key)"]
+    if moved.startswith("Re-encrypted 0 "):
+        return []
+    return [f"Stored monitoring passwords moved to the new credentials key: {moved}"]
 
 
 def embedded_folders() -> list[Path]:

@@ -296,7 +296,8 @@ def test_first_start_of_an_existing_install_keeps_its_monitoring_password_under_
     assert lines[0].startswith("Preparing the database (details in ")
     summary = lines[-5:]
     assert summary[0].startswith(f"Generated SECRET_KEY and the credentials key in {secrets_file}")
-    assert summary[1].startswith("Re-encrypted 1 monitoring password(s)")
+    assert summary[1].startswith("Stored monitoring passwords moved to the new credentials key: ")
+    assert "Re-encrypted 1 monitoring password(s)" in summary[1]
     assert summary[2].startswith(f"PopCompliance runs on http://127.0.0.1:{supervised.port}/")
     assert " with password " in summary[3]
     assert summary[4].startswith(f"Email: SMTP 127.0.0.1:{supervised.env['EMAIL_PORT']} is not")
@@ -322,7 +323,7 @@ def test_first_start_of_an_existing_install_keeps_its_monitoring_password_under_
     serving(supervised)
 
     again = supervised.run_lines()
-    assert not any(line.startswith(("Generated", "Re-encrypted")) for line in again)
+    assert not any(line.startswith(("Generated", "Stored monitoring")) for line in again)
     assert (
         "Admin account 'admin' exists; its password is unchanged "
         "(`manage.py ensure_admin --reset` sets a new one)." in again
