@@ -283,13 +283,13 @@ class Supervisor:
         for name in self.lines:
             if not self.requests:
                 self.children[name] = Child(name, self.lines[name])
-        if not self.wait_for_start(port) and not self.requests:
-            summary = [
-                *summary,
-                f"The web does not answer on port {port} yet: see its lines above.",
-            ]
-        for line in summary:
-            say(line)
+        listening = self.wait_for_start(port)
+        # Stopped before the children were up: no summary to read.
+        if not self.requests:
+            for line in summary:
+                say(line)
+            if not listening:
+                say(f"The web does not answer on port {port} yet: see its lines above.")
         self.watch()
         self.stop_all()
         return 0
