@@ -4,19 +4,31 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# `make run` needs only the runtime packages; the tests, linters and benchmarks add the tools.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
+# pip's output goes here, not to the terminal (private, like the rest of var/).
+INSTALL_LOG := var/run.log
 
 .PHONY: run test lint format bench deps system-deps clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "PopCompliance needs Python 3.11 or newer (found $$($(PYTHON) --version))."; exit 1; }
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
 
-deps: $(STAMP)
+$(RUNTIME_STAMP): requirements.txt | $(PY)
+	@mkdir -p -m 700 var
+	@echo "Installing the Python packages into $(VENV) (log: $(INSTALL_LOG))."
+	@$(PY) -m pip install --upgrade pip -r requirements.txt >>$(INSTALL_LOG) 2>&1 || \
+		{ tail -n 20 $(INSTALL_LOG); echo "pip install failed; the whole log is in $(INSTALL_LOG)."; exit 1; }
+	@touch $(RUNTIME_STAMP)
+
+$(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(DEV_STAMP)
+
+deps: $(DEV_STAMP)
 
 # Debian packages the test suite talks to for real: Dovecot (a second POP3 server), Redis and
 # PostgreSQL (started when installed but not running, as root).
@@ -52,8 +64,8 @@ bench: deps
 	$(PY) bench/digest.py
 
 # Migrates, creates the admin account, then web + worker + beat until Ctrl-C (popcompliance/run.py).
-run: deps
-	$(PY) -m popcompliance.run
+run: $(RUNTIME_STAMP)
+	@$(PY) -m popcompliance.run
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -96,10 +96,10 @@ def services(embedded: bool, workdir: Path) -> Iterator[str]:
 
 def setup_django() -> None:
     """Migrate and prepare exactly as `make run` does, without its console output."""
+    from popcompliance.local_secrets import var_dir
     from popcompliance.run import prepare
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        prepare()
+    prepare(var_dir(), io.StringIO())
     import popcompliance.celery  # noqa: F401  (binds the tasks to the configured broker)
 
 

@@ -13,16 +13,17 @@ import dj_database_url
 from cryptography.fernet import Fernet
 
 from popcompliance.env import ConfigurationError, env_bool, env_int, env_list, env_str
+from popcompliance.local_secrets import INSECURE_DEFAULT_SECRET_KEY, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state of the embedded defaults: SQLite, the filesystem broker, beat's schedule.
-VAR_DIR = Path(env_str("POPC_VAR_DIR") or BASE_DIR / "var").resolve()
+VAR_DIR = var_dir()
 
 DEBUG = env_bool("DEBUG", False)
 # Signs sessions and CSRF tokens. Without DEBUG the dashboard is in production, where a known
 # key lets anyone forge a session: it refuses to start without a key of its own. `make run`
 # generates one under var/ on its first start.
-POPC_DEVELOPMENT_SECRET_KEY = "insecure-development-key-set-SECRET_KEY-in-production"
+POPC_DEVELOPMENT_SECRET_KEY = INSECURE_DEFAULT_SECRET_KEY
 SECRET_KEY = env_str("SECRET_KEY").strip() or POPC_DEVELOPMENT_SECRET_KEY
 # The development key, and the placeholder of .env.example, are public.
 if not DEBUG and SECRET_KEY in (POPC_DEVELOPMENT_SECRET_KEY, "change-me"):
@@ -334,7 +335,9 @@ if REDIS_URL:
         "visibility_timeout": env_int("POPC_VISIBILITY_TIMEOUT", 600),
     }
 else:
-    CELERY_BROKER_URL = "filesystem://"
+    # The transport ignores the host; naming one spares every connection kombu's warning
+    # that none was supplied.
+    CELERY_BROKER_URL = "filesystem://localhost/"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
