@@ -2,10 +2,9 @@
 first start and read on every later one (the environment's values, when set, win).
 
 An install that ran before this file existed encrypted its monitoring passwords with the key
-derived from the SECRET_KEY of that time (the environment's, or the public default). The first
-generation therefore lists that derived key after the new credentials key: it still decrypts
-the old passwords, and once `rotate_credentials_key` has moved them to the new key it is dropped
-from the file (settle_rotation). No Django here: this runs before the settings are read.
+derived from the SECRET_KEY of that time (the environment's, or the public default): the first
+`migrate` under the new credentials key moves them to it (inventory.rekeying). No Django here:
+this runs before the settings are read.
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+
+from cryptography.fernet import Fernet
 
 from popcompliance.env import env_str
 
@@ -37,16 +38,19 @@ def ensure(folder: Path) -> tuple[dict[str, str], bool]:
     path = folder / FILE_NAME
     if path.exists():
         return read(path), False
-    # Imported here: it pulls in the scanner, which the settings of the children do not need.
-    from popcompliance.inventory.credentials import derived_key, generate_key
-
-    old_secret_key = env_str("SECRET_KEY") or INSECURE_DEFAULT_SECRET_KEY
     values = {
         "SECRET_KEY": secrets.token_urlsafe(50),
-        "POPC_CREDENTIALS_KEY": f"{generate_key()},{derived_key(old_secret_key).decode()}",
+        "POPC_CREDENTIALS_KEY": Fernet.generate_key().decode(),
     }
     write(path, values)
     return values, True
+
+
+def saved(folder: Path) -> dict[str, str]:
+    """What an earlier `make run` saved in `folder`, so that `manage.py` run by hand on the same
+    data uses the same keys; {} when nothing was saved."""
+    path = folder / FILE_NAME
+    return read(path) if path.exists() else {}
 
 
 def read(path: Path) -> dict[str, str]:
@@ -68,14 +72,6 @@ def write(path: Path, values: dict[str, str]) -> None:
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
-
-
-def settle_rotation(folder: Path, values: dict[str, str]) -> dict[str, str]:
-    """After every stored password was moved to the first credentials key: keep only that
-    key in the file, and return the values now in it."""
-    settled = {**values, "POPC_CREDENTIALS_KEY": values["POPC_CREDENTIALS_KEY"].split(",")[0]}
-    write(folder / FILE_NAME, settled)
-    return settled
 
 
 def overridden(name: str) -> bool:

@@ -95,14 +95,19 @@ def prepare(folder: Path, log: TextIO) -> tuple[list[str], list[str]]:
     for path in embedded_folders():
         path.mkdir(parents=True, exist_ok=True)
         path.chmod(0o700)
-    call_command("migrate", interactive=False, verbosity=1, stdout=log)
+    # The first migrate under a new credentials key moves the stored monitoring passwords to it
+    # and prints so (inventory.rekeying): that line is for the user, the rest for the log.
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        call_command("migrate", interactive=False, verbosity=1, stdout=log)
+    log.write(printed.getvalue())
+    notes = [line for line in printed.getvalue().splitlines() if line.startswith("Moved ")]
     if connection.vendor == "sqlite":
         make_private(Path(connection.settings_dict["NAME"]))
         # Readers (the web) then never wait for the worker's writes, and writers queue on the
         # busy timeout set in settings. The mode is stored in the database file.
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA journal_mode=WAL")
-    notes = move_passwords_to_generated_key(folder, log)
     admin = io.StringIO()
     call_command("ensure_admin", stdout=admin)
     # The children open their own connections; do not keep one idle for the whole run.
@@ -116,33 +121,6 @@ def make_private(database: Path) -> None:
     for path in (database, Path(f"{database}-wal"), Path(f"{database}-shm")):
         if path.exists():
             path.chmod(0o600)
-
-
-def move_passwords_to_generated_key(folder: Path, log: TextIO) -> list[str]:
-    """While the generated credentials key still lists the key of the old SECRET_KEY after it,
-    re-encrypt the stored monitoring passwords with the new key, then drop the old one."""
-    from django.core.management import call_command
-
-    path = folder / local_secrets.FILE_NAME
-    values = local_secrets.read(path) if path.exists() else {}
-    keys = values.get("POPC_CREDENTIALS_KEY", "")
-    # Keys the environment sets itself are the operator's to rotate.
-    if "," not in keys or os.environ.get("POPC_CREDENTIALS_KEY") != keys:
-        return []
-    report = io.StringIO()
-    try:
-        call_command("rotate_credentials_key", stdout=report)
-    except CommandError as exc:
-        # Those passwords stay as they are; the old key stays listed in case they come back.
-        log.write(report.getvalue())
-        return [str(exc)]
-    log.write(report.getvalue())
-    settled = local_secrets.settle_rotation(folder, values)
-    os.environ["POPC_CREDENTIALS_KEY"] = settled["POPC_CREDENTIALS_KEY"]
-    moved = report.getvalue().strip()
-    if moved.startswith("Re-encrypted 0 "):
-        return []
-    return [f"Stored monitoring passwords moved to the new credentials key: {moved}"]
 
 
 def embedded_folders() -> list[Path]:

@@ -13,7 +13,7 @@ import dj_database_url
 from cryptography.fernet import Fernet
 
 from popcompliance.env import ConfigurationError, env_bool, env_int, env_list, env_str
-from popcompliance.local_secrets import INSECURE_DEFAULT_SECRET_KEY, var_dir
+from popcompliance.local_secrets import INSECURE_DEFAULT_SECRET_KEY, saved, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state of the embedded defaults: SQLite, the filesystem broker, beat's schedule.
@@ -22,9 +22,13 @@ VAR_DIR = var_dir()
 DEBUG = env_bool("DEBUG", False)
 # Signs sessions and CSRF tokens. Without DEBUG the dashboard is in production, where a known
 # key lets anyone forge a session: it refuses to start without a key of its own. `make run`
-# generates one under var/ on its first start.
+# generates one under var/ on its first start, which manage.py run by hand reads too (the
+# environment's value wins).
+SAVED_SECRETS = saved(VAR_DIR)
 POPC_DEVELOPMENT_SECRET_KEY = INSECURE_DEFAULT_SECRET_KEY
-SECRET_KEY = env_str("SECRET_KEY").strip() or POPC_DEVELOPMENT_SECRET_KEY
+SECRET_KEY = (
+    env_str("SECRET_KEY").strip() or SAVED_SECRETS.get("SECRET_KEY") or POPC_DEVELOPMENT_SECRET_KEY
+)
 # The development key, and the placeholder of .env.example, are public.
 if not DEBUG and SECRET_KEY in (POPC_DEVELOPMENT_SECRET_KEY, "change-me"):
     raise ConfigurationError(
@@ -311,7 +315,10 @@ for _network in POPC_SCAN_ALLOW_NETWORKS:
 # decrypt, so a key is rotated by putting a new one first and running `manage.py
 # rotate_credentials_key`. Empty: a key derived from SECRET_KEY (the deploy check warns); once
 # set, that key decrypts nothing, and `migrate` moves the passwords it encrypted to this one.
-POPC_CREDENTIALS_KEY = env_list("POPC_CREDENTIALS_KEY", [])
+POPC_CREDENTIALS_KEY = env_list(
+    "POPC_CREDENTIALS_KEY",
+    [k for k in SAVED_SECRETS.get("POPC_CREDENTIALS_KEY", "").split(",") if k],
+)
 for _number, _key in enumerate(POPC_CREDENTIALS_KEY, start=1):
     try:
         Fernet(_key)
