@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import subprocess
@@ -20,8 +21,11 @@ from popcompliance.inventory.csvio import (
     RowError,
     decode_csv,
     export_csv,
+    export_lines,
+    formula_safe,
     import_csv,
     servers_for_export,
+    unescaped,
 )
 from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
 
@@ -346,3 +350,51 @@ def test_the_export_command_writes_a_file_that_imports_unchanged(db, tmp_path):
     path = tmp_path / "out.csv"
     call_command("export_servers", str(path), stdout=io.StringIO())
     assert run(path.read_text(encoding="utf-8")).unchanged == 1
+
+
+# Formula injection: a spreadsheet must show these cells, never run them.
+FORMULAS = ["=cmd|' /c calc'!A1", "+SUM(1,1)", "-2+3", "@SUM(A1)", '=HYPERLINK("http://x")']
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_the_export_writes_a_formula_as_text_and_the_import_reads_it_back(db, formula):
+    Server.objects.create(name=formula, host="h.example.com", site=formula)
+    stream = io.StringIO()
+    export_csv(servers_for_export(), stream)
+    cells = next(csv.DictReader(io.StringIO(stream.getvalue())))
+    assert cells["name"] == cells["site"] == f"'{formula}"
+    Server.objects.all().delete()
+    assert run(stream.getvalue()).created == 1
+    assert Server.objects.values_list("name", "site").get() == (formula, formula)
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r", "'"])
+def test_every_formula_start_gets_an_apostrophe(start):
+    assert formula_safe(f"{start}x") == f"'{start}x"
+    assert unescaped(formula_safe(f"{start}x")) == f"{start}x"
+
+
+def test_plain_cells_and_apostrophes_inside_are_left_alone():
+    assert formula_safe("mail01") == "mail01" and formula_safe("a=b") == "a=b"
+    assert unescaped("'mail01") == "'mail01"  # not one the export wrote: kept as typed
+
+
+def test_a_tag_and_an_owner_that_start_like_formulas_are_neutralised(db):
+    server = Server.objects.create(name="m", host="h.example.com", owner_emails=["-a@x.org"])
+    server.tags.set([Tag.objects.create(name="@prod")])
+    line = io.StringIO()
+    export_csv(servers_for_export(), line)
+    cells = next(csv.DictReader(io.StringIO(line.getvalue())))
+    assert (cells["tags"], cells["owner_email"]) == ("'@prod", "'-a@x.org")
+
+
+def test_the_export_reads_the_servers_in_chunks_with_two_queries_each(
+    db, django_assert_num_queries
+):
+    for i in range(5):
+        Server.objects.create(name=f"m{i}", host="h.example.com").tags.set(
+            [Tag.objects.get_or_create(name=f"t{i % 2}")[0]]
+        )
+    with django_assert_num_queries(2):
+        lines = list(export_lines(servers_for_export()))
+    assert len(lines) == 6

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
@@ -52,6 +52,11 @@ INTEGER_COLUMNS = frozenset({"pop3_port", "pop3s_port", "scan_interval"})
 ATTRIBUTE_OF_COLUMN = {"owner_email": "owner_emails", "policy": "policy_id"}
 COLUMN_OF_FIELD = {"owner_emails": "owner_email"}
 SEPARATOR = ";"
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection): the export
+# writes such cells with a leading apostrophe, which the import takes off again.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+# Servers read per query by the export.
+EXPORT_CHUNK = 2000
 # Upper limits at or above this come from the database's integer range, not from a rule worth
 # quoting to an operator ("between 1 and 2147483647").
 _DATABASE_INT_MAX = 2**31 - 1
@@ -188,7 +193,10 @@ class _Importer:
         if any("\x00" in cell for cell in cells):
             # Refused before the name is looked up: PostgreSQL cannot even compare such text.
             raise _RowInvalid("the row contains a NUL character")
-        raw = {column: cell.strip() for column, cell in zip(self.columns, cells, strict=True)}
+        raw = {
+            column: unescaped(cell.strip())
+            for column, cell in zip(self.columns, cells, strict=True)
+        }
         self._claim_name(line, raw["name"])
         values, tags = self._convert(raw)
         with transaction.atomic():
@@ -331,32 +339,78 @@ def _range_reason(field_name: str, code: str, value: object) -> str:
 
 
 def servers_for_export() -> QuerySet[Server]:
-    """Every server, by name, with what export_csv reads fetched in three queries."""
+    """Every server, by name, with what export_csv reads (its policy joined, its tags fetched
+    per EXPORT_CHUNK servers)."""
     return Server.objects.select_related("policy").prefetch_related("tags").order_by("name")
 
 
-def export_csv(servers: Iterable[Server], stream: TextIO) -> int:
+def export_csv(servers: QuerySet[Server], stream: TextIO) -> int:
     """Write servers as CSV that import_csv reads back; returns how many were written."""
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    count = 0
-    for server in servers:
-        writer.writerow(_cells(server))
+    count = -1  # the header is no server
+    for line in export_lines(servers):
+        stream.write(line)
         count += 1
     return count
 
 
+def export_lines(servers: QuerySet[Server]) -> Iterator[str]:
+    """The CSV, one line at a time: the servers are read EXPORT_CHUNK at a time, so memory stays
+    flat however large the inventory (two queries per chunk: servers with policies, tags)."""
+    line = _LineWriter()
+    yield line.of(COLUMNS)
+    for server in servers.iterator(chunk_size=EXPORT_CHUNK):
+        yield line.of(_cells(server))
+
+
+class _LineWriter:
+    """csv.writer's quoting, one row at a time, as a string."""
+
+    def __init__(self) -> None:
+        self.buffer = io.StringIO()
+        self.writer = csv.writer(self.buffer, lineterminator="\n")
+
+    def of(self, cells: Iterable[object]) -> str:
+        self.buffer.seek(0)
+        self.buffer.truncate()
+        self.writer.writerow(cells)
+        return self.buffer.getvalue()
+
+
+def formula_safe(cell: str) -> str:
+    """The cell as a spreadsheet shows it but never runs it: one that a spreadsheet would read
+    as a formula (=, +, -, @, tab, carriage return first) gets a leading apostrophe, as does one
+    that starts with an apostrophe itself, so that import can take exactly one off again."""
+    return f"'{cell}" if cell.startswith(FORMULA_STARTS) else cell
+
+
+def unescaped(cell: str) -> str:
+    """The cell as formula_safe had it: one leading apostrophe off, where export added it."""
+    if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS):
+        return cell[1:]
+    return cell
+
+
 def _cells(server: Server) -> list[object]:
     tags = SEPARATOR.join(sorted(tag.name for tag in server.tags.all()))
-    return [
+    texts = [
         server.name,
         server.host,
         server.service_name,
-        server.pop3_port,
-        server.pop3s_port,
         server.site,
         tags,
         SEPARATOR.join(server.owner_emails),
-        server.scan_interval,
         server.policy.name,
+    ]
+    name, host, service_name, site, tags, owners, policy = map(formula_safe, texts)
+    return [
+        name,
+        host,
+        service_name,
+        server.pop3_port,
+        server.pop3s_port,
+        site,
+        tags,
+        owners,
+        server.scan_interval,
+        policy,
     ]

@@ -10,7 +10,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, ProtectedError, Q, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -153,10 +153,10 @@ def server_import(request: HttpRequest) -> HttpResponse:
 def server_export(request: HttpRequest) -> HttpResponse:
     """The listed servers (all of them without filters) as CSV that the import reads back."""
     servers = filtered_servers(ServerFilterForm(request.GET))
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    lines = csvio.export_lines(servers)
+    response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     filename = f"servers-{timezone.now():%Y-%m-%d}.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    csvio.export_csv(servers, response)
     return response
 
 
