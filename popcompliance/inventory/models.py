@@ -93,6 +93,15 @@ class Policy(models.Model):
         return policy
 
 
+def scanner_guard() -> scanner.Settings:
+    """The scanner's guard as the dashboard, its API and its workers apply it: loopback (the
+    dashboard's own host) is refused unless POPC_SCAN_ALLOW_NETWORKS covers it."""
+    return scanner.Settings(
+        allow_networks=tuple(settings.POPC_SCAN_ALLOW_NETWORKS),
+        refuse_loopback_unless_allowed_by="POPC_SCAN_ALLOW_NETWORKS",
+    )
+
+
 def default_policy_id() -> int:
     return Policy.default().pk
 
@@ -199,8 +208,7 @@ class Server(models.Model):
             raise ValidationError({"host": str(exc)}) from exc
         if target.host_is_ip:
             # Names are checked at scan time, on the addresses they resolve to.
-            guard = scanner.Settings(allow_networks=tuple(settings.POPC_SCAN_ALLOW_NETWORKS))
-            if refusal := guard.refusal(target.host):
+            if refusal := scanner_guard().refusal(target.host):
                 raise ValidationError({"host": refusal})
 
     @property
