@@ -76,15 +76,18 @@ def guard_refusal(
             return f"{address} is {REFUSED}: it is unspecified, which reaches the scanner itself"
         if network := _within(target, deny):
             return f"{address} is {REFUSED}: it is in {network}, where the scanner never connects"
-        if loopback_unless_allowed_by and _within(target, LOOPBACK_NETWORKS):
-            if not _within(target, allow):
-                return (
-                    f"{address} is {REFUSED}: it is a loopback address, which reaches the "
-                    f"dashboard's own host; list it in {loopback_unless_allowed_by} to scan it"
-                )
+        if loopback_unless_allowed_by and _refused_loopback(target, allow):
+            return (
+                f"{address} is {REFUSED}: it is a loopback address, which reaches the "
+                f"dashboard's own host; list it in {loopback_unless_allowed_by} to scan it"
+            )
     if allow and not any(_within(target, allow) for target in reached):
         return f"{address} is {REFUSED}: it is outside the allowed networks"
     return None
+
+
+def _refused_loopback(ip: IPAddress, allow: tuple[IPNetwork, ...]) -> bool:
+    return _within(ip, LOOPBACK_NETWORKS) is not None and _within(ip, allow) is None
 
 
 def _reached(ip: IPAddress) -> list[IPAddress]:

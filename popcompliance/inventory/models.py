@@ -206,10 +206,9 @@ class Server(models.Model):
             target = self.as_target(with_credentials=False)
         except ValueError as exc:
             raise ValidationError({"host": str(exc)}) from exc
-        if target.host_is_ip:
-            # Names are checked at scan time, on the addresses they resolve to.
-            if refusal := scanner_guard().refusal(target.host):
-                raise ValidationError({"host": refusal})
+        # Names are checked at scan time, on the addresses they resolve to.
+        if target.host_is_ip and (refusal := scanner_guard().refusal(target.host)):
+            raise ValidationError({"host": refusal})
 
     @property
     def status_colour(self) -> str:
