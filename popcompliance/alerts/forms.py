@@ -10,6 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from popcompliance.alerts.models import AlertState
+from popcompliance.limits import MAX_ACKNOWLEDGEMENT, acknowledgement_until_problem
 
 # What <input type="datetime-local"> sends and expects (minutes are precise enough for a
 # change window).
@@ -41,7 +42,8 @@ class AcknowledgeForm(forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=LOCAL_INPUT_FORMAT),
         help_text=(
             f"Optional, {settings.TIME_ZONE} time: reminders resume after this moment. "
-            "Leave it empty to stop them until the alert is resolved."
+            f"At most {MAX_ACKNOWLEDGEMENT.days} days ahead; leave it empty to stop them until "
+            "the alert is resolved."
         ),
     )
 
@@ -54,9 +56,6 @@ class AcknowledgeForm(forms.Form):
 
     def clean_until(self) -> datetime | None:
         until: datetime | None = self.cleaned_data.get("until")
-        if until is not None and until <= self.now:
-            raise forms.ValidationError(
-                "Pick a moment in the future, or leave it empty to stop the reminders until "
-                "the alert is resolved."
-            )
+        if problem := acknowledgement_until_problem(until, self.now):
+            raise forms.ValidationError(problem)
         return until
