@@ -76,6 +76,8 @@ def services(embedded: bool, workdir: Path) -> Iterator[str]:
     yields a description of the storage and broker."""
     os.environ["DJANGO_SETTINGS_MODULE"] = "popcompliance.settings"
     os.environ["POPC_VAR_DIR"] = str(workdir / "var")
+    # The emulated fleet listens on loopback, which the scanner guard refuses unless allowed.
+    os.environ["POPC_SCAN_ALLOW_NETWORKS"] = "127.0.0.0/8"
     # Quiet, known admin account: ensure_admin runs as in `make run`.
     os.environ.setdefault("DJANGO_SUPERUSER_PASSWORD", "bench-only")
     for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
