@@ -15,6 +15,7 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from popcompliance.accounts.forms import UserAddForm
 from popcompliance.inventory.csvio import import_csv
 from popcompliance.inventory.models import Policy, Server, Tag
 from popcompliance.limits import MAX_OWNERS, SCAN_INTERVAL_MAX
@@ -245,3 +246,13 @@ def test_names_with_accents_and_other_scripts_are_kept() -> None:
     }
     assert client_as("admin").post(reverse("inventory:server_add"), data).status_code == 302
     assert Server.objects.get().site == "Genève"
+
+
+def test_a_new_account_name_refuses_a_bidi_override() -> None:
+    # Django's username validator takes letters, digits and @.+-_ only, so format characters
+    # never reach an account name either.
+    form = UserAddForm(
+        data={"username": "ad\u202emin", "password1": "a long passphrase", "role": "viewer"}
+        | {"password2": "a long passphrase"}
+    )
+    assert "username" in form.errors
