@@ -106,7 +106,8 @@ def test_a_rows_problems_are_reported_together(db):
     result = run(HEADER + "bad,pop.example.com,,x,y,,,,\nworse,pop.example.com,,0,,,,,0\n")
     assert [error.message for error in result.errors] == [
         "pop3_port: must be a whole number, not 'x'; pop3s_port: must be a whole number, not 'y'",
-        "pop3_port: must be between 1 and 65535, not 0; scan_interval: must be between 1 and 10080, not 0",
+        "pop3_port: must be between 1 and 65535, not 0; "
+        "scan_interval: must be between 1 and 10080, not 0",
     ]
 
 
