@@ -80,6 +80,8 @@ def services(embedded: bool, workdir: Path) -> Iterator[str]:
     os.environ.setdefault("SECRET_KEY", "bench-" + os.urandom(16).hex())
     # Quiet, known admin account: ensure_admin runs as in `make run` (and validates it).
     os.environ.setdefault("DJANGO_SUPERUSER_PASSWORD", "bench-only-admin-passphrase")
+    # The emulated fleet listens on loopback, which the scanner guard refuses unless allowed.
+    os.environ["POPC_SCAN_ALLOW_NETWORKS"] = "127.0.0.0/8"
     for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL"):
         os.environ.pop(name, None)
     if embedded:

@@ -302,9 +302,11 @@ POPC_DIGEST_RECIPIENTS = env_list("POPC_DIGEST_RECIPIENTS", [])
 # Scanner.
 POPC_DNS_RESOLVER = env_str("POPC_DNS_RESOLVER") or None
 POPC_CA_FILE = env_str("POPC_CA_FILE") or None
-# The scanner guard never connects to link-local or cloud metadata addresses (169.254.0.0/16,
-# fe80::/10, fd00:ec2::254). With this comma-separated list of CIDRs, it also scans only
-# addresses inside them (IP hosts are refused on the form and in the API; names at scan time).
+# The scanner guard never connects to unspecified, link-local or cloud metadata addresses
+# (0.0.0.0/8, ::, 169.254.0.0/16, fe80::/10, fd00:ec2::254, and their IPv6 embeddings), nor to
+# loopback unless a network here covers it. With this comma-separated list of CIDRs, it also
+# scans only addresses inside them (IP hosts are refused on the form and in the API; names at
+# scan time).
 POPC_SCAN_ALLOW_NETWORKS = env_list("POPC_SCAN_ALLOW_NETWORKS", [])
 for _network in POPC_SCAN_ALLOW_NETWORKS:
     try:

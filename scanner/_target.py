@@ -120,7 +120,10 @@ class Settings:
     once (all addresses of a target together); `connections_per_address` caps parallel
     connections to one address, because mail servers throttle clients that open many at once.
     The guard (scanner/_guard.py) never connects to an address in `deny_networks`, nor to one
-    outside `allow_networks` when that is not empty; both hold CIDR texts.
+    outside `allow_networks` when that is not empty; both hold CIDR texts. With
+    `refuse_loopback_unless_allowed_by` (the name under which the operator sets
+    `allow_networks`, quoted in the refusal) loopback is refused unless `allow_networks` covers
+    it: a dashboard must not probe its own host, an operator's command line may.
     """
 
     timeout: float = 10.0
@@ -130,6 +133,7 @@ class Settings:
     test_tls_versions: bool = True
     allow_networks: tuple[str, ...] = ()
     deny_networks: tuple[str, ...] = DENY_NETWORKS
+    refuse_loopback_unless_allowed_by: str | None = None
     # The two lists parsed once, so the guard does not re-parse them for every address.
     _allow: tuple[IPNetwork, ...] = field(init=False, repr=False, compare=False)
     _deny: tuple[IPNetwork, ...] = field(init=False, repr=False, compare=False)
@@ -150,7 +154,9 @@ class Settings:
 
     def refusal(self, address: str) -> str | None:
         """Why the scanner guard refuses to connect to this IP address, or None."""
-        return guard_refusal(address, self._allow, self._deny)
+        return guard_refusal(
+            address, self._allow, self._deny, self.refuse_loopback_unless_allowed_by
+        )
 
 
 @dataclass(frozen=True)

@@ -292,6 +292,8 @@ class CeleryProcesses:
             REDIS_URL=redis_server.url,
             POPC_DNS_RESOLVER=resolver,
             POPC_SCAN_TIMEOUT=str(WORKER_SCAN_TIMEOUT),
+            # The workers scan the emulated servers on loopback (see tests/settings.py).
+            POPC_SCAN_ALLOW_NETWORKS="0.0.0.0/0,::/0",
             PYTHONPATH=str(ROOT),
             PYTHONUNBUFFERED="1",
         )

@@ -195,7 +195,9 @@ def test_an_import_with_one_bad_row_shows_its_line_and_keeps_the_good_rows(
     )
     errors = admin_page.locator("table.errors tbody tr")
     expect(errors).to_have_count(1)
-    expect(errors.locator("td")).to_have_text(["3", "scan_interval: must be at least 1, not 0"])
+    expect(errors.locator("td")).to_have_text(
+        ["3", "scan_interval: must be between 1 and 10080, not 0"]
+    )
     admin_page.get_by_role("link", name="See the servers").click()
     expect(admin_page.locator("table.servers tbody tr td:first-child")).to_have_text(
         ["csv-good-1", "csv-good-2"]

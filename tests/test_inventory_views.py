@@ -387,7 +387,7 @@ def test_an_import_with_one_bad_row_shows_it_and_keeps_the_good_rows(admin, serv
     html = upload(admin, csv).content.decode()
     assert sorted(Server.objects.values_list("name", flat=True)) == ["mail01", "mail03"]
     assert "Created 1, updated 1, unchanged 0, refused 1" in " ".join(html.split())
-    assert "<td>3</td><td>scan_interval: must be at least 1, not 0</td>" in html
+    assert "<td>3</td><td>scan_interval: must be between 1 and 10080, not 0</td>" in html
 
 
 def test_an_unusable_file_imports_nothing_and_says_why(admin):

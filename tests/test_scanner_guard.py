@@ -4,6 +4,8 @@ a name that resolves into a refused range (nothing connects)."""
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import re
 from typing import Any
 
@@ -41,9 +43,81 @@ def test_link_local_and_metadata_addresses_are_refused_by_default(address: str) 
     assert reason is not None and REFUSED in reason
 
 
-@pytest.mark.parametrize("address", ["192.0.2.7", "10.1.2.3", "127.0.0.1", "2001:db8::1"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "192.0.2.7",
+        "10.1.2.3",
+        "127.0.0.1",
+        "::1",
+        "2001:db8::1",
+        "64:ff9b::c000:207",
+        "2002:c000:207::1",
+    ],
+)
 def test_other_addresses_are_scanned_by_default(address: str) -> None:
     assert scanner.Settings().refusal(address) is None
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "0.1.2.3", "::", "::ffff:0.0.0.0"])
+def test_the_unspecified_addresses_are_always_refused(address: str) -> None:
+    everything = scanner.Settings(allow_networks=("0.0.0.0/0", "::/0"))
+    for settings in (scanner.Settings(), everything):
+        assert "unspecified" in (settings.refusal(address) or "")
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "::169.254.169.254",  # IPv4-compatible
+        "::ffff:169.254.169.254",  # IPv4-mapped
+        "64:ff9b::a9fe:a9fe",  # NAT64, well-known prefix
+        "64:ff9b:1:a9fe:a9:fe00::",  # NAT64, local-use /48: the octets around bits 64-71
+        "2002:a9fe:a9fe::1",  # 6to4
+    ],
+)
+def test_ipv6_embeddings_of_the_metadata_address_are_refused(address: str) -> None:
+    reason = scanner.Settings(allow_networks=("::/0", "0.0.0.0/0")).refusal(address)
+    assert reason is not None and "169.254.0.0/16" in reason
+
+
+def test_the_embedded_ipv4_address_is_read_at_each_position() -> None:
+    from scanner._guard import embedded_ipv4
+
+    expected = ipaddress.IPv4Address("192.0.2.33")
+    for text in ("::192.0.2.33", "64:ff9b::c000:221", "64:ff9b:1:c000:2:2100::", "2002:c000:221::"):
+        assert embedded_ipv4(ipaddress.IPv6Address(text)) == expected, text
+    assert embedded_ipv4(ipaddress.IPv6Address("2001:db8::c000:221")) is None
+
+
+LOOPBACK_GUARD = "POPC_SCAN_ALLOW_NETWORKS"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.8.9.10",
+        "::1",
+        "::ffff:127.0.0.1",
+        "::127.0.0.1",
+        "64:ff9b::7f00:1",
+        "2002:7f00:1::",
+    ],
+)
+def test_loopback_is_refused_when_asked_naming_the_setting_that_allows_it(address: str) -> None:
+    reason = scanner.Settings(refuse_loopback_unless_allowed_by=LOOPBACK_GUARD).refusal(address)
+    assert reason is not None and "loopback" in reason and LOOPBACK_GUARD in reason
+
+
+def test_an_allowlist_covering_loopback_lets_it_be_scanned() -> None:
+    lab = scanner.Settings(
+        allow_networks=("127.0.0.0/8", "::1/128"), refuse_loopback_unless_allowed_by=LOOPBACK_GUARD
+    )
+    assert lab.refusal("127.0.0.1") is None
+    assert lab.refusal("::1") is None
+    assert lab.refusal("::ffff:127.0.0.2") is None
+    assert "outside the allowed networks" in (lab.refusal("192.0.2.7") or "")
 
 
 def test_an_allowlist_scans_only_its_networks_and_keeps_the_refused_ranges() -> None:
@@ -100,6 +174,25 @@ def test_the_dashboard_passes_its_allowlist_to_the_scanner(settings: Any) -> Non
     assert scan_settings().refusal("192.0.2.7") is not None
 
 
+def test_the_workers_refuse_loopback_unless_the_setting_allows_it(settings: Any) -> None:
+    settings.POPC_SCAN_ALLOW_NETWORKS = []
+    assert "POPC_SCAN_ALLOW_NETWORKS" in (scan_settings().refusal("127.0.0.1") or "")
+    assert scan_settings().refusal("192.0.2.7") is None
+    settings.POPC_SCAN_ALLOW_NETWORKS = ["127.0.0.0/8"]
+    assert scan_settings().refusal("127.0.0.1") is None
+
+
+def test_a_worker_scan_of_loopback_connects_nowhere_by_default(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.POPC_SCAN_ALLOW_NETWORKS = []
+    monkeypatch.setattr("scanner._probe.probe_address", _no_connection)
+    targets = [scanner.Target("127.0.0.1", credentials=MONITOR)]
+    [report] = scanner.scan(targets, dataclasses.replace(scan_settings(), timeout=3))
+    summaries = {check.summary for check in report.address_checks}
+    assert summaries and all("POPC_SCAN_ALLOW_NETWORKS" in summary for summary in summaries)
+
+
 # --- The form and the API --------------------------------------------------------------------
 
 
@@ -147,6 +240,37 @@ def test_the_form_refuses_an_address_outside_the_allowlist(settings: Any) -> Non
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "0.0.0.0", "::", "64:ff9b::a9fe:a9fe"])
+def test_the_form_refuses_loopback_unspecified_and_embedded_metadata(
+    host: str, settings: Any
+) -> None:
+    settings.POPC_SCAN_ALLOW_NETWORKS = []
+    response = client_as("admin").post(reverse("inventory:server_add"), server_form(host))
+    assert REFUSED in " ".join(response.context["form"].errors["host"])
+    assert not Server.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_form_takes_loopback_when_the_setting_allows_it(settings: Any) -> None:
+    settings.POPC_SCAN_ALLOW_NETWORKS = ["127.0.0.0/8"]
+    response = client_as("admin").post(reverse("inventory:server_add"), server_form("127.0.0.1"))
+    assert response.status_code == 302
+    assert Server.objects.get().host == "127.0.0.1"
+
+
+@pytest.mark.django_db
+def test_the_api_refuses_loopback_naming_the_setting(settings: Any) -> None:
+    settings.POPC_SCAN_ALLOW_NETWORKS = []
+    client = APIClient()
+    token = Token.objects.create(user=make_user("admin"))
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    response = client.post("/api/v1/servers/", {"name": "me", "host": "127.0.0.1"}, format="json")
+    assert response.status_code == 400
+    assert "POPC_SCAN_ALLOW_NETWORKS" in " ".join(response.json()["host"])
+    assert not Server.objects.exists()
+
+
+@pytest.mark.django_db
 def test_the_api_refuses_a_metadata_address_with_a_400_on_the_host() -> None:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(make_user('admin'))}")
@@ -155,3 +279,13 @@ def test_the_api_refuses_a_metadata_address_with_a_400_on_the_host() -> None:
     assert response.status_code == 400
     assert REFUSED in " ".join(response.json()["host"])
     assert not Server.objects.exists()
+
+
+def test_the_command_line_probes_loopback_but_not_the_metadata_address() -> None:
+    # An operator runs `python -m scanner` on their own machine, where loopback is theirs to
+    # probe (test_cli_emulator scans the emulator on 127.x through a real process).
+    from scanner._cli import _DEFAULT_SETTINGS
+
+    assert _DEFAULT_SETTINGS.refuse_loopback_unless_allowed_by is None
+    assert _DEFAULT_SETTINGS.refusal("127.0.0.1") is None
+    assert REFUSED in (_DEFAULT_SETTINGS.refusal("64:ff9b::a9fe:a9fe") or "")

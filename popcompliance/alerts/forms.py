@@ -9,6 +9,7 @@ from django import forms
 from django.conf import settings
 
 from popcompliance.alerts.models import AlertState
+from popcompliance.limits import MAX_ACKNOWLEDGEMENT, acknowledgement_until_problem
 
 # The acknowledgement's end is typed as ISO 8601 in UTC, as every time on the page reads
 # (a datetime-local input would show the browser's locale format instead). Minutes are
@@ -45,7 +46,8 @@ class AcknowledgeForm(forms.Form):
         ),
         help_text=(
             f"Optional, as YYYY-MM-DD HH:MM in {settings.TIME_ZONE}: reminders resume after "
-            "this moment. Leave it empty to stop them until the alert is resolved."
+            f"this moment, at most {MAX_ACKNOWLEDGEMENT.days} days ahead. Leave it empty to stop "
+            "them until the alert is resolved."
         ),
         error_messages={
             "invalid": "Write the moment as YYYY-MM-DD HH:MM, for example 2026-12-31 18:00."
@@ -58,9 +60,6 @@ class AcknowledgeForm(forms.Form):
 
     def clean_until(self) -> datetime | None:
         until: datetime | None = self.cleaned_data.get("until")
-        if until is not None and until <= self.now:
-            raise forms.ValidationError(
-                "Pick a moment in the future, or leave it empty to stop the reminders until "
-                "the alert is resolved."
-            )
+        if problem := acknowledgement_until_problem(until, self.now):
+            raise forms.ValidationError(problem)
         return until

@@ -26,6 +26,11 @@ from popcompliance.compliance.models import (
 from popcompliance.dashboard.catalog import CHECK_RANK
 from popcompliance.inventory import credentials
 from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
+from popcompliance.limits import (
+    acknowledgement_until_problem,
+    validate_owner_count,
+    validate_plain_text,
+)
 
 # What Server.clean reads (it builds the scanner's Target).
 PROBED_FIELDS = ("host", "service_name", "pop3_port", "pop3s_port")
@@ -177,12 +182,14 @@ class ServerWriteSerializer(serializers.ModelSerializer):
     the scanner reads it) apply too, reported under the field they concern."""
 
     tags = serializers.ListField(
-        child=serializers.CharField(max_length=50),
+        child=serializers.CharField(max_length=50, validators=[validate_plain_text]),
         required=False,
         write_only=True,  # shown by to_representation, from the relation
         help_text="Tag names; unknown ones are created.",
     )
-    owner_emails = serializers.ListField(child=serializers.EmailField(), required=False)
+    owner_emails = serializers.ListField(
+        child=serializers.EmailField(), required=False, validators=[validate_owner_count]
+    )
     policy = serializers.PrimaryKeyRelatedField(
         queryset=Policy.objects.all(), required=False, help_text="Default: the default policy."
     )
@@ -358,8 +365,8 @@ class AcknowledgeSerializer(serializers.Serializer):
     until = serializers.DateTimeField(required=False, allow_null=True)
 
     def validate_until(self, until: Any) -> Any:
-        if until is not None and until <= self.context["now"]:
-            raise serializers.ValidationError("Must be in the future (or null: until resolved).")
+        if problem := acknowledgement_until_problem(until, self.context["now"]):
+            raise serializers.ValidationError(problem)
         return until
 
 

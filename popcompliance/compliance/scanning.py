@@ -13,7 +13,7 @@ from django.conf import settings
 
 import scanner
 from popcompliance.inventory.credentials import UndecryptablePassword
-from popcompliance.inventory.models import Policy, Server
+from popcompliance.inventory.models import Policy, Server, scanner_guard
 
 LOGIN_CHECK_ID = "pop3.tls_login"
 UNDECRYPTABLE_SUMMARY = (
@@ -28,10 +28,10 @@ UNDECRYPTABLE_REMEDIATION = (
 
 
 def scan_settings() -> scanner.Settings:
-    return scanner.Settings(
+    return dataclasses.replace(
+        scanner_guard(),
         timeout=float(settings.POPC_SCAN_TIMEOUT),
         resolver=settings.POPC_DNS_RESOLVER,
-        allow_networks=tuple(settings.POPC_SCAN_ALLOW_NETWORKS),
     )
 
 

@@ -17,6 +17,13 @@ from django.utils import timezone
 
 from popcompliance.inventory.credentials import account_errors
 from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
+from popcompliance.limits import (
+    PORT_MAX,
+    PORT_MIN,
+    SCAN_INTERVAL_MAX,
+    SCAN_INTERVAL_MIN,
+    validate_owner_count,
+)
 
 # People paste lists from mail clients and spreadsheets: accept both separators.
 _LIST_SEPARATORS = re.compile(r"[;,]")
@@ -83,9 +90,18 @@ class ServerForm(forms.ModelForm):
 
     # Ports are range-checked here, before the model sees them: Server.clean() builds a
     # scanner.Target, which would otherwise report a bad port as a problem with the host.
-    pop3_port = forms.IntegerField(min_value=1, max_value=65535, initial=110, label="POP3 port")
-    pop3s_port = forms.IntegerField(min_value=1, max_value=65535, initial=995, label="POP3S port")
-    scan_interval = forms.IntegerField(min_value=1, initial=60, help_text="Minutes between scans.")
+    pop3_port = forms.IntegerField(
+        min_value=PORT_MIN, max_value=PORT_MAX, initial=110, label="POP3 port"
+    )
+    pop3s_port = forms.IntegerField(
+        min_value=PORT_MIN, max_value=PORT_MAX, initial=995, label="POP3S port"
+    )
+    scan_interval = forms.IntegerField(
+        min_value=SCAN_INTERVAL_MIN,
+        max_value=SCAN_INTERVAL_MAX,
+        initial=60,
+        help_text=f"Minutes between scans, {SCAN_INTERVAL_MIN} to {SCAN_INTERVAL_MAX} (7 days).",
+    )
     owners = forms.CharField(
         required=False,
         label="Owner emails",
@@ -163,6 +179,7 @@ class ServerForm(forms.ModelForm):
                 bad.append(email)
         if bad:
             raise ValidationError(f"Not a valid email address: {', '.join(bad)}.")
+        validate_owner_count(emails)
         return emails
 
     def clean_tag_names(self) -> list[str]:

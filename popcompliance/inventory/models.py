@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, validate_email
+from django.core.validators import validate_email
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -15,20 +15,27 @@ from django.utils import timezone
 
 import scanner
 from popcompliance.inventory import credentials
+from popcompliance.limits import (
+    ERROR_RUNS_VALIDATORS,
+    EXPIRY_DAYS_VALIDATORS,
+    PORT_VALIDATORS,
+    SCAN_INTERVAL_VALIDATORS,
+    validate_owner_count,
+    validate_plain_text,
+)
 
 TLS_VERSION_CHOICES = [(version, version) for version in scanner.TLS_VERSIONS]
-PORT_VALIDATORS = [MinValueValidator(1), MaxValueValidator(65535)]
 
 
 class Policy(models.Model):
     """The rules a server's facts are judged by (scanner.Policy), plus how patient the pipeline
     is before it believes bad news. Exactly one policy is the default for new servers."""
 
-    name = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=100, unique=True, validators=[validate_plain_text])
     description = models.TextField(blank=True)
     is_default = models.BooleanField(default=False)
-    warn_days = models.PositiveIntegerField(default=30)
-    critical_days = models.PositiveIntegerField(default=7)
+    warn_days = models.PositiveIntegerField(default=30, validators=EXPIRY_DAYS_VALIDATORS)
+    critical_days = models.PositiveIntegerField(default=7, validators=EXPIRY_DAYS_VALIDATORS)
     min_tls_version = models.CharField(
         max_length=10, choices=TLS_VERSION_CHOICES, default="TLSv1.2"
     )
@@ -44,7 +51,7 @@ class Policy(models.Model):
     )
     error_runs_before_unknown = models.PositiveSmallIntegerField(
         default=2,
-        validators=[MinValueValidator(1)],
+        validators=ERROR_RUNS_VALIDATORS,
         help_text="Consecutive runs a check must fail to answer before it counts as unknown.",
     )
     alert_on_warn = models.BooleanField(
@@ -93,6 +100,15 @@ class Policy(models.Model):
         return policy
 
 
+def scanner_guard() -> scanner.Settings:
+    """The scanner's guard as the dashboard, its API and its workers apply it: loopback (the
+    dashboard's own host) is refused unless POPC_SCAN_ALLOW_NETWORKS covers it."""
+    return scanner.Settings(
+        allow_networks=tuple(settings.POPC_SCAN_ALLOW_NETWORKS),
+        refuse_loopback_unless_allowed_by="POPC_SCAN_ALLOW_NETWORKS",
+    )
+
+
 def default_policy_id() -> int:
     return Policy.default().pk
 
@@ -100,7 +116,7 @@ def default_policy_id() -> int:
 class Tag(models.Model):
     """A free label for grouping servers (role, environment, customer)."""
 
-    name = models.CharField(max_length=50, unique=True)
+    name = models.CharField(max_length=50, unique=True, validators=[validate_plain_text])
 
     class Meta:
         ordering = ["name"]
@@ -131,6 +147,7 @@ STATUS_COLOURS = {
 def validate_owner_emails(value: object) -> None:
     if not isinstance(value, list):
         raise ValidationError("owner emails must be a list")
+    validate_owner_count(value)
     for email in value:
         validate_email(email)
 
@@ -142,14 +159,16 @@ class Server(models.Model):
     confirmed what it saw. `next_scan_at` is when the dispatcher should next claim it.
     """
 
-    name = models.CharField(max_length=200, unique=True)
+    name = models.CharField(max_length=200, unique=True, validators=[validate_plain_text])
     host = models.CharField(max_length=255, help_text="DNS name or IP address to probe.")
     service_name = models.CharField(
         max_length=255, blank=True, help_text="The name users connect to (default: host)."
     )
     pop3_port = models.PositiveIntegerField(default=110, validators=PORT_VALIDATORS)
     pop3s_port = models.PositiveIntegerField(default=995, validators=PORT_VALIDATORS)
-    site = models.CharField(max_length=100, blank=True, db_index=True)
+    site = models.CharField(
+        max_length=100, blank=True, db_index=True, validators=[validate_plain_text]
+    )
     tags = models.ManyToManyField(Tag, blank=True, related_name="servers")
     owner_emails = models.JSONField(default=list, blank=True, validators=[validate_owner_emails])
     policy = models.ForeignKey(
@@ -157,7 +176,7 @@ class Server(models.Model):
     )
     paused = models.BooleanField(default=False)
     scan_interval = models.PositiveIntegerField(
-        default=60, validators=[MinValueValidator(1)], help_text="Minutes between scans."
+        default=60, validators=SCAN_INTERVAL_VALIDATORS, help_text="Minutes between scans."
     )
     next_scan_at = models.DateTimeField(default=timezone.now)
     status = models.CharField(
@@ -199,11 +218,9 @@ class Server(models.Model):
             target = self.as_target(with_credentials=False)
         except ValueError as exc:
             raise ValidationError({"host": str(exc)}) from exc
-        if target.host_is_ip:
-            # Names are checked at scan time, on the addresses they resolve to.
-            guard = scanner.Settings(allow_networks=tuple(settings.POPC_SCAN_ALLOW_NETWORKS))
-            if refusal := guard.refusal(target.host):
-                raise ValidationError({"host": refusal})
+        # Names are checked at scan time, on the addresses they resolve to.
+        if target.host_is_ip and (refusal := scanner_guard().refusal(target.host)):
+            raise ValidationError({"host": refusal})
 
     @property
     def status_colour(self) -> str:
