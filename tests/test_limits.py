@@ -12,14 +12,13 @@ import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from popcompliance.accounts.forms import UserAddForm
 from popcompliance.inventory.csvio import import_csv
 from popcompliance.inventory.models import Policy, Server, Tag
 from popcompliance.limits import MAX_OWNERS, SCAN_INTERVAL_MAX
-from tests.people import client_as, make_user
+from tests.people import client_as, make_user, token_for
 from tests.test_alert_views import acknowledge_url, in_future, make_alert
 from tests.test_api import make_server
 from tests.test_scanner_guard import server_form
@@ -44,7 +43,7 @@ def api_as(role: str) -> APIClient:
     """A token-authenticated client of the test's one user with `role`."""
     user = User.objects.filter(username=f"{role}-api").first() or make_user(role, f"{role}-api")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(user)}")
     return client
 
 

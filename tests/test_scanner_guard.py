@@ -262,8 +262,7 @@ def test_the_form_takes_loopback_when_the_setting_allows_it(settings: Any) -> No
 def test_the_api_refuses_loopback_naming_the_setting(settings: Any) -> None:
     settings.POPC_SCAN_ALLOW_NETWORKS = []
     client = APIClient()
-    token = Token.objects.create(user=make_user("admin"))
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(make_user('admin'))}")
     response = client.post("/api/v1/servers/", {"name": "me", "host": "127.0.0.1"}, format="json")
     assert response.status_code == 400
     assert "POPC_SCAN_ALLOW_NETWORKS" in " ".join(response.json()["host"])
