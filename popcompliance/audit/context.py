@@ -33,6 +33,8 @@ class Scope:
     source: str
     label: str = SYSTEM_LABEL
     request: HttpRequest | None = None
+    # The user a background job works for (a large CSV import), when there is no request.
+    user: Any = None
     # The latest entry of each object (by type and id) in this scope, which further changes
     # of that object join (a server's fields, then its tags): see recorder.record_change.
     open_entries: dict[tuple[str, int | None], AuditEntry] = field(default_factory=dict)
@@ -40,6 +42,8 @@ class Scope:
     def actor(self) -> tuple[Any, str]:
         """The acting user (or None) and the label to record. Read at write time, because
         DRF authenticates a token inside the view and only then sets `request.user`."""
+        if self.user is not None:
+            return self.user, self.user.get_username()
         if self.request is None:
             return None, self.label
         user = getattr(self.request, "user", None)
@@ -63,11 +67,14 @@ def current_scope() -> Scope:
 
 @contextmanager
 def acting_as(
-    label: str, source: str = Source.COMMAND, request: HttpRequest | None = None
+    label: str,
+    source: str = Source.COMMAND,
+    request: HttpRequest | None = None,
+    user: Any = None,
 ) -> Iterator[Scope]:
     """Attribute the changes made inside the block to `label` (e.g. "command ensure_admin"),
-    or to the user of `request`. Also a decorator; each use opens a new scope."""
-    scope = Scope(source, label, request)
+    or to the user of `request`, or to `user`. Also a decorator; each use opens a new scope."""
+    scope = Scope(source, label, request, user)
     token = _current.set(scope)
     try:
         yield scope

@@ -281,8 +281,21 @@ def write(
     object_label: str,
     changes: dict[str, Any],
 ) -> AuditEntry:
+    entry = unsaved_entry(scope, action, object_type, object_id, object_label, changes)
+    entry.save()
+    return entry
+
+
+def unsaved_entry(
+    scope: Scope,
+    action: str,
+    object_type: str,
+    object_id: int | None,
+    object_label: str,
+    changes: dict[str, Any],
+) -> AuditEntry:
     actor, actor_label = scope.actor()
-    return AuditEntry.objects.create(
+    return AuditEntry(
         actor_id=getattr(actor, "pk", None),
         actor_label=actor_label[:150],
         source=scope.source,
@@ -293,6 +306,28 @@ def write(
         object_label=object_label[:255],
         changes=changes,
     )
+
+
+def record_many(spec: Audited, changes_of: list[tuple[str, Model, dict[str, Any]]]) -> None:
+    """Write one entry per (action, object, changes) in one query, for changes made in bulk
+    (a large CSV import), which send no signal. Each object must appear once: nothing joins."""
+    scope = current_scope()
+    entries = []
+    for action, instance, changes in changes_of:
+        object_id, label = spec.identify(instance)
+        entries.append(unsaved_entry(scope, action, spec.object_type, object_id, label, changes))
+    AuditEntry.objects.bulk_create(entries)
+
+
+def shown_values(spec: Audited, instance: Model) -> dict[str, Any]:
+    """Every tracked field's value as the log shows it, by label (secrets as set or not)."""
+    values = {}
+    for tracked in spec.fields:
+        value = shown_value(instance, tracked)
+        values[tracked.label] = (
+            ("(set)" if value else None) if tracked.name in REDACTED_FIELDS else value
+        )
+    return values
 
 
 def record_lockout(sender: Any, username: str | None = None, **_: Any) -> None:

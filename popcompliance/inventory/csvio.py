@@ -21,7 +21,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO
@@ -32,6 +34,9 @@ from django.db import DatabaseError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from popcompliance.audit.models import Action
+from popcompliance.audit.recorder import record_many, shown_values, values_of
+from popcompliance.audit.registry import SERVER, Audited, audited
 from popcompliance.inventory.models import Policy, Server, Tag
 
 COLUMNS = (
@@ -55,8 +60,11 @@ SEPARATOR = ";"
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection): the export
 # writes such cells with a leading apostrophe, which the import takes off again.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
-# Servers read per query by the export.
+# Servers read per query by the export, and rows written together by the import.
 EXPORT_CHUNK = 2000
+IMPORT_CHUNK = 1000
+# The audit log's label of a server's tags.
+TAGS_LABEL = SERVER.many[0].label
 # Upper limits at or above this come from the database's integer range, not from a rule worth
 # quoting to an operator ("between 1 and 2147483647").
 _DATABASE_INT_MAX = 2**31 - 1
@@ -93,6 +101,10 @@ class ImportResult:
         )
 
 
+# Called after each chunk with the rows done, the rows in all and the result so far.
+Progress = Callable[[int, int, "ImportResult"], None]
+
+
 class _RowInvalid(Exception):
     """One row's problems, already worded for the operator."""
 
@@ -111,17 +123,26 @@ def decode_csv(data: bytes) -> str:
         ) from exc
 
 
-def import_csv(text_stream: TextIO) -> ImportResult:
-    """Create or update servers from CSV text. Hits the database once or more per row, each row
-    in its own transaction (a savepoint inside a caller's transaction)."""
+def import_csv(text_stream: TextIO, progress: Progress | None = None) -> ImportResult:
+    """Create or update servers from CSV text, IMPORT_CHUNK rows at a time: a handful of queries
+    per chunk, whatever its size. A chunk the database refuses is saved again row by row, each
+    in its own transaction (a savepoint inside a caller's), so a bad row costs only itself.
+    `progress(rows done, rows in all, result so far)` is called after each chunk."""
     records = _read_records(text_stream)
     if not records:
         raise CsvFileError("the file is empty: line 1 must be the header")
     (_, header), rows = records[0], records[1:]
     importer = _Importer(_parse_header(header))
-    for line, cells in rows:
-        importer.import_row(line, cells)
+    for start in range(0, len(rows), IMPORT_CHUNK):
+        importer.import_chunk(rows[start : start + IMPORT_CHUNK])
+        if progress is not None:
+            progress(min(start + IMPORT_CHUNK, len(rows)), len(rows), importer.result)
     return importer.result
+
+
+def count_rows(text: str) -> int:
+    """How many rows (besides the header) a decoded file has, or CsvFileError."""
+    return max(len(_read_records(io.StringIO(text, newline=""))) - 1, 0)
 
 
 def _read_records(text_stream: TextIO) -> list[tuple[int, list[str]]]:
@@ -161,31 +182,63 @@ def _parse_header(header: list[str]) -> list[str]:
 
 
 class _Importer:
-    """Imports rows one at a time, remembering which names the file has already used."""
+    """Imports rows a chunk at a time, remembering which names the file has already used."""
 
     def __init__(self, columns: list[str]) -> None:
         self.columns = columns
         # One "now" for the whole file: every server it creates is due at the next dispatch.
         self.now = timezone.now()
-        self.policy_ids = dict(Policy.objects.values_list("name", "pk"))
+        self.policies = Policy.objects.in_bulk()
+        self.policy_ids = {policy.name: pk for pk, policy in self.policies.items()}
         self.default_policy_id: int | None = None
         self.line_of_name: dict[str, int] = {}
         self.result = ImportResult()
 
-    def import_row(self, line: int, cells: list[str]) -> None:
-        """Import one row, counting the outcome or recording why it failed."""
+    def import_chunk(self, rows: list[tuple[int, list[str]]]) -> None:
+        """Check every row, then write the good ones together (or one by one if that fails)."""
+        converted = []
+        for line, cells in rows:
+            with self.refusals(line):
+                converted.append((line, *self._convert_row(line, cells)))
+        existing = _servers_named([values["name"] for _, values, _ in converted])
+        plans = []
+        for line, values, tags in converted:
+            with self.refusals(line):
+                plans.append(self._plan(line, existing.get(values["name"]), values, tags))
         try:
-            outcome = self._import_row(line, cells)
+            with transaction.atomic():
+                _write(plans, self.now)
+        except DatabaseError:
+            self._write_one_by_one(plans)
+        else:
+            for plan in plans:
+                self.count(plan.outcome)
+        # Rows are refused at several steps: report them in the file's order.
+        self.result.errors.sort(key=lambda error: error.line)
+
+    def _write_one_by_one(self, plans: list[_Plan]) -> None:
+        """The chunk failed as a whole (a name taken meanwhile, a value the database refuses):
+        save each row on its own, so the bad one is reported by its line and the rest kept."""
+        for plan in plans:
+            with self.refusals(plan.line), transaction.atomic():
+                self.count(_save(plan.values, plan.tags, self.now))
+
+    @contextmanager
+    def refusals(self, line: int) -> Iterator[None]:
+        """Record why the row on `line` failed, in the operator's words, and carry on."""
+        try:
+            yield
         except _RowInvalid as exc:
             self.result.errors.append(RowError(line, str(exc)))
         except DatabaseError as exc:
             # The row's savepoint is rolled back; the rows before and after are unaffected.
             reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
             self.result.errors.append(RowError(line, f"the database refused the row: {reason}"))
-        else:
-            setattr(self.result, outcome, getattr(self.result, outcome) + 1)
 
-    def _import_row(self, line: int, cells: list[str]) -> str:
+    def count(self, outcome: str) -> None:
+        setattr(self.result, outcome, getattr(self.result, outcome) + 1)
+
+    def _convert_row(self, line: int, cells: list[str]) -> tuple[dict[str, Any], list[str] | None]:
         if len(cells) != len(self.columns):
             raise _RowInvalid(
                 f"expected {len(self.columns)} cells (one per header column), found {len(cells)}"
@@ -198,9 +251,33 @@ class _Importer:
             for column, cell in zip(self.columns, cells, strict=True)
         }
         self._claim_name(line, raw["name"])
-        values, tags = self._convert(raw)
-        with transaction.atomic():
-            return _save(values, tags, self.now)
+        return self._convert(raw)
+
+    def _plan(
+        self, line: int, server: Server | None, values: dict[str, Any], tags: list[str] | None
+    ) -> _Plan:
+        """What saving the row will change, checked by the model's rules."""
+        if server is None:
+            server = Server(next_scan_at=self.now, **values)
+            server.policy = self._policy(server.policy_id)
+            _validate(server, bulk=True)
+            return _Plan(line, values, tags, server, "created", [], bool(tags), {})
+        before = shown_values(_audit_spec(), server)
+        changed = [name for name, value in values.items() if getattr(server, name) != value]
+        for name in changed:
+            setattr(server, name, values[name])
+        server.policy = self._policy(server.policy_id)
+        _validate(server, bulk=True)
+        old_tags = sorted(tag.name for tag in server.tags.all())
+        retag = tags is not None and set(tags) != set(old_tags)
+        after = shown_values(_audit_spec(), server)
+        audit = {
+            label: [before[label], new] for label, new in after.items() if before[label] != new
+        }
+        if retag:
+            audit[TAGS_LABEL] = [old_tags, sorted(tags or [])]
+        outcome = "updated" if changed or retag else "unchanged"
+        return _Plan(line, values, tags, server, outcome, changed, retag, audit)
 
     def _claim_name(self, line: int, name: str) -> None:
         """Refuse a row without a name, or with a name an earlier row of the file used."""
@@ -237,6 +314,13 @@ class _Importer:
             return int(text)
         return _split(text) if column == "owner_email" else text
 
+    def _policy(self, pk: int) -> Policy:
+        """A policy by id, from the importer's list (the default one may be created meanwhile:
+        a row without a policy column gets it)."""
+        if pk not in self.policies:
+            self.policies[pk] = Policy.objects.get(pk=pk)
+        return self.policies[pk]
+
     def _policy_id(self, name: str) -> int:
         if not name:
             if self.default_policy_id is None:
@@ -245,6 +329,81 @@ class _Importer:
         if name not in self.policy_ids:
             raise _RowInvalid(f"policy: there is no policy named {name!r}")
         return self.policy_ids[name]
+
+
+@dataclass
+class _Plan:
+    """One checked row: the server as it will be saved, and what changes."""
+
+    line: int
+    values: dict[str, Any]
+    tags: list[str] | None
+    server: Server
+    outcome: str  # created, updated or unchanged
+    changed: list[str]  # the attributes an update writes
+    retag: bool
+    audit: dict[str, list[Any]]  # the audit log's {label: [old, new]} of an update
+
+
+def _servers_named(names: list[str]) -> dict[str, Server]:
+    """The existing servers of these names, with their tags (two queries)."""
+    servers = Server.objects.filter(name__in=names).prefetch_related("tags")
+    return {server.name: server for server in servers}
+
+
+def _write(plans: list[_Plan], now: datetime) -> None:
+    """Save a chunk's checked rows in bulk: the new servers in one INSERT, the updated ones in
+    one UPDATE per set of changed columns, the tag links, and their audit entries. Bulk writes
+    send no model signals, so the audit entries are written here, as the signals would."""
+    created = [plan for plan in plans if plan.outcome == "created"]
+    Server.objects.bulk_create([plan.server for plan in created])
+    by_columns: dict[tuple[str, ...], list[Server]] = defaultdict(list)
+    for plan in plans:
+        if plan.changed:
+            plan.server.updated_at = now
+            by_columns[tuple(sorted(plan.changed))].append(plan.server)
+    for columns, servers in by_columns.items():
+        Server.objects.bulk_update(servers, [*columns, "updated_at"])
+    _link_tags([plan for plan in plans if plan.retag])
+    record_many(
+        _audit_spec(),
+        [(Action.CREATED, plan.server, _creation(plan)) for plan in created]
+        + [(Action.CHANGED, plan.server, plan.audit) for plan in plans if plan.audit],
+    )
+
+
+def _audit_spec() -> Audited:
+    """The audit log's view of a server, its fields resolved against the model."""
+    spec = audited(Server)
+    assert spec is not None
+    return spec
+
+
+def _creation(plan: _Plan) -> dict[str, list[Any]]:
+    """A new server's audit changes, as the signals record a creation and then its tags."""
+    changes: dict[str, list[Any]] = {
+        k: [None, v] for k, v in values_of(_audit_spec(), plan.server).items()
+    }
+    if plan.tags:
+        changes[TAGS_LABEL] = [[], sorted(plan.tags)]
+    return changes
+
+
+def _link_tags(plans: list[_Plan]) -> None:
+    """Give each planned server exactly its tags: new tags are created one by one (audited like
+    any tag), the links replaced in two queries."""
+    names = {name for plan in plans for name in plan.tags or []}
+    ids = dict(Tag.objects.filter(name__in=names).values_list("name", "pk"))
+    for name in sorted(names - ids.keys()):
+        ids[name] = Tag.objects.create(name=name).pk
+    links = Server.tags.through
+    updated = [plan.server.pk for plan in plans if plan.outcome == "updated"]
+    links.objects.filter(server_id__in=updated).delete()
+    links.objects.bulk_create(
+        links(server_id=plan.server.pk, tag_id=ids[name])
+        for plan in plans
+        for name in plan.tags or []
+    )
 
 
 def _split(text: str) -> list[str]:
@@ -290,12 +449,16 @@ def _tags_named(names: list[str]) -> list[Tag]:
     return [Tag.objects.get_or_create(name=name)[0] for name in names]
 
 
-def _validate(server: Server) -> None:
+def _validate(server: Server, *, bulk: bool = False) -> None:
     """The model's validation, worded for the operator. Fields are checked on their own first
-    because Server.clean() re-checks the ports through scanner.Target and would blame the host."""
+    because Server.clean() re-checks the ports through scanner.Target and would blame the host.
+    In bulk, the checks that query the database are left out: the policy comes from the
+    importer's own list, and a name taken meanwhile makes the chunk's INSERT fail, after which
+    the rows are saved one by one with every check."""
+    skipped = ["policy"] if bulk else []
     try:
-        server.clean_fields()
-        server.full_clean()
+        server.clean_fields(exclude=skipped)
+        server.full_clean(exclude=skipped, validate_unique=not bulk, validate_constraints=not bulk)
     except ValidationError as exc:
         raise _RowInvalid(_explain(exc)) from exc
 
