@@ -402,3 +402,49 @@ def test_the_export_reads_the_servers_in_chunks_with_two_queries_each(
     with django_assert_num_queries(2):
         lines = list(export_lines(servers_for_export()))
     assert len(lines) == 6
+
+
+def refuse_name_in_database(name: str) -> None:
+    """A database rule the model knows nothing of: inserting a server called `name` fails."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.name = '{name}' THEN RAISE EXCEPTION 'name refused by a rule'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON inventory_server "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_poison()"
+            )
+        else:
+            cursor.execute(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON inventory_server "
+                f"WHEN NEW.name = '{name}' BEGIN SELECT RAISE(ABORT, 'name refused by a rule'); END"
+            )
+
+
+def test_a_row_the_database_refuses_costs_only_itself_in_a_bulk_chunk(db):
+    refuse_name_in_database("poison")
+    rows = "".join(f"m{i},h{i}.example.com,t{i % 3}\n" for i in range(30))
+    result = run("name,host,tags\n" + rows + "poison,p.example.com,\nlast,l.example.com,t1\n")
+    assert result.created == 31
+    assert [(e.line, "name refused by a rule" in e.message) for e in result.errors] == [(32, True)]
+    assert Server.objects.count() == 31 and "poison" not in names()
+    assert tag_names(Server.objects.get(name="last")) == ["t1"]
+
+
+def test_a_large_import_writes_in_chunks_and_records_each_server_in_the_audit_log(db):
+    from popcompliance.audit.models import AuditEntry
+
+    Server.objects.create(name="m0", host="old.example.com")
+    rows = "".join(f"m{i},h{i}.example.com,t{i % 2}\n" for i in range(2500))
+    result = run("name,host,tags\n" + rows)
+    assert (result.created, result.updated, result.errors) == (2499, 1, [])
+    assert Server.objects.count() == 2500
+    assert tag_names(Server.objects.get(name="m2499")) == ["t1"]
+    created = AuditEntry.objects.filter(object_type="server", action="created")
+    assert created.count() == 2500  # m0's own creation, then the import's 2,499
+    changed = AuditEntry.objects.get(object_type="server", action="changed")
+    assert changed.changes == {"host": ["old.example.com", "h0.example.com"], "tags": [[], ["t0"]]}
+    assert run("name,host,tags\n" + rows).unchanged == 2500
