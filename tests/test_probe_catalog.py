@@ -25,7 +25,7 @@ _names = (f"site{n}.example.test" for n in itertools.count(1))
         ("cn_only", "cert.name", "pass", "mail.example.test"),
         ("expired", "cert.validity", "fail", "expired"),
         ("not_yet_valid", "cert.validity", "fail", "not valid before"),
-        ("expiring_soon", "cert.validity", "warn", "in 10 days"),
+        ("expiring_soon", "cert.validity", "warn", "in 9 days"),
         ("expiring_critical", "cert.validity", "fail", "(critical)"),
         ("rsa1024", "cert.strength", "fail", "1024"),
         ("sha1", "cert.strength", "fail", "sha1"),
