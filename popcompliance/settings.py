@@ -382,3 +382,5 @@ POPC_SCAN_RUN_RETENTION_DAYS = env_int("POPC_SCAN_RUN_RETENTION_DAYS", 30)
 POPC_CHANGE_RETENTION_DAYS = env_int("POPC_CHANGE_RETENTION_DAYS", 730)
 # How many due servers one dispatcher run claims at most.
 POPC_DISPATCH_BATCH = env_int("POPC_DISPATCH_BATCH", 5000)
+# A CSV upload of more rows than this is imported by a worker, on a page showing its progress.
+POPC_IMPORT_INLINE_ROWS = env_int("POPC_IMPORT_INLINE_ROWS", 500)

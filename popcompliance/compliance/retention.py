@@ -3,6 +3,7 @@
 - ScanRun (raw facts): POPC_SCAN_RUN_RETENTION_DAYS (30); the latest run of a server is kept.
 - Change (history, alert outbox): POPC_CHANGE_RETENTION_DAYS (730).
 - Heartbeat: 7 days after a process was last seen (a worker that is gone for good).
+- ImportJob (a background CSV import's report): 30 days.
 - CheckState, Certificate, FleetSnapshot: current state and daily rows; they do not grow with
   scans, so they are kept (a certificate not seen for the change retention goes too).
 """
@@ -15,8 +16,10 @@ from django.conf import settings
 from django.db.models import Max
 
 from popcompliance.compliance.models import Certificate, Change, Heartbeat, ScanRun
+from popcompliance.inventory.models import ImportJob
 
 HEARTBEAT_RETENTION = timedelta(days=7)
+IMPORT_JOB_RETENTION = timedelta(days=30)
 
 
 def prune(now: datetime) -> dict[str, int]:
@@ -33,5 +36,8 @@ def prune(now: datetime) -> dict[str, int]:
             0
         ],
         "certificates": Certificate.objects.filter(last_seen_at__lt=change_cutoff).delete()[0],
+        "import_jobs": ImportJob.objects.filter(created_at__lt=now - IMPORT_JOB_RETENTION).delete()[
+            0
+        ],
     }
     return deleted

@@ -94,6 +94,9 @@ class ImportResult:
     unchanged: int = 0
     errors: list[RowError] = field(default_factory=list)
 
+    def counts(self) -> dict[str, int]:
+        return {"created": self.created, "updated": self.updated, "unchanged": self.unchanged}
+
     def summary(self) -> str:
         return (
             f"created {self.created}, updated {self.updated}, "

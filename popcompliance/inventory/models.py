@@ -338,3 +338,64 @@ class Server(models.Model):
         self.save(
             update_fields=["paused", "status", "status_changed_at", "next_scan_at", "updated_at"]
         )
+
+
+class ImportState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Importing"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ImportJob(models.Model):
+    """A CSV import too large for one web request (over POPC_IMPORT_INLINE_ROWS rows): the
+    uploaded text, run by a worker (inventory.tasks.import_servers), with its progress and its
+    report of refused rows. The text is dropped once the import ends; the report stays until
+    compliance.retention prunes the job after 30 days."""
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    file_name = models.CharField(max_length=255, blank=True)
+    text = models.TextField(blank=True)
+    state = models.CharField(max_length=10, choices=ImportState, default=ImportState.QUEUED)
+    total_rows = models.PositiveIntegerField(default=0)
+    done_rows = models.PositiveIntegerField(default=0)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    # [[line, reason], ...] of the refused rows, in the file's order.
+    errors = models.JSONField(default=list, blank=True)
+    failure = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import of {self.file_name or 'a CSV file'} ({self.get_state_display()})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("inventory:import_job", args=[self.pk])
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (ImportState.DONE, ImportState.FAILED)
+
+    @property
+    def percent(self) -> int:
+        return 100 * self.done_rows // self.total_rows if self.total_rows else 0
+
+    def record_progress(self, done: int, total: int, counts: dict[str, int]) -> None:
+        """Save how far the worker got, for the page that polls it (one UPDATE)."""
+        self.done_rows, self.total_rows = done, total
+        for name, value in counts.items():
+            setattr(self, name, value)
+        self.save(update_fields=["done_rows", "total_rows", *counts])
+
+    def end(self, state: str, errors: list[list[object]], failure: str = "") -> None:
+        """Finish: the report stays, the uploaded text goes."""
+        self.state, self.errors, self.failure = state, errors, failure
+        self.finished_at, self.text = timezone.now(), ""
+        self.save(update_fields=["state", "errors", "failure", "finished_at", "text"])

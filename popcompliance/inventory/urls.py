@@ -10,6 +10,7 @@ server_patterns = [
     path("", views.server_list, name="server_list"),
     path("add/", views.server_add, name="server_add"),
     path("import/", views.server_import, name="server_import"),
+    path("import/<int:pk>/", views.import_job, name="import_job"),
     path("export.csv", views.server_export, name="server_export"),
     path("<int:pk>/edit/", views.server_edit, name="server_edit"),
     path("<int:pk>/pause/", views.server_pause, name="server_pause"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
@@ -16,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from kombu.exceptions import OperationalError as BrokerError
 
 from popcompliance.accounts.roles import has_role, role_required
 from popcompliance.inventory import csvio
@@ -26,7 +28,8 @@ from popcompliance.inventory.forms import (
     ServerFilterForm,
     ServerForm,
 )
-from popcompliance.inventory.models import Policy, Server
+from popcompliance.inventory.models import ImportJob, ImportState, Policy, Server
+from popcompliance.inventory.tasks import import_servers
 
 # How many server names a refusal to delete a policy quotes before "and N more".
 _NAMES_QUOTED = 5
@@ -135,17 +138,44 @@ def server_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required("admin")
 @require_http_methods(["GET", "POST"])
 def server_import(request: HttpRequest) -> HttpResponse:
-    """Upload a CSV file: good rows are saved, bad ones listed with their line and reason."""
+    """Upload a CSV file: good rows are saved, bad ones listed with their line and reason. A file
+    of more than POPC_IMPORT_INLINE_ROWS rows is imported by a worker, on a page that follows it."""
     form = CsvUploadForm(request.POST or None, request.FILES or None)
     result = None
     if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
         try:
-            text = csvio.decode_csv(form.cleaned_data["file"].read())
+            text = csvio.decode_csv(upload.read())
+            rows = csvio.count_rows(text)
+            if rows > settings.POPC_IMPORT_INLINE_ROWS:
+                return redirect(queue_import(request, text, upload.name, rows))
             result = csvio.import_csv(io.StringIO(text, newline=""))
         except csvio.CsvFileError as exc:
             form.add_error("file", f"{exc}. Nothing was imported.")
     context = {"form": form, "result": result, "columns": csvio.COLUMNS}
     return render(request, "inventory/server_import.html", context)
+
+
+def queue_import(request: HttpRequest, text: str, file_name: str, rows: int) -> ImportJob:
+    """Store the file as a job and hand it to a worker; a queue that is down fails the job with
+    the reason, and the page says so (the file is kept: importing it again is safe)."""
+    job = ImportJob.objects.create(
+        created_by=request.user, file_name=file_name[:255], text=text, total_rows=rows
+    )
+    try:
+        import_servers.delay(job.pk)
+    except BrokerError as exc:
+        job.end(ImportState.FAILED, [], f"The task queue did not take the import: {exc}")
+    return job
+
+
+@role_required("admin")
+@require_GET
+def import_job(request: HttpRequest, pk: int) -> HttpResponse:
+    """A background import's progress (the page reloads itself until it ends) and report."""
+    job = get_object_or_404(ImportJob.objects.select_related("created_by"), pk=pk)
+    errors = [csvio.RowError(line, reason) for line, reason in job.errors]
+    return render(request, "inventory/import_job.html", {"job": job, "errors": errors})
 
 
 @role_required("viewer")
