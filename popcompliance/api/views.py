@@ -13,7 +13,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,7 +24,7 @@ from popcompliance.api import serializers as s
 from popcompliance.api.permissions import RolePermission
 from popcompliance.api.schema import ALERT_RESOLVED, QUEUE_UNAVAILABLE, SERVER_EXAMPLE, errors
 from popcompliance.compliance.models import CertificateSighting, CheckState, ScanPurpose
-from popcompliance.compliance.tasks import ScanNotQueued, request_scan
+from popcompliance.compliance.tasks import ScanNotQueued, TooManyScanRequests, request_scan
 from popcompliance.inventory.models import Server, ServerStatus
 
 RECENT_CHANGES = 50
@@ -179,19 +179,28 @@ class ServerViewSet(
     @extend_schema(
         summary="Scan a server now (operator)",
         request=None,
-        responses={202: s.ScanQueuedSerializer, **errors(401, 403, 404, 503)},
+        responses={202: s.ScanQueuedSerializer, **errors(401, 403, 404, 429, 503)},
     )
     @action(detail=True, methods=["post"])
     def scan(self, request: Request, pk: str) -> Response:
-        """Queue a manual scan, as "Scan now" on the dashboard does (sent when the request's
-        work commits). The result shows in the server's `last_scan_at` and checks once a
-        worker has run it; 503 when the task queue is unreachable."""
+        """Queue a manual scan, as "Scan now" on the dashboard does. While a scan of the
+        server is queued or running the request joins it (`joined`). The result shows in the
+        server's `last_scan_at` and checks once a worker has run it; 429 past the account's
+        POPC_SCAN_REQUESTS_PER_MINUTE, 503 when the task queue is unreachable."""
         server = self.get_object()
         try:
-            task_id = request_scan(server)
+            requested = request_scan(server, request.user)
+        except TooManyScanRequests as exc:
+            raise Throttled(wait=60, detail=str(exc)) from exc
         except ScanNotQueued as exc:
             raise QueueUnavailable() from exc
-        body = {"task_id": task_id, "server": server.pk, "purpose": ScanPurpose.MANUAL}
+        body = {
+            "task_id": requested.task_id,
+            "server": server.pk,
+            "purpose": ScanPurpose.MANUAL,
+            "joined": requested.joined,
+            "detail": requested.message,
+        }
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 

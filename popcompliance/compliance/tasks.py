@@ -2,7 +2,8 @@
 
 - dispatch_due_scans (beat, every minute): claims due servers, enqueues scan_server after commit.
 - scan_server(id): scans one server and records the report; idempotent, so acks_late is safe.
-- request_scan(server): "Scan now" from the dashboard and the API, queued after commit.
+- request_scan(server, user): "Scan now" from the dashboard and the API; joins a scan already
+  queued or running, and applies the per-person rate limit.
 - snapshot_fleet (hourly) and prune (daily): housekeeping.
 """
 
@@ -11,11 +12,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
 
 from celery import shared_task
 from celery.signals import beat_init, before_task_publish, task_postrun, worker_ready
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import (
     DatabaseError,
     InterfaceError,
@@ -23,12 +27,13 @@ from django.db import (
     close_old_connections,
     transaction,
 )
+from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from popcompliance.alerts.tasks import process_changes
-from popcompliance.compliance.dispatch import claim_due_servers
-from popcompliance.compliance.models import Heartbeat, ScanPurpose, ScanRun
+from popcompliance.compliance.dispatch import claim_due, lease_length, note_dispatch_failure
+from popcompliance.compliance.models import Heartbeat, ScanPurpose, ScanRequest, ScanRun
 from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.retention import prune as prune_rows
 from popcompliance.compliance.scanning import scan_servers
@@ -43,14 +48,41 @@ TRANSIENT = (OperationalError, InterfaceError)
 
 @shared_task(name="compliance.dispatch_due_scans")
 def dispatch_due_scans() -> int:
-    """Claim the due servers and enqueue one scan each; records the dispatcher's heartbeat."""
+    """Claim the due servers and enqueue one scan each, once the claims commit; records the
+    dispatcher's heartbeat, with what failed, so the overview never calls a failing
+    dispatcher "running"."""
     now = timezone.now()
-    with transaction.atomic():
-        claimed = claim_due_servers(now, settings.POPC_DISPATCH_BATCH)
-        for server_id in claimed:
-            scan_server.delay_on_commit(server_id, dispatched_at=now.isoformat())
-    Heartbeat.beat("dispatcher", now, f"dispatched {len(claimed)}")
-    return len(claimed)
+    try:
+        with transaction.atomic():
+            claims = claim_due(now, settings.POPC_DISPATCH_BATCH)
+            for server_id in claims.claimed:
+                transaction.on_commit(partial(_send_scheduled_scan, server_id, now))
+    except Exception as exc:
+        _dispatcher_failed(now, exc)
+        raise
+    failure = ""
+    if claims.failed:
+        names = ", ".join(f"{name} ({reason})" for name, reason in sorted(claims.failed.items()))
+        failure = f"could not dispatch {len(claims.failed)} server(s): {names}"
+    Heartbeat.beat("dispatcher", now, f"dispatched {len(claims.claimed)}", failure)
+    return len(claims.claimed)
+
+
+def _send_scheduled_scan(server_id: int, now: datetime) -> None:
+    """Enqueue one claimed scan. A broker that refuses it leaves the claim's lease to end, so
+    the server is due again then, with the reason on its page."""
+    try:
+        scan_server.apply_async((server_id,), {"dispatched_at": now.isoformat()})
+    except Exception as exc:
+        note_dispatch_failure(server_id, now, exc)
+
+
+def _dispatcher_failed(now: datetime, exc: Exception) -> None:
+    logger.exception("the dispatcher failed")
+    try:
+        Heartbeat.fail("dispatcher", now, f"{type(exc).__name__}: {exc}")
+    except DatabaseError:
+        logger.exception("could not record the dispatcher's failure")
 
 
 @shared_task(
@@ -103,19 +135,22 @@ def _already_done(server: Server, purpose: str, dispatched_at: str | None) -> bo
 
 def _record_crash(server: Server, purpose: str, worker: str, exc: Exception) -> None:
     """Keep a visible trace of a scan that crashed (a bug or a bad row), without hiding the
-    exception from Celery. The row's next_scan_at was pushed forward when it was claimed, so
-    it cannot starve the dispatcher."""
+    exception from Celery. A crashed scheduled scan counts as the round's scan: the server's
+    next time comes one interval on, as after a recorded one, so it cannot starve the
+    dispatcher nor be retried at every lease's end."""
     logger.exception("scan of %s crashed", server)
     now = timezone.now()
     try:
-        ScanRun.objects.create(
-            server=server,
-            purpose=purpose,
-            started_at=now,
-            finished_at=now,
-            error=f"{type(exc).__name__}: {exc}"[:2000],
-            worker=worker,
-        )
+        with transaction.atomic():
+            ScanRun.objects.create(
+                server=server,
+                purpose=purpose,
+                started_at=now,
+                finished_at=now,
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+                worker=worker,
+            )
+            server.save(update_fields=server.finish_scan(purpose == ScanPurpose.SCHEDULED, now))
     except DatabaseError:
         logger.exception("could not record the crash of %s", server)
 
@@ -124,21 +159,67 @@ class ScanNotQueued(Exception):
     """The task queue (the broker) could not take a requested scan."""
 
 
-def request_scan(server: Server) -> str:
-    """Queue a manual scan of `server` once the current transaction commits; the task's id.
+class TooManyScanRequests(Exception):
+    """The person asked for more scans this minute than POPC_SCAN_REQUESTS_PER_MINUTE."""
 
-    Outside a transaction, as the dashboard and the API call it, the message is sent at once,
-    so a broker that is down raises ScanNotQueued (logged) here and the caller can say so.
-    Inside one, nothing is sent if it rolls back, and a broker failure surfaces at commit."""
-    task_id = str(uuid.uuid4())
-    try:
-        scan_server.apply_async_on_commit(
-            (server.pk,), {"purpose": ScanPurpose.MANUAL}, task_id=task_id
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"Too many scan requests: at most {limit} a minute. Wait a minute and try again."
         )
+
+
+@dataclass(frozen=True)
+class ScanRequested:
+    """A "Scan now": the task that will scan, and whether the request joined a scan already
+    queued or running rather than starting one."""
+
+    task_id: str
+    joined: bool
+
+    @property
+    def message(self) -> str:
+        if self.joined:
+            return "A scan of this server is already queued or running; your request joins it."
+        return "Scan queued."
+
+
+def request_scan(server: Server, user: AbstractBaseUser) -> ScanRequested:
+    """Queue a manual scan of `server` for `user`, the one entry point of "Scan now" for the
+    dashboard and the API; while a scan of it is queued or running (claimed, or requested
+    within a lease) the request joins that one instead.
+
+    Raises TooManyScanRequests past the person's rate limit, and ScanNotQueued (logged) when
+    the broker is down; then nothing is recorded and the next request may try again."""
+    now = timezone.now()
+    _check_rate(user, now)
+    task_id = str(uuid.uuid4())
+    with transaction.atomic():
+        started = _mark_queued(server, now)
+        ScanRequest.objects.create(user=user, server=server, requested_at=now, joined=not started)
+    if not started:
+        return ScanRequested("", joined=True)
+    try:
+        scan_server.apply_async((server.pk,), {"purpose": ScanPurpose.MANUAL}, task_id=task_id)
     except BrokerError as exc:
         logger.exception("could not queue a scan of %s", server)
+        Server.objects.filter(pk=server.pk, scan_queued_at=now).update(scan_queued_at=None)
         raise ScanNotQueued(str(exc)) from exc
-    return task_id
+    return ScanRequested(task_id, joined=False)
+
+
+def _check_rate(user: AbstractBaseUser, now: datetime) -> None:
+    limit = settings.POPC_SCAN_REQUESTS_PER_MINUTE
+    recent = ScanRequest.objects.filter(user=user, requested_at__gt=now - timedelta(minutes=1))
+    if recent.count() >= limit:
+        raise TooManyScanRequests(limit)
+
+
+def _mark_queued(server: Server, now: datetime) -> bool:
+    """Mark `server` as having a scan queued, unless one already is; True when this request
+    starts the scan. One conditional UPDATE, so two requests at once never both start one. A
+    mark older than a lease belongs to a scan that was lost: it no longer counts."""
+    idle = Q(scan_queued_at__isnull=True) | Q(scan_queued_at__lte=now - lease_length())
+    return bool(Server.objects.filter(idle, pk=server.pk).update(scan_queued_at=now))
 
 
 @shared_task(name="compliance.snapshot_fleet")

@@ -296,6 +296,11 @@ class Liveness:
     beat_dead: bool
     workers_dead: bool
 
+    @property
+    def dispatcher_failing(self) -> bool:
+        """The dispatcher's last round failed, wholly or for some servers."""
+        return self.dispatcher is not None and bool(self.dispatcher.failure)
+
 
 def liveness(now: datetime) -> Liveness:
     """One query: every heartbeat, newest first."""
