@@ -13,7 +13,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, Throttled
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -34,6 +34,11 @@ class QueueUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = QUEUE_UNAVAILABLE
     default_code = "queue_unavailable"
+
+
+class TooManyRequests(APIException):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "too_many_requests"
 
 
 class Conflict(APIException):
@@ -191,7 +196,7 @@ class ServerViewSet(
         try:
             requested = request_scan(server, request.user)
         except TooManyScanRequests as exc:
-            raise Throttled(wait=60, detail=str(exc)) from exc
+            raise TooManyRequests(str(exc)) from exc
         except ScanNotQueued as exc:
             raise QueueUnavailable() from exc
         body = {

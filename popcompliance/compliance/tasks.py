@@ -188,8 +188,10 @@ def request_scan(server: Server, user: AbstractBaseUser) -> ScanRequested:
     dashboard and the API; while a scan of it is queued or running (claimed, or requested
     within a lease) the request joins that one instead.
 
-    Raises TooManyScanRequests past the person's rate limit, and ScanNotQueued (logged) when
-    the broker is down; then nothing is recorded and the next request may try again."""
+    The message is sent once the current transaction commits: at once outside one, as the
+    dashboard and the API call it, so a broker that is down raises ScanNotQueued (logged) here
+    and the next request may try again. Raises TooManyScanRequests past the person's rate
+    limit (POPC_SCAN_REQUESTS_PER_MINUTE)."""
     now = timezone.now()
     _check_rate(user, now)
     task_id = str(uuid.uuid4())
@@ -199,7 +201,9 @@ def request_scan(server: Server, user: AbstractBaseUser) -> ScanRequested:
     if not started:
         return ScanRequested("", joined=True)
     try:
-        scan_server.apply_async((server.pk,), {"purpose": ScanPurpose.MANUAL}, task_id=task_id)
+        scan_server.apply_async_on_commit(
+            (server.pk,), {"purpose": ScanPurpose.MANUAL}, task_id=task_id
+        )
     except BrokerError as exc:
         logger.exception("could not queue a scan of %s", server)
         Server.objects.filter(pk=server.pk, scan_queued_at=now).update(scan_queued_at=None)
