@@ -180,6 +180,10 @@ def test_a_crashing_scan_is_recorded_and_cannot_starve_the_loop(db):
     with pytest.raises(ValueError):
         scan_server(broken.pk, dispatched_at=T0.isoformat())
     assert ScanRun.objects.get(server=broken).error.startswith("ValueError: not a host name")
+    # A crash counts as the round's scan: the next one comes an interval on, not at the lease's
+    # end, so a broken row is not retried every few minutes.
+    assert next_scan_at(broken) == T0 + broken.interval
+    assert Server.objects.get(pk=broken.pk).scan_queued_at is None
     assert next_scan_at(broken) == T0 + broken.interval
     assert dispatch_due_scans() == 0
 
