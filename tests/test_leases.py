@@ -1,4 +1,6 @@
-"""No scan lost to a dead worker: real worker and beat processes, a worker SIGKILLed mid-fleet,
+"""No scan lost to a dead worker, and no beat that looks alive while it cannot send.
+
+Real worker and beat processes: a worker SIGKILLed mid-fleet,
 on Redis and on the embedded filesystem broker (which never redelivers). The database's lease
 is the guarantee: a claim whose scan was not recorded comes due again when its lease ends.
 
@@ -11,9 +13,11 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.db.models import Count
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 
-from popcompliance.compliance.models import ScanRun
+from popcompliance.compliance.models import Heartbeat, ScanRun
 from tests.test_workers import SECURE, SLOW, add_server, policy  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -89,3 +93,26 @@ def test_a_worker_killed_mid_fleet_loses_no_scan(
     # Exactly one stored scheduled scan per server for the round: a late duplicate (Redis's
     # redelivery beside the lease's new dispatch) was recognised and not stored.
     assert scheduled_runs_per_server(round_end) == {server.pk: 1 for server in servers}
+
+
+def beat_failure():
+    beat = Heartbeat.objects.filter(name="beat").first()
+    return beat.failure if beat else ""
+
+
+def test_beat_that_cannot_reach_the_broker_says_sending_fails(
+    celery_processes, redis_broker, viewer, settings
+):
+    redis_broker.stop()
+    celery_processes.beat(POPC_DISPATCH_EVERY=1)
+    celery_processes.wait_until(beat_failure, 30, "beat recorded that it cannot send")
+    assert beat_failure().startswith("cannot reach the task queue: ")
+    page = viewer.get(reverse("dashboard:overview")).content.decode()
+    assert "The scheduler cannot send tasks:" in page
+    assert "sending fails: cannot reach the task queue" in page
+    settings.POPC_METRICS_TOKEN = ""
+    metrics = Client().get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert 'popc_heartbeat_failing{process="beat",name="beat"} 1' in metrics
+
+    redis_broker.start()
+    celery_processes.wait_until(lambda: not beat_failure(), 30, "beat sends again and says so")

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from celery import shared_task
-from celery.signals import beat_init, before_task_publish, task_postrun, worker_ready
+from celery.signals import after_task_publish, beat_init, task_postrun, worker_ready
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import (
@@ -252,10 +252,23 @@ def _beat_started(sender: object = None, **kwargs: object) -> None:
     _heartbeat("beat", force=True)
 
 
-@before_task_publish.connect
+@after_task_publish.connect
 def _task_sent(sender: object = None, **kwargs: object) -> None:
+    # After the broker took the task: a beat that cannot send must not look alive.
     if _in_beat:
         _heartbeat("beat")
+
+
+def beat_failed(failure: str) -> None:
+    """Beat could not send its tasks (the broker is away): say so on its heartbeat, and record
+    the next task it does send at once, so the failure clears as soon as sending works."""
+    global _last_heartbeat
+    _last_heartbeat = 0.0
+    try:
+        close_old_connections()
+        Heartbeat.fail("beat", timezone.now(), failure)
+    except DatabaseError:
+        logger.warning("could not record that beat failed: %s", failure)
 
 
 @worker_ready.connect
