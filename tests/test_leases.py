@@ -18,6 +18,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from popcompliance.compliance.models import Heartbeat, ScanRun
+from popcompliance.compliance.tasks import scan_server
+from popcompliance.inventory.models import FAR_FUTURE, Server
 from tests.test_workers import SECURE, SLOW, add_server, policy  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -116,3 +118,32 @@ def test_beat_that_cannot_reach_the_broker_says_sending_fails(
 
     redis_broker.start()
     celery_processes.wait_until(lambda: not beat_failure(), 30, "beat sends again and says so")
+
+
+def worker_failure():
+    return list(
+        Heartbeat.objects.filter(name__startswith="worker ").values_list("failure", flat=True)
+    )
+
+
+def test_a_worker_whose_task_fails_says_so_until_one_succeeds(
+    celery_processes, redis_broker, viewer, settings
+):
+    # Written straight into the database, past validation: the scanner refuses this host.
+    broken = Server.objects.create(name="broken", host="not a host", next_scan_at=FAR_FUTURE)
+    celery_processes.worker("w1", concurrency=1)
+    scan_server.delay(broken.pk, purpose="manual")
+    celery_processes.wait_until(lambda: any(worker_failure()), 30, "the failure was recorded")
+    (failure,) = worker_failure()
+    assert failure.startswith("compliance.scan_server failed: ValueError(")
+    page = viewer.get(reverse("dashboard:overview")).content.decode()
+    assert "its last task failed" in page
+    settings.POPC_METRICS_TOKEN = ""
+    metrics = Client().get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    assert 'popc_heartbeat_failing{process="worker",' in metrics
+    assert (
+        metrics.split('popc_heartbeat_failing{process="worker",')[1].split("\n")[0].endswith(" 1")
+    )
+
+    scan_server.delay(999999)  # a server that is gone: the task succeeds with nothing to do
+    celery_processes.wait_until(lambda: worker_failure() == [""], 30, "the next success cleared it")

@@ -280,21 +280,29 @@ def _worker_started(sender: object = None, **kwargs: object) -> None:
 def _task_finished(sender: object = None, **kwargs: object) -> None:
     task = kwargs.get("task")
     hostname = getattr(getattr(task, "request", None), "hostname", None)
-    if hostname:
+    if not hostname:
+        return
+    if kwargs.get("state") == "FAILURE":
+        # At once, and the next success clears it: a worker whose tasks fail is not healthy.
+        failure = f"{getattr(task, 'name', 'a task')} failed: {kwargs.get('retval')!r}"
+        _heartbeat(f"worker {hostname}", force=True, failure=failure)
+    else:
         _heartbeat(f"worker {hostname}")
 
 
-def _heartbeat(name: str, *, force: bool = False) -> None:
+def _heartbeat(name: str, *, force: bool = False, failure: str = "") -> None:
+    """Record that `name` is alive (and what failed, if anything); a failure forces the next
+    heartbeat too, so it clears as soon as the process works again."""
     global _last_heartbeat
     clock = time.monotonic()
     if not force and clock - _last_heartbeat < HEARTBEAT_EVERY:
         return
-    _last_heartbeat = clock
+    _last_heartbeat = 0.0 if failure else clock
     try:
         if _in_beat:
             # Beat has no task boundaries where Celery would recycle its connection: drop one
             # that a database restart broke, or this heartbeat would fail forever.
             close_old_connections()
-        Heartbeat.beat(name, timezone.now())
+        Heartbeat.beat(name, timezone.now(), failure=failure)
     except DatabaseError:
         logger.warning("could not record the heartbeat of %s", name)
