@@ -236,10 +236,12 @@ def prune() -> dict[str, int]:
     return prune_rows(timezone.now())
 
 
-# Each process proves it is alive at most this often: beat when it sends a task (its own
-# heartbeat, "beat"), a worker when it starts and after each task ("worker <hostname>"). The
-# dispatcher records what it did as "dispatcher". Beat sends alerts.deliver every minute, so
-# while beat runs a worker heartbeat older than a few minutes means no worker takes tasks.
+# Each process proves it is alive at most this often: beat when the broker took a task it sent
+# (its own heartbeat, "beat"), a worker when it starts and after each task ("worker
+# <hostname>"). The dispatcher records what it did as "dispatcher". Beat sends alerts.deliver
+# every minute, so while beat runs a worker heartbeat older than a few minutes means no worker
+# takes tasks. A failure (beat cannot reach the broker, a worker's task failed, the dispatcher
+# failed) is recorded at once on the heartbeat's `failure`, and cleared by the next success.
 HEARTBEAT_EVERY = 30.0
 _last_heartbeat = 0.0
 _in_beat = False
