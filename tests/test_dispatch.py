@@ -1,6 +1,9 @@
 """The dispatcher: what it claims, that concurrent runs never double-claim, that scans reach the
 real Redis broker only after the claim commits, and that a crashing scan cannot starve it."""
 
+import os
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -303,3 +306,17 @@ def test_a_dispatcher_that_only_ever_failed_shows_no_last_dispatch(db, settings,
         dispatch_due_scans()
     page = viewer.get(reverse("dashboard:overview")).content.decode()
     assert "Dispatching fails:" in page and "last dispatch" not in page
+
+
+def test_a_lease_no_longer_than_a_scan_may_run_is_refused_in_words():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "popcompliance.settings"}
+    env.update(POPC_TASK_TIME_LIMIT="300", POPC_SCAN_LEASE="300")
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "POPC_SCAN_LEASE (300 s) must be longer than POPC_TASK_TIME_LIMIT (300 s)" in done.stderr
