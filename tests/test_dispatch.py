@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -238,7 +239,7 @@ def test_a_row_that_fails_to_dispatch_is_set_aside_and_the_others_are_dispatched
     assert all(next_scan_at(s) == T0 + timedelta(seconds=600) for s in servers)
     heartbeat = Heartbeat.objects.get(name="dispatcher")
     assert heartbeat.detail == "dispatched 4"
-    assert heartbeat.failure.startswith("could not dispatch 1 server(s): mail002 (")
+    assert heartbeat.failure.startswith("could not dispatch mail002 (")
     assert liveness(T0).dispatcher_failing
 
     for good in servers[:2] + servers[3:]:
@@ -320,3 +321,25 @@ def test_a_lease_no_longer_than_a_scan_may_run_is_refused_in_words():
     )
     assert done.returncode != 0
     assert "POPC_SCAN_LEASE (300 s) must be longer than POPC_TASK_TIME_LIMIT (300 s)" in done.stderr
+
+
+def test_a_broker_that_is_down_fails_the_dispatch_in_words_and_quickly(
+    transactional_db, redis_broker
+):
+    servers = add_servers(50, timezone.now() - timedelta(minutes=1))
+    redis_broker.stop()
+    started = time.monotonic()
+    try:
+        assert dispatch_due_scans() == 0
+    finally:
+        redis_broker.start()
+    assert time.monotonic() - started < 15  # one refused send, not fifty
+    heartbeat = Heartbeat.objects.get(name="dispatcher")
+    assert heartbeat.failure.startswith("could not dispatch 50 claimed servers (")
+    errors = set(Server.objects.values_list("dispatch_error", flat=True))
+    assert len(errors) == 1 and errors != {""}
+    assert queued_tasks(redis_broker) == []
+    # Their leases end as usual: then they are dispatched again.
+    Server.objects.update(next_scan_at=timezone.now())
+    assert dispatch_due_scans() == 50
+    assert queued_server_ids(redis_broker) == sorted(server.pk for server in servers)

@@ -70,7 +70,7 @@ def claim_due(now: datetime, limit: int) -> Claims:
             with transaction.atomic():
                 won = claim(pk, due_at, now)
         except Exception as exc:
-            claims.failed[name] = note_dispatch_failure(pk, now, exc)
+            claims.failed[name] = note_dispatch_failure([pk], now, exc)
             continue
         if won:
             claims.claimed.append(pk)
@@ -90,16 +90,16 @@ def claim(pk: int, due_at: datetime, now: datetime) -> bool:
     )
 
 
-def note_dispatch_failure(pk: int, now: datetime, exc: Exception) -> str:
-    """Log why server `pk` could not be dispatched, show it on the server's page and push the
-    server a lease ahead, so it neither blocks the run nor is retried every minute. The reason."""
+def note_dispatch_failure(pks: list[int], now: datetime, exc: Exception) -> str:
+    """Log why the servers `pks` could not be dispatched, show it on their pages and push them
+    a lease ahead, so they neither block the run nor are retried every minute. The reason."""
     reason = f"{type(exc).__name__}: {exc}"[:500]
-    logger.error("could not dispatch server %s: %s", pk, reason, exc_info=exc)
+    logger.error("could not dispatch servers %s: %s", pks, reason, exc_info=exc)
     try:
         with transaction.atomic():
-            Server.objects.filter(pk=pk).update(
+            Server.objects.filter(pk__in=pks).update(
                 next_scan_at=lease_end(now), dispatch_error=reason, dispatch_error_at=now
             )
     except DatabaseError:
-        logger.exception("could not record the dispatch failure of server %s", pk)
+        logger.exception("could not record the dispatch failure of servers %s", pks)
     return reason

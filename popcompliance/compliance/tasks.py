@@ -32,7 +32,12 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from popcompliance.alerts.tasks import process_changes
-from popcompliance.compliance.dispatch import claim_due, lease_length, note_dispatch_failure
+from popcompliance.compliance.dispatch import (
+    Claims,
+    claim_due,
+    lease_length,
+    note_dispatch_failure,
+)
 from popcompliance.compliance.models import Heartbeat, ScanPurpose, ScanRequest, ScanRun
 from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.retention import prune as prune_rows
@@ -55,26 +60,31 @@ def dispatch_due_scans() -> int:
     try:
         with transaction.atomic():
             claims = claim_due(now, settings.POPC_DISPATCH_BATCH)
-            for server_id in claims.claimed:
-                transaction.on_commit(partial(_send_scheduled_scan, server_id, now))
+            transaction.on_commit(partial(_send_claimed, claims, now))
     except Exception as exc:
         _dispatcher_failed(now, exc)
         raise
     failure = ""
     if claims.failed:
-        names = ", ".join(f"{name} ({reason})" for name, reason in sorted(claims.failed.items()))
-        failure = f"could not dispatch {len(claims.failed)} server(s): {names}"
+        what = "; ".join(f"{name} ({reason})" for name, reason in sorted(claims.failed.items()))
+        failure = f"could not dispatch {what}"
     Heartbeat.beat("dispatcher", now, f"dispatched {len(claims.claimed)}", failure)
     return len(claims.claimed)
 
 
-def _send_scheduled_scan(server_id: int, now: datetime) -> None:
-    """Enqueue one claimed scan. A broker that refuses it leaves the claim's lease to end, so
-    the server is due again then, with the reason on its page."""
-    try:
-        scan_server.apply_async((server_id,), {"dispatched_at": now.isoformat()})
-    except Exception as exc:
-        note_dispatch_failure(server_id, now, exc)
+def _send_claimed(claims: Claims, now: datetime) -> None:
+    """Enqueue the claimed scans. When the broker refuses one, the rest are not tried (each
+    would wait for it again): their leases end and they are due again then, with the reason
+    on their pages."""
+    for sent, server_id in enumerate(claims.claimed):
+        try:
+            scan_server.apply_async((server_id,), {"dispatched_at": now.isoformat()})
+        except Exception as exc:
+            unsent = claims.claimed[sent:]
+            del claims.claimed[sent:]
+            reason = note_dispatch_failure(unsent, now, exc)
+            claims.failed[f"{len(unsent)} claimed servers"] = reason
+            return
 
 
 def _dispatcher_failed(now: datetime, exc: Exception) -> None:
