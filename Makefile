@@ -38,7 +38,7 @@ system-deps:
 # Tests that store data run on PostgreSQL; the pipeline's own tests run again on SQLite, the
 # embedded default of `make run`.
 EMBEDDED_TESTS := tests/test_recording.py tests/test_schedule.py tests/test_scan_command.py \
-	tests/test_import_export.py tests/test_dispatch.py
+	tests/test_import_export.py tests/test_dispatch.py tests/test_leases.py
 
 test: deps system-deps lint
 	$(PY) -m pytest

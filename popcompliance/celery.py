@@ -12,6 +12,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "popcompliance.settings")
 app = Celery("popcompliance", task_cls="celery.contrib.django.task:DjangoTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+# Celery's scheduler, which also records on beat's heartbeat when it cannot send a task.
+app.conf.beat_scheduler = "popcompliance.compliance.beat:HeartbeatScheduler"
 
 # The beat schedule, in one place. The dispatcher is cheap when nothing is due, so it runs every
 # minute: a server's scan starts at most a minute late. POPC_DISPATCH_EVERY (seconds) shortens it

@@ -382,5 +382,17 @@ POPC_SCAN_RUN_RETENTION_DAYS = env_int("POPC_SCAN_RUN_RETENTION_DAYS", 30)
 POPC_CHANGE_RETENTION_DAYS = env_int("POPC_CHANGE_RETENTION_DAYS", 730)
 # How many due servers one dispatcher run claims at most.
 POPC_DISPATCH_BATCH = env_int("POPC_DISPATCH_BATCH", 5000)
+# How far a dispatcher's claim moves a server's next_scan_at (seconds). The database is the
+# guarantee that no scan is lost: a claim whose scan is not recorded within the lease (a
+# worker killed, a message the broker dropped) is simply due again. It must outlast a scan's
+# hard time limit, or a slow scan would be dispatched a second time.
+POPC_SCAN_LEASE = env_int("POPC_SCAN_LEASE", max(600, 2 * CELERY_TASK_TIME_LIMIT))
+if POPC_SCAN_LEASE <= CELERY_TASK_TIME_LIMIT:
+    raise ConfigurationError(
+        f"POPC_SCAN_LEASE ({POPC_SCAN_LEASE} s) must be longer than POPC_TASK_TIME_LIMIT "
+        f"({CELERY_TASK_TIME_LIMIT} s), the longest a scan may run."
+    )
+# How many "Scan now" requests (dashboard and API together) one person may make a minute.
+POPC_SCAN_REQUESTS_PER_MINUTE = env_int("POPC_SCAN_REQUESTS_PER_MINUTE", 10)
 # A CSV upload of more rows than this is imported by a worker, on a page showing its progress.
 POPC_IMPORT_INLINE_ROWS = env_int("POPC_IMPORT_INLINE_ROWS", 500)

@@ -178,7 +178,13 @@ def test_an_operator_queues_a_manual_scan_on_the_broker(
     response = operator.post(f"{SERVERS}{server.pk}/scan/")
     assert response.status_code == 202
     body = response.json()
-    assert body == {"task_id": body["task_id"], "server": server.pk, "purpose": "manual"}
+    assert body == {
+        "task_id": body["task_id"],
+        "server": server.pk,
+        "purpose": "manual",
+        "joined": False,
+        "detail": "Scan queued.",
+    }
     assert queued_tasks(redis_broker) == [("compliance.scan_server", [server.pk], MANUAL)]
     assert queued_task_ids(redis_broker) == [body["task_id"]]
 
@@ -205,6 +211,44 @@ def test_a_scan_while_the_queue_is_down_is_a_json_503(
     assert response.status_code == 503
     assert response.json() == {"detail": "The task queue is unreachable; try again later."}
     assert queued_tasks(redis_broker) == []
+
+
+def test_a_scan_requested_while_one_is_queued_joins_it(
+    transactional_db: None, redis_broker: RedisServer, operator: APIClient
+) -> None:
+    server = make_server("alpha")
+    first = operator.post(f"{SERVERS}{server.pk}/scan/").json()
+    responses = [operator.post(f"{SERVERS}{server.pk}/scan/") for _ in range(3)]
+    assert [r.status_code for r in responses] == [202] * 3
+    assert responses[0].json() == {
+        "task_id": "",
+        "server": server.pk,
+        "purpose": "manual",
+        "joined": True,
+        "detail": "A scan of this server is already queued or running; your request joins it.",
+    }
+    assert queued_task_ids(redis_broker) == [first["task_id"]]  # one scan for four requests
+
+
+def test_scan_requests_past_the_rate_limit_are_a_json_429(
+    transactional_db: None, redis_broker: RedisServer, operator: APIClient, settings
+) -> None:
+    settings.POPC_SCAN_REQUESTS_PER_MINUTE = 3
+    servers = [make_server(f"s{i}") for i in range(4)]
+    codes = [operator.post(f"{SERVERS}{s.pk}/scan/").status_code for s in servers]
+    assert codes == [202, 202, 202, 429]
+    response = operator.post(f"{SERVERS}{servers[3].pk}/scan/")
+    assert response.json() == {
+        "detail": "Too many scan requests: at most 3 a minute. Wait a minute and try again."
+    }
+    assert sorted(args[0] for _, args, _ in queued_tasks(redis_broker)) == [
+        s.pk for s in servers[:3]
+    ]
+    # The limit is the person's: another operator is not held back.
+    other = APIClient()
+    token = token_for(make_user("operator", "operator-2"))
+    other.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert other.post(f"{SERVERS}{servers[3].pk}/scan/").status_code == 202
 
 
 def test_an_operator_cannot_create_or_pause(operator: APIClient) -> None:

@@ -84,7 +84,7 @@ def test_the_schema_documents_the_token_errors_and_an_example_server() -> None:
     assert "create_api_token" in schema["components"]["securitySchemes"]["tokenAuth"]["description"]
     scan = schema["paths"]["/api/v1/servers/{id}/scan/"]["post"]
     assert scan["summary"] == "Scan a server now (operator)"
-    assert set(scan["responses"]) == {"202", "401", "403", "404", "503"}
+    assert set(scan["responses"]) == {"202", "401", "403", "404", "429", "503"}
     listing = schema["paths"]["/api/v1/servers/"]["get"]["responses"]["200"]
     (example,) = listing["content"]["application/json"]["examples"].values()
     assert example["value"]["results"][0]["status"] == "non_compliant"

@@ -192,6 +192,33 @@ def test_scan_now_while_the_queue_is_down_says_so_on_the_page(operator, broker):
     assert queued_tasks(broker) == []
 
 
+def test_scan_now_while_a_scan_is_queued_joins_it_and_says_so(operator, broker):
+    server = make_server("mail01")
+    operator.post(reverse("dashboard:scan_now", args=[server.pk]))
+    response = operator.post(reverse("dashboard:scan_now", args=[server.pk]), follow=True)
+    assert "already queued or running; your request joins it" in response.content.decode()
+    assert queued_tasks(broker) == [("compliance.scan_server", [server.pk], {"purpose": "manual"})]
+
+
+def test_scan_now_while_the_dispatcher_has_claimed_the_server_joins_that_scan(operator, broker):
+    server = make_server("mail01")  # due now, as every new server is
+    assert tasks.dispatch_due_scans() == 1
+    operator.post(reverse("dashboard:scan_now", args=[server.pk]))
+    assert [kwargs.get("purpose") for _, _, kwargs in queued_tasks(broker)] == [None]
+
+
+def test_scan_now_past_the_rate_limit_says_so_and_queues_nothing(operator, broker, settings):
+    settings.POPC_SCAN_REQUESTS_PER_MINUTE = 2
+    servers = [make_server(f"mail0{i}") for i in range(3)]
+    for server in servers[:2]:
+        operator.post(reverse("dashboard:scan_now", args=[server.pk]))
+    response = operator.post(reverse("dashboard:scan_now", args=[servers[2].pk]), follow=True)
+    assert response.redirect_chain == [(servers[2].get_absolute_url(), 302)]
+    page = response.content.decode()
+    assert "Too many scan requests: at most 2 a minute. Wait a minute and try again." in page
+    assert sorted(args[0] for _, args, _ in queued_tasks(broker)) == [s.pk for s in servers[:2]]
+
+
 def test_a_viewer_cannot_scan_now(viewer, broker):
     server = make_server("mail01")
     assert viewer.post(reverse("dashboard:scan_now", args=[server.pk])).status_code == 403

@@ -26,18 +26,21 @@ def test_a_server_is_claimed_at_its_time_not_a_second_before(server):
     assert claim_due_servers(T0, 100) == [server.pk]
 
 
-def test_a_claim_moves_the_next_scan_one_interval_on(server):
+def test_a_claim_moves_the_next_scan_one_lease_on(server, settings):
+    settings.POPC_SCAN_LEASE = 600
     claim_due_servers(T0, 100)
-    next_slot = T0 + timedelta(minutes=15)
-    assert Server.objects.get(pk=server.pk).next_scan_at == next_slot
-    assert claim_due_servers(next_slot - SECOND, 100) == []
-    assert claim_due_servers(next_slot, 100) == [server.pk]
+    lease_end = T0 + timedelta(seconds=600)
+    assert Server.objects.get(pk=server.pk).next_scan_at == lease_end
+    assert claim_due_servers(lease_end - SECOND, 100) == []
+    assert claim_due_servers(lease_end, 100) == [server.pk]
 
 
-def test_a_late_dispatcher_schedules_from_now_not_from_the_missed_slot(server):
+def test_a_finished_scheduled_scan_schedules_from_when_it_finished_not_the_missed_slot(server):
     late = T0 + timedelta(hours=5)
     claim_due_servers(late, 100)
-    assert Server.objects.get(pk=server.pk).next_scan_at == late + timedelta(minutes=15)
+    server.refresh_from_db()
+    server.save(update_fields=server.finish_scan(True, late + SECOND))
+    assert Server.objects.get(pk=server.pk).next_scan_at == late + SECOND + timedelta(minutes=15)
 
 
 def test_paused_servers_are_never_claimed(server):

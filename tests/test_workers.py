@@ -98,7 +98,10 @@ def test_every_due_server_is_scanned_after_redis_restarts_mid_fleet(
     # A few slow servers keep scans in flight while Redis is away.
     configs = [SLOW, *[SECURE, PLAINTEXT] * 5]
     servers = [add_server(f"mail{i:02}", configs[i % 11], scan_interval=1) for i in range(30)]
-    celery_processes.worker("w1", concurrency=2)
+    # Claims (made by the worker's dispatcher) lease a server for less than the minute the
+    # test moves the clock by below.
+    lease = {"POPC_TASK_SOFT_TIME_LIMIT": 12, "POPC_TASK_TIME_LIMIT": 15, "POPC_SCAN_LEASE": 20}
+    celery_processes.worker("w1", concurrency=2, **lease)
     celery_processes.beat(POPC_DISPATCH_EVERY=1)
     celery_processes.wait_until(lambda: ScanRun.objects.count() >= 3, 30, "the fleet scan began")
     redis_broker.stop(signal.SIGKILL)  # the queue and the unacknowledged tasks are lost
@@ -106,7 +109,7 @@ def test_every_due_server_is_scanned_after_redis_restarts_mid_fleet(
     time.sleep(2)
     redis_broker.start()
     restarted = timezone.now()
-    # One interval passes: every server's next slot, lost scans included, comes due.
+    # One interval passes: every server's next slot, and the lease of every lost scan, ends.
     Server.objects.update(next_scan_at=F("next_scan_at") - timedelta(minutes=1))
     celery_processes.wait_until(
         lambda: scanned_since(restarted) == len(servers), 90, "every server was scanned again"

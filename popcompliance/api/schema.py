@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
 from rest_framework import serializers
@@ -42,6 +43,11 @@ ERROR_DETAILS = {
     403: ("The account's role does not allow this.", "This needs the Operator role."),
     404: ("No such object.", "No Server matches the given query."),
     409: ("The alert is resolved already.", ALERT_RESOLVED),
+    429: (
+        "Too many scan requests from this account this minute: nothing was queued.",
+        f"Too many scan requests: at most {settings.POPC_SCAN_REQUESTS_PER_MINUTE} a minute. "
+        "Wait a minute and try again.",
+    ),
     503: ("The task queue is unreachable: nothing was queued.", QUEUE_UNAVAILABLE),
 }
 

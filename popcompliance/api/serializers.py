@@ -317,9 +317,14 @@ def tag_objects(names: list[str]) -> list[Tag]:
 
 
 class ScanQueuedSerializer(serializers.Serializer):
-    task_id = serializers.CharField()
+    task_id = serializers.CharField(help_text="Blank when the request joined a queued scan.")
     server = serializers.IntegerField()
     purpose = serializers.CharField()
+    joined = serializers.BooleanField(
+        help_text="True when a scan of the server was already queued or running: the request "
+        "joined it instead of starting another."
+    )
+    detail = serializers.CharField()
 
 
 class AlertSerializer(serializers.ModelSerializer):

@@ -24,7 +24,7 @@ from popcompliance.api import serializers as s
 from popcompliance.api.permissions import RolePermission
 from popcompliance.api.schema import ALERT_RESOLVED, QUEUE_UNAVAILABLE, SERVER_EXAMPLE, errors
 from popcompliance.compliance.models import CertificateSighting, CheckState, ScanPurpose
-from popcompliance.compliance.tasks import ScanNotQueued, request_scan
+from popcompliance.compliance.tasks import ScanNotQueued, TooManyScanRequests, request_scan
 from popcompliance.inventory.models import Server, ServerStatus
 
 RECENT_CHANGES = 50
@@ -34,6 +34,11 @@ class QueueUnavailable(APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = QUEUE_UNAVAILABLE
     default_code = "queue_unavailable"
+
+
+class TooManyRequests(APIException):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "too_many_requests"
 
 
 class Conflict(APIException):
@@ -179,19 +184,28 @@ class ServerViewSet(
     @extend_schema(
         summary="Scan a server now (operator)",
         request=None,
-        responses={202: s.ScanQueuedSerializer, **errors(401, 403, 404, 503)},
+        responses={202: s.ScanQueuedSerializer, **errors(401, 403, 404, 429, 503)},
     )
     @action(detail=True, methods=["post"])
     def scan(self, request: Request, pk: str) -> Response:
-        """Queue a manual scan, as "Scan now" on the dashboard does (sent when the request's
-        work commits). The result shows in the server's `last_scan_at` and checks once a
-        worker has run it; 503 when the task queue is unreachable."""
+        """Queue a manual scan, as "Scan now" on the dashboard does. While a scan of the
+        server is queued or running the request joins it (`joined`). The result shows in the
+        server's `last_scan_at` and checks once a worker has run it; 429 past the account's
+        POPC_SCAN_REQUESTS_PER_MINUTE, 503 when the task queue is unreachable."""
         server = self.get_object()
         try:
-            task_id = request_scan(server)
+            requested = request_scan(server, request.user)
+        except TooManyScanRequests as exc:
+            raise TooManyRequests(str(exc)) from exc
         except ScanNotQueued as exc:
             raise QueueUnavailable() from exc
-        body = {"task_id": task_id, "server": server.pk, "purpose": ScanPurpose.MANUAL}
+        body = {
+            "task_id": requested.task_id,
+            "server": server.pk,
+            "purpose": ScanPurpose.MANUAL,
+            "joined": requested.joined,
+            "detail": requested.message,
+        }
         return Response(body, status=status.HTTP_202_ACCEPTED)
 
 

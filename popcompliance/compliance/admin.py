@@ -62,4 +62,4 @@ class FleetSnapshotAdmin(admin.ModelAdmin):
 
 @admin.register(Heartbeat)
 class HeartbeatAdmin(admin.ModelAdmin):
-    list_display = ["name", "last_seen_at", "detail"]
+    list_display = ["name", "last_seen_at", "detail", "failure", "failed_at"]

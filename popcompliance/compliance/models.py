@@ -10,8 +10,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.urls import reverse
@@ -307,6 +308,10 @@ class Heartbeat(models.Model):
     name = models.CharField(max_length=200, unique=True)
     last_seen_at = models.DateTimeField()
     detail = models.CharField(max_length=200, blank=True)
+    # What went wrong in the process's last round, when it did (blank when it went fine): a
+    # process that runs but fails must not look healthy.
+    failure = models.CharField(max_length=500, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["name"]
@@ -317,6 +322,45 @@ class Heartbeat(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("admin:compliance_heartbeat_change", args=[self.pk])
 
+    @property
+    def has_run(self) -> bool:
+        """False for a process that has only ever failed (see `fail`)."""
+        return self.last_seen_at > EPOCH
+
     @classmethod
-    def beat(cls, name: str, now: datetime, detail: str = "") -> None:
-        cls.objects.update_or_create(name=name, defaults={"last_seen_at": now, "detail": detail})
+    def beat(cls, name: str, now: datetime, detail: str = "", failure: str = "") -> None:
+        """The process `name` ran at `now`; `failure` says what went wrong in that round."""
+        defaults = {"last_seen_at": now, "detail": detail, "failure": failure[:500]}
+        if failure:
+            defaults["failed_at"] = now
+        cls.objects.update_or_create(name=name, defaults=defaults)
+
+    @classmethod
+    def fail(cls, name: str, now: datetime, failure: str) -> None:
+        """The process `name` failed its round at `now`: it did not run, so `last_seen_at`
+        stays when it last did."""
+        updated = cls.objects.filter(name=name).update(failure=failure[:500], failed_at=now)
+        if not updated:
+            # Never ran: the epoch shows "never" rather than a success that did not happen.
+            cls.objects.create(name=name, last_seen_at=EPOCH, failure=failure[:500], failed_at=now)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ScanRequest(models.Model):
+    """A "Scan now" by a person (dashboard or API): counted for their rate limit, and
+    `joined` when it joined a scan already queued or running instead of starting one."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="scan_requests"
+    )
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="scan_requests")
+    requested_at = models.DateTimeField(db_index=True)
+    joined = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-requested_at"]
+
+    def __str__(self) -> str:
+        return f"scan of {self.server} requested at {self.requested_at:%Y-%m-%d %H:%M:%S}"

@@ -26,6 +26,7 @@ from popcompliance.compliance.certificates import due_refresh, remember_certific
 from popcompliance.compliance.models import (
     Change,
     CheckState,
+    ScanPurpose,
     ScanRun,
     ServerAddress,
     is_regression,
@@ -89,7 +90,7 @@ def record_report(
             _forget_vanished(states, seen)
         remember_addresses(server, report.endpoints, now)
         remember_certificates(server, report.endpoints, now)
-        _save_server(server, settled_status(states.values()), now)
+        _save_server(server, settled_status(states.values()), purpose, now)
         Change.objects.bulk_create(recorded.changes)
     return recorded
 
@@ -253,7 +254,9 @@ def settled_status(states: Iterable[CheckState]) -> str:
     return ServerStatus.COMPLIANT
 
 
-def _save_server(server: Server, status: str, now: datetime) -> None:
+def _save_server(server: Server, status: str, purpose: str, now: datetime) -> None:
     server.settle_status(status, now)
     server.last_scan_at = now
-    server.save(update_fields=["status", "status_changed_at", "last_scan_at", "updated_at"])
+    scheduling = server.finish_scan(purpose == ScanPurpose.SCHEDULED, now)
+    fields = ["status", "status_changed_at", "last_scan_at", "updated_at", *scheduling]
+    server.save(update_fields=fields)

@@ -321,6 +321,16 @@ class Liveness:
     beat_dead: bool
     workers_dead: bool
 
+    @property
+    def beat_failing(self) -> bool:
+        """Beat runs but could not send its last task (the broker is away)."""
+        return not self.beat_dead and self.beat is not None and bool(self.beat.failure)
+
+    @property
+    def dispatcher_failing(self) -> bool:
+        """The dispatcher's last round failed, wholly or for some servers."""
+        return self.dispatcher is not None and bool(self.dispatcher.failure)
+
 
 def liveness(now: datetime) -> Liveness:
     """One query: every heartbeat, newest first."""

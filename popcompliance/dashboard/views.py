@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from popcompliance.accounts.roles import OPERATOR, role_required
 from popcompliance.compliance.models import Certificate, ScanRun
-from popcompliance.compliance.tasks import ScanNotQueued, request_scan
+from popcompliance.compliance.tasks import ScanNotQueued, TooManyScanRequests, request_scan
 from popcompliance.dashboard import queries
 from popcompliance.dashboard.catalog import CHECK_IDS, CHECK_TITLES
 from popcompliance.dashboard.compare import compare
@@ -112,11 +112,14 @@ def scan_now(request: HttpRequest, pk: int) -> HttpResponse:
     server = get_object_or_404(Server, pk=pk)
     after = server.scan_runs.aggregate(last=Max("pk"))["last"] or 0
     try:
-        request_scan(server)
+        requested = request_scan(server, request.user)
+    except TooManyScanRequests as exc:
+        messages.error(request, str(exc))
+        return redirect(server)
     except ScanNotQueued:
         messages.error(request, "Could not queue the scan: the task queue is unreachable.")
         return redirect(server)
-    messages.info(request, f"Scan of {server} queued.")
+    messages.info(request, f"{server}: {requested.message}")
     return redirect(f"{server.get_absolute_url()}?scanning={after}#scan-progress")
 
 

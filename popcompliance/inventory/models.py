@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -152,6 +152,11 @@ def validate_owner_emails(value: object) -> None:
         validate_email(email)
 
 
+# The latest time a schedule can hold (a day short of Python's last, to stay clear of time
+# zone shifts).
+FAR_FUTURE = datetime(9999, 12, 30, tzinfo=UTC)
+
+
 class Server(models.Model):
     """One POP3 service to watch: where it is, who owns it, how often to scan it.
 
@@ -190,6 +195,12 @@ class Server(models.Model):
     monitor_password_encrypted = models.TextField(blank=True, editable=False)
     monitor_credentials_updated_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_scan_at = models.DateTimeField(null=True, blank=True)
+    # Set while a claimed or requested scan is queued or running (the dispatcher's claim, a
+    # "Scan now"), cleared when it is recorded: a second "Scan now" joins it meanwhile.
+    scan_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Why the dispatcher could not dispatch this server last time; cleared when it can again.
+    dispatch_error = models.CharField(max_length=500, blank=True, editable=False)
+    dispatch_error_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -229,6 +240,26 @@ class Server(models.Model):
     @property
     def interval(self) -> timedelta:
         return timedelta(minutes=self.scan_interval)
+
+    def next_scan_after(self, now: datetime) -> datetime:
+        """When the scan after one made at `now` is due. An interval past the calendar's end
+        (rows written before the interval was bounded) yields its last representable day, so
+        the row can never break the code that schedules it."""
+        try:
+            return now + self.interval
+        except OverflowError:
+            return FAR_FUTURE
+
+    def finish_scan(self, scheduled: bool, now: datetime) -> list[str]:
+        """A scan made at `now` was recorded (or crashed): no scan is queued any more, and a
+        scheduled one sets the next time (its claim had moved it only a lease ahead). Manual
+        and confirmation scans leave the schedule alone, so they never cut a claim's lease
+        short. The columns to save."""
+        self.scan_queued_at = None
+        if not scheduled:
+            return ["scan_queued_at"]
+        self.next_scan_at = self.next_scan_after(now)
+        return ["scan_queued_at", "next_scan_at"]
 
     def as_target(self, *, with_credentials: bool = True) -> scanner.Target:
         """What the scanner probes, with the monitoring account when one is set. Decrypting

@@ -10,7 +10,9 @@ scraping costs the same seven queries whatever the size of the fleet:
                                                expired)
     popc_scan_duration_seconds                 histogram of the scans started in the last hour
     popc_queue_lag_seconds                     age of the oldest due, unclaimed, unpaused server
+    popc_servers_dispatch_failing              servers the dispatcher could not dispatch
     popc_heartbeat_timestamp_seconds{process,name}  beat's, the dispatcher's, each worker's (unix)
+    popc_heartbeat_failing{process,name}       1 when that process's last round failed
     popc_notifications{status}                 emails in the outbox: pending, sent, failed (sent
                                                and failed ones are kept 90 days)
     popc_notification_oldest_pending_seconds   age of the oldest email not yet sent: SMTP is
@@ -115,17 +117,26 @@ def scan_durations(now: datetime) -> list[str]:
     return lines
 
 
-def queue_lag(now: datetime) -> float:
-    """Seconds since the oldest due, unclaimed, unpaused server became due; 0 if none is."""
-    due = Server.objects.filter(paused=False, next_scan_at__lte=now)
-    return age_seconds(now, due.aggregate(oldest=Min("next_scan_at"))["oldest"])
+def schedule(now: datetime) -> tuple[float, int]:
+    """Seconds since the oldest due, unclaimed, unpaused server became due (0 if none is), and
+    how many servers the dispatcher could not dispatch last time."""
+    due = Q(paused=False, next_scan_at__lte=now)
+    totals = Server.objects.aggregate(
+        oldest=Min("next_scan_at", filter=due),
+        failing=Count("id", filter=~Q(dispatch_error="")),
+    )
+    return age_seconds(now, totals["oldest"]), totals["failing"]
 
 
-def heartbeats() -> list[Sample]:
-    rows = Heartbeat.objects.order_by("name").values_list("name", "last_seen_at")
-    return [
-        ({"process": name.split()[0], "name": name}, int(seen.timestamp())) for name, seen in rows
-    ]
+def heartbeats() -> tuple[list[Sample], list[Sample]]:
+    """When each process last ran, and whether its last round failed (1) or not (0)."""
+    rows = Heartbeat.objects.order_by("name").values_list("name", "last_seen_at", "failure")
+    seen, failing = [], []
+    for name, last_seen_at, failure in rows:
+        labels = {"process": name.split()[0], "name": name}
+        seen.append((labels, int(last_seen_at.timestamp())))
+        failing.append((labels, int(bool(failure))))
+    return seen, failing
 
 
 def outbox(now: datetime) -> tuple[list[Sample], float, int]:
@@ -151,6 +162,8 @@ def age_seconds(now: datetime, since: datetime | None) -> float:
 def render(now: datetime) -> str:
     """The whole exposition, as of `now`."""
     by_status, oldest_pending, stuck = outbox(now)
+    lag, dispatch_failing = schedule(now)
+    seen, failing = heartbeats()
     lines = [
         *family("popc_servers", "gauge", "Servers by settled status.", servers_by_status()),
         *family(
@@ -167,13 +180,25 @@ def render(now: datetime) -> str:
             "popc_queue_lag_seconds",
             "gauge",
             "Age of the oldest due server not yet claimed by the dispatcher.",
-            [({}, round(queue_lag(now), 3))],
+            [({}, round(lag, 3))],
+        ),
+        *family(
+            "popc_servers_dispatch_failing",
+            "gauge",
+            "Servers the dispatcher could not dispatch last time (see their pages).",
+            [({}, dispatch_failing)],
         ),
         *family(
             "popc_heartbeat_timestamp_seconds",
             "gauge",
             "When beat, the dispatcher and each worker last ran (unix time).",
-            heartbeats(),
+            seen,
+        ),
+        *family(
+            "popc_heartbeat_failing",
+            "gauge",
+            "1 when the process's last round failed (dispatching fails), else 0.",
+            failing,
         ),
         *family("popc_notifications", "gauge", "Emails in the outbox by status.", by_status),
         *family(

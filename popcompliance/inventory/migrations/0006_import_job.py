@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("inventory", "0004_input_limits_and_plain_names"),
+        ("inventory", "0005_server_dispatch_error"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
