@@ -261,7 +261,8 @@ class _Importer:
     ) -> _Plan:
         """What saving the row will change, checked by the model's rules."""
         if server is None:
-            server = Server(next_scan_at=self.now, **values)
+            # A file without a policy column gives new servers the default policy.
+            server = Server(next_scan_at=self.now, **{"policy_id": self._policy_id(""), **values})
             server.policy = self._policy(server.policy_id)
             _validate(server, bulk=True)
             return _Plan(line, values, tags, server, "created", [], bool(tags), {})
@@ -349,8 +350,10 @@ class _Plan:
 
 
 def _servers_named(names: list[str]) -> dict[str, Server]:
-    """The existing servers of these names, with their tags (two queries)."""
-    servers = Server.objects.filter(name__in=names).prefetch_related("tags")
+    """The existing servers of these names, with their policies and tags (two queries)."""
+    servers = (
+        Server.objects.filter(name__in=names).select_related("policy").prefetch_related("tags")
+    )
     return {server.name: server for server in servers}
 
 
@@ -458,10 +461,13 @@ def _validate(server: Server, *, bulk: bool = False) -> None:
     In bulk, the checks that query the database are left out: the policy comes from the
     importer's own list, and a name taken meanwhile makes the chunk's INSERT fail, after which
     the rows are saved one by one with every check."""
-    skipped = ["policy"] if bulk else []
     try:
-        server.clean_fields(exclude=skipped)
-        server.full_clean(exclude=skipped, validate_unique=not bulk, validate_constraints=not bulk)
+        if bulk:
+            server.clean_fields(exclude=["policy"])
+            server.clean()
+        else:
+            server.clean_fields()
+            server.full_clean()
     except ValidationError as exc:
         raise _RowInvalid(_explain(exc)) from exc
 
@@ -469,7 +475,7 @@ def _validate(server: Server, *, bulk: bool = False) -> None:
 def _explain(error: ValidationError) -> str:
     """'column: reason' for each field the model refused."""
     problems = []
-    for field_name, errors in error.error_dict.items():
+    for field_name, errors in error.update_error_dict({}).items():
         reasons = "; ".join(dict.fromkeys(_reason(field_name, each) for each in errors))
         if field_name == NON_FIELD_ERRORS:
             problems.append(reasons)
