@@ -86,6 +86,23 @@ def server_form_data(server: Server, **overrides: Any) -> dict[str, Any]:
     return data | overrides
 
 
+def policy_form(**overrides: Any) -> dict[str, Any]:
+    """What the policy form posts for a policy "Enterprise", then `overrides` (None drops a
+    field)."""
+    data = {
+        "name": "Enterprise",
+        "description": "",
+        "warn_days": 30,
+        "critical_days": 7,
+        "min_tls_version": "TLSv1.2",
+        "use_system_trust": "on",
+        "ca_bundle_pem": "",
+        "allow_cleartext_port": "on",
+        "error_runs_before_unknown": 2,
+    }
+    return {key: value for key, value in (data | overrides).items() if value is not None}
+
+
 @pytest.fixture(autouse=True)
 def empty_cache() -> Iterator[None]:
     """Each test starts with an empty cache (the dashboard caches a panel for a minute)."""

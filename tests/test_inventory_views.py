@@ -19,6 +19,7 @@ from pop3lab.certs import root_ca_pem
 from popcompliance.accounts.roles import set_role
 from popcompliance.inventory.forms import ServerForm
 from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
+from tests.conftest import policy_form
 from tests.people import client_as
 
 pytestmark = pytest.mark.django_db
@@ -57,21 +58,6 @@ def server_form(**overrides: Any) -> dict[str, Any]:
         "tag_names": "prod, eu;new-tag",
     }
     return data | overrides
-
-
-def policy_form(**overrides: Any) -> dict[str, Any]:
-    data = {
-        "name": "Enterprise",
-        "description": "",
-        "warn_days": 30,
-        "critical_days": 7,
-        "min_tls_version": "TLSv1.2",
-        "use_system_trust": "on",
-        "ca_bundle_pem": "",
-        "allow_cleartext_port": "on",
-        "error_runs_before_unknown": 2,
-    }
-    return {key: value for key, value in (data | overrides).items() if value is not None}
 
 
 # Access: reads for every role, writes for admins only, sign-in for everyone.

@@ -18,6 +18,7 @@ from popcompliance.accounts.forms import UserAddForm
 from popcompliance.inventory.csvio import import_csv
 from popcompliance.inventory.models import Policy, Server, Tag
 from popcompliance.limits import MAX_OWNERS, SCAN_INTERVAL_MAX
+from tests.conftest import policy_form
 from tests.people import client_as, make_user, token_for
 from tests.test_alert_views import acknowledge_url, in_future, make_alert
 from tests.test_api import make_server
@@ -106,21 +107,6 @@ def test_a_csv_row_with_an_absurd_interval_is_an_error_on_its_line_and_others_ar
     assert error.line == 3
     assert f"scan_interval: must be between 1 and {SCAN_INTERVAL_MAX}" in error.message
     assert sorted(Server.objects.values_list("name", flat=True)) == ["good1", "good2"]
-
-
-def policy_form(**overrides: Any) -> dict[str, Any]:
-    data = {
-        "name": "strict",
-        "description": "",
-        "warn_days": 30,
-        "critical_days": 7,
-        "min_tls_version": "TLSv1.2",
-        "use_system_trust": "on",
-        "ca_bundle_pem": "",
-        "allow_cleartext_port": "on",
-        "error_runs_before_unknown": 2,
-    }
-    return data | overrides
 
 
 @pytest.mark.parametrize(

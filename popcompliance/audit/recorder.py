@@ -235,7 +235,9 @@ def record_change(action: str, spec: Audited, instance: Model, changes: dict[str
     earlier = scope.open_entries.get(key)
     if earlier is not None and joins(action, earlier) and join(earlier, changes, label):
         return
-    scope.open_entries[key] = write(scope, action, *key, label, changes)
+    entry = new_entry(scope, action, *key, label, changes)
+    entry.save()
+    scope.open_entries[key] = entry
 
 
 def joins(action: str, earlier: AuditEntry) -> bool:
@@ -273,7 +275,7 @@ def joined(earlier: dict[str, list[Any]], later: dict[str, list[Any]]) -> dict[s
     return merged
 
 
-def write(
+def new_entry(
     scope: Scope,
     action: str,
     object_type: str,
@@ -281,19 +283,7 @@ def write(
     object_label: str,
     changes: dict[str, Any],
 ) -> AuditEntry:
-    entry = unsaved_entry(scope, action, object_type, object_id, object_label, changes)
-    entry.save()
-    return entry
-
-
-def unsaved_entry(
-    scope: Scope,
-    action: str,
-    object_type: str,
-    object_id: int | None,
-    object_label: str,
-    changes: dict[str, Any],
-) -> AuditEntry:
+    """An entry of `scope`'s actor and source, not saved yet."""
     actor, actor_label = scope.actor()
     return AuditEntry(
         actor_id=getattr(actor, "pk", None),
@@ -315,7 +305,7 @@ def record_many(spec: Audited, changes_of: list[tuple[str, Model, dict[str, Any]
     entries = []
     for action, instance, changes in changes_of:
         object_id, label = spec.identify(instance)
-        entries.append(unsaved_entry(scope, action, spec.object_type, object_id, label, changes))
+        entries.append(new_entry(scope, action, spec.object_type, object_id, label, changes))
     AuditEntry.objects.bulk_create(entries)
 
 
@@ -338,13 +328,13 @@ def record_lockout(sender: Any, username: str | None = None, **_: Any) -> None:
     that scope records."""
     user_id = _user_id(username) if username else None
     label = username or "(no username)"
-    write(current_scope(), Action.LOCKED_OUT, USER.object_type, user_id, label, {})
+    new_entry(current_scope(), Action.LOCKED_OUT, USER.object_type, user_id, label, {}).save()
 
 
 def record_unlock(label: str, object_id: int | None = None) -> None:
     """An admin lifted a sign-in lockout: an account's (from every address; `label` its
     username, `object_id` its pk), or a client address's (for every username)."""
-    write(current_scope(), Action.UNLOCKED, USER.object_type, object_id, label, {})
+    new_entry(current_scope(), Action.UNLOCKED, USER.object_type, object_id, label, {}).save()
 
 
 def _user_id(username: str) -> int | None:
