@@ -125,7 +125,7 @@ def test_the_policy_form_refuses_numbers_out_of_range(field: str, value: int) ->
     response = admin.post(reverse("inventory:policy_add"), policy_form(**{field: value}))
     assert response.status_code == 200
     assert response.context["form"].errors[field]
-    assert not Policy.objects.filter(name="strict").exists()
+    assert not Policy.objects.filter(name="Enterprise").exists()
     assert admin.post(reverse("inventory:policy_add"), policy_form()).status_code == 302
 
 
