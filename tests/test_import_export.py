@@ -454,3 +454,11 @@ def test_a_large_import_writes_in_chunks_and_records_each_server_in_the_audit_lo
     assert changed.changes == {"host": ["old.example.com", "h0.example.com"], "tags": [[], ["t0"]]}
     with django_assert_max_num_queries(20):
         assert run("name,host,tags\n" + rows).unchanged == 2500
+
+
+def test_a_carriage_return_inside_a_cell_stays_in_its_row(db):
+    Server.objects.create(name="m1", host="h.example.com", site="a\rb")  # stored before the rules
+    stream = io.StringIO(newline="")
+    export_csv(servers_for_export(), stream)
+    rows = list(csv.reader(io.StringIO(stream.getvalue(), newline="")))
+    assert len(rows) == 2 and rows[1][5] == "a\rb"

@@ -559,7 +559,9 @@ class _LineWriter:
 
     def __init__(self) -> None:
         self.buffer = io.StringIO()
-        self.writer = csv.writer(self.buffer, lineterminator="\n")
+        # CRLF, as RFC 4180 has it: the writer then also quotes a cell holding a lone CR, which
+        # with "\n" lines it would leave bare and so split the row.
+        self.writer = csv.writer(self.buffer, lineterminator="\r\n")
 
     def of(self, cells: Iterable[object]) -> str:
         self.buffer.seek(0)
