@@ -81,6 +81,28 @@ def test_a_recorded_scheduled_scan_sets_the_next_time_one_interval_on(db):
     assert Server.objects.get(pk=server.pk).scan_queued_at is None
 
 
+@time_machine.travel(T0, tick=False)
+def test_an_edit_during_a_scheduled_scan_keeps_its_scan_sooner(db):
+    (server,) = add_servers(1, T0)
+    assert dispatch_due_scans() == 1
+    # The admin changes the host while the scan runs: the edit asks for a scan now.
+    Server.objects.filter(pk=server.pk).update(host="127.0.0.9", next_scan_at=T0)
+    record_scan(server, ScanPurpose.SCHEDULED, T0 + timedelta(seconds=30))
+    assert next_scan_at(server) == T0
+    with time_machine.travel(T0 + timedelta(seconds=60), tick=False):
+        assert dispatch_due_scans() == 1  # the new host is scanned at the next run
+
+
+@time_machine.travel(T0, tick=False)
+def test_a_claim_covered_by_a_manual_scan_schedules_from_that_scan(db):
+    (server,) = add_servers(1, T0)
+    assert dispatch_due_scans() == 1
+    record_scan(server, ScanPurpose.MANUAL, T0 + timedelta(seconds=10))
+    with time_machine.travel(T0 + timedelta(seconds=20), tick=False):
+        assert scan_server(server.pk, dispatched_at=T0.isoformat()) == "already scanned"
+    assert next_scan_at(server) == T0 + timedelta(seconds=10) + server.interval
+
+
 @pytest.mark.parametrize("purpose", [ScanPurpose.MANUAL, ScanPurpose.CONFIRMATION])
 @time_machine.travel(T0, tick=False)
 def test_manual_and_confirmation_scans_leave_the_claims_lease_alone(db, purpose):
@@ -104,12 +126,14 @@ def test_a_claim_whose_scan_is_never_recorded_is_due_again_after_the_lease(db, s
 
 @time_machine.travel(T0, tick=False)
 def test_an_absurd_interval_cannot_break_recording(db):
-    (server,) = add_servers(1, T0)
+    late = datetime(9990, 1, 1, tzinfo=UTC)
+    (server,) = add_servers(1, late)
     Server.objects.filter(pk=server.pk).update(scan_interval=2**31 - 1)
-    assert dispatch_due_scans() == 1
-    server.refresh_from_db()
-    with time_machine.travel(datetime(9990, 1, 1, tzinfo=UTC), tick=False):
-        record_scan(server, ScanPurpose.SCHEDULED, timezone.now())
+    with time_machine.travel(late, tick=False):
+        assert dispatch_due_scans() == 1
+        server.refresh_from_db()
+        # Some 4,000 years on is past the calendar's end.
+        record_scan(server, ScanPurpose.SCHEDULED, late + timedelta(seconds=30))
     assert next_scan_at(server) == FAR_FUTURE
 
 
@@ -338,6 +362,8 @@ def test_a_broker_that_is_down_fails_the_dispatch_in_words_and_quickly(
     assert heartbeat.failure.startswith("could not dispatch 50 claimed servers (")
     errors = set(Server.objects.values_list("dispatch_error", flat=True))
     assert len(errors) == 1 and errors != {""}
+    # Nothing was sent, so nothing is queued for a "Scan now" to join.
+    assert not Server.objects.filter(scan_queued_at__isnull=False).exists()
     assert queued_tasks(redis_broker) == []
     # Their leases end as usual: then they are dispatched again.
     Server.objects.update(next_scan_at=timezone.now())

@@ -97,8 +97,12 @@ def note_dispatch_failure(pks: list[int], now: datetime, exc: Exception) -> str:
     logger.error("could not dispatch servers %s: %s", pks, reason, exc_info=exc)
     try:
         with transaction.atomic():
+            # No scan of theirs is queued: a "Scan now" must not join one.
             Server.objects.filter(pk__in=pks).update(
-                next_scan_at=lease_end(now), dispatch_error=reason, dispatch_error_at=now
+                next_scan_at=lease_end(now),
+                scan_queued_at=None,
+                dispatch_error=reason,
+                dispatch_error_at=now,
             )
     except DatabaseError:
         logger.exception("could not record the dispatch failure of servers %s", pks)

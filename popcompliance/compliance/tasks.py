@@ -114,6 +114,7 @@ def scan_server(
     if server is None:
         return "gone"
     if _already_done(server, purpose, dispatched_at):
+        _schedule_after_covering_scan(server)
         return "already scanned"
     worker = getattr(getattr(self, "request", None), "hostname", "") or ""
     try:
@@ -133,6 +134,15 @@ def scan_server(
             countdown=settings.POPC_CONFIRMATION_DELAY,
         )
     return f"{len(recorded.changes)} changes"
+
+
+def _schedule_after_covering_scan(server: Server) -> None:
+    """A scan recorded after this claim (a manual one) covered the round: the next time counts
+    from it, not from the claim's lease, unless an edit asked for a scan sooner meanwhile."""
+    assert server.last_scan_at is not None
+    if server.next_scan_at > timezone.now():
+        claimed = Server.objects.filter(pk=server.pk, next_scan_at=server.next_scan_at)
+        claimed.update(next_scan_at=server.next_scan_after(server.last_scan_at))
 
 
 def _already_done(server: Server, purpose: str, dispatched_at: str | None) -> bool:
@@ -160,6 +170,8 @@ def _record_crash(server: Server, purpose: str, worker: str, exc: Exception) -> 
                 error=f"{type(exc).__name__}: {exc}"[:2000],
                 worker=worker,
             )
+            # The schedule as it is now: an edit during the scan may have asked for one sooner.
+            server.refresh_from_db(fields=["next_scan_at"])
             server.save(update_fields=server.finish_scan(purpose == ScanPurpose.SCHEDULED, now))
     except DatabaseError:
         logger.exception("could not record the crash of %s", server)

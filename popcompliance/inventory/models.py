@@ -252,11 +252,12 @@ class Server(models.Model):
 
     def finish_scan(self, scheduled: bool, now: datetime) -> list[str]:
         """A scan made at `now` was recorded (or crashed): no scan is queued any more, and a
-        scheduled one sets the next time (its claim had moved it only a lease ahead). Manual
-        and confirmation scans leave the schedule alone, so they never cut a claim's lease
-        short. The columns to save."""
+        scheduled one sets the next time (its claim had moved it only a lease ahead) unless an
+        edit or a resume meanwhile asked for one sooner (a time already reached): that scan of
+        the new settings must not wait a whole interval. Manual and confirmation scans leave the
+        schedule alone, so they never cut a claim's lease short. The columns to save."""
         self.scan_queued_at = None
-        if not scheduled:
+        if not scheduled or self.next_scan_at <= now:
             return ["scan_queued_at"]
         self.next_scan_at = self.next_scan_after(now)
         return ["scan_queued_at", "next_scan_at"]
