@@ -3,11 +3,14 @@ tests' Redis, its progress and report on a page of its own; and the task on its 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from popcompliance.audit.models import AuditEntry
-from popcompliance.inventory.models import ImportJob, ImportState, Server
+from popcompliance.inventory.models import IMPORT_TIME_LIMIT, ImportJob, ImportState, Server
 from popcompliance.inventory.tasks import import_servers
 
 ROWS = 600  # over the default POPC_IMPORT_INLINE_ROWS (500)
@@ -81,3 +84,16 @@ def test_only_admins_see_an_import(db, viewer, operator):
     job = ImportJob.objects.create(text="", total_rows=0)
     for client in (viewer, operator):
         assert client.get(job.get_absolute_url()).status_code == 403
+
+
+def test_a_job_whose_worker_died_is_taken_over_by_the_next_delivery_and_said_so(db, admin):
+    text = "name,host\nm1,h1.example.com\n"
+    running = ImportJob.objects.create(text=text, total_rows=1, state=ImportState.RUNNING)
+    ImportJob.objects.filter(pk=running.pk).update(started_at=timezone.now() - timedelta(minutes=5))
+    assert import_servers(running.pk) == "not queued"  # its worker may still be at it
+    long_ago = timezone.now() - IMPORT_TIME_LIMIT - timedelta(minutes=1)
+    ImportJob.objects.filter(pk=running.pk).update(started_at=long_ago)
+    page = admin.get(running.get_absolute_url()).content.decode()
+    assert "stopped before the end" in page and 'http-equiv="refresh"' not in page
+    assert import_servers(running.pk) == "created 1, updated 0, unchanged 0, errors 0"
+    assert ImportJob.objects.get(pk=running.pk).state == ImportState.DONE

@@ -372,6 +372,11 @@ class Server(models.Model):
         )
 
 
+# The longest a background CSV import may run (its task's hard time limit): a job still
+# "running" after that lost its worker.
+IMPORT_TIME_LIMIT = timedelta(minutes=31)
+
+
 class ImportState(models.TextChoices):
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Importing"
@@ -389,6 +394,7 @@ class ImportJob(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
     file_name = models.CharField(max_length=255, blank=True)
     text = models.TextField(blank=True)
     state = models.CharField(max_length=10, choices=ImportState, default=ImportState.QUEUED)
@@ -414,6 +420,17 @@ class ImportJob(models.Model):
     @property
     def finished(self) -> bool:
         return self.state in (ImportState.DONE, ImportState.FAILED)
+
+    @property
+    def stalled(self) -> bool:
+        """Still "running" past the task's time limit: its worker died (a new delivery of the
+        task takes it over; importing again is safe)."""
+        started = self.started_at
+        return (
+            self.state == ImportState.RUNNING
+            and started is not None
+            and (timezone.now() - started > IMPORT_TIME_LIMIT)
+        )
 
     @property
     def percent(self) -> int:

@@ -7,28 +7,35 @@ import io
 import logging
 
 from celery import shared_task
+from django.db.models import Q
+from django.utils import timezone
 
 from popcompliance.audit.context import acting_as
 from popcompliance.audit.models import Source
 from popcompliance.inventory import csvio
-from popcompliance.inventory.models import ImportJob, ImportState
+from popcompliance.inventory.models import IMPORT_TIME_LIMIT, ImportJob, ImportState
 
 logger = logging.getLogger(__name__)
 
 # A hundred thousand rows take about a minute: far more than a scan's limits.
-IMPORT_SOFT_TIME_LIMIT = 1800
+IMPORT_HARD_TIME_LIMIT = int(IMPORT_TIME_LIMIT.total_seconds())
 
 
 @shared_task(
     name="inventory.import_servers",
-    soft_time_limit=IMPORT_SOFT_TIME_LIMIT,
-    time_limit=IMPORT_SOFT_TIME_LIMIT + 60,
+    soft_time_limit=IMPORT_HARD_TIME_LIMIT - 60,
+    time_limit=IMPORT_HARD_TIME_LIMIT,
 )
 def import_servers(job_id: int) -> str:
-    """Run a queued import, saving its progress after every chunk; idempotent (a job already
-    started is left alone, and importing a file twice changes nothing the second time)."""
-    claimed = ImportJob.objects.filter(pk=job_id, state=ImportState.QUEUED)
-    if not claimed.update(state=ImportState.RUNNING):
+    """Run a queued import, saving its progress after every chunk. A job already running is
+    left alone, unless it ran past the time limit: its worker died, and this delivery of the
+    task takes it over (importing a file twice changes nothing the second time)."""
+    now = timezone.now()
+    takeable = Q(state=ImportState.QUEUED) | Q(
+        state=ImportState.RUNNING, started_at__lt=now - IMPORT_TIME_LIMIT
+    )
+    claimed = ImportJob.objects.filter(takeable, pk=job_id)
+    if not claimed.update(state=ImportState.RUNNING, started_at=now):
         return "not queued"
     job = ImportJob.objects.select_related("created_by").get(pk=job_id)
 

@@ -22,6 +22,7 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
                 ("file_name", models.CharField(blank=True, max_length=255)),
                 ("text", models.TextField(blank=True)),
                 (
