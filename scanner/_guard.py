@@ -81,9 +81,17 @@ def guard_refusal(
                 f"{address} is {REFUSED}: it is a loopback address, which reaches the "
                 f"dashboard's own host; list it in {loopback_unless_allowed_by} to scan it"
             )
-    if allow and not any(_within(target, allow) for target in reached):
+    if allow and not any(_within(target, allow) for target in _connected_to(ip)):
         return f"{address} is {REFUSED}: it is outside the allowed networks"
     return None
+
+
+def _connected_to(ip: IPAddress) -> list[IPAddress]:
+    """The address a connection really reaches, for the allowlist: an IPv4-mapped address is
+    its IPv4 address; the other embeddings (6to4, NAT64, compatible) reach an IPv6 host that
+    only forwards to it, so an allowed IPv4 network does not make them allowed."""
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return [ip] if mapped is None else [ip, mapped]
 
 
 def _refused_loopback(ip: IPAddress, allow: tuple[IPNetwork, ...]) -> bool:

@@ -129,6 +129,15 @@ def test_an_allowlist_scans_only_its_networks_and_keeps_the_refused_ranges() -> 
     assert REFUSED in (settings.refusal("169.254.169.254") or "")
 
 
+@pytest.mark.parametrize("address", ["2002:a01:203::1", "::10.1.2.3", "64:ff9b::a01:203"])
+def test_an_allowed_ipv4_network_does_not_allow_the_ipv6_hosts_that_forward_to_it(
+    address: str,
+) -> None:
+    settings = scanner.Settings(allow_networks=("10.0.0.0/8",))
+    assert "outside the allowed networks" in (settings.refusal(address) or "")
+    assert settings.refusal("::ffff:10.1.2.3") is None  # mapped: the IPv4 host itself
+
+
 def test_a_bad_network_is_refused_when_settings_are_built() -> None:
     with pytest.raises(ValueError, match=re.escape("allow_networks: '10.0.0.1/8'")):
         scanner.Settings(allow_networks=("10.0.0.1/8",))
