@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from popcompliance.alerts.delivery import deliver_pending
-from popcompliance.alerts.models import Notification
+from popcompliance.alerts.models import GIVE_UP_AFTER, Notification
 from popcompliance.alerts.outbox import LONG_PENDING, email_health, smtp_problem
 from tests.people import client_as
 from tests.test_delivery import outbox
@@ -75,6 +75,21 @@ def test_an_email_refused_for_good_is_shown_for_a_day(viewer, smtp_sink):
     assert "answers: recipient refused: typo@example.test: 550 5.1.1 No such user" in text
     assert "1 email failed for good in the last day." in text
     assert banner(viewer, timezone.now() + timedelta(days=1, minutes=1)) == ""
+
+
+def test_an_email_that_gives_up_after_days_of_outage_is_shown_as_failed(viewer, smtp_sink):
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        outbox("a@example.test")
+    smtp_sink.stop()
+    try:
+        with time_machine.travel(start + GIVE_UP_AFTER + timedelta(minutes=1), tick=False):
+            deliver_pending()
+    finally:
+        smtp_sink.start()
+    assert Notification.objects.get().status == "failed"
+    text = banner(viewer, start + GIVE_UP_AFTER + timedelta(minutes=2))
+    assert "1 email failed for good in the last day." in text
 
 
 def test_the_banner_costs_one_query_when_all_is_well_and_two_when_not(

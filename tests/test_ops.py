@@ -269,11 +269,15 @@ def test_metrics_queue_lag_and_heartbeats(fleet, settings) -> None:
 
 
 def email(status: str, minutes_ago: float) -> None:
-    Notification.objects.create(
+    """An email queued `minutes_ago`; a failed one failed at its only attempt, then."""
+    queued = NOW - timedelta(minutes=minutes_ago)
+    notification = Notification.objects.create(
         kind="alert", to="ops@example.test", subject="s", body_text="t", body_html="h",
         key=f"k{Notification.objects.count()}", message_id="<m@x>", status=status,
-        created_at=NOW - timedelta(minutes=minutes_ago),
+        created_at=queued,
     )  # fmt: skip
+    if status == "failed":
+        notification.attempts.create(at=queued, outcome="permanent", error="550", duration_ms=5)
 
 
 def test_metrics_count_the_outbox_and_the_oldest_unsent_email(fleet, settings) -> None:

@@ -11,15 +11,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Exists, Min, OuterRef, Q
 
-from popcompliance.alerts.models import BACKOFF_MAX, Notification, NotificationStatus
+from popcompliance.alerts.models import (
+    BACKOFF_MAX,
+    DeliveryAttempt,
+    Notification,
+    NotificationStatus,
+)
 
 # Delivery runs every minute and retries a failed email after 1, 2, 4 and 8 minutes: an email
 # queued ten minutes ago and still pending is stuck, whatever it was told.
 LONG_PENDING = timedelta(minutes=10)
-# A permanent error fails an email at its first attempt, so its queuing time is about when it
-# failed; a day is long enough for an operator to see it.
+# How long an email that failed for good keeps the banner up: long enough to be seen.
 FAILED_SHOWN = timedelta(days=1)
 
 # What an operator reads for the error classes alerts.delivery.describe records.
@@ -42,7 +46,10 @@ def waiting(now: datetime) -> Q:
 
 
 def failed_lately(now: datetime) -> Q:
-    return Q(status=NotificationStatus.FAILED, created_at__gt=now - FAILED_SHOWN)
+    """Given up within FAILED_SHOWN: dated by the last attempt, since an email gives up only
+    after GIVE_UP_AFTER of transient errors, long after it was queued."""
+    recent = DeliveryAttempt.objects.filter(notification=OuterRef("pk"), at__gt=now - FAILED_SHOWN)
+    return Q(status=NotificationStatus.FAILED) & Q(Exists(recent))
 
 
 def undelivered(now: datetime) -> Q:
