@@ -77,6 +77,18 @@ def test_a_warning_certificate_has_no_alert_even_when_warnings_alert(server, fix
     assert any("within 14 days" in m.subject for m in smtp_sink.received)
 
 
+def test_critical_days_beyond_every_threshold_mail_the_alert_itself(server, fixed, smtp_sink):
+    # 9 whole days left fails a 12-day policy; the closest expiry warning is the 14-day one,
+    # which says "within 14 days", not that the certificate fails the policy.
+    Policy.objects.filter(pk=server.policy_id).update(critical_days=12)
+    scan_and_record(server, fixed, EndpointConfig(cert_kind="expiring_soon"))
+    run_alerts_and_expiry()
+    assert Alert.objects.get(check_id="cert.validity").status == "fail"
+    subjects = [m.subject for m in smtp_sink.received]
+    assert any(s.startswith("[PopCompliance] FAIL mail01: cert.validity") for s in subjects)
+    assert any("within 14 days" in s for s in subjects)
+
+
 def test_a_certificate_not_valid_yet_opens_an_alert_with_its_own_email(server, fixed, smtp_sink):
     scan_and_record(server, fixed, EndpointConfig(cert_kind="not_yet_valid"))
     run_alerts_and_expiry()

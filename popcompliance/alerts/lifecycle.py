@@ -44,6 +44,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, QuerySet
 
+from popcompliance.alerts.expiry import thresholds
 from popcompliance.alerts.messages import (
     absolute_url,
     check_title,
@@ -55,14 +56,16 @@ from popcompliance.alerts.models import (
     EXPIRY_MAILED_CHECKS,
     NOTIFICATION_RETENTION,
     Alert,
+    ExpiryWarning,
     Notification,
     NotificationKind,
     NotificationStatus,
 )
 from popcompliance.compliance.certificates import seen_at_last_scan
-from popcompliance.compliance.models import Change, CheckState, ScanRun
+from popcompliance.compliance.models import CertificateSighting, Change, CheckState, ScanRun
 from popcompliance.compliance.recording import PASSING, REGRESSION_SIGHTINGS
 from popcompliance.inventory.models import Policy, Server
+from scanner import whole_days_left
 
 FLAP_WINDOW = timedelta(hours=24)
 # Servers (and reminders) handled per run; the next run, a minute later, takes the rest.
@@ -202,12 +205,29 @@ class ServerPass:
             self.notify(NotificationKind.ALERT, alert, change, escalated=True)
 
     def mailed_by_expiry(self, check_id: str) -> bool:
-        """The expiry warnings mail this failure: an expiring or expired certificate, not one
-        whose validity has not begun (one query, for cert.validity alone)."""
+        """Whether an expiry warning says this failure, so the alert's opening is not mailed
+        too: the leaf this server serves is expired, or within the policy's critical days at a
+        threshold no larger than them, and that threshold's warning was not spent before this
+        server served the certificate. Otherwise (an intermediate's dates, a certificate not
+        valid yet, critical days beyond every threshold) the alert mails it. A few queries,
+        for cert.validity alone."""
         if check_id not in EXPIRY_MAILED_CHECKS:
             return False
         sightings = self.server.certificate_sightings.filter(seen_at_last_scan())
-        return not sightings.filter(certificate__not_before__gt=self.now).exists()
+        served = list(sightings.select_related("certificate"))
+        if not served or any(s.certificate.not_before > self.now for s in served):
+            return False
+        return any(self.warned_by_expiry(sighting) for sighting in served)
+
+    def warned_by_expiry(self, sighting: CertificateSighting) -> bool:
+        left = whole_days_left(sighting.certificate.not_after, self.now)
+        closest = min((days for days in thresholds() if days >= left), default=None)
+        if closest is None or closest > self.policy.critical_days:
+            return False
+        spent = ExpiryWarning.objects.filter(
+            certificate=sighting.certificate, days=closest, created_at__lt=sighting.first_seen_at
+        )
+        return not spent.exists()
 
     def reopens(self, check_id: str) -> bool:
         since = self.now - FLAP_WINDOW
