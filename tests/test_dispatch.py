@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
+from django.contrib.auth.models import User
 from django.db import connection, transaction
 from django.test import Client
 from django.urls import reverse
@@ -19,7 +20,12 @@ from django.utils import timezone
 from popcompliance.compliance.dispatch import claim_due_servers
 from popcompliance.compliance.models import Heartbeat, ScanPurpose, ScanRun
 from popcompliance.compliance.recording import record_report
-from popcompliance.compliance.tasks import dispatch_due_scans, scan_server
+from popcompliance.compliance.tasks import (
+    TooManyScanRequests,
+    dispatch_due_scans,
+    request_scan,
+    scan_server,
+)
 from popcompliance.dashboard.queries import liveness
 from popcompliance.inventory.models import FAR_FUTURE, Policy, Server
 from scanner import DnsFacts, ScanReport, Target
@@ -369,3 +375,31 @@ def test_a_broker_that_is_down_fails_the_dispatch_in_words_and_quickly(
     Server.objects.update(next_scan_at=timezone.now())
     assert dispatch_due_scans() == 50
     assert queued_server_ids(redis_broker) == sorted(server.pk for server in servers)
+
+
+def test_scan_requests_sent_at_once_are_held_to_the_rate_limit(
+    transactional_db, redis_broker, settings
+):
+    settings.POPC_SCAN_REQUESTS_PER_MINUTE = 1
+    first, second = add_servers(2, timezone.now() + timedelta(hours=1))
+    user = User.objects.create_user("hasty")
+
+    def ask(server):
+        try:
+            return request_scan(server, user).joined
+        except TooManyScanRequests:
+            return "refused"
+
+    barrier = threading.Barrier(2)
+
+    def run(server):
+        try:
+            barrier.wait()
+            return ask(server)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = sorted(map(str, pool.map(run, [first, second])))
+    assert outcomes == ["False", "refused"]  # one scan started, one request refused
+    assert len(queued_tasks(redis_broker)) == 1

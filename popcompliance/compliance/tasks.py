@@ -19,6 +19,7 @@ from functools import partial
 from celery import shared_task
 from celery.signals import after_task_publish, beat_init, task_postrun, worker_ready
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import (
     DatabaseError,
@@ -215,9 +216,9 @@ def request_scan(server: Server, user: AbstractBaseUser) -> ScanRequested:
     and the next request may try again. Raises TooManyScanRequests past the person's rate
     limit (POPC_SCAN_REQUESTS_PER_MINUTE)."""
     now = timezone.now()
-    _check_rate(user, now)
     task_id = str(uuid.uuid4())
     with transaction.atomic():
+        _check_rate(user, now)
         started = _mark_queued(server, now)
         ScanRequest.objects.create(user=user, server=server, requested_at=now, joined=not started)
     if not started:
@@ -234,6 +235,9 @@ def request_scan(server: Server, user: AbstractBaseUser) -> ScanRequested:
 
 
 def _check_rate(user: AbstractBaseUser, now: datetime) -> None:
+    """Refuse a request past the person's limit. The person's row is locked until the request
+    is recorded, so requests sent at once are counted one after the other."""
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
     limit = settings.POPC_SCAN_REQUESTS_PER_MINUTE
     recent = ScanRequest.objects.filter(user=user, requested_at__gt=now - timedelta(minutes=1))
     if recent.count() >= limit:
