@@ -127,6 +127,7 @@ def test_passing_again_mails_one_recovery(server, fixed, smtp_sink):
     alert_and_deliver()
     assert [m.subject.split()[1] for m in smtp_sink.received] == ["FAIL", "RECOVERED"]
     assert "refuses passwords before TLS" in smtp_sink.received[1].text
+    assert "(under a minute)" in smtp_sink.received[1].text  # not "0 minutes"
     assert Alert.objects.get().resolved_at is not None
 
 
