@@ -330,7 +330,7 @@ def write_servers(seeded: Seeded, rng: random.Random, now: datetime) -> None:
     policies = [
         Policy.default(),
         Policy.objects.create(name="Strict: no port 110", allow_cleartext_port=False),
-        Policy.objects.create(name="Legacy clients", min_tls_version="TLSv1", alert_on_warn=True),
+        Policy.objects.create(name="Legacy clients", tls_profile="mozilla-old", alert_on_warn=True),
     ]
     tags = seeded.bulk("Tag", [Tag(name=name) for name in TAGS])
     status = {"paused": ServerStatus.PAUSED, "new": ServerStatus.NEW}

@@ -35,8 +35,10 @@ def _context(kind: str, name: str, low: ssl.TLSVersion, high: ssl.TLSVersion) ->
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     # Security level 0 for two reasons: OpenSSL 3 refuses to load the rsa1024 and sha1 test
     # chains otherwise, and TLS 1.0/1.1 handshakes need the SHA-1 based suites it unlocks.
-    # The lab must be able to *be* a weak server; the scanner is what judges it.
-    context.set_ciphers("ALL:@SECLEVEL=0")
+    # The lab must be able to *be* a weak server; the scanner is what judges it. The suites
+    # are a well-kept server's (forward secret AEAD), plus the CBC ones TLS 1.0/1.1 need.
+    legacy = ":ECDHE+AES" if low < ssl.TLSVersion.TLSv1_2 else ""
+    context.set_ciphers(f"ECDHE+AESGCM:ECDHE+CHACHA20{legacy}:@SECLEVEL=0")
     with warnings.catch_warnings():
         # Python deprecates TLS 1.0/1.1 constants; emulating such servers is the point here.
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -25,20 +25,26 @@ from scanner._facts import (
     StlsFacts,
     TlsFacts,
     TlsLoginFacts,
+    TlsSupport,
     compliance,
     worst_status,
 )
 from scanner._hints import login_type_label
 from scanner._probe import scan, scan_async
+from scanner._profiles import DEFAULT_PROFILE, PROFILES, TlsProfile, profile_named
 from scanner._report import report_to_dict
-from scanner._target import TLS_VERSIONS, Credentials, Policy, Settings, Target
+from scanner._suites import PROTOCOL_LABEL, PROTOCOLS
+from scanner._target import Credentials, Policy, Settings, Target
 
 __all__ = [
     "ADDRESS_CHECK_IDS",
     "CHECK_IDS",
     "CLEARTEXT_PASSWORD_CHECK_IDS",
+    "DEFAULT_PROFILE",
+    "PROFILES",
+    "PROTOCOLS",
+    "PROTOCOL_LABEL",
     "TARGET_CHECK_IDS",
-    "TLS_VERSIONS",
     "CertificateFacts",
     "CheckResult",
     "Credentials",
@@ -55,9 +61,12 @@ __all__ = [
     "Target",
     "TlsFacts",
     "TlsLoginFacts",
+    "TlsProfile",
+    "TlsSupport",
     "compliance",
     "exit_status",
     "login_type_label",
+    "profile_named",
     "report_to_dict",
     "scan",
     "scan_async",

@@ -26,7 +26,7 @@ from scanner._evaluate_common import Context, Verdict
 from scanner._evaluate_dns import check_resolves, check_srv
 from scanner._evaluate_login import check_tls_login
 from scanner._evaluate_pop3 import check_plaintext_login, check_pop3s_available, check_stls
-from scanner._evaluate_tls import check_tls_protocols
+from scanner._evaluate_tls import check_tls_ciphers, check_tls_protocols
 from scanner._facts import STATUS_RANK, CheckResult, DnsFacts, EndpointFacts, Status
 from scanner._remediation import remediation_for
 from scanner._target import Policy, Target
@@ -38,6 +38,7 @@ _ADDRESS_CHECKS: dict[str, Callable[[EndpointFacts, Context], Verdict]] = {
     "pop3.stls": check_stls,
     "pop3.tls_login": check_tls_login,
     "tls.protocols": check_tls_protocols,
+    "tls.ciphers": check_tls_ciphers,
     "cert.trusted": check_trusted,
     "cert.name": check_name,
     "cert.validity": check_validity,

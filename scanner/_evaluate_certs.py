@@ -16,13 +16,13 @@ from scanner._evaluate_common import (
     undetermined_tls,
 )
 from scanner._facts import STATUS_RANK, CertificateFacts, EndpointFacts
+from scanner._profiles import TlsProfile
 from scanner._target import Policy
 from scanner._trust import verify_chain
 
 Chain = tuple[CertificateFacts, ...]
 
 _WEAK_HASHES = {"sha1", "md5", "md4", "md2"}
-_MIN_KEY_BITS = {"rsa": 2048, "ec": 256, "ecdsa": 256}
 
 
 def check_trusted(endpoint: EndpointFacts, context: Context) -> Verdict:
@@ -87,8 +87,14 @@ def check_strength(endpoint: EndpointFacts, context: Context) -> Verdict:
     certificate, is judged like any other.
     """
 
+    profile = context.policy.profile
+
     def judge(chain: Chain) -> Verdict:
-        problems = [p for i, c in enumerate(chain) for p in _weaknesses(c, is_leaf=i == 0)]
+        problems = [
+            problem
+            for index, cert in enumerate(chain)
+            for problem in _weaknesses(cert, profile, is_leaf=index == 0)
+        ]
         if problems:
             return "fail", "; ".join(problems)
         leaf = chain[0]
@@ -168,13 +174,19 @@ def _in_days(whole: int) -> str:
     return "today" if whole == 0 else "in 1 day" if whole == 1 else f"in {whole} days"
 
 
-def _weaknesses(cert: CertificateFacts, *, is_leaf: bool) -> list[str]:
+def _weaknesses(cert: CertificateFacts, profile: TlsProfile, *, is_leaf: bool) -> list[str]:
+    """The key and signature problems of one certificate; key sizes by the policy's profile."""
     who = _describe(cert)
     problems = []
     key = cert.key_type.lower()
-    minimum = _MIN_KEY_BITS.get(key)
-    if key == "dsa" or (minimum is not None and cert.key_bits < minimum):
-        problems.append(f"{who} has a weak {cert.key_type} {cert.key_bits}-bit key")
+    minimum = {"rsa": profile.min_rsa_bits, "ec": profile.min_ec_bits}.get(key)
+    if key == "dsa":
+        problems.append(f"{who} has a DSA key, which no TLS profile accepts")
+    elif minimum is not None and cert.key_bits < minimum:
+        problems.append(
+            f"{who} has a weak {cert.key_type} {cert.key_bits}-bit key "
+            f"({profile.title} requires {minimum} bits)"
+        )
     weak_hash = (cert.signature_hash or "").lower() in _WEAK_HASHES
     if weak_hash and (is_leaf or not cert.self_signed):
         problems.append(f"{who} is signed with {cert.signature_hash}")

@@ -7,18 +7,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from scanner._facts import EndpointFacts, Status, TlsFacts, worst_status
+from scanner._facts import EndpointFacts, Status, TlsFacts, TlsSupport, worst_status
+from scanner._suites import PROTOCOL_LABEL
 from scanner._target import Policy, Target
 
 Verdict = tuple[Status, str]
 
-VERSION_LABEL = {
-    "SSLv3": "SSLv3",
-    "TLSv1": "TLS 1.0",
-    "TLSv1.1": "TLS 1.1",
-    "TLSv1.2": "TLS 1.2",
-    "TLSv1.3": "TLS 1.3",
-}
+VERSION_LABEL = PROTOCOL_LABEL
 
 
 @dataclass(frozen=True)
@@ -45,6 +40,17 @@ def tls_sessions(endpoint: EndpointFacts) -> list[tuple[str, TlsFacts]]:
     if stls is not None and stls.tls is not None:
         sessions.append((f"{endpoint.pop3.port} after STLS", stls.tls))
     return sessions
+
+
+def tls_supports(endpoint: EndpointFacts) -> list[tuple[str, TlsSupport]]:
+    """What each TLS entry point of this address accepts, labelled like tls_sessions."""
+    supports = []
+    if endpoint.pop3s.support is not None:
+        supports.append((str(endpoint.pop3s.port), endpoint.pop3s.support))
+    stls = endpoint.pop3.stls
+    if stls is not None and stls.support is not None:
+        supports.append((f"{endpoint.pop3.port} after STLS", stls.support))
+    return supports
 
 
 def combine(parts: list[tuple[str, Verdict]]) -> Verdict:

@@ -1,8 +1,9 @@
-"""The TLS check of one address: tls.protocols, over every TLS entry point we reached."""
+"""The TLS checks of one address, judged by the policy's TLS profile over every TLS entry point
+we reached: tls.protocols (which versions are accepted) and tls.ciphers (which suites)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from scanner._evaluate_common import (
     VERSION_LABEL,
@@ -10,68 +11,129 @@ from scanner._evaluate_common import (
     Verdict,
     combine,
     join_and,
-    tls_sessions,
+    tls_supports,
     undetermined_tls,
 )
-from scanner._facts import EndpointFacts, Status, TlsFacts
-from scanner._target import TLS_VERSIONS, Policy
+from scanner._facts import EndpointFacts, TlsSupport
+from scanner._profiles import TlsProfile
+from scanner._suites import PROTOCOLS, WEAKNESSES, weaknesses_of
 
-_MODERN_TLS = TLS_VERSIONS.index("TLSv1.2")
+# Enough suites to show what is wrong; the facts list every one.
+_SHOWN_SUITES = 3
+_Judge = Callable[[TlsSupport], Verdict]
+SuitesByVersion = dict[str, list[str]]
 
 
 def check_tls_protocols(endpoint: EndpointFacts, context: Context) -> Verdict:
-    """Only versions at or above the policy minimum, and some TLS 1.2+, on every TLS endpoint.
+    """Only the versions the profile allows, and at least one of them, on every TLS entry
+    point. A version we could not test is said, and keeps a clean result from passing."""
+    profile = context.policy.profile
+    parts = _per_entry_point(endpoint, lambda support: _protocol_verdict(support, profile))
+    if isinstance(parts, tuple):
+        return parts
+    status, text = combine(parts)
+    return status, f"{text} ({_judged_by(profile)})"
 
-    Versions the probe could not test (None) are mentioned, not failed; an entry point with
-    nothing tested only makes the check an error when no entry point was tested at all.
-    """
-    sessions = tls_sessions(endpoint)
-    if not sessions:
+
+def check_tls_ciphers(endpoint: EndpointFacts, context: Context) -> Verdict:
+    """No suite the profile forbids (and a DH prime of its minimum size at least), and, for a
+    pass, none it does not recommend, on every TLS entry point."""
+    profile = context.policy.profile
+    parts = _per_entry_point(endpoint, lambda support: _cipher_verdict(support, profile))
+    if isinstance(parts, tuple):
+        return parts
+    status, text = combine(parts)
+    return status, f"{text} ({_judged_by(profile)})"
+
+
+def _judged_by(profile: TlsProfile) -> str:
+    return f"profile {profile.title}"
+
+
+def _per_entry_point(endpoint: EndpointFacts, judge: _Judge) -> list[tuple[str, Verdict]] | Verdict:
+    """Each entry point's verdict, or the one verdict that says there was nothing to judge."""
+    supports = tls_supports(endpoint)
+    if not supports:
         reason = undetermined_tls(endpoint)
         if reason:
             return "error", reason
-        return "skip", "no TLS session was established (implicit TLS or STLS) to check"
-    parts = [(label, _protocol_verdict(tls, context.policy)) for label, tls in sessions]
-    failed = _having("fail", parts)
-    if failed:
-        status, text = combine(failed)
-        return status, f"{text} (policy minimum {VERSION_LABEL[context.policy.min_tls_version]})"
-    tested = _having("pass", parts)
-    if not tested:
-        return combine(parts)
-    status, text = combine(tested)
-    untested = [label for label, _ in _having("error", parts)]
+        if endpoint.pop3s.tls is not None or _stls_session(endpoint):
+            return "error", "what the TLS entry points accept was not tested"
+        return "skip", "no TLS entry point (implicit TLS or STLS) to check"
+    return [(label, judge(support)) for label, support in supports]
+
+
+def _stls_session(endpoint: EndpointFacts) -> bool:
+    stls = endpoint.pop3.stls
+    return stls is not None and stls.tls is not None
+
+
+def _protocol_verdict(support: TlsSupport, profile: TlsProfile) -> Verdict:
+    versions = support.accepted_versions
+    accepted = [name for name in PROTOCOLS if versions.get(name)]
+    untested = [name for name in PROTOCOLS if versions.get(name, False) is None]
+    outside = [name for name in accepted if name not in profile.versions]
+    if outside:
+        return "fail", f"{_labels(outside)} accepted"
+    if not untested and not any(name in profile.versions for name in accepted):
+        return "fail", f"none of {_labels(profile.versions)} accepted"
     if untested:
-        text += f"; versions on {join_and(untested)} could not be tested"
-    return status, text
+        why = f": {support.error}" if support.error else ""
+        return "error", f"could not test {_labels(untested)}{why}"
+    return "pass", f"only {_labels(accepted)} accepted"
 
 
-def _having(status: Status, parts: list[tuple[str, Verdict]]) -> list[tuple[str, Verdict]]:
-    return [part for part in parts if part[1][0] == status]
+def _cipher_verdict(support: TlsSupport, profile: TlsProfile) -> Verdict:
+    forbidden, discouraged = _grade_suites(support, profile)
+    dh_bits = support.dh_bits
+    weak_dh = dh_bits is not None and dh_bits < profile.min_dh_bits
+    if forbidden or weak_dh:
+        found = [f"{weakness} ({_suite_list(suites)})" for weakness, suites in forbidden.items()]
+        if weak_dh:
+            found.append(f"a {dh_bits}-bit DH prime (at least {profile.min_dh_bits} required)")
+        return "fail", f"accepts {join_and(found)}, which the profile forbids"
+    untested = [name for name, ok in support.accepted_versions.items() if ok is None]
+    if untested:
+        why = f": {support.error}" if support.error else ""
+        return "error", f"could not list the suites of {_labels(untested)}{why}"
+    if discouraged:
+        found = [f"{reason} ({_suite_list(suites)})" for reason, suites in discouraged.items()]
+        return "warn", f"accepts {join_and(found)}, which the profile does not recommend"
+    count = sum(len(names) for names in support.cipher_suites.values())
+    if not count:
+        return "fail", "accepts no cipher suite at all"
+    return "pass", f"only suites the profile recommends are accepted ({count} in all)"
 
 
-def _protocol_verdict(tls: TlsFacts, policy: Policy) -> Verdict:
-    """One entry point's accepted versions (the negotiated one counts as accepted)."""
-    accepted = {v for v, ok in tls.accepted_versions.items() if ok} | {_normal(tls.version)}
-    ranked = sorted(TLS_VERSIONS.index(v) for v in accepted if v in TLS_VERSIONS)
-    minimum = TLS_VERSIONS.index(policy.min_tls_version)
-    below = [TLS_VERSIONS[i] for i in ranked if i < minimum]
-    if below:
-        return "fail", f"{_labels(below)} accepted"
-    if not ranked or ranked[-1] < _MODERN_TLS:
-        return "fail", "no TLS 1.2 or later accepted"
-    names = _labels(TLS_VERSIONS[i] for i in ranked)
-    if all(ok is None for ok in tls.accepted_versions.values()):
-        return "error", f"could not test which versions are accepted (negotiated {names})"
-    untested = [v for v, ok in tls.accepted_versions.items() if ok is None]
-    note = f" ({_labels(untested)} could not be tested)" if untested else ""
-    return "pass", f"only {names} accepted{note}"
+def _grade_suites(
+    support: TlsSupport, profile: TlsProfile
+) -> tuple[dict[str, SuitesByVersion], dict[str, SuitesByVersion]]:
+    """The accepted suites by the weakness the profile forbids or discourages in them, each
+    weakness in WEAKNESSES order with its suites and the versions accepting them."""
+    forbidden: dict[str, SuitesByVersion] = {}
+    discouraged: dict[str, SuitesByVersion] = {}
+    unlisted = "suites outside its list"
+    for protocol, names in support.cipher_suites.items():
+        for name in names:
+            weaknesses = weaknesses_of(name)
+            for weakness in sorted(weaknesses & profile.forbidden, key=WEAKNESSES.index):
+                forbidden.setdefault(weakness, {}).setdefault(name, []).append(protocol)
+            reasons = sorted(weaknesses & profile.discouraged, key=WEAKNESSES.index)
+            if not reasons and profile.recommended is not None and name not in profile.recommended:
+                reasons = [unlisted]
+            if not weaknesses & profile.forbidden:
+                for reason in reasons:
+                    discouraged.setdefault(reason, {}).setdefault(name, []).append(protocol)
+    return forbidden, discouraged
 
 
-def _normal(version: str) -> str:
-    """ssl reports TLS 1.0 as 'TLSv1'; accept 'TLSv1.0' too."""
-    return "TLSv1" if version == "TLSv1.0" else version
+def _suite_list(suites: SuitesByVersion) -> str:
+    """'TLS_RSA_WITH_RC4_128_SHA on TLS 1.0 and TLS 1.2, … and 2 more'."""
+    shown = [f"{name} on {_labels(versions)}" for name, versions in suites.items()]
+    more = len(shown) - _SHOWN_SUITES
+    text = ", ".join(shown[:_SHOWN_SUITES])
+    return f"{text} and {more} more" if more > 0 else text
 
 
 def _labels(versions: Iterable[str]) -> str:
-    return ", ".join(VERSION_LABEL.get(v, v) for v in versions)
+    return join_and([VERSION_LABEL.get(version, version) for version in versions])

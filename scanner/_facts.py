@@ -49,17 +49,37 @@ class CertificateFacts:
 
 @dataclass(frozen=True)
 class TlsFacts:
-    """One TLS session: what was negotiated, the chain as served (leaf first), and which
-    protocol versions the endpoint accepts (True/False; None = could not be tested)."""
+    """One TLS session: what was negotiated and the chain as served (leaf first)."""
 
     version: str
     cipher: str
     chain: tuple[CertificateFacts, ...]
-    accepted_versions: dict[str, bool | None] = field(default_factory=dict)
 
     @property
     def leaf(self) -> CertificateFacts | None:
         return self.chain[0] if self.chain else None
+
+
+@dataclass(frozen=True)
+class TlsSupport:
+    """What a TLS entry point accepts, from protocol-level hellos (never limited by the local
+    OpenSSL): each version SSLv2 … TLSv1.3 (True/False; None = could not be tested), the
+    suites accepted per version by IANA name (in the server's order when it enforces one),
+    whether it enforces its own order, its key exchange groups (its preference first), the
+    size of its finite-field DH prime, TLS compression and RFC 5746 secure renegotiation.
+    `error` says what went wrong when a part could not be determined; `hellos` counts the
+    connections it took."""
+
+    accepted_versions: dict[str, bool | None]
+    cipher_suites: dict[str, tuple[str, ...]]
+    server_order: bool | None = None
+    groups: tuple[str, ...] = ()
+    dh_bits: int | None = None
+    compression: bool | None = None
+    secure_renegotiation: bool | None = None
+    error: str | None = None
+    hellos: int = 0
+    duration_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,6 +91,7 @@ class StlsFacts:
     reply: str | None = None
     tls: TlsFacts | None = None
     capabilities: tuple[str, ...] | None = None
+    support: TlsSupport | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +132,7 @@ class Pop3sFacts:
     tls: TlsFacts | None = None
     greeting: str | None = None
     plaintext_reply: str | None = None
+    support: TlsSupport | None = None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from scanner._errors import ScanError, quoted
 from scanner._facts import Certainty, LoginVerdict, Pop3Facts, StlsFacts
 from scanner._session import AddressSession, quit_politely, read_capabilities, read_greeting
-from scanner._tls import probe_context, tls_facts
+from scanner._tls import probe_context, reconciled, tls_facts
 from scanner._wire import Pop3Connection, capability_names, sasl_mechanisms
 
 CLEARTEXT_MECHANISMS = ("PLAIN", "LOGIN")
@@ -134,12 +134,10 @@ async def _stls_conversation(
     return StlsFacts(outcome="ok", reply=reply.line, tls=tls, capabilities=capabilities)
 
 
-async def with_stls_versions(session: AddressSession, stls: StlsFacts) -> StlsFacts:
-    """The STLS facts with the protocol versions the upgrade accepts filled in."""
-    if stls.tls is None:
+async def with_stls_support(session: AddressSession, stls: StlsFacts) -> StlsFacts:
+    """The STLS facts with what TLS after STLS accepts, wherever STLS was accepted (even when
+    the local OpenSSL could not complete a handshake: an SSLv3-only server is still found)."""
+    if stls.tls is None and stls.outcome != "tls_error":
         return stls
-    port = session.target.pop3_port
-    versions = await session.accepted_versions(
-        stls.tls.version, lambda version: session.stls_accepts(port, version)
-    )
-    return replace(stls, tls=replace(stls.tls, accepted_versions=versions))
+    support = await session.tls_support(session.target.pop3_port, after_stls=True)
+    return replace(stls, support=reconciled(support, stls.tls))

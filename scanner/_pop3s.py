@@ -8,7 +8,7 @@ from dataclasses import replace
 from scanner._errors import ScanError, TlsHandshakeError, quote_reply, quoted
 from scanner._facts import Pop3sFacts, TlsFacts
 from scanner._session import AddressSession, quit_politely, read_greeting
-from scanner._tls import probe_context, tls_facts
+from scanner._tls import probe_context, reconciled, tls_facts
 from scanner._wire import Pop3Connection
 
 # How long to listen for what a non-TLS server says on the TLS port, and how much of it to keep.
@@ -64,12 +64,11 @@ def _with_said(error: str, said: str | None) -> str:
     return f"{error} (in the clear it said: {quoted(said)})" if said else error
 
 
-async def with_implicit_tls_versions(session: AddressSession, facts: Pop3sFacts) -> Pop3sFacts:
-    """The POP3S facts with the protocol versions the port accepts filled in."""
-    if facts.tls is None:
+async def with_implicit_tls_support(session: AddressSession, facts: Pop3sFacts) -> Pop3sFacts:
+    """The POP3S facts with what the port accepts, wherever it answered TLS (even when the
+    local OpenSSL could not complete a handshake: an SSLv3-only server is still found)."""
+    speaks_tls = facts.outcome == "tls_error" and facts.plaintext_reply is None
+    if facts.tls is None and not speaks_tls:
         return facts
-    port = facts.port
-    versions = await session.accepted_versions(
-        facts.tls.version, lambda version: session.implicit_tls_accepts(port, version)
-    )
-    return replace(facts, tls=replace(facts.tls, accepted_versions=versions))
+    support = await session.tls_support(facts.port, after_stls=False)
+    return replace(facts, support=reconciled(support, facts.tls))

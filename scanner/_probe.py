@@ -27,8 +27,8 @@ from scanner._facts import (
 )
 from scanner._hints import exchange_login_type, product_hint
 from scanner._login import probe_tls_login
-from scanner._pop3 import probe_cleartext, probe_stls, with_stls_versions
-from scanner._pop3s import probe_implicit_tls, with_implicit_tls_versions
+from scanner._pop3 import probe_cleartext, probe_stls, with_stls_support
+from scanner._pop3s import probe_implicit_tls, with_implicit_tls_support
 from scanner._session import AddressSession, LoginGate
 from scanner._target import Policy, Settings, Target
 
@@ -137,15 +137,15 @@ async def probe_address(
     """Every probe of one address: the cleartext login probe, STLS and implicit TLS side by
     side; then, over the TLS entry point that worked, the login with the target's credentials
     (if any, judged by `policy`'s trust store before the password goes out, and through the
-    `login_gate` the target's addresses share) beside one short handshake per TLS version
-    still unknown on each TLS entry point."""
+    `login_gate` the target's addresses share) beside the enumeration of what each TLS entry
+    point accepts (scanner._enumerate)."""
     clock = time.monotonic()
     session = AddressSession(address, target, settings, login_gate)
     pop3, stls, pop3s = await asyncio.gather(
         probe_cleartext(session), probe_stls(session), probe_implicit_tls(session)
     )
     (stls, pop3s), tls_login = await asyncio.gather(
-        _with_tls_versions(session, stls, pop3s), probe_tls_login(session, policy, pop3s, stls)
+        _with_tls_support(session, stls, pop3s), probe_tls_login(session, policy, pop3s, stls)
     )
     pop3 = replace(pop3, stls=stls)
     product = product_hint(pop3.greeting, pop3s.greeting, quit_reply=pop3.quit_reply)
@@ -161,13 +161,13 @@ async def probe_address(
     )
 
 
-async def _with_tls_versions(
+async def _with_tls_support(
     session: AddressSession, stls: StlsFacts, pop3s: Pop3sFacts
 ) -> tuple[StlsFacts, Pop3sFacts]:
-    """Both TLS entry points' facts with their accepted versions, when the settings ask."""
-    if not session.settings.test_tls_versions:
+    """Both TLS entry points' facts with what they accept, when the settings ask."""
+    if not session.settings.enumerate_tls:
         return stls, pop3s
     stls, pop3s = await asyncio.gather(
-        with_stls_versions(session, stls), with_implicit_tls_versions(session, pop3s)
+        with_stls_support(session, stls), with_implicit_tls_support(session, pop3s)
     )
     return stls, pop3s

@@ -51,12 +51,34 @@ REMEDIATION: dict[str, str] = {
         "database (Dovecot: `doveadm auth test <user>`) and its log for the refused login."
     ),
     "tls.protocols": (
-        "Exchange (Schannel): for each of SSL 3.0, TLS 1.0 and TLS 1.1 set `Enabled`=0 and "
-        "`DisabledByDefault`=1 under "
+        "Exchange (Schannel): for each of SSL 2.0, SSL 3.0, TLS 1.0 and TLS 1.1 set `Enabled`=0 "
+        "and `DisabledByDefault`=1 under "
         "`HKLM\\SYSTEM\\CurrentControlSet\\Control\\SecurityProviders\\SCHANNEL\\Protocols\\"
-        "<version>\\Server`, make sure TLS 1.2 is enabled there, and reboot; the CSS-Exchange "
-        "HealthChecker script reports the result. Generic: accept TLS 1.2 and later only "
-        "(Dovecot: `ssl_min_protocol = TLSv1.2`), per RFC 8996 and RFC 8997."
+        "<version>\\Server`, make sure TLS 1.2 is enabled there (and TLS 1.3 on Windows Server "
+        "2022), and reboot; the CSS-Exchange HealthChecker script reports the result. "
+        "Generic: accept only the versions the policy's TLS profile allows (Dovecot: "
+        "`ssl_min_protocol = TLSv1.2`; Courier: `TLS_PROTOCOL=TLS1_2+`; Cyrus: "
+        "`tls_versions: tls1_2 tls1_3`; Postfix: `smtpd_tls_protocols = >=TLSv1.2`), per RFC 8996 "
+        "and RFC 8997."
+    ),
+    "tls.ciphers": (
+        "Exchange (Schannel): list what is enabled with `Get-TlsCipherSuite | Format-Table Name`, "
+        "remove each suite the summary names with `Disable-TlsCipherSuite -Name "
+        "TLS_RSA_WITH_3DES_EDE_CBC_SHA` (Windows Server 2016 and later), or set the order in "
+        "Group Policy (Computer Configuration > Administrative Templates > Network > SSL "
+        "Configuration Settings > SSL Cipher Suite Order); on 2008 R2 and 2012 R2 set `Enabled`=0 "
+        "under `HKLM\\SYSTEM\\CurrentControlSet\\Control\\SecurityProviders\\SCHANNEL\\"
+        "Ciphers\\RC4 128/128` (and `RC4 40/128`, `RC4 56/128`, `Triple DES 168`, `DES 56/56`, "
+        "`NULL`), and `Hashes\\MD5`; for a DH prime under the minimum set `ServerMinKeyBitLength` "
+        "= 2048 under `...\\SCHANNEL\\KeyExchangeAlgorithms\\Diffie-Hellman`. Reboot. "
+        "Generic: offer forward-secret AEAD suites only (Dovecot: `ssl_cipher_list = "
+        "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM` and `ssl_prefer_server_ciphers = yes`, "
+        "`ssl_dh` with a 2048-bit or larger prime; Courier: "
+        '`TLS_PRIORITY="NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:'
+        '+AES-128-GCM:+CHACHA20-POLY1305:-RSA"`; Cyrus: `tls_ciphers: '
+        "ECDHE+AESGCM:ECDHE+CHACHA20` and `tls_prefer_server_ciphers: 1`; Postfix: "
+        "`smtpd_tls_mandatory_ciphers = high`, `tls_high_cipherlist = "
+        "ECDHE+AESGCM:ECDHE+CHACHA20` and `smtpd_tls_exclude_ciphers = RC4, 3DES, aNULL, MD5`)."
     ),
     "cert.trusted": (
         'Exchange: replace the self-signed "Microsoft Exchange" certificate with one from a CA '

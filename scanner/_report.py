@@ -24,9 +24,12 @@ from scanner._facts import (
     Pop3sFacts,
     ScanReport,
     SrvRecord,
+    StlsFacts,
     TlsFacts,
     TlsLoginFacts,
+    TlsSupport,
 )
+from scanner._suites import PROTOCOL_LABEL, PROTOCOLS
 from scanner._target import Credentials
 
 JsonObject = dict[str, Any]
@@ -84,6 +87,10 @@ class _Converter:
         result = {f.name: self(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, CertificateFacts):
             result["days_left"] = whole_days_left(value.not_after, self.scanned_at)
+        if isinstance(value, Pop3sFacts | StlsFacts) and value.tls and value.support:
+            # Where readers of earlier versions find them: the session's own TLS object.
+            for key in ("accepted_versions", "cipher_suites"):
+                result["tls"][key] = result["support"][key]
         return result
 
 
@@ -235,6 +242,7 @@ def _render_pop3(out: _Lines, pop3: Pop3Facts, certificates: _Certificates) -> N
         out.field(3, "STLS reply", _reply(pop3.stls.reply))
         if pop3.stls.tls is not None:
             _render_tls(out, 3, pop3.stls.tls, certificates)
+        _render_support(out, 3, pop3.stls.support)
         out.field(3, "CAPA after STLS", _capabilities(pop3.stls.capabilities))
 
 
@@ -243,6 +251,7 @@ def _render_pop3s(out: _Lines, pop3s: Pop3sFacts, certificates: _Certificates) -
     out.field(2, "Cleartext reply", _reply(pop3s.plaintext_reply))
     if pop3s.tls is not None:
         _render_tls(out, 2, pop3s.tls, certificates)
+    _render_support(out, 2, pop3s.support)
     out.field(2, "Greeting", _reply(pop3s.greeting))
 
 
@@ -272,11 +281,31 @@ def _render_tls_login(
 
 def _render_tls(out: _Lines, depth: int, tls: TlsFacts, certificates: _Certificates) -> None:
     out.field(depth, "TLS", f"{tls.version}, {tls.cipher}")
-    versions = sorted(tls.accepted_versions.items())
-    accepted = ", ".join(f"{name} {_YES_NO[ok]}" for name, ok in versions)
-    out.field(depth, "Accepted TLS versions", accepted or None)
     if tls.leaf is not None:
         certificates.render(out, depth, tls.chain)
+
+
+def _render_support(out: _Lines, depth: int, support: TlsSupport | None) -> None:
+    """What the entry point accepts: versions, then each version's suites in the server's
+    order, then the parameters."""
+    if support is None:
+        return
+    versions = support.accepted_versions
+    accepted = ", ".join(
+        f"{PROTOCOL_LABEL[name]} {_YES_NO[versions[name]]}"
+        for name in PROTOCOLS
+        if name in versions
+    )
+    out.field(depth, "Accepted versions", accepted or None)
+    for name, suites in support.cipher_suites.items():
+        out.field(depth + 1, f"{PROTOCOL_LABEL[name]} suites", ", ".join(suites))
+    order = {True: "the server's", False: "the client's", None: "unknown"}[support.server_order]
+    out.field(depth + 1, "Suite order", order)
+    out.field(depth + 1, "Groups", ", ".join(support.groups) or None)
+    out.field(depth + 1, "DH prime", f"{support.dh_bits} bits" if support.dh_bits else None)
+    out.field(depth + 1, "Compression", _YES_NO[support.compression])
+    out.field(depth + 1, "Secure renegotiation", _YES_NO[support.secure_renegotiation])
+    out.field(depth + 1, "Enumeration problem", support.error)
 
 
 _YES_NO = {True: "yes", False: "no", None: "untested"}

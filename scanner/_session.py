@@ -10,9 +10,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from scanner._errors import ProbeTimeout, ProtocolError, ScanError, TlsHandshakeError
+from scanner._enumerate import enumerate_tls
+from scanner._errors import ProbeTimeout, ProtocolError, ScanError
+from scanner._facts import TlsSupport
 from scanner._target import Settings, Target
-from scanner._tls import VERSION_ORDER, probe_context, sni_name, versions_to_probe
+from scanner._tls import sni_name
 from scanner._wire import Pop3Connection, Reply, parse_capabilities
 
 T = TypeVar("T")
@@ -75,45 +77,19 @@ class AddressSession:
                 if connection is not None:
                     connection.close()
 
-    async def accepted_versions(
-        self, negotiated: str, handshake: Callable[[str], Awaitable[bool | None]]
-    ) -> dict[str, bool | None]:
-        """Which protocol versions the endpoint accepts: one short handshake per version
-        not already known from the negotiated one. None = could not be determined."""
-        to_probe, known = versions_to_probe(negotiated)
-        results = await asyncio.gather(*(handshake(version) for version in to_probe))
-        known.update(zip(to_probe, results, strict=True))
-        return {version: known[version] for version in sorted(known, key=_version_rank)}
+    async def tls_support(self, port: int, *, after_stls: bool) -> TlsSupport:
+        """What the TLS entry point on `port` accepts (scanner._enumerate), each hello on a
+        fresh connection: straight away on an implicit-TLS port, after STLS on the POP3 one."""
 
-    async def implicit_tls_accepts(self, port: int, version: str) -> bool | None:
-        """Does a handshake pinned to `version` succeed on the implicit-TLS port?"""
+        async def exchange(hello: Callable[[Pop3Connection], Awaitable[T]]) -> T:
+            async def talk(connection: Pop3Connection) -> T:
+                if after_stls:
+                    await _request_stls(connection)
+                return await hello(connection)
 
-        async def nothing_more(connection: Pop3Connection) -> bool:
-            return True
+            return await self.converse(port, talk)
 
-        return await _version_outcome(self.converse(port, nothing_more, tls=probe_context(version)))
-
-    async def stls_accepts(self, port: int, version: str) -> bool | None:
-        """Does an STLS upgrade pinned to `version` succeed on the cleartext port?"""
-
-        async def upgrade(connection: Pop3Connection) -> bool:
-            await upgrade_with_stls(connection, probe_context(version), self.sni)
-            return True
-
-        return await _version_outcome(self.converse(port, upgrade))
-
-
-async def _version_outcome(handshake: Awaitable[bool]) -> bool | None:
-    try:
-        return await handshake
-    except TlsHandshakeError:
-        return False
-    except ScanError:
-        return None
-
-
-def _version_rank(version: str) -> int:
-    return VERSION_ORDER.index(version)
+        return await enumerate_tls(exchange, self.sni)
 
 
 async def read_greeting(connection: Pop3Connection) -> Reply:
@@ -130,11 +106,16 @@ async def upgrade_with_stls(
 ) -> None:
     """The greeting, STLS and the TLS handshake, for a probe that needs TLS on the POP3 port.
     A refused STLS is a ProtocolError: callers come after the STLS probe saw it work."""
+    await _request_stls(connection)
+    await connection.start_tls(context, sni)
+
+
+async def _request_stls(connection: Pop3Connection) -> None:
+    """The greeting and an accepted STLS: the cleartext port is then ready for a TLS hello."""
     await read_greeting(connection)
     reply = await connection.command("STLS")
     if not reply.ok:
         raise ProtocolError("reply to STLS", "STLS was refused this time", reply.line)
-    await connection.start_tls(context, sni)
 
 
 async def read_capabilities(connection: Pop3Connection) -> tuple[str, ...] | None:

@@ -15,6 +15,15 @@ from scanner._iana_suites import REGISTRY
 
 # Protocol versions from oldest to newest, as the facts name them; SSLv2 has its own hello.
 PROTOCOLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+# How summaries name them.
+PROTOCOL_LABEL = {
+    "SSLv2": "SSLv2",
+    "SSLv3": "SSLv3",
+    "TLSv1": "TLS 1.0",
+    "TLSv1.1": "TLS 1.1",
+    "TLSv1.2": "TLS 1.2",
+    "TLSv1.3": "TLS 1.3",
+}
 # The record-layer version of each protocol after SSLv2.
 WIRE_VERSION = {"SSLv3": 0x0300, "TLSv1": 0x0301, "TLSv1.1": 0x0302, "TLSv1.2": 0x0303}
 TLS13_WIRE_VERSION = 0x0304

@@ -6,8 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from scanner._guard import DENY_NETWORKS, IPNetwork, guard_refusal, parse_networks
-
-TLS_VERSIONS = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+from scanner._profiles import DEFAULT_PROFILE, TlsProfile, profile_named
 
 
 def is_ip_address(text: str) -> bool:
@@ -130,7 +129,7 @@ class Settings:
     resolver: str | None = None
     concurrency: int = 50
     connections_per_address: int = 3
-    test_tls_versions: bool = True
+    enumerate_tls: bool = True
     allow_networks: tuple[str, ...] = ()
     deny_networks: tuple[str, ...] = DENY_NETWORKS
     refuse_loopback_unless_allowed_by: str | None = None
@@ -163,20 +162,24 @@ class Settings:
 class Policy:
     """The rules the facts are judged against; defaults encode the secure configuration.
 
-    `ca_bundle_pem` holds extra trust anchors (an enterprise CA) as PEM text, so a stored
-    policy carries its trust store with it. `allow_cleartext_port` False means port 110 must
-    not answer at all (implicit TLS only, RFC 8314).
+    `tls_profile` names the standard TLS is judged by (scanner._profiles). `ca_bundle_pem`
+    holds extra trust anchors (an enterprise CA) as PEM text, so a stored policy carries its
+    trust store with it. `allow_cleartext_port` False means port 110 must not answer at all
+    (implicit TLS only, RFC 8314).
     """
 
     warn_days: int = 30
     critical_days: int = 7
-    min_tls_version: str = "TLSv1.2"
+    tls_profile: str = DEFAULT_PROFILE
     use_system_trust: bool = True
     ca_bundle_pem: str | None = None
     allow_cleartext_port: bool = True
 
+    @property
+    def profile(self) -> TlsProfile:
+        return profile_named(self.tls_profile)
+
     def __post_init__(self) -> None:
-        if self.min_tls_version not in TLS_VERSIONS:
-            raise ValueError(f"min_tls_version must be one of {', '.join(TLS_VERSIONS)}")
+        profile_named(self.tls_profile)
         if not 0 <= self.critical_days <= self.warn_days:
             raise ValueError("critical_days must be between 0 and warn_days")

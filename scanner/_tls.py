@@ -11,75 +11,48 @@ from __future__ import annotations
 import functools
 import ssl
 import warnings
+from dataclasses import replace
 
 from scanner._certs import chain_from_ssl_object
-from scanner._facts import TlsFacts
+from scanner._facts import TlsFacts, TlsSupport
 from scanner._target import is_ip_address
-
-_VERSIONS = {
-    "SSLv3": ssl.TLSVersion.SSLv3,
-    "TLSv1": ssl.TLSVersion.TLSv1,
-    "TLSv1.1": ssl.TLSVersion.TLSv1_1,
-    "TLSv1.2": ssl.TLSVersion.TLSv1_2,
-    "TLSv1.3": ssl.TLSVersion.TLSv1_3,
-}
-_LOCALLY_SUPPORTED = {
-    "SSLv3": ssl.HAS_SSLv3,
-    "TLSv1": ssl.HAS_TLSv1,
-    "TLSv1.1": ssl.HAS_TLSv1_1,
-    "TLSv1.2": ssl.HAS_TLSv1_2,
-    "TLSv1.3": ssl.HAS_TLSv1_3,
-}
-VERSION_ORDER = tuple(_VERSIONS)
 
 
 @functools.cache
-def probe_context(version: str | None = None) -> ssl.SSLContext:
-    """A client context offering every version we can (or exactly `version`).
+def probe_context() -> ssl.SSLContext:
+    """A client context offering every version and suite the local OpenSSL can.
 
-    Cached: building a context and its cipher list costs more than a handshake's worth of
-    CPU, and they are immutable once made.
+    It completes the handshakes that need completing (the chain, the greeting after TLS, the
+    login); what the server accepts is enumerated at the protocol level (scanner._enumerate),
+    because this OpenSSL cannot offer SSLv2, SSLv3, RC4 or 3DES. Cached: building a context
+    costs more than a handshake's worth of CPU, and it is immutable once made.
     """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    # SECLEVEL=0 lets OpenSSL 3 offer TLS 1.0/1.1 and weak ciphers: we want to know whether
-    # the server accepts them, not to be protected from them.
+    # SECLEVEL=0 lets OpenSSL 3 complete a handshake with a server that offers nothing
+    # better than TLS 1.0 and SHA-1 suites: such a server must still be judged, not missed.
     context.set_ciphers("ALL:@SECLEVEL=0")
-    lowest = next(name for name in VERSION_ORDER if _LOCALLY_SUPPORTED[name])
     with warnings.catch_warnings():
         # Python deprecates the old versions; offering them is the point of this context.
         warnings.simplefilter("ignore", DeprecationWarning)
-        context.minimum_version = _VERSIONS[version or lowest]
-        context.maximum_version = _VERSIONS[version or "TLSv1.3"]
+        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        context.maximum_version = ssl.TLSVersion.MAXIMUM_SUPPORTED
     return context
 
 
-def locally_testable(version: str) -> bool:
-    """Whether the local OpenSSL can offer this version at all (Debian's has no SSLv3)."""
-    return _LOCALLY_SUPPORTED[version]
-
-
-def versions_to_probe(negotiated: str) -> tuple[list[str], dict[str, bool | None]]:
-    """Split the versions into those still to probe and those already known.
-
-    A client offering every version gets the highest one the server supports, so the
-    negotiated version is accepted and every newer one is not; only older ones need a
-    handshake each. Versions the local OpenSSL cannot offer stay unknown (None).
-    """
-    known: dict[str, bool | None] = {}
-    to_probe = []
-    rank = VERSION_ORDER.index(negotiated) if negotiated in VERSION_ORDER else len(VERSION_ORDER)
-    for index, name in enumerate(VERSION_ORDER):
-        if not locally_testable(name):
-            known[name] = None
-        elif index == rank:
-            known[name] = True
-        elif index > rank:
-            known[name] = False
-        else:
-            to_probe.append(name)
-    return to_probe, known
+def reconciled(support: TlsSupport, session: TlsFacts | None) -> TlsSupport:
+    """`support` made consistent with a completed handshake: a version that handshake
+    negotiated is accepted, whatever our hellos got (a server that refuses them is odd, and
+    said so, rather than reported as refusing what it just served)."""
+    if session is None or support.accepted_versions.get(session.version) is not False:
+        return support
+    versions = dict(support.accepted_versions) | {session.version: True}
+    note = (
+        f"the server refused our test hellos for {session.version} although a normal handshake "
+        "negotiated it, so its suites could not be listed"
+    )
+    return replace(support, accepted_versions=versions, error=support.error or note)
 
 
 def tls_facts(ssl_object: ssl.SSLObject) -> TlsFacts:

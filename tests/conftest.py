@@ -94,7 +94,7 @@ def policy_form(**overrides: Any) -> dict[str, Any]:
         "description": "",
         "warn_days": 30,
         "critical_days": 7,
-        "min_tls_version": "TLSv1.2",
+        "tls_profile": "mozilla-intermediate",
         "use_system_trust": "on",
         "ca_bundle_pem": "",
         "allow_cleartext_port": "on",

@@ -165,7 +165,7 @@ POLICY_FORM = {
     "description": "",
     "warn_days": 30,
     "critical_days": 7,
-    "min_tls_version": "TLSv1.2",
+    "tls_profile": "mozilla-intermediate",
     "use_system_trust": "on",
     "allow_cleartext_port": "on",
     "error_runs_before_unknown": 2,
@@ -188,16 +188,16 @@ def test_moving_the_default_policy_records_both_policies(boss):
 
 
 def test_a_policy_edit_records_old_and_new_values_and_the_ca_bundle_only_as_changed(boss):
-    policy = Policy.objects.create(name="Legacy", min_tls_version="TLSv1.0")
+    policy = Policy.objects.create(name="Legacy", tls_profile="mozilla-old")
     start = last_id()
     from pop3lab.certs import root_ca_pem
 
-    data = POLICY_FORM | {"name": "Legacy", "min_tls_version": "TLSv1.2"}
+    data = POLICY_FORM | {"name": "Legacy", "tls_profile": "mozilla-intermediate"}
     data["ca_bundle_pem"] = root_ca_pem().decode()
     signed_in(boss).post(reverse("inventory:policy_edit", args=[policy.pk]), data)
     [entry] = entries_after(start)
     assert entry.changes == {
-        "minimum TLS version": ["TLSv1.0", "TLSv1.2"],
+        "TLS profile": ["mozilla-old", "mozilla-intermediate"],
         "CA bundle": ["(none)", "(set)"],
     }
 

@@ -225,6 +225,6 @@ def test_scanner_fails_tls_protocols_when_dovecot_accepts_tls_1_0(
     dovecot_factory: DovecotFactory, scan_of: Scan
 ) -> None:
     report = scan_of(dovecot_factory(DovecotConfig(ssl_min_protocol="TLSv1")))
-    tls = report.endpoints[0].pop3s.tls
-    assert tls is not None and tls.accepted_versions["TLSv1"] is True
+    support = report.endpoints[0].pop3s.support
+    assert support is not None and support.accepted_versions["TLSv1"] is True
     assert _status(report, "tls.protocols") == "fail"

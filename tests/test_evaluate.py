@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from pop3lab.certs import make_cert, root_ca_pem
 from scanner._certs import parse_certificate
 from scanner._errors import quoted
-from scanner._evaluate import evaluate
+from scanner._evaluate import ADDRESS_CHECK_IDS, evaluate
 from scanner._facts import (
     CertificateFacts,
     CheckResult,
@@ -25,6 +25,7 @@ from scanner._facts import (
     SrvRecord,
     StlsFacts,
     TlsFacts,
+    TlsSupport,
     compliance,
 )
 from scanner._target import Policy, Target
@@ -35,7 +36,23 @@ DNS_OK = DnsFacts(NAME, "ok", ("127.0.0.2",))
 # The lab's certificates chain to the test root, so the policy carries it as a CA bundle.
 POLICY = Policy(ca_bundle_pem=root_ca_pem().decode())
 NOW = datetime.now(UTC)
-MODERN = {"SSLv3": False, "TLSv1": False, "TLSv1.1": False, "TLSv1.2": True, "TLSv1.3": True}
+MODERN = {
+    "SSLv2": False,
+    "SSLv3": False,
+    "TLSv1": False,
+    "TLSv1.1": False,
+    "TLSv1.2": True,
+    "TLSv1.3": True,
+}
+# What a well-kept server accepts: Mozilla intermediate's suites for an RSA certificate.
+MODERN_SUITES = {
+    "TLSv1.2": (
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+    "TLSv1.3": ("TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256"),
+}
 EXCHANGE_REFUSAL = "-ERR Command is not valid in this state."
 
 
@@ -53,9 +70,16 @@ def chain_of(kind: str = "good", name: str = NAME) -> tuple[CertificateFacts, ..
     return tuple(parse_certificate(der) for der in ders)
 
 
-def tls(kind: str = "good", version: str = "TLSv1.3", **accepted: bool | None) -> TlsFacts:
-    versions = {**MODERN, **{k.replace("_", "."): v for k, v in accepted.items()}}
-    return TlsFacts(version, "TLS_AES_256_GCM_SHA384", chain_of(kind), versions)
+def tls(kind: str = "good", version: str = "TLSv1.3") -> TlsFacts:
+    return TlsFacts(version, "TLS_AES_256_GCM_SHA384", chain_of(kind))
+
+
+def support(suites: dict[str, tuple[str, ...]] | None = None, **changes: Any) -> TlsSupport:
+    """What a TLS entry point accepts: MODERN_SUITES unless `suites` says otherwise (its
+    versions are the accepted ones); `changes` set any other field."""
+    suites = MODERN_SUITES if suites is None else suites
+    versions = {name: name in suites for name in MODERN}
+    return replace(TlsSupport(versions, suites, server_order=True), **changes)
 
 
 def pop3(**changes: Any) -> Pop3Facts:
@@ -69,14 +93,18 @@ def pop3(**changes: Any) -> Pop3Facts:
         plaintext_login="refused",
         certainty="confirmed",
         evidence=f"USER: {EXCHANGE_REFUSAL}",
-        stls=StlsFacts("ok", reply="+OK Begin TLS negotiation.", tls=tls()),
+        stls=StlsFacts("ok", reply="+OK Begin TLS negotiation.", tls=tls(), support=support()),
     )
     return replace(good, **changes)
 
 
 def pop3s(**changes: Any) -> Pop3sFacts:
     good = Pop3sFacts(
-        995, "ok", tls=tls(), greeting="+OK The Microsoft Exchange POP3 service is ready."
+        995,
+        "ok",
+        tls=tls(),
+        greeting="+OK The Microsoft Exchange POP3 service is ready.",
+        support=support(),
     )
     return replace(good, **changes)
 
@@ -117,6 +145,7 @@ def test_it_returns_one_result_per_catalog_id_in_catalog_order() -> None:
         "pop3.stls",
         "pop3.tls_login",
         "tls.protocols",
+        "tls.ciphers",
         "cert.trusted",
         "cert.name",
         "cert.validity",
@@ -148,9 +177,10 @@ def test_address_checks_hold_one_result_per_address_and_check() -> None:
     _, per_address = evaluate(
         TARGET, DNS_OK, (endpoint("127.0.0.2"), endpoint("127.0.0.3")), POLICY, NOW
     )
-    assert len(per_address) == 18
-    assert [c.address for c in per_address[:9]] == ["127.0.0.2"] * 9
-    assert per_address[9].address == "127.0.0.3"
+    per_one = len(ADDRESS_CHECK_IDS)
+    assert len(per_address) == 2 * per_one
+    assert [c.address for c in per_address[:per_one]] == ["127.0.0.2"] * per_one
+    assert per_address[per_one].address == "127.0.0.3"
 
 
 def test_the_worst_address_is_named_in_the_result_and_its_summary() -> None:
@@ -282,69 +312,6 @@ def test_a_closed_cleartext_port_is_skipped_even_under_implicit_tls_only() -> No
 def test_stls(facts: Pop3Facts, status: str, words: str) -> None:
     result = check("pop3.stls", endpoint(pop3=facts))
     assert (result.status, words in result.summary) == (status, True)
-
-
-# --- tls.protocols -----------------------------------------------------------------------------
-
-
-def test_legacy_tls_is_named_with_its_endpoint() -> None:
-    result = check("tls.protocols", endpoint(pop3s=pop3s(tls=tls(TLSv1=True))))
-    assert result.status == "fail"
-    assert result.summary == "TLS 1.0 accepted on 995 (policy minimum TLS 1.2)"
-
-
-def test_legacy_tls_after_stls_is_named_too() -> None:
-    legacy = pop3(stls=StlsFacts("ok", tls=tls(TLSv1_1=True)))
-    assert (
-        "TLS 1.1 accepted on 110 after STLS"
-        in check("tls.protocols", endpoint(pop3=legacy)).summary
-    )
-
-
-def test_an_endpoint_without_tls_1_2_or_later_fails() -> None:
-    old = tls(version="TLSv1.2", TLSv1_2=False, TLSv1_3=False)
-    result = check(
-        "tls.protocols",
-        endpoint(pop3s=pop3s(tls=replace(old, version="TLSv1.1"))),
-        policy=replace(POLICY, min_tls_version="TLSv1.1"),
-    )
-    assert (result.status, "no TLS 1.2 or later" in result.summary) == ("fail", True)
-
-
-def test_min_tls_version_1_3_fails_a_tls_1_2_endpoint() -> None:
-    policy = replace(POLICY, min_tls_version="TLSv1.3")
-    assert check("tls.protocols", policy=policy).status == "fail"
-    assert check("tls.protocols", only_995(), policy=policy).status == "fail"
-    strict = pop3s(tls=tls(TLSv1_2=False))
-    assert (
-        check(
-            "tls.protocols",
-            endpoint(pop3=pop3(outcome="closed", stls=None), pop3s=strict),
-            policy=policy,
-        ).status
-        == "pass"
-    )
-
-
-def test_untested_versions_are_mentioned_but_not_failed() -> None:
-    facts = endpoint(pop3=pop3(outcome="closed", stls=None), pop3s=pop3s(tls=tls(SSLv3=None)))
-    result = check("tls.protocols", facts)
-    assert result.status == "pass"
-    assert "SSLv3 could not be tested" in result.summary
-
-
-def test_nothing_tested_is_an_error() -> None:
-    untested = replace(tls(), accepted_versions={})
-    facts = endpoint(pop3=pop3(outcome="closed", stls=None), pop3s=pop3s(tls=untested))
-    assert check("tls.protocols", facts).status == "error"
-
-
-def test_tls_protocols_are_skipped_without_a_tls_endpoint() -> None:
-    facts = endpoint(
-        pop3=pop3(outcome="closed", stls=None),
-        pop3s=pop3s(outcome="closed", tls=None, greeting=None),
-    )
-    assert check("tls.protocols", facts).status == "skip"
 
 
 # --- certificates ------------------------------------------------------------------------------

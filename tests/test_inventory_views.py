@@ -32,7 +32,7 @@ def server() -> Server:
 
 @pytest.fixture
 def spare_policy() -> Policy:
-    return Policy.objects.create(name="Legacy", min_tls_version="TLSv1.0")
+    return Policy.objects.create(name="Legacy", tls_profile="mozilla-old")
 
 
 def make_servers(count: int, prefix: str = "srv") -> None:

@@ -53,9 +53,9 @@ def test_without_the_enterprise_ca_the_lab_chain_is_untrusted(emulated):
     assert status_of(report, "cert.trusted") == "fail"
 
 
-def test_a_minimum_of_tls13_fails_a_tls12_server(emulated):
+def test_mozilla_modern_fails_a_tls12_server(emulated):
     config = EndpointConfig(tls_versions=("TLSv1.2", "TLSv1.2"))
-    report = emulated.scan(config, policy=lab_policy(min_tls_version="TLSv1.3"))
+    report = emulated.scan(config, policy=lab_policy(tls_profile="mozilla-modern"))
     assert status_of(report, "tls.protocols") == "fail"
 
 

@@ -97,10 +97,10 @@ def test_a_policy_without_a_cleartext_port_fails_an_open_port_110(emulated):
 
 def test_legacy_tls_versions_are_really_detected(emulated):
     report = emulated.scan(EndpointConfig(tls_versions=("TLSv1", "TLSv1.2")))
-    accepted = report.endpoints[0].pop3s.tls.accepted_versions
+    accepted = report.endpoints[0].pop3s.support.accepted_versions
     assert accepted["TLSv1"] is True and accepted["TLSv1.1"] is True
     assert accepted["TLSv1.3"] is False
-    stls_accepted = report.endpoints[0].pop3.stls.tls.accepted_versions
+    stls_accepted = report.endpoints[0].pop3.stls.support.accepted_versions
     assert stls_accepted["TLSv1"] is True
     assert status_of(report, "tls.protocols") == "fail"
     assert "TLS 1.0" in check_of(report, "tls.protocols").summary
@@ -108,9 +108,10 @@ def test_legacy_tls_versions_are_really_detected(emulated):
 
 def test_a_tls13_only_server_passes_tls_protocols(emulated):
     report = emulated.scan(EndpointConfig(tls_versions=("TLSv1.3", "TLSv1.3")))
-    accepted = report.endpoints[0].pop3s.tls.accepted_versions
+    accepted = report.endpoints[0].pop3s.support.accepted_versions
     assert accepted == {
-        "SSLv3": None,
+        "SSLv2": False,
+        "SSLv3": False,
         "TLSv1": False,
         "TLSv1.1": False,
         "TLSv1.2": False,

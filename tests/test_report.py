@@ -18,6 +18,7 @@ from scanner import (
     StlsFacts,
     Target,
     TlsFacts,
+    TlsSupport,
 )
 from scanner._report import render_text, report_to_dict
 
@@ -52,7 +53,18 @@ def make_tls(certificate: CertificateFacts | None = None) -> TlsFacts:
         version="TLSv1.3",
         cipher="TLS_AES_256_GCM_SHA384",
         chain=(certificate or make_certificate(),),
+    )
+
+
+def make_support() -> TlsSupport:
+    return TlsSupport(
         accepted_versions={"TLSv1.3": True, "TLSv1": False, "TLSv1.2": True, "SSLv3": None},
+        cipher_suites={
+            "TLSv1.3": ("TLS_AES_256_GCM_SHA384",),
+            "TLSv1.2": ("TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", "TLS_RSA_WITH_3DES_EDE_CBC_SHA"),
+        },
+        server_order=True,
+        groups=("x25519", "secp256r1"),
     )
 
 
@@ -67,7 +79,11 @@ def make_endpoint(address: str = ADDRESS, greeting: str = "+OK Dovecot ready.") 
         certainty="confirmed",
         evidence="+OK after USER",
         stls=StlsFacts(
-            outcome="ok", reply="+OK Begin TLS", tls=make_tls(), capabilities=("TOP", "USER")
+            outcome="ok",
+            reply="+OK Begin TLS",
+            tls=make_tls(),
+            capabilities=("TOP", "USER"),
+            support=make_support(),
         ),
     )
     pop3s = Pop3sFacts(port=995, outcome="ok", tls=make_tls(), greeting="+OK ready")
@@ -179,9 +195,29 @@ def test_json_days_left_is_negative_once_expired() -> None:
 
 
 def test_json_sorts_accepted_versions_oldest_first() -> None:
-    tls = report_to_dict(make_report())["endpoints"][0]["pop3"]["stls"]["tls"]
-    assert list(tls["accepted_versions"]) == ["SSLv3", "TLSv1", "TLSv1.2", "TLSv1.3"]
-    assert tls["accepted_versions"]["SSLv3"] is None
+    stls = report_to_dict(make_report())["endpoints"][0]["pop3"]["stls"]
+    versions = stls["support"]["accepted_versions"]
+    assert list(versions) == ["SSLv3", "TLSv1", "TLSv1.2", "TLSv1.3"]
+    assert versions["SSLv3"] is None
+
+
+def test_json_lists_the_accepted_suites_per_version_where_earlier_readers_look_too() -> None:
+    stls = report_to_dict(make_report())["endpoints"][0]["pop3"]["stls"]
+    suites = stls["support"]["cipher_suites"]
+    assert list(suites) == ["TLSv1.2", "TLSv1.3"]
+    assert suites["TLSv1.2"] == [
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    ]
+    assert stls["tls"]["cipher_suites"] == suites
+    assert stls["tls"]["accepted_versions"] == stls["support"]["accepted_versions"]
+
+
+def test_text_report_lists_suites_per_version_in_the_servers_order() -> None:
+    text = render_text([make_report()], colour=False)
+    assert "TLS 1.2 suites" in text
+    assert "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_RSA_WITH_3DES_EDE_CBC_SHA" in text
+    assert "the server's" in text
 
 
 def test_json_carries_endpoint_and_dns_facts() -> None:
@@ -232,7 +268,7 @@ def test_text_shows_the_facts_an_operator_needs() -> None:
         "TOP, USER, STLS",
         "+OK Begin TLS",
         "TLSv1.3, TLS_AES_256_GCM_SHA384",
-        "SSLv3 untested, TLSv1 no, TLSv1.2 yes",
+        "SSLv3 untested, TLS 1.0 no, TLS 1.2 yes, TLS 1.3 yes",
         "CN=Example CA",
         "DNS:pop.example.com, IP:192.0.2.10",
         "(40 days left)",

@@ -158,7 +158,7 @@ def test_a_name_resolving_into_a_refused_range_is_not_connected_to(
     dns_server.add("meta.example.test", "A", "169.254.169.254")
     dns_server.add("meta.example.test", "AAAA", "fd00:ec2::254")
     monkeypatch.setattr("scanner._probe.probe_address", _no_connection)
-    settings = scanner.Settings(timeout=3, resolver=dns_server.address, test_tls_versions=False)
+    settings = scanner.Settings(timeout=3, resolver=dns_server.address, enumerate_tls=False)
     [report] = scanner.scan([scanner.Target("meta.example.test", credentials=MONITOR)], settings)
     assert set(report.addresses) == {"169.254.169.254", "fd00:ec2::254"}
     assert report.address_checks

@@ -85,7 +85,7 @@ POLICY = Audited(
         Tracked("is_default", "default"),
         Tracked("warn_days", "warn days"),
         Tracked("critical_days", "critical days"),
-        Tracked("min_tls_version", "minimum TLS version"),
+        Tracked("tls_profile", "TLS profile"),
         Tracked("use_system_trust", "trust the system's CAs"),
         Tracked("ca_bundle_pem", "CA bundle"),
         Tracked("allow_cleartext_port", "allow port 110"),

@@ -5,7 +5,7 @@ from popcompliance.inventory.models import Policy, Server, Tag
 
 @admin.register(Policy)
 class PolicyAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_default", "min_tls_version", "warn_days", "critical_days"]
+    list_display = ["name", "is_default", "tls_profile", "warn_days", "critical_days"]
 
 
 @admin.register(Tag)

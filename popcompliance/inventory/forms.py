@@ -259,7 +259,7 @@ class PolicyForm(forms.ModelForm):
             "description",
             "warn_days",
             "critical_days",
-            "min_tls_version",
+            "tls_profile",
             "use_system_trust",
             "ca_bundle_pem",
             "allow_cleartext_port",
@@ -267,7 +267,6 @@ class PolicyForm(forms.ModelForm):
             "alert_on_warn",
         ]
         labels = {
-            "min_tls_version": "Minimum TLS version",
             "use_system_trust": "Trust the system's CAs",
             "ca_bundle_pem": "CA bundle (PEM)",
             "allow_cleartext_port": "Allow port 110",

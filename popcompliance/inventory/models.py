@@ -24,7 +24,7 @@ from popcompliance.limits import (
     validate_plain_text,
 )
 
-TLS_VERSION_CHOICES = [(version, version) for version in scanner.TLS_VERSIONS]
+TLS_PROFILE_CHOICES = [(profile.name, profile.title) for profile in scanner.PROFILES]
 
 
 class Policy(models.Model):
@@ -36,8 +36,12 @@ class Policy(models.Model):
     is_default = models.BooleanField(default=False)
     warn_days = models.PositiveIntegerField(default=30, validators=EXPIRY_DAYS_VALIDATORS)
     critical_days = models.PositiveIntegerField(default=7, validators=EXPIRY_DAYS_VALIDATORS)
-    min_tls_version = models.CharField(
-        max_length=10, choices=TLS_VERSION_CHOICES, default="TLSv1.2"
+    tls_profile = models.CharField(
+        "TLS profile",
+        max_length=40,
+        choices=TLS_PROFILE_CHOICES,
+        default=scanner.DEFAULT_PROFILE,
+        help_text="The standard the accepted TLS versions, suites and key sizes are judged by.",
     )
     use_system_trust = models.BooleanField(
         default=True, help_text="Trust the operating system's CA store."
@@ -83,7 +87,7 @@ class Policy(models.Model):
         return scanner.Policy(
             warn_days=self.warn_days,
             critical_days=self.critical_days,
-            min_tls_version=self.min_tls_version,
+            tls_profile=self.tls_profile,
             use_system_trust=self.use_system_trust,
             ca_bundle_pem=self.ca_bundle_pem or None,
             allow_cleartext_port=self.allow_cleartext_port,

@@ -1,0 +1,203 @@
+"""What a TLS entry point accepts, asked the way testssl.sh asks it: protocol-level hellos.
+
+For each version, offer every suite of the registry that version can carry; the server picks
+one; remove it and offer the rest again, until the server refuses. The cost grows with the
+suites the server accepts, not with the registry. Then, from what was accepted: whether the
+server enforces its own order, its key exchange groups, its DH prime size. Every hello is a
+fresh connection (after a fresh STLS on the cleartext port), within the session's deadline
+and connection cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from scanner._errors import ScanError
+from scanner._facts import TlsSupport
+from scanner._hello import (
+    ELLIPTIC_GROUPS,
+    GROUPS,
+    Offer,
+    ServerAnswer,
+    client_hello,
+    read_answer,
+    read_sslv2_answer,
+    sslv2_client_hello,
+)
+from scanner._suites import BY_CODE, PROTOCOLS, SSLV2_BY_CODE, SSLV2_CIPHERS, suites_for
+from scanner._wire import Pop3Connection
+
+# Opens a fresh connection ready for a ClientHello (after STLS where that is the way in), runs
+# the exchange on it and closes it, all under the session's deadline and connection cap.
+Exchange = Callable[[Callable[[Pop3Connection], Awaitable[object]]], Awaitable[object]]
+
+_TLS_PROTOCOLS = PROTOCOLS[1:]
+
+
+@dataclass
+class _Enumeration:
+    """One entry point's enumeration in progress: the hellos sent and the first error."""
+
+    exchange: Exchange
+    sni: str | None
+    hellos: int = 0
+    errors: list[str] = field(default_factory=list)
+    answers: list[ServerAnswer] = field(default_factory=list)
+
+    async def ask(self, offer: Offer, *, want_key_exchange: bool = False) -> ServerAnswer | None:
+        """The server's answer to one hello; None (and the error kept) when it broke off."""
+
+        async def hello(connection: Pop3Connection) -> ServerAnswer:
+            connection.step = f"{offer.protocol} hello"
+            connection.writer.write(client_hello(offer))
+            await connection.writer.drain()
+            return await read_answer(connection.reader, offer, want_key_exchange=want_key_exchange)
+
+        self.hellos += 1
+        try:
+            answer = await self.exchange(hello)
+        except ScanError as exc:
+            self.errors.append(str(exc))
+            return None
+        assert isinstance(answer, ServerAnswer)
+        self.answers.append(answer)
+        return answer
+
+    def offer(self, protocol: str, suites: list[int], **changes: object) -> Offer:
+        values: dict[str, object] = {"sni": self.sni, "compression": protocol != "TLSv1.3"}
+        values.update(changes)
+        return Offer(protocol, tuple(suites), **values)  # type: ignore[arg-type]
+
+
+async def enumerate_tls(exchange: Exchange, sni: str | None) -> TlsSupport:
+    """Every version, suite and parameter the entry point accepts (see the module doc)."""
+    clock = time.monotonic()
+    run = _Enumeration(exchange, sni)
+    sslv2, *per_version = await asyncio.gather(
+        _sslv2(run), *(_suites_of(run, protocol) for protocol in _TLS_PROTOCOLS)
+    )
+    accepted: dict[str, list[int] | None] = {"SSLv2": sslv2}
+    accepted.update(zip(_TLS_PROTOCOLS, per_version, strict=True))
+    server_order, groups, dh_bits = await asyncio.gather(
+        _server_order(run, accepted), _groups(run, accepted), _dh_bits(run, accepted)
+    )
+    legacy = [a for a in run.answers if a.accepted and a.protocol not in (None, "TLSv1.3")]
+    return TlsSupport(
+        accepted_versions={name: _accepted(codes) for name, codes in accepted.items()},
+        cipher_suites={name: _names(name, codes) for name, codes in accepted.items() if codes},
+        server_order=server_order,
+        groups=groups,
+        dh_bits=dh_bits,
+        compression=any(a.compression for a in legacy) if legacy else None,
+        secure_renegotiation=any(a.secure_renegotiation for a in legacy) if legacy else None,
+        error=run.errors[0] if run.errors else None,
+        hellos=run.hellos,
+        duration_ms=round((time.monotonic() - clock) * 1000),
+    )
+
+
+def _accepted(codes: list[int] | None) -> bool | None:
+    return None if codes is None else bool(codes)
+
+
+def _names(protocol: str, codes: list[int]) -> tuple[str, ...]:
+    table = SSLV2_BY_CODE if protocol == "SSLv2" else BY_CODE
+    return tuple(table[code].name for code in codes)
+
+
+async def _suites_of(run: _Enumeration, protocol: str) -> list[int] | None:
+    """The suites accepted at `protocol`, in the order the server chose them; [] when the
+    version is refused, None when the server broke off before we knew."""
+    remaining = [suite.code for suite in suites_for(protocol)]
+    chosen: list[int] = []
+    while remaining:
+        answer = await run.ask(run.offer(protocol, remaining))
+        if answer is None:
+            return chosen or None
+        if not answer.accepted or answer.protocol != protocol:
+            break
+        assert answer.suite is not None
+        chosen.append(answer.suite)
+        remaining.remove(answer.suite)
+    return chosen
+
+
+async def _sslv2(run: _Enumeration) -> list[int] | None:
+    """SSL 2.0 lists every cipher it shares with us in one SERVER-HELLO."""
+    offered = tuple(cipher.code for cipher in SSLV2_CIPHERS)
+
+    async def hello(connection: Pop3Connection) -> list[int]:
+        connection.step = "SSLv2 hello"
+        connection.writer.write(sslv2_client_hello(offered))
+        await connection.writer.drain()
+        return await read_sslv2_answer(connection.reader, offered)
+
+    run.hellos += 1
+    try:
+        result = await run.exchange(hello)
+    except ScanError as exc:
+        run.errors.append(str(exc))
+        return None
+    assert isinstance(result, list)
+    return result
+
+
+def _newest(accepted: dict[str, list[int] | None], wanted: Callable[[int], bool]) -> str | None:
+    """The newest TLS version (up to 1.2) with an accepted suite that `wanted` picks."""
+    for protocol in ("TLSv1.2", "TLSv1.1", "TLSv1", "SSLv3"):
+        if any(wanted(code) for code in accepted.get(protocol) or ()):
+            return protocol
+    return None
+
+
+async def _server_order(run: _Enumeration, accepted: dict[str, list[int] | None]) -> bool | None:
+    """Offer the accepted suites of the newest version in reverse: a server that enforces its
+    own order picks the same suite again, one that follows ours picks our new first."""
+    for protocol in reversed(_TLS_PROTOCOLS):
+        codes = accepted.get(protocol) or []
+        if len(codes) >= 2:
+            answer = await run.ask(run.offer(protocol, codes[::-1]))
+            if answer is None or answer.suite not in (codes[0], codes[-1]):
+                return None
+            return answer.suite == codes[0]
+    return None
+
+
+async def _groups(run: _Enumeration, accepted: dict[str, list[int] | None]) -> tuple[str, ...]:
+    """The key exchange groups, by elimination like the suites: TLS 1.3 names its group in
+    the ServerHello (or asks for it in a HelloRetryRequest); older versions in the
+    ServerKeyExchange of an ECDHE suite."""
+    protocol = "TLSv1.3"
+    suites = accepted.get("TLSv1.3") or []
+    remaining = list(GROUPS)
+    if not suites:
+        older = _newest(accepted, lambda code: BY_CODE[code].elliptic_curve)
+        if older is None:
+            return ()
+        protocol = older
+        suites = [code for code in accepted[protocol] or [] if BY_CODE[code].elliptic_curve]
+        remaining = list(ELLIPTIC_GROUPS)
+    found: list[int] = []
+    while remaining:
+        offer = run.offer(protocol, suites, groups=tuple(remaining))
+        answer = await run.ask(offer, want_key_exchange=True)
+        if answer is None or answer.group not in remaining:
+            break
+        found.append(answer.group)
+        remaining.remove(answer.group)
+    return tuple(GROUPS[code] for code in found)
+
+
+async def _dh_bits(run: _Enumeration, accepted: dict[str, list[int] | None]) -> int | None:
+    """The size of the prime of a DHE exchange, offered without RFC 7919 groups so the server
+    shows the parameters an older client gets."""
+    protocol = _newest(accepted, lambda code: BY_CODE[code].diffie_hellman)
+    if protocol is None:
+        return None
+    suites = [code for code in accepted[protocol] or [] if BY_CODE[code].diffie_hellman]
+    offer = run.offer(protocol, suites, groups=ELLIPTIC_GROUPS)
+    answer = await run.ask(offer, want_key_exchange=True)
+    return answer.dh_bits if answer else None
