@@ -4,16 +4,22 @@ Plain values in, frozen dataclasses out: build a `Target`, `Settings` and `Polic
 `scan(targets, settings, policy)` (or `await scan_async(...)`), read the `ScanReport`s.
 """
 
+from scanner._catalog import (
+    ADDRESS_CHECK_IDS,
+    CATALOG,
+    CHECK_IDS,
+    CHECKS,
+    CLEARTEXT_PASSWORD_CHECK_IDS,
+    TARGET_CHECK_IDS,
+    CheckSpec,
+    check_title,
+)
 from scanner._certs import whole_days_left
 from scanner._cli import exit_status
 from scanner._errors import ScanError
-from scanner._evaluate import (
-    ADDRESS_CHECK_IDS,
-    CHECK_IDS,
-    CLEARTEXT_PASSWORD_CHECK_IDS,
-    TARGET_CHECK_IDS,
-)
 from scanner._facts import (
+    PASSING,
+    STATUS_RANK,
     CertificateFacts,
     CheckResult,
     DnsFacts,
@@ -26,6 +32,7 @@ from scanner._facts import (
     TlsFacts,
     TlsLoginFacts,
     compliance,
+    compliance_of,
     worst_status,
 )
 from scanner._hints import login_type_label
@@ -35,12 +42,17 @@ from scanner._target import TLS_VERSIONS, Credentials, Policy, Settings, Target
 
 __all__ = [
     "ADDRESS_CHECK_IDS",
+    "CATALOG",
+    "CHECKS",
     "CHECK_IDS",
     "CLEARTEXT_PASSWORD_CHECK_IDS",
+    "PASSING",
+    "STATUS_RANK",
     "TARGET_CHECK_IDS",
     "TLS_VERSIONS",
     "CertificateFacts",
     "CheckResult",
+    "CheckSpec",
     "Credentials",
     "DnsFacts",
     "EndpointFacts",
@@ -55,7 +67,9 @@ __all__ = [
     "Target",
     "TlsFacts",
     "TlsLoginFacts",
+    "check_title",
     "compliance",
+    "compliance_of",
     "exit_status",
     "login_type_label",
     "report_to_dict",

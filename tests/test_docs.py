@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from scanner._evaluate import CHECK_IDS
+from scanner import CHECK_IDS
 from scanner._report import report_to_dict
 from tests.test_report import make_report
 
