@@ -289,7 +289,7 @@ CATALOG: tuple[CheckSpec, ...] = (
             "SHA-256 signature (`New-ExchangeCertificate -GenerateRequest -KeySize 2048 ...`), "
             "import it and `Enable-ExchangeCertificate -Thumbprint <thumb> -Services POP`; the "
             "default self-signed Exchange certificate is signed with SHA-1 and must not serve "
-            "POP. " + _RESTART + " Generic: RSA 2048+ or ECDSA P-256+, SHA-256+ signatures, "
+            "POP; " + _RESTART + " Generic: RSA 2048+ or ECDSA P-256+, SHA-256+ signatures, "
             "intermediates likewise."
         ),
         evaluate=check_strength,
