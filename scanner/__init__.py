@@ -4,16 +4,22 @@ Plain values in, frozen dataclasses out: build a `Target`, `Settings` and `Polic
 `scan(targets, settings, policy)` (or `await scan_async(...)`), read the `ScanReport`s.
 """
 
+from scanner._catalog import (
+    ADDRESS_CHECK_IDS,
+    CATALOG,
+    CHECK_IDS,
+    CHECKS,
+    CLEARTEXT_PASSWORD_CHECK_IDS,
+    TARGET_CHECK_IDS,
+    CheckSpec,
+    check_title,
+)
 from scanner._certs import whole_days_left
 from scanner._cli import exit_status
 from scanner._errors import ScanError
-from scanner._evaluate import (
-    ADDRESS_CHECK_IDS,
-    CHECK_IDS,
-    CLEARTEXT_PASSWORD_CHECK_IDS,
-    TARGET_CHECK_IDS,
-)
 from scanner._facts import (
+    PASSING,
+    STATUS_RANK,
     CertificateFacts,
     CheckResult,
     DnsFacts,
@@ -27,6 +33,7 @@ from scanner._facts import (
     TlsLoginFacts,
     TlsSupport,
     compliance,
+    compliance_of,
     worst_status,
 )
 from scanner._hints import login_type_label
@@ -38,15 +45,20 @@ from scanner._target import Credentials, Policy, Settings, Target
 
 __all__ = [
     "ADDRESS_CHECK_IDS",
+    "CATALOG",
+    "CHECKS",
     "CHECK_IDS",
     "CLEARTEXT_PASSWORD_CHECK_IDS",
     "DEFAULT_PROFILE",
+    "PASSING",
     "PROFILES",
     "PROTOCOLS",
     "PROTOCOL_LABEL",
+    "STATUS_RANK",
     "TARGET_CHECK_IDS",
     "CertificateFacts",
     "CheckResult",
+    "CheckSpec",
     "Credentials",
     "DnsFacts",
     "EndpointFacts",
@@ -63,7 +75,9 @@ __all__ = [
     "TlsLoginFacts",
     "TlsProfile",
     "TlsSupport",
+    "check_title",
     "compliance",
+    "compliance_of",
     "exit_status",
     "login_type_label",
     "profile_named",

@@ -9,6 +9,7 @@ from datetime import datetime
 from scanner._certs import days_left, name_matches, whole_days_left
 from scanner._evaluate_common import (
     Context,
+    TargetFacts,
     Verdict,
     combine,
     join_and,
@@ -103,8 +104,9 @@ def check_strength(endpoint: EndpointFacts, context: Context) -> Verdict:
     return _per_chain(endpoint, judge)
 
 
-def check_consistent(endpoints: tuple[EndpointFacts, ...]) -> Verdict:
+def check_consistent(facts: TargetFacts, context: Context) -> Verdict:
     """Every address and both TLS entry points serve the same leaf certificate."""
+    endpoints = facts.endpoints
     served: dict[str, tuple[CertificateFacts, list[str]]] = {}
     for endpoint in endpoints:
         for label, chain in _served_chains(endpoint):

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from scanner._facts import EndpointFacts, Status, TlsFacts, TlsSupport, worst_status
+from scanner._facts import DnsFacts, EndpointFacts, Status, TlsFacts, TlsSupport, worst_status
 from scanner._suites import PROTOCOL_LABEL
 from scanner._target import Policy, Target
 
@@ -23,6 +23,14 @@ class Context:
     target: Target
     policy: Policy
     now: datetime
+
+
+@dataclass(frozen=True)
+class TargetFacts:
+    """What a target-level check reads: the name's DNS facts and every address's facts."""
+
+    dns: DnsFacts
+    endpoints: tuple[EndpointFacts, ...]
 
 
 def join_and(items: Iterable[str]) -> str:

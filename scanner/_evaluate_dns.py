@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from scanner._evaluate_common import Verdict
-from scanner._facts import DnsFacts, SrvRecord
+from scanner._evaluate_common import Context, TargetFacts, Verdict
+from scanner._facts import SrvRecord
 from scanner._target import Target
 
 
-def check_resolves(dns: DnsFacts) -> Verdict:
+def check_resolves(facts: TargetFacts, context: Context) -> Verdict:
     """The service name has A/AAAA records."""
+    dns = facts.dns
     name = dns.name or "the name"
     detail = f" ({dns.error})" if dns.error else ""
     if dns.outcome == "ok":
@@ -24,8 +25,9 @@ def check_resolves(dns: DnsFacts) -> Verdict:
     return "error", f"could not resolve {name}: {dns.outcome}{detail}"
 
 
-def check_srv(dns: DnsFacts, target: Target) -> Verdict:
+def check_srv(facts: TargetFacts, context: Context) -> Verdict:
     """RFC 6186: `_pop3s._tcp` points at the service, `_pop3._tcp` is absent or '.'."""
+    dns, target = facts.dns, context.target
     domain = dns.srv_domain
     if domain is None:
         return "skip", "no domain to look up SRV records in"

@@ -8,6 +8,7 @@ out" are different facts, and mixing them is what sends false regression alerts.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -22,8 +23,12 @@ Status = Literal["pass", "warn", "fail", "error", "skip"]
 LoginVerdict = Literal["accepted", "refused", "unknown"]
 Certainty = Literal["confirmed", "likely", "unknown"]
 
-# Worst last: the status of several results is the one with the highest rank.
+# Worst last: the status of several results is the one with the highest rank. `error` ranks
+# below `fail` so that "could not determine" on one address never hides a failure on another,
+# and above `warn` so that a known-good summary is never shown for an unknown state.
 STATUS_RANK: dict[str, int] = {"skip": 0, "pass": 1, "warn": 2, "error": 3, "fail": 4}
+# Statuses that leave nothing to fix: they carry no remediation and never alert.
+PASSING: frozenset[str] = frozenset({"pass", "skip"})
 
 
 @dataclass(frozen=True)
@@ -259,9 +264,15 @@ def worst_status(statuses: list[Status]) -> Status:
 
 def compliance(checks: tuple[CheckResult, ...]) -> bool | None:
     """True when nothing fails or errors, False when anything fails, None (unknown) otherwise."""
-    statuses = {check.status for check in checks}
-    if "fail" in statuses:
+    return compliance_of(check.status for check in checks)
+
+
+def compliance_of(statuses: Iterable[str]) -> bool | None:
+    """`compliance` of bare statuses (the dashboard keeps statuses, not results): a failure
+    outweighs an error, because one known failure is enough to say non-compliant."""
+    found = set(statuses)
+    if "fail" in found:
         return False
-    if "error" in statuses:
+    if "error" in found:
         return None
     return True

@@ -108,7 +108,7 @@ def test_a_new_server_that_fails_alerts_but_its_first_warnings_do_not(server, fi
     scan_and_record(server, fixed, PLAINTEXT)  # also dns.srv: warn (the lab has no SRV records)
     alert_and_deliver()
     assert [m.subject for m in smtp_sink.received] == [
-        "[PopCompliance] FAIL mail01: pop3.plaintext_login (password accepted before TLS)"
+        "[PopCompliance] FAIL mail01: pop3.plaintext_login (no password accepted before TLS)"
     ]
 
 

@@ -43,7 +43,7 @@ def test_the_digest_reads_well_in_a_browser(new_page: Callable[[], Page], settin
     ]
     open_alerts = page.get_by_role("list").first.get_by_role("listitem")
     expect(open_alerts.last).to_contain_text("acknowledged by dana")
-    link = open_alerts.last.get_by_role("link", name="password accepted before TLS")
+    link = open_alerts.last.get_by_role("link", name="no password accepted before TLS")
     expect(link).to_have_attribute("href", f"https://popc.corp.example/alerts/{plaintext.pk}/")
     expiring = page.get_by_role("list").last.get_by_role("listitem")
     expect(expiring.first).to_contain_text("EXPIRED")

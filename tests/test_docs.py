@@ -9,14 +9,16 @@ from typing import Any
 
 import pytest
 
-from scanner._evaluate import CHECK_IDS
+from scanner import CATALOG, CHECK_IDS, STATUS_RANK
 from scanner._report import report_to_dict
+from scripts import checks_doc
 from tests.test_report import make_report
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
 JSON_DOC = DOCS / "json.md"
+CHECKS_DOC = DOCS / "checks.md"
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
@@ -26,6 +28,10 @@ def section(text: str, heading: str) -> str:
     start = text.index(f"\n{heading}\n") + len(heading) + 2
     following = re.search(r"^#+ ", text[start:], re.M)
     return text[start : start + following.start()] if following else text[start:]
+
+
+def section_between_markers(text: str) -> str:
+    return text[text.index(checks_doc.BEGIN) : text.index(checks_doc.END) + len(checks_doc.END)]
 
 
 def documented_keys(heading: str) -> list[str]:
@@ -47,6 +53,7 @@ def emitted() -> dict[str, Any]:
         "### stls": endpoint["pop3"]["stls"],
         "### pop3s": endpoint["pop3s"],
         "### tls": endpoint["pop3s"]["tls"],
+        "### support": endpoint["pop3s"]["support"],
         "### certificate": endpoint["pop3s"]["tls"]["chain"][0],
     }
 
@@ -56,18 +63,30 @@ def test_json_doc_lists_every_key_the_report_writes_in_its_order(heading: str) -
     assert documented_keys(heading) == list(emitted()[heading])
 
 
-def test_json_doc_lists_every_check_id_in_the_report_order() -> None:
-    id_row = next(
-        line
-        for line in section(JSON_DOC.read_text(), "## check").splitlines()
-        if line.startswith("| `id` |")
+def test_checks_doc_is_what_the_catalog_renders() -> None:
+    # When this fails after a catalog change: `python -m scripts.checks_doc` rewrites the page.
+    assert section_between_markers(CHECKS_DOC.read_text()) == checks_doc.render()
+
+
+def test_checks_doc_has_one_row_per_check_in_catalog_order_with_its_title_and_question() -> None:
+    rows = re.findall(
+        r"^\| `([a-z0-9]+\.[a-z_]+)` \| (.+?) \| (.+?) \|", CHECKS_DOC.read_text(), re.M
     )
-    assert re.findall(r"`([a-z0-9]+\.[a-z_]+)`", id_row) == list(CHECK_IDS)
+    assert [row[0] for row in rows] == list(CHECK_IDS)
+    for (_, title, question), spec in zip(rows, CATALOG, strict=True):
+        assert title.lower() == spec.title.lower()
+        assert question == spec.question
 
 
-def test_checks_doc_has_a_row_for_every_check_id() -> None:
-    rows = re.findall(r"^\| `([a-z0-9]+\.[a-z_]+)` \|", (DOCS / "checks.md").read_text(), re.M)
-    assert sorted(rows) == sorted(CHECK_IDS)
+def test_the_checks_doc_has_a_column_for_every_status() -> None:
+    assert sorted(checks_doc.COLUMNS) == sorted(STATUS_RANK)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_pages_name_no_check_the_catalog_does_not_have(page: Path) -> None:
+    families = "|".join(sorted({check_id.split(".")[0] for check_id in CHECK_IDS}))
+    named = re.findall(rf"`((?:{families})\.[a-z_]+)`", page.read_text())
+    assert sorted(set(named) - set(CHECK_IDS)) == []
 
 
 def test_configuration_doc_names_every_variable_of_env_example() -> None:

@@ -86,7 +86,9 @@ def make_endpoint(address: str = ADDRESS, greeting: str = "+OK Dovecot ready.") 
             support=make_support(),
         ),
     )
-    pop3s = Pop3sFacts(port=995, outcome="ok", tls=make_tls(), greeting="+OK ready")
+    pop3s = Pop3sFacts(
+        port=995, outcome="ok", tls=make_tls(), greeting="+OK ready", support=make_support()
+    )
     return EndpointFacts(
         address, pop3, pop3s, product="Dovecot", login_type="PlainTextLogin", duration_ms=80
     )

@@ -33,10 +33,11 @@ from django.db.models import Q
 from django.urls import reverse
 
 from popcompliance.alerts.expiry import certificate_name, served_certificates, thresholds
-from popcompliance.alerts.messages import absolute_url, check_title, dedupe, queue, site_url
+from popcompliance.alerts.messages import absolute_url, dedupe, queue, site_url
 from popcompliance.alerts.models import Alert, Notification, NotificationKind
-from popcompliance.compliance.models import SEVERITY, Certificate
+from popcompliance.compliance.models import Certificate
 from popcompliance.inventory.models import Server, ServerStatus
+from scanner import STATUS_RANK, check_title
 
 WINDOW = timedelta(hours=24)
 # Lines per section: a digest of 2,000 open alerts is read by nobody; the page has them all.
@@ -246,7 +247,8 @@ def scope_of(
 
 def open_alert_order(alert: Alert, now: datetime) -> tuple[bool, int, datetime, str]:
     """Unacknowledged first, fails before warns, oldest first, then by server name."""
-    return (alert.is_acknowledged(now), -SEVERITY[alert.status], alert.opened_at, alert.server.name)
+    rank = -STATUS_RANK[alert.status]
+    return (alert.is_acknowledged(now), rank, alert.opened_at, alert.server.name)
 
 
 def digest_context(digest: Digest, day: date, now: datetime) -> dict[str, Any]:

@@ -47,7 +47,6 @@ from django.db.models import Count, QuerySet
 from popcompliance.alerts.expiry import thresholds
 from popcompliance.alerts.messages import (
     absolute_url,
-    check_title,
     owners_first,
     queue,
     recipients_for,
@@ -63,9 +62,9 @@ from popcompliance.alerts.models import (
 )
 from popcompliance.compliance.certificates import seen_at_last_scan
 from popcompliance.compliance.models import CertificateSighting, Change, CheckState, ScanRun
-from popcompliance.compliance.recording import PASSING, REGRESSION_SIGHTINGS
+from popcompliance.compliance.recording import REGRESSION_SIGHTINGS
 from popcompliance.inventory.models import Policy, Server
-from scanner import whole_days_left
+from scanner import PASSING, check_title, whole_days_left, worst_status
 
 FLAP_WINDOW = timedelta(hours=24)
 # Servers (and reminders) handled per run; the next run, a minute later, takes the rest.
@@ -80,8 +79,10 @@ def alerting(status: str, check_id: str, policy: Policy) -> bool:
 
 
 def worst_alerting(states: Iterable[CheckState], policy: Policy) -> str | None:
-    statuses = {s.status for s in states if alerting(s.status, s.check_id, policy)}
-    return "fail" if "fail" in statuses else ("warn" if statuses else None)
+    """The worst of the statuses that alert (fail, or warn as the policy says); None when
+    none does."""
+    statuses = [s.status for s in states if alerting(s.status, s.check_id, policy)]
+    return worst_status(statuses) if statuses else None
 
 
 def all_clear(states: Iterable[CheckState], policy: Policy) -> bool:

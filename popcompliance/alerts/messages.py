@@ -18,26 +18,6 @@ from django.template.loader import render_to_string
 from popcompliance.alerts.models import Alert, Notification
 from popcompliance.inventory.models import Server
 
-# What each check asks, in a few words, for subjects and headings.
-CHECK_TITLES = {
-    "pop3s.available": "POP3 over implicit TLS",
-    "pop3.plaintext_login": "password accepted before TLS",
-    "pop3.stls": "STLS upgrade",
-    "pop3.tls_login": "monitoring login over TLS",
-    "tls.protocols": "legacy TLS versions",
-    "cert.trusted": "certificate trust",
-    "cert.name": "certificate name",
-    "cert.validity": "certificate validity",
-    "cert.strength": "certificate strength",
-    "cert.consistent": "same certificate everywhere",
-    "dns.resolves": "the name resolves",
-    "dns.srv": "SRV records (RFC 6186)",
-}
-
-
-def check_title(check_id: str) -> str:
-    return CHECK_TITLES.get(check_id, check_id)
-
 
 def dedupe(addresses: Iterable[str]) -> list[str]:
     """Each address once, compared without case, in first-seen order."""

@@ -25,8 +25,9 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
-from popcompliance.compliance.models import SEVERITY, Certificate, Change
+from popcompliance.compliance.models import Certificate, Change
 from popcompliance.inventory.models import Server
+from scanner import STATUS_RANK
 
 # A transient SMTP error is retried after 1, 2, 4, 8 and then every 15 minutes, for three days:
 # an SMTP outage of hours loses nothing and the mail goes out within 15 minutes of its return.
@@ -197,7 +198,7 @@ class Alert(models.Model):
         self.save(update_fields=["resolved_at", "resolved_by", "next_reminder_at"])
 
     def worse_than(self, status: str) -> bool:
-        return SEVERITY[self.status] > SEVERITY[status]
+        return STATUS_RANK[self.status] > STATUS_RANK[status]
 
 
 class ExpiryWarning(models.Model):

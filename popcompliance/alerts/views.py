@@ -24,6 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+import scanner
 from popcompliance.accounts.roles import OPERATOR, role_required
 from popcompliance.alerts.forms import AcknowledgeForm, state_of
 from popcompliance.alerts.models import (
@@ -35,8 +36,7 @@ from popcompliance.alerts.models import (
     NotificationStatus,
 )
 from popcompliance.compliance.models import Change, CheckState
-from popcompliance.compliance.recording import PASSING
-from popcompliance.dashboard.catalog import CHECK_TITLES, Badge
+from popcompliance.dashboard.catalog import Badge
 
 ALERTS_PER_PAGE = 50
 # How many of the check's changes during the alert its page shows, newest first.
@@ -92,7 +92,7 @@ class AlertRow:
 
     @property
     def check_title(self) -> str:
-        return CHECK_TITLES.get(self.alert.check_id, "")
+        return scanner.check_title(self.alert.check_id)
 
     @property
     def ack_expired(self) -> bool:
@@ -123,7 +123,7 @@ def findings(alerts: Iterable[Alert]) -> dict[tuple[int, str], list[CheckState]]
     states = CheckState.objects.filter(
         server_id__in={server_id for server_id, _ in wanted},
         check_id__in={check_id for _, check_id in wanted},
-    ).exclude(status__in=PASSING)
+    ).exclude(status__in=scanner.PASSING)
     # Only what the list shows of them: not each state's summary and remediation text.
     states = states.only("server_id", "check_id", "address", "status")
     found: dict[tuple[int, str], list[CheckState]] = defaultdict(list)

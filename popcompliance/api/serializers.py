@@ -14,6 +14,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+import scanner
 from popcompliance.alerts.forms import COMMENT_MAX_LENGTH
 from popcompliance.alerts.models import Alert, AlertState
 from popcompliance.compliance.models import (
@@ -23,7 +24,6 @@ from popcompliance.compliance.models import (
     CheckState,
     ServerAddress,
 )
-from popcompliance.dashboard.catalog import CHECK_RANK
 from popcompliance.inventory import credentials
 from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
 from popcompliance.limits import (
@@ -39,12 +39,10 @@ COMPLIANT = {ServerStatus.COMPLIANT: True, ServerStatus.NON_COMPLIANT: False}
 
 def worst_checks(states: list[CheckState]) -> dict[str, str]:
     """The worst status of each check over the server's addresses, by check id."""
-    worst: dict[str, str] = {}
+    by_check: dict[str, list[str]] = {}
     for state in states:
-        current = worst.get(state.check_id)
-        if current is None or CHECK_RANK[state.status] > CHECK_RANK[current]:
-            worst[state.check_id] = state.status
-    return dict(sorted(worst.items()))
+        by_check.setdefault(state.check_id, []).append(state.status)
+    return {check_id: scanner.worst_status(found) for check_id, found in sorted(by_check.items())}
 
 
 class ServerFilterSerializer(serializers.Serializer):

@@ -18,7 +18,7 @@ from django.db.models import Q
 from django.urls import reverse
 
 from popcompliance.inventory.models import Server
-from scanner import login_type_label
+from scanner import PASSING, STATUS_RANK, login_type_label
 
 
 class CheckStatus(models.TextChoices):
@@ -30,16 +30,18 @@ class CheckStatus(models.TextChoices):
 
 
 CHECK_COLOURS = {"pass": "green", "warn": "amber", "fail": "red", "error": "purple", "skip": "grey"}
-# How bad a status is, for telling a regression from a recovery. `error` is not on this scale:
-# it means "could not determine" and follows its own rule (N consecutive runs).
-SEVERITY = {"skip": 0, "pass": 0, "warn": 1, "fail": 2}
 
 
 def is_regression(previous: str, status: str) -> bool:
-    """pass→warn, pass→fail, warn→fail (skip counts as pass)."""
-    if previous not in SEVERITY or status not in SEVERITY:
+    """pass→warn, pass→fail, warn→fail: worse in the scanner's order, skip counting as pass.
+
+    `error` is neither a regression nor a recovery: it means "could not determine" and
+    follows its own rule (N consecutive runs). Nor is a first sighting (no previous status).
+    """
+    judged = set(STATUS_RANK) - {"error"}
+    if previous not in judged or status not in judged or status in PASSING:
         return False
-    return SEVERITY[status] > SEVERITY[previous]
+    return previous in PASSING or STATUS_RANK[status] > STATUS_RANK[previous]
 
 
 class ServerAddress(models.Model):

@@ -33,7 +33,6 @@ from popcompliance.compliance.models import (
 )
 from popcompliance.inventory.models import Server, ServerStatus
 
-PASSING = ("pass", "skip")
 # A regression settles on its second consecutive sighting: the scan that saw it and the
 # confirming re-probe.
 REGRESSION_SIGHTINGS = 2
@@ -129,7 +128,7 @@ def _observe(
     state = states.get(key)
     if state is None:
         states[key] = _first_sighting(server, observation, now)
-        if check.status not in PASSING:
+        if check.status not in scanner.PASSING:
             recorded.changes.append(_change(server, "", observation, recorded.scan_run, now))
         return
     previous, before = state.status, _stored_fields(state)
@@ -242,16 +241,20 @@ def remember_addresses(
     ServerAddress.objects.filter(pk__in=[a.pk for a in existing.values()]).delete()
 
 
+SERVER_STATUS_OF = {
+    True: ServerStatus.COMPLIANT,
+    False: ServerStatus.NON_COMPLIANT,
+    None: ServerStatus.UNKNOWN,
+}
+
+
 def settled_status(states: Iterable[CheckState]) -> str:
-    """The server's status from its settled check states."""
-    statuses = {state.status for state in states}
+    """The server's status from its settled check states, judged as the scanner judges a
+    report (scanner.compliance_of); unknown while nothing is settled."""
+    statuses = [state.status for state in states]
     if not statuses:
         return ServerStatus.UNKNOWN
-    if "fail" in statuses:
-        return ServerStatus.NON_COMPLIANT
-    if "error" in statuses:
-        return ServerStatus.UNKNOWN
-    return ServerStatus.COMPLIANT
+    return SERVER_STATUS_OF[scanner.compliance_of(statuses)]
 
 
 def _save_server(server: Server, status: str, purpose: str, now: datetime) -> None:

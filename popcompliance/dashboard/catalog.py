@@ -1,4 +1,5 @@
-"""How statuses and checks are shown: labels, symbols and colours, declared once.
+"""How statuses are shown: labels, symbols and colours, declared once. What each check is
+called, asks and ranks comes from the scanner's catalog (scanner.CATALOG, scanner.STATUS_RANK).
 
 Every status is shown as a word or a symbol beside its colour, never by colour alone: the
 symbols differ in shape so they read in greyscale and for colour-blind users.
@@ -12,29 +13,9 @@ from dataclasses import dataclass
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-import scanner
 from popcompliance.compliance.models import CHECK_COLOURS
 from popcompliance.inventory.models import STATUS_COLOURS, ServerStatus
 
-# The question each check answers, for column headers and the server page.
-CHECK_TITLES = {
-    "pop3s.available": "POP3S (implicit TLS) works",
-    "pop3.plaintext_login": "No password accepted before TLS",
-    "pop3.stls": "STLS offered and works",
-    "pop3.tls_login": "Login over TLS",
-    "tls.protocols": "Only TLS 1.2 or newer",
-    "cert.trusted": "Certificate chain trusted",
-    "cert.name": "Certificate covers the name",
-    "cert.validity": "Certificate valid with margin",
-    "cert.strength": "Strong key and signature",
-    "cert.consistent": "Same certificate everywhere",
-    "dns.resolves": "Name resolves",
-    "dns.srv": "RFC 6186 SRV records",
-}
-CHECK_IDS: tuple[str, ...] = scanner.CHECK_IDS
-
-# Worst first, as scanner._facts ranks them; used to pick a check's worst address.
-CHECK_RANK = {"skip": 0, "pass": 1, "warn": 2, "error": 3, "fail": 4}
 CHECK_SYMBOLS = {"pass": "✓", "warn": "!", "fail": "✗", "error": "?", "skip": "–"}
 CHECK_WORDS = {"pass": "pass", "warn": "warn", "fail": "fail", "error": "error", "skip": "skip"}
 
@@ -79,10 +60,6 @@ def server_badge(status: str) -> Badge:
     except ValueError:
         return NOT_SCANNED
     return Badge(STATUS_COLOURS[value], SERVER_SYMBOLS[value], str(value.label))
-
-
-def worst(statuses: list[str]) -> str | None:
-    return max(statuses, key=CHECK_RANK.__getitem__, default=None)
 
 
 @functools.cache

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import scanner
 from popcompliance.compliance.models import ScanRun
-from popcompliance.dashboard.catalog import CHECK_IDS
 from popcompliance.dashboard.facts import Json, check_statuses, key_facts
 
 MISSING = "(absent)"
@@ -38,7 +38,8 @@ def compare(first: ScanRun, second: ScanRun) -> Comparison:
     older, newer = sorted((first, second), key=lambda run: (run.started_at, run.pk))
     comparison = Comparison(older, newer)
     before, after = check_statuses(older.facts), check_statuses(newer.facts)
-    for check_id in [*CHECK_IDS, *sorted((before | after).keys() - set(CHECK_IDS))]:
+    ids = scanner.CHECK_IDS
+    for check_id in [*ids, *sorted((before | after).keys() - set(ids))]:
         old, new = before.get(check_id), after.get(check_id)
         if _status(old) != _status(new):
             comparison.checks.append(CheckDifference(check_id, old, new))

@@ -20,7 +20,6 @@ from popcompliance.compliance.models import (
     ServerAddress,
 )
 from popcompliance.dashboard import facts as report
-from popcompliance.dashboard.catalog import CHECK_IDS, CHECK_RANK, CHECK_TITLES
 from popcompliance.inventory.models import Server
 
 RECENT_CHANGES = 10
@@ -48,10 +47,11 @@ def check_rows(states: list[CheckState]) -> list[CheckRow]:
     for state in states:
         by_check[state.check_id].append(state)
     rows = []
-    for check_id in [*CHECK_IDS, *sorted(by_check.keys() - set(CHECK_IDS))]:
-        found = sorted(by_check.get(check_id, []), key=lambda s: -CHECK_RANK[s.status])
+    ids = scanner.CHECK_IDS
+    for check_id in [*ids, *sorted(by_check.keys() - set(ids))]:
+        found = sorted(by_check.get(check_id, []), key=lambda s: -scanner.STATUS_RANK[s.status])
         worst = found[0] if found else None
-        rows.append(CheckRow(check_id, CHECK_TITLES.get(check_id, ""), worst, found))
+        rows.append(CheckRow(check_id, scanner.check_title(check_id), worst, found))
     return rows
 
 

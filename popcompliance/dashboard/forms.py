@@ -6,7 +6,8 @@ from typing import Any
 
 from django import forms
 
-from popcompliance.dashboard.catalog import CHECK_IDS, CHECK_TITLES, SERVER_STATUS_ORDER
+import scanner
+from popcompliance.dashboard.catalog import SERVER_STATUS_ORDER
 from popcompliance.dashboard.queries import CLEARTEXT
 
 RESULT_CHOICES = [
@@ -51,7 +52,7 @@ class OverviewFilter(forms.Form):
         ]
         self.fields["check"].choices = [
             ("", "Any check"),
-            *((c, f"{c} — {CHECK_TITLES.get(c, '')}") for c in CHECK_IDS),
+            *((check.id, f"{check.id} — {check.title}") for check in scanner.CATALOG),
         ]
 
     def filters(self) -> dict[str, str]:

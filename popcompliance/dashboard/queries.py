@@ -42,8 +42,6 @@ from popcompliance.compliance.models import (
     Heartbeat,
 )
 from popcompliance.dashboard.catalog import (
-    CHECK_IDS,
-    CHECK_RANK,
     SERVER_STATUS_ORDER,
     cell_html,
 )
@@ -179,21 +177,21 @@ def matrix(servers: Iterable[Server]) -> list[MatrixRow]:
     for server in servers:
         found = worst.get(server.pk, {})
         cells = []
-        for check_id in CHECK_IDS:
+        for check_id in scanner.CHECK_IDS:
             status, confirming = found.get(check_id, (None, False))
             cells.append(Cell(check_id, status, confirming))
         rows.append(MatrixRow(server, cells))
     return rows
 
 
-_RANK_STATUS = {rank: status for status, rank in CHECK_RANK.items()}
+_RANK_STATUS = {rank: status for status, rank in scanner.STATUS_RANK.items()}
 
 
 def _worst_states(server_ids: list[int]) -> QuerySet[Any]:
     if not server_ids:
         return CheckState.objects.none()
     rank = Case(
-        *[When(status=s, then=Value(r)) for s, r in CHECK_RANK.items()],
+        *[When(status=s, then=Value(r)) for s, r in scanner.STATUS_RANK.items()],
         output_field=IntegerField(),
     )
     pending = Case(When(~Q(candidate_status=""), then=Value(1)), default=Value(0))
