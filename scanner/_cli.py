@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from scanner._facts import ScanReport
+from scanner._profiles import DEFAULT_PROFILE, PROFILES
 from scanner._report import render_text, report_to_dict
+from scanner._suites import PROTOCOL_LABEL
 from scanner._target import Credentials, Policy, Settings, Target, is_ip_address, parse_resolver
 
 EXIT_COMPLIANT = 0
@@ -167,6 +169,18 @@ def build_parser() -> argparse.ArgumentParser:
         parser, "--timeout", _seconds, settings.timeout, "SECONDS", "per connection, reads included"
     )
     _option(parser, "--concurrency", _count(1), settings.concurrency, "N", "parallel scans")
+    parser.add_argument(
+        "--profile",
+        choices=[profile.name for profile in PROFILES],
+        default=policy.tls_profile,
+        metavar="NAME",
+        help=f"the TLS profile to judge by (default: {policy.tls_profile}; see --list-profiles)",
+    )
+    parser.add_argument(
+        "--list-profiles",
+        action=_ListProfiles,
+        help="list the TLS profiles with their versions and sources, and exit",
+    )
     _option(parser, "--warn-days", _count(0), policy.warn_days, "N", "warn at <= N days left")
     _option(parser, "--critical-days", _count(0), policy.critical_days, "N", "fail at <= N days")
     parser.add_argument(
@@ -177,6 +191,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
+
+
+class _ListProfiles(argparse.Action):
+    """`--list-profiles`: print every profile and exit, like --help (no HOST needed)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        sys.stdout.write(describe_profiles())
+        parser.exit(0)
+
+
+def describe_profiles() -> str:
+    """One paragraph per profile: name and title, versions, key sizes, source."""
+    paragraphs = []
+    for profile in PROFILES:
+        default = " (default)" if profile.name == DEFAULT_PROFILE else ""
+        versions = ", ".join(PROTOCOL_LABEL[version] for version in profile.versions)
+        paragraphs.append(
+            f"{profile.name}{default}: {profile.title}\n"
+            f"  versions: {versions}\n"
+            f"  forbids: {', '.join(sorted(profile.forbidden))}\n"
+            f"  warns on: {', '.join(sorted(profile.discouraged)) or 'nothing else'}"
+            f"{'' if profile.recommended is None else ', suites outside its list'}\n"
+            f"  minimum DH {profile.min_dh_bits}, RSA {profile.min_rsa_bits}, "
+            f"EC {profile.min_ec_bits} bits\n"
+            f"  source: {profile.source}\n"
+        )
+    return "\n".join(paragraphs)
 
 
 def _option(
@@ -218,7 +262,10 @@ def parse_invocation(argv: Sequence[str], environ: Mapping[str, str] | None = No
         parser.error(str(problem))
     settings = Settings(timeout=args.timeout, resolver=args.resolver, concurrency=args.concurrency)
     policy = Policy(
-        warn_days=args.warn_days, critical_days=args.critical_days, ca_bundle_pem=args.ca_file
+        warn_days=args.warn_days,
+        critical_days=args.critical_days,
+        ca_bundle_pem=args.ca_file,
+        tls_profile=args.profile,
     )
     return Invocation(targets, settings, policy, json=args.json)
 

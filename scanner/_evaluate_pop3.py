@@ -108,10 +108,10 @@ def _accepted_summary(facts: Pop3Facts, login_type: str | None) -> str:
     port = facts.port
     if facts.certainty == "confirmed":
         user_ok = facts.user_reply is not None and facts.user_reply.startswith("+OK")
-        what, shown = ("USER", quoted(facts.user_reply)) if user_ok else ("a login", facts.evidence)
+        shown = f"USER answered {quoted(facts.user_reply)}" if user_ok else facts.evidence
         text = (
-            f"the server accepts {what} before TLS on port {port} ({shown}), "
-            "so passwords can cross the network in the clear"
+            f"port {port} asks for the password before TLS ({shown}), so a client's password "
+            "crosses the network in the clear"
         )
     else:
         evidence = f" ({facts.evidence})" if facts.evidence else ""

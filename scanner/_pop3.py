@@ -72,23 +72,24 @@ async def _login_conversation(connection: Pop3Connection, notes: _LoginNotes) ->
 
 
 def _judge_accepted_user(notes: _LoginNotes) -> None:
-    # RFC 2449: a server should not list USER when USER/PASS is not permitted. One that says
-    # +OK to USER without listing it may still refuse at PASS, which we never send.
-    advertised = "USER" in capability_names(notes.capabilities)
+    """+OK to USER is the server asking for the password, whatever CAPA lists: a mail client
+    sends PASS next, in the clear. (It may refuse every PASS, as a TLS-enforcing proxy or a
+    honeypot does; we never send one, and the password has crossed by then anyway.)"""
     evidence = f"USER before TLS answered {quoted(notes.user_reply)}"
-    if advertised:
-        notes.decide("accepted", "confirmed", evidence)
-    else:
-        notes.decide("accepted", "likely", evidence + " (USER not advertised in CAPA)")
+    if "USER" not in capability_names(notes.capabilities):
+        evidence += " although CAPA does not list USER"
+    notes.decide("accepted", "confirmed", evidence)
 
 
 async def _probe_sasl(connection: Pop3Connection, notes: _LoginNotes) -> None:
-    """USER was refused; does AUTH PLAIN/LOGIN invite a password before TLS?"""
-    offered = [m for m in CLEARTEXT_MECHANISMS if m in sasl_mechanisms(notes.capabilities)]
+    """USER was refused; does AUTH PLAIN/LOGIN invite a password before TLS? Without CAPA
+    the server has not said which mechanisms it takes, so AUTH PLAIN is asked anyway: what it
+    does, not what it lists, decides."""
+    listed = sasl_mechanisms(notes.capabilities)
+    offered = [m for m in CLEARTEXT_MECHANISMS if m in listed or notes.capabilities is None]
     refused_user = f"USER before TLS answered {quoted(notes.user_reply)}"
     if not offered:
-        certainty: Certainty = "confirmed" if notes.capabilities is not None else "likely"
-        notes.decide("refused", certainty, refused_user)
+        notes.decide("refused", "confirmed", refused_user)
         return
     mechanism = offered[0]
     reply = await connection.command(f"AUTH {mechanism}", f"reply to AUTH {mechanism}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scanner import CATALOG, CheckSpec
+from scanner import CATALOG, DEFAULT_PROFILE, PROFILES, PROTOCOL_LABEL, CheckSpec, TlsProfile
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
 BEGIN = "<!-- BEGIN generated from scanner/_catalog.py by `python -m scripts.checks_doc` -->"
@@ -28,6 +28,24 @@ def table_row(spec: CheckSpec) -> str:
     return f"| `{spec.id}` | {cell(title)} | {cell(spec.question)} | {' | '.join(meanings)} |"
 
 
+def profile_row(profile: TlsProfile) -> str:
+    default = " (default)" if profile.name == DEFAULT_PROFILE else ""
+    versions = ", ".join(PROTOCOL_LABEL[version] for version in profile.versions)
+    listed = "any suite not forbidden" if profile.recommended is None else "its own list"
+    warns = ", ".join(sorted(profile.discouraged)) or "—"
+    sizes = f"{profile.min_dh_bits} / {profile.min_rsa_bits} / {profile.min_ec_bits}"
+    cells = (
+        f"`{profile.name}`{default}",
+        profile.title,
+        versions,
+        ", ".join(sorted(profile.forbidden)),
+        f"{warns}; passes {listed}",
+        sizes,
+        profile.source,
+    )
+    return "| " + " | ".join(cell(text) for text in cells) + " |"
+
+
 def render() -> str:
     """The generated part, markers included."""
     lines = [
@@ -42,6 +60,17 @@ def render() -> str:
         "The text every result that is not `pass` or `skip` carries, for each check:",
         "",
         *(f"- `{spec.id}`: {spec.remediation}" for spec in CATALOG),
+        "",
+        "### TLS profiles",
+        "",
+        "`tls.protocols`, `tls.ciphers` and `cert.strength` judge by the policy's profile "
+        "(`--profile NAME` on the command line) and name it in their summaries. A suite fails "
+        "for a weakness the profile forbids, warns for one it discourages or when it is not on "
+        "the profile's list, and passes otherwise.",
+        "",
+        "| name | title | versions | fails on | warns on | minimum DH / RSA / EC bits | source |",
+        "|---|---|---|---|---|---|---|",
+        *(profile_row(profile) for profile in PROFILES),
         "",
         END,
     ]

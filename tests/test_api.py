@@ -155,6 +155,14 @@ def test_the_detail_shows_checks_and_history(viewer: APIClient) -> None:
     )
     assert [c["check_id"] for c in body["history"]] == ["x"]
     assert body["certificates"] == [] and body["addresses"] == []
+    assert body["tls_profile"] == "mozilla-intermediate"
+
+
+def test_the_detail_names_the_tls_profile_of_the_servers_policy(viewer: APIClient) -> None:
+    server = make_server("alpha")
+    server.policy.tls_profile = "bsi-tr-02102-2"
+    server.policy.save()
+    assert viewer.get(f"{SERVERS}{server.pk}/").json()["tls_profile"] == "bsi-tr-02102-2"
 
 
 def test_an_unknown_server_is_a_json_404(viewer: APIClient) -> None:

@@ -142,6 +142,29 @@ def test_day_thresholds_reach_the_policy() -> None:
     assert invocation.json
 
 
+def test_the_profile_reaches_the_policy_and_defaults_to_mozilla_intermediate() -> None:
+    assert parse_invocation(["mail.example.test"]).policy.tls_profile == "mozilla-intermediate"
+    chosen = parse_invocation(["mail.example.test", "--profile", "nist-sp800-52r2"])
+    assert chosen.policy.profile.title == "NIST SP 800-52 Rev. 2"
+
+
+def test_an_unknown_profile_exits_2_naming_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["mail.example.test", "--profile", "mozilla-medium"]) == 2
+    assert "mozilla-intermediate" in capsys.readouterr().err
+
+
+def test_list_profiles_names_each_with_its_source_and_needs_no_host(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["--list-profiles"]) == 0
+    listed = capsys.readouterr().out
+    for name in ("mozilla-modern", "mozilla-intermediate (default)", "mozilla-old"):
+        assert name in listed
+    for name in ("nist-sp800-52r2", "bsi-tr-02102-2", "pci-dss-4"):
+        assert f"{name}: " in listed
+    assert "version 5.7" in listed and "SP 800-52 Rev. 2" in listed and "2025-01" in listed
+
+
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert "--critical-days" in capsys.readouterr().out

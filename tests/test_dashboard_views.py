@@ -545,8 +545,10 @@ def test_the_server_page_shows_the_facts_of_a_real_scan(viewer, scanned):
         "SASL NTLM GSSAPI PLAIN",  # CAPA after STLS
         "SecureLogin",  # inferred LoginType
         "TLS_AES_256_GCM_SHA384",  # negotiated cipher
-        "TLSv1.2: <strong>accepted</strong>",
-        "TLSv1.1: <strong>refused</strong>",
+        "TLS 1.2: <strong>accepted</strong>",
+        "TLS 1.1: <strong>refused</strong>",
+        "SSLv3: <strong>refused</strong>",  # tested at the protocol level, not "untested"
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",  # an accepted suite
         "DNS:mail.example.test",  # SANs
         "CN=PopCompliance Test Intermediate CA",  # issuer and chain
         endpoint.address,
@@ -672,6 +674,32 @@ def facts_with(plaintext: str, login_type: str, tls10: bool) -> dict:
     return {"addresses": [ADDRESS], "checks": [check], "endpoints": [endpoint]}
 
 
+def test_the_server_page_names_the_tls_profile_and_lists_the_accepted_suites(viewer):
+    server = make_server("mail01")
+    facts = facts_with("fail", "SecureLogin", False)
+    facts["endpoints"][0]["pop3s"]["support"] = {
+        "accepted_versions": {"SSLv2": False, "SSLv3": True, "TLSv1.2": True},
+        "cipher_suites": {
+            "SSLv3": ["TLS_RSA_WITH_RC4_128_SHA"],
+            "TLSv1.2": ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256", "TLS_RSA_WITH_3DES_EDE_CBC_SHA"],
+        },
+        "server_order": True,
+        "groups": ["x25519", "secp256r1"],
+        "dh_bits": 1024,
+        "compression": False,
+        "secure_renegotiation": True,
+        "error": None,
+    }
+    run_with(server, 5, facts)
+    page = viewer.get(server.get_absolute_url()).content.decode()
+    assert "TLS judged by" in page and "Mozilla intermediate" in page
+    assert "Mozilla Server Side TLS guidelines, version 5.7" in page  # the source, as a tooltip
+    assert "SSLv3: <strong>accepted</strong>" in page
+    assert "TLS_RSA_WITH_RC4_128_SHA" in page and "TLS_RSA_WITH_3DES_EDE_CBC_SHA" in page
+    assert "in the server's order" in page
+    assert "DH prime 1024 bits" in page
+
+
 def test_compare_shows_changed_verdicts_and_facts_only():
     server = make_server("mail01")
     older = run_with(server, 60, facts_with("pass", "SecureLogin", False))
@@ -682,7 +710,7 @@ def test_compare_shows_changed_verdicts_and_facts_only():
         ("pop3.plaintext_login", "pass", "fail")
     ]
     assert (f"{ADDRESS} LoginType", "SecureLogin", "PlainTextLogin") in comparison.facts
-    assert (f"{ADDRESS} port 995 (implicit TLS) accepts", "(none)", "TLSv1") in comparison.facts
+    assert (f"{ADDRESS} port 995 (implicit TLS) accepts", "(none)", "TLS 1.0") in comparison.facts
     assert not any(label.endswith("banner") for label, _, _ in comparison.facts)
 
 

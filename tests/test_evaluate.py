@@ -263,7 +263,9 @@ def test_plaintext_login(facts: Pop3Facts, status: str) -> None:
 def test_a_confirmed_plaintext_login_quotes_the_reply_to_user() -> None:
     facts = pop3(plaintext_login="accepted", user_reply="+OK", certainty="confirmed")
     result = check("pop3.plaintext_login", endpoint(pop3=facts))
-    assert "accepts USER before TLS on port 110 (“+OK”)" in result.summary
+    assert "port 110 asks for the password before TLS (USER answered “+OK”)" in result.summary
+    assert "a client's password crosses the network in the clear" in result.summary
+    assert "accepts" not in result.summary  # we never sent a password, so never saw one taken
     assert "-LoginType SecureLogin" in result.remediation
     assert "disable_plaintext_auth = yes" in result.remediation
 

@@ -4,15 +4,18 @@ from pop3lab.config import EndpointConfig
 from tests.conftest import check_of, status_of
 
 
-def test_a_server_that_accepts_user_it_does_not_advertise_is_a_likely_fail(emulated):
+def test_a_server_that_asks_for_the_password_before_tls_fails_whatever_capa_lists(emulated):
+    # A TLS-enforcing proxy or a honeypot: +OK to USER, then every PASS refused. A mail client
+    # has sent its password in the clear by then, so this fails, said as what was seen.
     config = EndpointConfig(profile="generic", generic_accepts_user_rejects_pass=True)
     report = emulated.scan(config)
     pop3 = report.endpoints[0].pop3
-    assert pop3.plaintext_login == "accepted"
-    assert pop3.certainty == "likely"
+    assert (pop3.plaintext_login, pop3.certainty) == ("accepted", "confirmed")
+    assert "although CAPA does not list USER" in (pop3.evidence or "")
     check = check_of(report, "pop3.plaintext_login")
     assert check.status == "fail"
-    assert "likely" in check.summary or "not advertised" in check.summary
+    assert "asks for the password before TLS (USER answered “+OK”)" in check.summary
+    assert "likely" not in check.summary
 
 
 def test_a_dovecot_like_server_refusing_plaintext_passes_with_its_reply_as_evidence(emulated):

@@ -147,6 +147,11 @@ class ServerDetailSerializer(ServerSerializer):
 
     tags = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     policy = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    tls_profile = serializers.CharField(
+        source="policy.tls_profile",
+        read_only=True,
+        help_text="The TLS profile the server's policy judges it by (docs/checks.md).",
+    )
     check_states = CheckStateSerializer(many=True, read_only=True)
     addresses = AddressSerializer(many=True, read_only=True)
     certificates = SightingSerializer(source="current_sightings", many=True, read_only=True)
@@ -162,6 +167,7 @@ class ServerDetailSerializer(ServerSerializer):
             "tags",
             "owner_emails",
             "policy",
+            "tls_profile",
             "paused",
             "scan_interval",
             "monitor_username",

@@ -12,20 +12,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from scanner import login_type_label, whole_days_left
+from scanner import PROTOCOL_LABEL, PROTOCOLS, login_type_label, whole_days_left
 
 Json = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class TlsEntry:
-    """One TLS entry point of an address: implicit TLS on the POP3S port, or STLS."""
+    """One TLS entry point of an address: implicit TLS on the POP3S port, or STLS. `version`
+    and `cipher` are what a full handshake negotiated (None when none completed); the rest is
+    what the entry point accepts (scanner's `support`; older reports have versions only)."""
 
     label: str
     port: int | None
-    version: str
-    cipher: str
+    version: str | None
+    cipher: str | None
     accepted: list[tuple[str, bool | None]]
+    suites: list[tuple[str, list[str]]]
+    support: Json
     leaf_fingerprint: str | None
 
 
@@ -59,25 +63,33 @@ class EndpointView:
         return (self.stls or {}).get("capabilities")
 
 
-def _tls_entries(endpoint: Json) -> list[tuple[str, int | None, Json]]:
-    """(label, port, tls facts) for each TLS session the address gave."""
+def _tls_entries(endpoint: Json) -> list[tuple[str, int | None, Json, Json]]:
+    """(label, port, session, support) for each TLS entry point the address answered on."""
     pop3, pop3s = endpoint.get("pop3") or {}, endpoint.get("pop3s") or {}
     stls = pop3.get("stls") or {}
     entries = [
-        (f"port {pop3s.get('port')} (implicit TLS)", pop3s.get("port"), pop3s.get("tls")),
-        (f"port {pop3.get('port')} after STLS", pop3.get("port"), stls.get("tls")),
+        (f"port {pop3s.get('port')} (implicit TLS)", pop3s.get("port"), pop3s),
+        (f"port {pop3.get('port')} after STLS", pop3.get("port"), stls),
     ]
-    return [(label, port, tls) for label, port, tls in entries if tls]
+    return [
+        (label, port, facts.get("tls") or {}, facts.get("support") or {})
+        for label, port, facts in entries
+        if facts.get("tls") or facts.get("support")
+    ]
 
 
-def _tls_entry(label: str, port: int | None, tls: Json) -> TlsEntry:
+def _tls_entry(label: str, port: int | None, tls: Json, support: Json) -> TlsEntry:
     chain = tls.get("chain") or []
+    versions = support.get("accepted_versions") or tls.get("accepted_versions") or {}
+    suites = support.get("cipher_suites") or {}
     return TlsEntry(
         label=label,
         port=port,
-        version=tls.get("version") or "?",
-        cipher=tls.get("cipher") or "?",
-        accepted=sorted((tls.get("accepted_versions") or {}).items()),
+        version=tls.get("version"),
+        cipher=tls.get("cipher"),
+        accepted=[(PROTOCOL_LABEL[name], versions[name]) for name in PROTOCOLS if name in versions],
+        suites=[(PROTOCOL_LABEL[name], suites[name]) for name in PROTOCOLS if suites.get(name)],
+        support=support,
         leaf_fingerprint=chain[0].get("fingerprint_sha256") if chain else None,
     )
 
@@ -120,7 +132,7 @@ def chains(facts: Json | None, now: datetime) -> list[ChainView]:
     scan time)."""
     found: dict[str, ChainView] = {}
     for endpoint in (facts or {}).get("endpoints") or []:
-        for label, _, tls in _tls_entries(endpoint):
+        for label, _, tls, _ in _tls_entries(endpoint):
             chain = tls.get("chain") or []
             if not chain:
                 continue
@@ -179,9 +191,11 @@ def _endpoint_facts(view: EndpointView) -> dict[str, str]:
         f"{at} POP3S port": _outcome(view.pop3s),
     }
     for entry in view.tls:
-        found[f"{at} {entry.label} TLS"] = f"{entry.version} {entry.cipher}"
+        found[f"{at} {entry.label} TLS"] = f"{entry.version or '(none)'} {entry.cipher or ''}"
         accepted = [version for version, ok in entry.accepted if ok]
         found[f"{at} {entry.label} accepts"] = ", ".join(accepted) or "(none)"
+        for version, names in entry.suites:
+            found[f"{at} {entry.label} {version} suites"] = ", ".join(names)
         found[f"{at} {entry.label} certificate"] = (entry.leaf_fingerprint or "(none)")[:16]
     return found
 

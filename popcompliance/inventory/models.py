@@ -83,6 +83,11 @@ class Policy(models.Model):
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
 
+    @property
+    def profile(self) -> scanner.TlsProfile:
+        """The named standard this policy judges TLS by (its title, source and rules)."""
+        return scanner.profile_named(self.tls_profile)
+
     def as_scanner_policy(self) -> scanner.Policy:
         return scanner.Policy(
             warn_days=self.warn_days,
