@@ -36,6 +36,9 @@ class HostileConfig:
     pop3: bool = True
     pop3s: bool = True
     interval: float = 1.0
+    # The tls_* behaviours answer the ClientHello straight away (an implicit-TLS port), or
+    # with `after_stls` once a POP3 dialogue has accepted STLS.
+    after_stls: bool = False
 
     def __post_init__(self) -> None:
         """Fail on a typo at construction, not when the first client connects."""
@@ -204,6 +207,87 @@ async def _mini_pop3(
     return False
 
 
+# --- TLS answers a robust client must survive: each replies to the ClientHello on the TLS
+# port (implicit TLS), or after an accepted STLS on the POP3 port.
+
+
+async def _client_hello(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> bool:
+    """Wait for the client's hello (after an accepted STLS when `config.after_stls`); True
+    when one came."""
+    if config.after_stls and not await _mini_pop3(
+        reader, writer, b"+OK Begin TLS negotiation.\r\n"
+    ):
+        return False
+    return bool(await reader.read(65536))
+
+
+def _server_hello(version: int, suite: int) -> bytes:
+    """A TLS 1.2-shaped ServerHello record naming `version` and `suite`."""
+    body = struct.pack("!H", version) + os.urandom(32) + b"\x00" + struct.pack("!HB", suite, 0)
+    message = b"\x02" + len(body).to_bytes(3, "big") + body
+    return struct.pack("!BHH", 22, 0x0303, len(message)) + message
+
+
+async def tls_suite_not_offered(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """A ServerHello that picks a suite no client offers (0x1337 is unassigned)."""
+    if await _client_hello(reader, writer, config):
+        await _send(writer, _server_hello(0x0303, 0x1337))
+        await _until_eof(reader)
+
+
+async def tls_version_not_offered(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """A ServerHello with a version nobody offers (0x7F7F) and a real suite."""
+    if await _client_hello(reader, writer, config):
+        await _send(writer, _server_hello(0x7F7F, 0xC02F))
+        await _until_eof(reader)
+
+
+async def tls_truncated_record(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """A handshake record header announcing 100 bytes, 10 of them, then the hang-up."""
+    if await _client_hello(reader, writer, config):
+        await _send(writer, struct.pack("!BHH", 22, 0x0303, 100) + os.urandom(10))
+
+
+async def tls_huge_message(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """A handshake message claiming 16 MB, then records of filler for as long as the client
+    listens: a client that believed the length would wait for, and hold, all of it."""
+    if await _client_hello(reader, writer, config):
+        await _send(writer, struct.pack("!BHH", 22, 0x0303, 4) + b"\x02\xff\xff\xff")
+        filler = struct.pack("!BHH", 22, 0x0303, 16384) + bytes(16384)
+        while not writer.is_closing():
+            await _send(writer, filler)
+            await asyncio.sleep(config.interval / 100)
+
+
+async def tls_alert_storm(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """Warning alerts, one after another, and never a ServerHello."""
+    if await _client_hello(reader, writer, config):
+        alert = struct.pack("!BHHBB", 21, 0x0303, 2, 1, 90)
+        while not writer.is_closing():
+            await _send(writer, alert * 64)
+            await asyncio.sleep(config.interval / 100)
+
+
+async def tls_silent_after_hello(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """Read the ClientHello and never answer it."""
+    if await _client_hello(reader, writer, config):
+        await _until_eof(reader)
+
+
 BEHAVIOURS: dict[str, Behaviour] = {
     behaviour.__name__: behaviour
     for behaviour in (
@@ -217,5 +301,11 @@ BEHAVIOURS: dict[str, Behaviour] = {
         reset_mid_handshake,
         stls_refused,
         stls_garbage,
+        tls_suite_not_offered,
+        tls_version_not_offered,
+        tls_truncated_record,
+        tls_huge_message,
+        tls_alert_storm,
+        tls_silent_after_hello,
     )
 }

@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from scanner._errors import ScanError
+from scanner._errors import ProbeTimeout, ScanError
 from scanner._facts import TlsSupport
 from scanner._hello import (
     ELLIPTIC_GROUPS,
@@ -37,15 +37,45 @@ Exchange = Callable[[Callable[[Pop3Connection], Awaitable[object]]], Awaitable[o
 _TLS_PROTOCOLS = PROTOCOLS[1:]
 
 
+class _Stalled(Exception):
+    """The entry point stopped answering while this hello waited for a connection."""
+
+
 @dataclass
 class _Enumeration:
-    """One entry point's enumeration in progress: the hellos sent and the first error."""
+    """One entry point's enumeration in progress: the hellos sent and the first error. Once
+    a hello goes unanswered until the deadline, the rest are not sent: the entry point has
+    stopped answering, and waiting out a deadline per hello would take minutes."""
 
     exchange: Exchange
     sni: str | None
     hellos: int = 0
     errors: list[str] = field(default_factory=list)
     answers: list[ServerAnswer] = field(default_factory=list)
+    stalled: bool = False
+
+    async def send(self, hello: Callable[[Pop3Connection], Awaitable[object]]) -> object | None:
+        """Run one hello's exchange; None (and the error kept) when it broke off. A hello
+        that got its connection only after the entry point stalled is dropped unsent."""
+
+        async def unless_stalled(connection: Pop3Connection) -> object:
+            if self.stalled:
+                raise _Stalled
+            return await hello(connection)
+
+        if self.stalled:
+            return None
+        self.hellos += 1
+        try:
+            return await self.exchange(unless_stalled)
+        except _Stalled:
+            pass
+        except ProbeTimeout as exc:
+            self.stalled = True
+            self.errors.append(str(exc))
+        except ScanError as exc:
+            self.errors.append(str(exc))
+        return None
 
     async def ask(self, offer: Offer, *, want_key_exchange: bool = False) -> ServerAnswer | None:
         """The server's answer to one hello; None (and the error kept) when it broke off."""
@@ -56,11 +86,8 @@ class _Enumeration:
             await connection.writer.drain()
             return await read_answer(connection.reader, offer, want_key_exchange=want_key_exchange)
 
-        self.hellos += 1
-        try:
-            answer = await self.exchange(hello)
-        except ScanError as exc:
-            self.errors.append(str(exc))
+        answer = await self.send(hello)
+        if answer is None:
             return None
         assert isinstance(answer, ServerAnswer)
         self.answers.append(answer)
@@ -135,11 +162,8 @@ async def _sslv2(run: _Enumeration) -> list[int] | None:
         await connection.writer.drain()
         return await read_sslv2_answer(connection.reader, offered)
 
-    run.hellos += 1
-    try:
-        result = await run.exchange(hello)
-    except ScanError as exc:
-        run.errors.append(str(exc))
+    result = await run.send(hello)
+    if result is None:
         return None
     assert isinstance(result, list)
     return result

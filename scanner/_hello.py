@@ -23,6 +23,8 @@ from scanner._suites import PROTOCOL_BY_WIRE, WIRE_VERSION
 MAX_RECORD = 2**14 + 2048
 # Up to the end of the server's first flight: certificate chains are a few kilobytes.
 MAX_FLIGHT = 128 * 1024
+# Warning alerts a server may send before it answers; more is a storm, not a conversation.
+MAX_WARNINGS = 8
 
 # Named groups (RFC 8422, RFC 7919, RFC 8446), by code.
 GROUPS: dict[int, str] = {
@@ -225,6 +227,7 @@ class _HandshakeMessages:
         self.reader = reader
         self.buffer = b""
         self.total = 0
+        self.warnings = 0
 
     async def next(self) -> tuple[int, bytes] | ServerAnswer:
         while True:
@@ -254,7 +257,7 @@ class _HandshakeMessages:
         body = await self._read(length, allow_close=False)
         assert body is not None
         if kind == _ALERT:
-            return ServerAnswer(alert=_alert_name(body))
+            return self._alert(body)
         if kind != _HANDSHAKE:
             raise ProtocolError("TLS hello", f"the server sent record type {kind} before its hello")
         return body
@@ -273,6 +276,17 @@ class _HandshakeMessages:
             if allow_close:
                 return None
             raise ProtocolError("TLS hello", "the server reset the connection") from None
+
+    def _alert(self, body: bytes) -> bytes | ServerAnswer:
+        """A fatal alert (or close_notify) is the server's no; a warning is read past, a few
+        times: a server that sends nothing but warnings is broken or hostile."""
+        warning = len(body) >= 2 and body[0] == 1 and body[1] != 0
+        if not warning:
+            return ServerAnswer(alert=_alert_name(body))
+        self.warnings += 1
+        if self.warnings > MAX_WARNINGS:
+            raise ProtocolError("TLS hello", "the server sent alert after alert, never a hello")
+        return b""
 
 
 def _alert_name(body: bytes) -> str:
