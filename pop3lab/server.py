@@ -83,7 +83,12 @@ async def _step(channel: Channel, session: Session, context: ssl.SSLContext | No
     try:
         line = await asyncio.wait_for(channel.readline(), session.config.idle_timeout)
     except LineTooLong:
-        await channel.write(b"-ERR Input line too long.\r\n")
+        await channel.write(session.command_too_long().encode())
+        return False
+    except TimeoutError:
+        farewell = session.idle_timeout()
+        if farewell is not None:
+            await channel.write(farewell.encode())
         return False
     if not line.endswith(b"\n"):
         return False  # end of stream, possibly in the middle of a line
