@@ -10,16 +10,15 @@ the same way.
 
 from __future__ import annotations
 
+import base64
 import errno
 import functools
 import ssl
+import textwrap
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric import dh
-from cryptography.hazmat.primitives.serialization import Encoding, ParameterFormat
 
 from pop3lab.certs import make_cert
 from pop3lab.schannel import P256, P384, X25519, Choice, Offer
@@ -86,10 +85,27 @@ def dh_group(bits: int) -> tuple[int, int]:
 
 
 def dh_pem(bits: int) -> bytes:
-    """The DH parameters of `dh_group(bits)` as OpenSSL reads them."""
+    """The DH parameters of `dh_group(bits)` as OpenSSL reads them: PKCS #3's DER
+    SEQUENCE { prime, generator }, written here because `cryptography` deprecates its FFDH."""
     generator, prime = dh_group(bits)
-    parameters = dh.DHParameterNumbers(prime, generator).parameters()
-    return parameters.parameter_bytes(Encoding.PEM, ParameterFormat.PKCS3)
+    body = _der_integer(prime) + _der_integer(generator)
+    der = b"\x30" + _der_length(len(body)) + body
+    lines = textwrap.wrap(base64.b64encode(der).decode(), 64)
+    return "\n".join(
+        ["-----BEGIN DH PARAMETERS-----", *lines, "-----END DH PARAMETERS-----", ""]
+    ).encode()
+
+
+def _der_integer(value: int) -> bytes:
+    encoded = value.to_bytes(value.bit_length() // 8 + 1, "big")  # a leading 0 keeps it positive
+    return b"\x02" + _der_length(len(encoded)) + encoded
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    encoded = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(encoded)]) + encoded
 
 
 # --- tlslite-ng ---------------------------------------------------------------------------
