@@ -6,6 +6,7 @@ Examples:
     python -m pop3lab --hostile --base 127.2.0.1 --manifest hostile.json
     python -m pop3lab --count 10 --mixed --ca-out lab-root.pem  (then: scanner --ca-file)
     python -m pop3lab --count 1 --base 127.0.0.2 --account monitor:s3cret  (a mailbox to log in to)
+    python -m pop3lab --count 50 --profile exchange2013 --windows 2012r2  (SChannel's TLS)
 
 It prints one summary line, then `ready` once every listener is bound (scripts wait for it),
 and serves until Ctrl-C or SIGTERM. Ports 110/995 work too, but need root.
@@ -25,6 +26,7 @@ from pop3lab.certs import KINDS, root_ca_pem
 from pop3lab.config import LOGIN_TYPES, PROFILES, EndpointConfig
 from pop3lab.fleet import describe, hostile_fleet, mixed_fleet, uniform_fleet
 from pop3lab.lab import BoundEndpoint, EndpointSpec, Lab
+from pop3lab.schannel import WINDOWS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,6 +46,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cert-name", default="mail.example.test")
     parser.add_argument("--tls-min", default="TLSv1.2")
     parser.add_argument("--tls-max", default="TLSv1.3")
+    parser.add_argument(
+        "--windows", choices=sorted(WINDOWS), help="serve TLS as SChannel on this Windows Server"
+    )
+    parser.add_argument("--sslv2", action="store_true", help="answer SSL 2.0 (2008 R2 only)")
     parser.add_argument(
         "--account",
         action="append",
@@ -81,6 +87,8 @@ def fleet_from_args(args: argparse.Namespace) -> list[EndpointSpec]:
         cert_name=args.cert_name,
         tls_versions=(args.tls_min, args.tls_max),
         accounts=tuple(args.account),
+        windows=args.windows,
+        sslv2=args.sslv2,
     )
     return uniform_fleet(args.count, args.base, config)
 

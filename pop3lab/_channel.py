@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from typing import Any
 
+from pop3lab._tls import TlsSetup
 from pop3lab.journal import ConnectionLog
 
 READ_SIZE = 65536
@@ -39,14 +41,15 @@ class Channel:
         self._buffer = bytearray()
         self._incoming = ssl.MemoryBIO()
         self._outgoing = ssl.MemoryBIO()
-        self._tls: ssl.SSLObject | None = None
+        # An ssl.SSLObject, or an engine with the same methods (pop3lab._engines).
+        self._tls: Any = None
 
-    async def start_tls(self, context: ssl.SSLContext, timeout: float) -> None:
+    async def start_tls(self, tls: TlsSetup, timeout: float) -> None:
         """Run the server handshake; on failure the alert is sent before the error propagates."""
         # Anything the client pipelined after STLS was sent in clear: RFC 2595 says discard it.
         self._buffer.clear()
-        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         async with asyncio.timeout(timeout):
+            self._tls = await tls.wrap(self.reader, self.writer, self._incoming, self._outgoing)
             while True:
                 try:
                     self._tls.do_handshake()
@@ -102,7 +105,8 @@ class Channel:
             return await self.reader.read(READ_SIZE)
         while True:
             try:
-                return self._tls.read(READ_SIZE)
+                data: bytes = self._tls.read(READ_SIZE)
+                return data
             except ssl.SSLWantReadError:
                 await self._flush()
                 if not await self._feed():

@@ -59,6 +59,9 @@ class Session:
     unknown_text = "-ERR Unknown command."
     logon_failed_text = "-ERR Authentication failed."
     logged_in_text = "+OK Logged in."
+    # What AUTH's exchange ends with; most servers word it as they word PASS's verdict.
+    auth_failed_text = logon_failed_text
+    authenticated_text = logged_in_text
     after_login_text = "-ERR The lab serves no mail."
     no_user_text = "-ERR No username given."
     user_disallowed_text = "-ERR Plaintext authentication disallowed."
@@ -66,6 +69,9 @@ class Session:
     cancelled_text = "-ERR Authentication cancelled."
     too_many_errors_text = "-ERR Too many bad commands."
     line_too_long_text = "-ERR Command line too long."
+    command_too_long_text = "-ERR Input line too long."
+    # Longest command line taken (without CRLF); None leaves it to the handler's buffer cap.
+    max_command_line: int | None = None
     max_errors = 10
     # Exchange refuses everything but PASS/QUIT between USER and PASS; Dovecot does not.
     user_locks_state = False
@@ -78,7 +84,6 @@ class Session:
         self.config = config
         self.tls = tls
         self.log = log if log is not None else ConnectionLog()
-        self.errors = 0
         self.user: str | None = None
         # The mechanism whose `+ ` challenge awaits the client's response; "" when none does.
         self.sasl_pending = ""
@@ -126,6 +131,18 @@ class Session:
         """The reply that replaces a rejection once the error budget is spent."""
         return Reply((self.too_many_errors_text,), Action.CLOSE)
 
+    def command_too_long(self) -> Reply:
+        """Reply to a command line over the limit (or over the handler's buffer): hang up."""
+        return Reply((self.command_too_long_text,), Action.CLOSE)
+
+    def idle_timeout(self) -> Reply | None:
+        """What to say when the client has been idle too long; None hangs up silently."""
+        return None
+
+    def login_failed(self, text: str) -> Reply:
+        """Reply to a failed password check (or a cancelled AUTH exchange)."""
+        return Reply((text,))
+
     # --- the state machine ------------------------------------------------------------------
 
     def greeting(self) -> Reply:
@@ -136,6 +153,8 @@ class Session:
 
     def handle(self, line: bytes) -> Reply:
         """Answer one client line (CRLF already stripped)."""
+        if self.max_command_line is not None and len(line) > self.max_command_line:
+            return self.command_too_long()
         text = line.decode("latin-1").strip()
         if self.sasl_pending:
             return self.sasl_response(text)
@@ -157,9 +176,14 @@ class Session:
         self.user = None
         self.sasl_pending = ""
 
+    @property
+    def errors(self) -> int:
+        """Rejected commands so far; the connection's log keeps the count for tests to read."""
+        return self.log.rejected_commands
+
     def reject(self, text: str) -> Reply:
         """Send an -ERR that counts against the per-connection error budget."""
-        self.errors += 1
+        self.log.rejected_commands += 1
         if self.errors > self.max_errors:
             return self.too_many_errors(text)
         return Reply((text,))
@@ -219,30 +243,31 @@ class Session:
         """The client's answer to our `+ `: `*` cancels, anything else is its response."""
         mechanism, self.sasl_pending = self.sasl_pending, ""
         if text == "*":
-            return Reply((self.cancelled_text,))
+            return self.login_failed(self.cancelled_text)
         return self.sasl_answer(mechanism, text)
 
     def sasl_answer(self, mechanism: str, response: str) -> Reply:
         """PLAIN's response (RFC 4616: authzid NUL user NUL password, base64) logs in an
         account; every other mechanism fails, since the lab runs no LOGIN, NTLM or GSSAPI."""
         if mechanism != "PLAIN":
-            return Reply((self.logon_failed_text,))
+            return self.login_failed(self.auth_failed_text)
         try:
             _authzid, user, password = (
                 base64.b64decode(response, validate=True).decode().split("\0")
             )
         except ValueError:  # not base64, not UTF-8, or not three fields
-            return Reply((self.logon_failed_text,))
+            return self.login_failed(self.auth_failed_text)
         return self.log_in(user, password, "AUTH PLAIN")
 
     def log_in(self, user: str, password: str, mechanism: str) -> Reply:
         """Check the password of `user` against the config's accounts; record the attempt."""
         accepted = self.config.password_of(user) == password
         self.log.logins.append(LoginAttempt(user, mechanism, self.tls, accepted))
+        by_pass = mechanism == "USER/PASS"
         if not accepted:
-            return Reply((self.logon_failed_text,))
+            return self.login_failed(self.logon_failed_text if by_pass else self.auth_failed_text)
         self.logged_in = True
-        return Reply((self.logged_in_text,))
+        return Reply((self.logged_in_text if by_pass else self.authenticated_text,))
 
     def after_login(self, verb: str) -> Reply:
         """The TRANSACTION state of an empty lab mailbox: QUIT signs off, the rest is refused.

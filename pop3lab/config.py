@@ -9,6 +9,8 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
+from pop3lab.schannel import TlsProfile, exchange_tls
+
 EXCHANGE_PROFILES = ("exchange2010", "exchange2013", "exchange2016", "exchange2019")
 PROFILES = (*EXCHANGE_PROFILES, "generic", "dovecot_like")
 LOGIN_TYPES = ("SecureLogin", "PlainTextAuthentication", "PlainTextLogin")
@@ -50,6 +52,10 @@ class EndpointConfig:
     accepted and normalised, so the config stays hashable); where the profile takes passwords
     (inside TLS, and before it under PlainTextLogin), they log in with USER/PASS or AUTH PLAIN.
     `sasl_only` drops USER/PASS everywhere, for servers that take passwords by SASL alone.
+    `windows` ("2008r2", "2012r2", "2016", "2019", "2022") makes an Exchange endpoint serve
+    TLS as SChannel does on that Windows Server (pop3lab.schannel): its protocols, suites
+    and their order, curves and DHE size, in place of `tls_versions`. `sslv2` lets a 2008 R2
+    profile answer SSL 2.0 hellos (its default depends on the update level).
     """
 
     profile: str = "exchange2016"
@@ -69,6 +75,8 @@ class EndpointConfig:
     idle_timeout: float = 60.0
     accounts: tuple[tuple[str, str], ...] = ()
     sasl_only: bool = False
+    windows: str | None = None
+    sslv2: bool = False
 
     def __post_init__(self) -> None:
         """Reject nonsense early, where the mistake is made, and normalise TLS versions."""
@@ -83,6 +91,8 @@ class EndpointConfig:
             raise ValueError("banner must be a single line")
         if self.idle_timeout <= 0:
             raise ValueError("idle_timeout must be positive")
+        if self.windows is not None or self.sslv2:
+            exchange_tls(self.profile, self.windows or "", sslv2=self.sslv2)  # raises if wrong
         # Frozen dataclasses can only be normalised through object.__setattr__.
         object.__setattr__(self, "tls_versions", (low, high))
         object.__setattr__(self, "accounts", tuple(sorted(dict(self.accounts).items())))
@@ -91,6 +101,13 @@ class EndpointConfig:
     def is_exchange(self) -> bool:
         """True for the four Exchange profiles, whose wire behaviour is documented exactly."""
         return self.profile in EXCHANGE_PROFILES
+
+    @property
+    def tls_profile(self) -> TlsProfile | None:
+        """SChannel's defaults on the endpoint's Windows, or None for a plain OpenSSL server."""
+        if self.windows is None:
+            return None
+        return exchange_tls(self.profile, self.windows, sslv2=self.sslv2)
 
     @property
     def tls_min(self) -> ssl.TLSVersion:

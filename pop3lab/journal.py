@@ -27,12 +27,15 @@ class LoginAttempt:
 class ConnectionLog:
     """One connection: `tls_at` is how many bytes had arrived when the TLS handshake completed
     (None while it has not), so `before_tls` is everything the client sent outside TLS
-    (handshake records included, which never carry application data)."""
+    (handshake records included, which never carry application data). `rejected_commands`
+    is the server's count of commands it held against the client (Exchange hangs up at the
+    third), the one its session reads to decide when to hang up."""
 
     received: bytearray = field(default_factory=bytearray)
     tls_at: int | None = None
     logins: list[LoginAttempt] = field(default_factory=list)
     commands_after_login: list[str] = field(default_factory=list)
+    rejected_commands: int = 0
 
     def tap(self, reader: asyncio.StreamReader) -> None:
         """Record every byte the socket hands to `reader` from now on.

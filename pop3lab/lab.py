@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 from pop3lab import hostile
-from pop3lab._tls import server_context
+from pop3lab._tls import server_tls
 from pop3lab.config import EndpointConfig
 from pop3lab.hostile import HostileConfig
 from pop3lab.journal import Journal
@@ -139,8 +139,8 @@ def _listeners(config: AnyConfig) -> tuple[Handler, Handler]:
         # Hostile behaviours speak raw bytes on both ports, TLS port included.
         handler = hostile.handler(config)
         return handler, handler
-    context = server_context(config)
-    return pop3_handler(config, context), pop3s_handler(config, context)
+    tls = server_tls(config)
+    return pop3_handler(config, tls), pop3s_handler(config, tls)
 
 
 async def _close_servers(servers: Sequence[asyncio.Server]) -> None:

@@ -13,21 +13,41 @@ from pop3lab.journal import ConnectionLog
 
 
 class ExchangeSession(Session):
-    """Microsoft Exchange Client Access POP3 (2010 to 2019) before login."""
+    """Microsoft Exchange Client Access POP3 (2010 to 2019) before login.
+
+    Exchange checks each command's state first, then its arguments, then processes it. One
+    counter per connection holds invalid-state replies, argument errors and unknown verbs
+    against the client; the third hangs up. Failed logins have their own limit.
+    """
 
     greeting_text = "+OK The Microsoft Exchange POP3 service is ready."
     stls_text = "+OK Begin TLS negotiation."
     capa_header = "+OK"
     invalid_state_text = "-ERR Command is not valid in this state."
-    unknown_text = "-ERR Protocol error."
+    unknown_text = "-ERR Protocol error. 19"
+    last_unknown_text = "-ERR Protocol error. 20"
+    # Exchange's two argument errors: a value it does not know, a wrong number of arguments.
+    bad_argument_text = "-ERR Protocol error. 14"
+    wrong_arguments_text = "-ERR Protocol error. 16"
+    # The second line of a reply after which Exchange hangs up.
+    closing_line = "Connection is closed. 21"
+    idle_text = "-ERR Connection is closed. 12"
+    command_too_long_text = "-ERR Protocol error. Connection is closed. 10"
+    max_command_line = 512
     logon_failed_text = "-ERR Logon failure: unknown user name or bad password."
     logged_in_text = "+OK User successfully logged on."
+    auth_failed_text = "-ERR Authentication failure: unknown user name or bad password."
+    authenticated_text = "+OK User successfully authenticated."
     no_user_text = invalid_state_text
     user_disallowed_text = invalid_state_text
-    unknown_mech_text = "-ERR Unrecognized authentication type."
-    cancelled_text = "-ERR Authentication cancelled."
+    unknown_mech_text = bad_argument_text
+    cancelled_text = "-ERR The AUTH protocol exchange was canceled by the client."
     max_errors = 2
+    # MaxFailedLoginAttempts (Set-PopSettings), whose default lets the fourth failure hang up.
+    max_failed_logins = 4
     user_locks_state = True
+    # The mechanisms Exchange knows; NTLM and GSSAPI only while EnableGSSAPIAndNTLMAuth is on.
+    known_mechanisms = ("PLAIN", "NTLM", "GSSAPI")
 
     def __init__(
         self, config: EndpointConfig, *, tls: bool = False, log: ConnectionLog | None = None
@@ -36,7 +56,7 @@ class ExchangeSession(Session):
         super().__init__(config, tls=tls, log=log)
         year = config.profile.removeprefix("exchange")
         self.quit_text = f"+OK Microsoft Exchange Server {year} POP3 server signing off."
-        self._last_unknown = False
+        self.failed_logins = 0
 
     def sasl_mechanisms(self) -> list[str]:
         """NTLM/GSSAPI unless SecureLogin before TLS; PLAIN only where passwords may flow."""
@@ -60,23 +80,58 @@ class ExchangeSession(Session):
         return lines
 
     def unknown_command(self, verb: str) -> Reply:
-        """Remember the error kind: the closing line differs for parse errors."""
-        self._last_unknown = True
-        reply = self.reject(self.unknown_text)
-        self._last_unknown = False
-        return reply
-
-    def auth_refused(self, mechanism: str) -> Reply:
-        """A known mechanism that this state forbids is an invalid-state error."""
-        if mechanism in ("PLAIN", "NTLM", "GSSAPI", "LOGIN"):
-            return self.reject(self.invalid_state_text)
-        return self.reject(self.unknown_mech_text)
+        """An unknown verb counts too; the third says so with its own code, on one line."""
+        self.log.rejected_commands += 1
+        if self.errors > self.max_errors:
+            return Reply((self.last_unknown_text,), Action.CLOSE)
+        return Reply((self.unknown_text,))
 
     def too_many_errors(self, text: str) -> Reply:
-        """The third rejection hangs up, with the code Exchange uses for its kind."""
-        if self._last_unknown:
-            return Reply(("-ERR Protocol error. 20",), Action.CLOSE)
-        return Reply(("-ERR Connection is closed. 21",), Action.CLOSE)
+        """The third rejection is answered as usual, then a closing line, then the hang-up."""
+        return Reply((text, self.closing_line), Action.CLOSE)
+
+    def idle_timeout(self) -> Reply:
+        """Exchange says why before it drops an idle client."""
+        return Reply((self.idle_text,), Action.CLOSE)
+
+    def login_failed(self, text: str) -> Reply:
+        """A failed or cancelled login; the last one allowed adds the closing line."""
+        self.failed_logins += 1
+        if self.failed_logins >= self.max_failed_logins:
+            return Reply((text, self.closing_line), Action.CLOSE)
+        return Reply((text,))
+
+    def cmd_user(self, arg: str) -> Reply:
+        """USER: the state decides first (invalid-state), then a missing name (error 16)."""
+        if not self.plaintext_allowed():
+            return self.user_disallowed()
+        if not arg:
+            return self.reject(self.wrong_arguments_text)
+        return super().cmd_user(arg)
+
+    def auth_allowed(self) -> bool:
+        """Whether AUTH is a valid command here: inside TLS, under PlainTextLogin, or under
+        PlainTextAuthentication while NTLM is on (so that NTLM can run in the clear)."""
+        if self.tls or self.config.login_type == "PlainTextLogin":
+            return True
+        return self.config.ntlm and self.config.login_type == "PlainTextAuthentication"
+
+    def cmd_auth(self, arg: str) -> Reply:
+        """AUTH where it is invalid counts; a mechanism Exchange does not know (LOGIN
+        included) or has switched off is error 14, and PLAIN before TLS under
+        PlainTextAuthentication is refused; neither of those two counts."""
+        if not self.auth_allowed():
+            return self.reject(self.invalid_state_text)
+        mechanism = arg.partition(" ")[0].upper()
+        if not mechanism:
+            return super().cmd_auth(arg)
+        if mechanism not in self.known_mechanisms or (
+            mechanism != "PLAIN" and not self.config.ntlm
+        ):
+            return Reply((self.bad_argument_text,))
+        if mechanism == "PLAIN" and not self.plaintext_allowed():
+            return Reply((self.invalid_state_text,))
+        return super().cmd_auth(arg)
 
 
 class DovecotSession(Session):

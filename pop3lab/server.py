@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from pop3lab._channel import Channel, LineTooLong
 from pop3lab._session import Action, Session
+from pop3lab._tls import TlsSetup
 from pop3lab.config import EndpointConfig
 from pop3lab.journal import ConnectionLog
 from pop3lab.profiles import make_session
@@ -29,19 +30,19 @@ PEER_ERRORS = (ConnectionError, ssl.SSLError, TimeoutError, asyncio.IncompleteRe
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, ConnectionLog], Awaitable[None]]
 
 
-def pop3_handler(config: EndpointConfig, context: ssl.SSLContext | None) -> Handler:
+def pop3_handler(config: EndpointConfig, tls: TlsSetup | None) -> Handler:
     """Handler for the cleartext port: greeting, commands, STLS upgrade if possible."""
 
     async def handle(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log: ConnectionLog
     ) -> None:
         channel = Channel(reader, writer, LINE_LIMIT, log)
-        await _converse(channel, make_session(config, log=log), context)
+        await _converse(channel, make_session(config, log=log), tls)
 
     return handle
 
 
-def pop3s_handler(config: EndpointConfig, context: ssl.SSLContext | None) -> Handler:
+def pop3s_handler(config: EndpointConfig, tls: TlsSetup | None) -> Handler:
     """Handler for the implicit-TLS port: handshake, then the greeting inside TLS.
 
     With no certificate bound, Exchange says why in plaintext and hangs up; others just hang up.
@@ -52,25 +53,25 @@ def pop3s_handler(config: EndpointConfig, context: ssl.SSLContext | None) -> Han
     ) -> None:
         channel = Channel(reader, writer, LINE_LIMIT, log)
         try:
-            if context is None:
+            if tls is None:
                 if config.is_exchange:
                     await channel.write(NO_CERT_POP3S_REPLY)
                 channel.close()
                 return
-            await channel.start_tls(context, TLS_HANDSHAKE_TIMEOUT)
+            await channel.start_tls(tls, TLS_HANDSHAKE_TIMEOUT)
         except PEER_ERRORS:
             channel.close()
             return
-        await _converse(channel, make_session(config, tls=True, log=log), context)
+        await _converse(channel, make_session(config, tls=True, log=log), tls)
 
     return handle
 
 
-async def _converse(channel: Channel, session: Session, context: ssl.SSLContext | None) -> None:
+async def _converse(channel: Channel, session: Session, tls: TlsSetup | None) -> None:
     """Run one conversation to its end, whatever the peer does."""
     try:
         await channel.write(session.greeting().encode())
-        while await _step(channel, session, context):
+        while await _step(channel, session, tls):
             pass
     except PEER_ERRORS:
         pass
@@ -78,12 +79,17 @@ async def _converse(channel: Channel, session: Session, context: ssl.SSLContext 
         channel.close()
 
 
-async def _step(channel: Channel, session: Session, context: ssl.SSLContext | None) -> bool:
+async def _step(channel: Channel, session: Session, tls: TlsSetup | None) -> bool:
     """Answer one line; False when the conversation is over."""
     try:
         line = await asyncio.wait_for(channel.readline(), session.config.idle_timeout)
     except LineTooLong:
-        await channel.write(b"-ERR Input line too long.\r\n")
+        await channel.write(session.command_too_long().encode())
+        return False
+    except TimeoutError:
+        farewell = session.idle_timeout()
+        if farewell is not None:
+            await channel.write(farewell.encode())
         return False
     if not line.endswith(b"\n"):
         return False  # end of stream, possibly in the middle of a line
@@ -92,7 +98,7 @@ async def _step(channel: Channel, session: Session, context: ssl.SSLContext | No
     if reply.action is Action.CLOSE:
         return False
     if reply.action is Action.START_TLS:
-        assert context is not None, "a session offers STLS only when a certificate is bound"
-        await channel.start_tls(context, TLS_HANDSHAKE_TIMEOUT)
+        assert tls is not None, "a session offers STLS only when a certificate is bound"
+        await channel.start_tls(tls, TLS_HANDSHAKE_TIMEOUT)
         session.tls_started()
     return True

@@ -178,6 +178,17 @@ class Emulated:
         name: str | None = SERVICE_NAME,
     ) -> ScanReport:
         endpoint = self.start(config or EndpointConfig())
+        return self.scan_endpoint(endpoint, policy=policy, timeout=timeout, name=name)
+
+    def scan_endpoint(
+        self,
+        endpoint: BoundEndpoint,
+        *,
+        policy: Policy | None = None,
+        timeout: float = 5.0,
+        name: str | None = SERVICE_NAME,
+    ) -> ScanReport:
+        """Scan a started endpoint, whose journal then tells what the scan sent it."""
         settings = Settings(timeout=timeout, resolver=self.dns_server.address)
         return scan([self.target(endpoint, name)], settings, policy or lab_policy())[0]
 

@@ -169,17 +169,17 @@ def test_exchange_hangs_up_on_the_third_rejected_command(lab) -> None:
     async def talk() -> list[str | bool]:
         client = await greeted(serve(lab, exchange()))
         replies = [await client.send(c) for c in ("USER a", "USER b", "USER c")]
-        return [*replies, await client.at_eof()]
+        return [*replies, await client.line(), await client.at_eof()]
 
     invalid = "-ERR Command is not valid in this state."
-    assert run(talk()) == [invalid, invalid, "-ERR Connection is closed. 21", True]
+    assert run(talk()) == [invalid, invalid, invalid, "Connection is closed. 21", True]
 
 
 def test_exchange_third_unknown_command_is_a_closing_protocol_error() -> None:
     session = make_session(exchange())
     replies = [session.handle(b"HELO x") for _ in range(3)]
-    assert [r.lines[0] for r in replies] == ["-ERR Protocol error."] * 2 + [
-        "-ERR Protocol error. 20"
+    assert [r.lines for r in replies] == [("-ERR Protocol error. 19",)] * 2 + [
+        ("-ERR Protocol error. 20",)
     ]
     assert replies[-1].action is Action.CLOSE
 
@@ -287,10 +287,11 @@ def test_lenient_generic_says_ok_to_user_but_refuses_pass(lab) -> None:
 
 
 def test_idle_connection_is_closed_after_the_timeout(lab) -> None:
-    async def talk() -> bool:
-        return await (await greeted(serve(lab, exchange(idle_timeout=0.2)))).at_eof()
+    async def talk() -> tuple[str, bool]:
+        client = await greeted(serve(lab, exchange(idle_timeout=0.2)))
+        return await client.line(), await client.at_eof()
 
-    assert run(talk())
+    assert run(talk()) == ("-ERR Connection is closed. 12", True)
 
 
 def test_hostile_reset_mid_handshake_resets_the_tls_client(lab) -> None:

@@ -124,3 +124,17 @@ def test_the_quit_reply_names_the_exchange_version(emulated):
     report = emulated.scan(EndpointConfig(profile="exchange2010"))
     quit_reply = report.endpoints[0].pop3.quit_reply
     assert quit_reply == "+OK Microsoft Exchange Server 2010 POP3 server signing off."
+
+
+@pytest.mark.parametrize(
+    ("login_type", "verdict"),
+    [("PlainTextLogin", "fail"), ("PlainTextAuthentication", "pass"), ("SecureLogin", "pass")],
+)
+def test_no_probe_connection_spends_exchanges_error_budget(emulated, login_type, verdict):
+    # Exchange hangs up at a connection's third rejected command: a probe that risks even a
+    # second one is one server quirk away from losing its answer.
+    endpoint = emulated.start(EndpointConfig(login_type=login_type))
+    report = emulated.scan_endpoint(endpoint)
+    assert status_of(report, "pop3.plaintext_login") == verdict
+    rejected = [log.rejected_commands for log in endpoint.journal.connections]
+    assert len(rejected) > 2 and max(rejected) <= 1, rejected
