@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pop3lab.certs import KINDS, root_ca_pem
 from pop3lab.config import LOGIN_TYPES, PROFILES, EndpointConfig
-from pop3lab.fleet import describe, hostile_fleet, mixed_fleet, uniform_fleet
+from pop3lab.fleet import describe, hostile_fleet, mixed_fleet, uniform_fleet, windows_fleet
 from pop3lab.lab import BoundEndpoint, EndpointSpec, Lab
 from pop3lab.schannel import WINDOWS
 
@@ -39,6 +39,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--mixed", action="store_true", help="cycle through pop3lab.fleet.MIX")
     kind.add_argument("--hostile", action="store_true", help="one endpoint per hostile behaviour")
+    kind.add_argument(
+        "--windows-mix",
+        action="store_true",
+        help="cycle through Exchange on every Windows Server it runs on (SChannel's TLS)",
+    )
     parser.add_argument("--profile", choices=PROFILES, default="exchange2016")
     parser.add_argument("--login-type", choices=LOGIN_TYPES, default="SecureLogin")
     parser.add_argument("--no-ntlm", action="store_true", help="EnableGSSAPIAndNTLMAuth off")
@@ -79,6 +84,8 @@ def fleet_from_args(args: argparse.Namespace) -> list[EndpointSpec]:
         return hostile_fleet(args.base)
     if args.mixed:
         return mixed_fleet(args.count, args.base)
+    if args.windows_mix:
+        return windows_fleet(args.count, args.base)
     config = EndpointConfig(
         profile=args.profile,
         login_type=args.login_type,

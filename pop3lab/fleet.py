@@ -14,6 +14,7 @@ from typing import Any
 from pop3lab.config import EndpointConfig
 from pop3lab.hostile import BEHAVIOURS, HostileConfig
 from pop3lab.lab import AnyConfig, BoundEndpoint, EndpointSpec
+from pop3lab.schannel import EXCHANGE_ON_WINDOWS
 
 _LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
@@ -63,6 +64,22 @@ def uniform_fleet(count: int, base: str, config: AnyConfig) -> list[EndpointSpec
 def mixed_fleet(count: int, base: str) -> list[EndpointSpec]:
     """`count` endpoints cycling through `MIX`, the same configuration for the same index."""
     return [(address, MIX[i % len(MIX)]) for i, address in enumerate(addresses(base, count))]
+
+
+# Exchange on every Windows Server it is supported on, serving SChannel's default TLS.
+WINDOWS_MIX: tuple[EndpointConfig, ...] = tuple(
+    EndpointConfig(exchange, "SecureLogin", windows=windows)
+    for exchange, hosts in EXCHANGE_ON_WINDOWS.items()
+    for windows in hosts
+)
+
+
+def windows_fleet(count: int, base: str) -> list[EndpointSpec]:
+    """`count` endpoints cycling through `WINDOWS_MIX`."""
+    return [
+        (address, WINDOWS_MIX[i % len(WINDOWS_MIX)])
+        for i, address in enumerate(addresses(base, count))
+    ]
 
 
 def hostile_fleet(base: str, interval: float = 1.0) -> list[EndpointSpec]:
