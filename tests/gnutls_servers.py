@@ -20,8 +20,9 @@ configuration accepts every suite its lists make, not exactly Windows' list.
   /etc/passwd names "courier" as the unprivileged user nobody. No login works: Courier's
   authentication daemon has its socket at a fixed path under /run, which a test must not take.
 - Mailutils (package mailutils-pop3d) runs `pop3d` from a configuration file of its own with
-  one `server` block per entry point and the priority in `tls { ssl-priorities }`. No login
-  works either: it would authenticate system users.
+  one `server` block per entry point and the priority in `tls { ssl-priorities }`. It looks
+  up this host's name for its greeting, so it sees a private /etc/hosts that names it (the
+  same kind of mount namespace). No login works either: it would authenticate system users.
 
 Both run as root here, like the Dovecot fixtures; each starts in well under a second.
 """
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import socket
@@ -134,7 +136,6 @@ class GnutlsPop3Server:
     """
 
     kind = ""
-    missing = ""
 
     def __init__(self, config: GnutlsConfig, startup_timeout: float = 10.0) -> None:
         self.config = config
@@ -254,7 +255,6 @@ class CourierPop3(GnutlsPop3Server):
     """Courier's pop3d from var/courier: one couriertcpd per entry point."""
 
     kind = "courier"
-    missing = COURIER_MISSING
     # Connections at once per server and per client address: the ground truth opens several.
     MAX_CONNECTIONS = 64
 
@@ -289,18 +289,11 @@ class CourierPop3(GnutlsPop3Server):
         ]
         couriertls = [str(COURIER_DIR / "usr/bin/couriertls"), "-server", "-tcpd"]
         # The private /etc/passwd that names "courier" (see the module's docstring).
-        with_courier_user = [
-            "unshare",
-            "--mount",
-            "sh",
-            "-c",
-            'mount --bind "$0" /etc/passwd && exec "$@"',
-            str(directory / "passwd"),
-        ]
+        pop3 = _with_private_files(
+            {"/etc/passwd": directory / "passwd"}, self._tcpd(self.pop3_port, login)
+        )
         return [
-            self._run(
-                with_courier_user + self._tcpd(self.pop3_port, login), env, directory / "pop3.log"
-            ),
+            self._run(pop3, env, directory / "pop3.log"),
             self._run(
                 self._tcpd(self.pop3s_port, couriertls + login),
                 env | {"POP3_TLS": "1", "POP3_STARTTLS": "NO"},
@@ -341,7 +334,6 @@ class MailutilsPop3(GnutlsPop3Server):
     """GNU Mailutils' pop3d: one daemon, one `server` block per entry point."""
 
     kind = "mailutils"
-    missing = MAILUTILS_MISSING
     MAX_CONNECTIONS = 64
 
     def _check_installed(self) -> None:
@@ -354,8 +346,16 @@ class MailutilsPop3(GnutlsPop3Server):
         conf.write_text(self.render_config(directory))
         binary = _sbin("pop3d")
         assert binary is not None
+        # The greeting's APOP timestamp names this host, which pop3d looks up: a private
+        # /etc/hosts answers it, so the machine's resolver is never asked.
+        hosts = directory / "hosts"
+        hosts.write_text(f"{Path('/etc/hosts').read_text()}\n127.0.0.1 {socket.gethostname()}\n")
         command = [binary, f"--config-file={conf}", "--foreground"]
-        return [self._run(command, {}, directory / "pop3d.log")]
+        return [
+            self._run(
+                _with_private_files({"/etc/hosts": hosts}, command), {}, directory / "pop3d.log"
+            )
+        ]
 
     def render_config(self, directory: Path) -> str:
         """pop3d's configuration: STLS offered (not required) on the POP3 port, TLS from the
@@ -377,6 +377,16 @@ server {self.host}:{self.pop3s_port} {{ tls-mode connection; }};
 
 
 SERVER_KINDS: tuple[type[GnutlsPop3Server], ...] = (CourierPop3, MailutilsPop3)
+
+
+def _with_private_files(files: dict[str, Path], command: list[str]) -> list[str]:
+    """`command` run in a mount namespace of its own, where each system path in `files` shows
+    the given file instead: the rest of the machine never sees them."""
+    binds = " && ".join(
+        f"mount --bind {shlex.quote(str(source))} {shlex.quote(path)}"
+        for path, source in files.items()
+    )
+    return ["unshare", "--mount", "sh", "-c", f'{binds} && exec "$@"', "sh", *command]
 
 
 def _sbin(name: str) -> str | None:

@@ -10,6 +10,7 @@ at once on first use, and each ground truth (a few hundred handshakes) once per 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,7 +18,7 @@ from pop3lab.certs import root_ca_pem
 from scanner import Policy, ScanReport, Settings, scan
 from scanner._facts import EndpointFacts, TlsSupport
 from scanner._suites import BY_NAME, PROTOCOLS
-from tests import gnutls_truth
+from tests import gnutls_servers, gnutls_truth
 from tests.dnsserver import DnsServer
 from tests.gnutls_servers import (
     CONFIGS,
@@ -29,8 +30,10 @@ from tests.gnutls_servers import (
     STATIC_RSA_ONLY,
     WINDOWS_2008_R2,
     WINDOWS_2016,
+    CourierPop3,
     GnutlsConfig,
     GnutlsPop3Server,
+    GnutlsServerError,
     GnutlsServerFactory,
 )
 
@@ -236,3 +239,11 @@ def test_the_scanner_says_which_versions_gnutls_cli_finds_accepted(
         version: version in truth if version in checkable else False for version in PROTOCOLS
     }
     assert support.accepted_versions == expected
+
+
+def test_a_missing_courier_fails_naming_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(gnutls_servers, "COURIER_DIR", tmp_path)
+    with pytest.raises(GnutlsServerError, match=r"system-deps\.sh test .* courier-pop"):
+        CourierPop3(MODERN).start()
