@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# Installs the Debian packages a target needs when they are missing, and starts PostgreSQL when
-# it is installed but not answering: as root it does it, otherwise it says exactly what to do
-# and fails. Quick when everything is already there.
+# Installs the Debian packages a target needs when they are missing, unpacks Courier's POP3
+# server privately, and starts PostgreSQL when it is installed but not answering: as root it does
+# it, otherwise it says exactly what to do and fails. Quick when everything is already there.
 set -euo pipefail
 
 case "${1:-test}" in
   # Dovecot is a second real POP3 server; the tests start their own redis-server; PostgreSQL
   # holds the test database on 127.0.0.1:5432; Playwright drives Debian's Chromium
-  # (/usr/bin/chromium) in the browser tests.
-  test) wanted=(dovecot-pop3d redis-server postgresql chromium) ;;
+  # (/usr/bin/chromium) in the browser tests. GNU Mailutils' pop3d and Courier's (below) serve
+  # TLS with GnuTLS, which still speaks RC4 and 3DES, and gnutls-cli is the ground truth of what
+  # they accept; libidn12 and libgdbm6 are libraries the unpacked Courier binaries link to.
+  test)
+    wanted=(dovecot-pop3d redis-server postgresql chromium gnutls-bin mailutils-pop3d libidn12
+      libgdbm6)
+    # Courier's pop3d and couriertls, and the libraries that ship with them. As packages they
+    # conflict with dovecot-pop3d and mailutils-pop3d, so they are unpacked, never installed.
+    courier=(courier-pop courier-base courier-authlib libcourier-unicode4)
+    ;;
   *) echo "usage: $0 test" >&2; exit 2 ;;
 esac
+# Where the tests look for Courier (tests/gnutls_servers.py reads the same path).
+courier_dir="$(cd "$(dirname "$0")/.." && pwd)/var/courier"
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
@@ -33,6 +43,40 @@ install_missing() {
   # policy-rc.d keeps the packages' own services from starting: the tests run their own
   # Dovecot and Redis, and PostgreSQL is started below.
   apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# The .debs' versions, as apt would fetch them now: a change unpacks them again.
+courier_versions() {
+  apt-cache policy "${courier[@]}" 2>/dev/null | awk '/^[^ ]/ {p=$1} /Candidate:/ {print p, $2}'
+}
+
+unpack_courier() {
+  local stamp="$courier_dir/.packages" versions work deb
+  versions=$(courier_versions)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$versions" ] \
+    && [ -x "$courier_dir/usr/lib/courier/courier/courierpop3login" ]; then
+    return 0
+  fi
+  if grep -q "(none)" <<<"$versions" || [ -z "$versions" ]; then
+    echo "apt knows no candidate for some of: ${courier[*]}" >&2
+    echo "Run (as root) apt-get update, then $0 again." >&2
+    exit 1
+  fi
+  echo "Unpacking Courier's POP3 server into $courier_dir: ${courier[*]}"
+  work=$(mktemp -d)
+  # As root apt would hand the download to its _apt user, who cannot write the temporary folder.
+  local sandbox=()
+  is_root && sandbox=(-o APT::Sandbox::User=root)
+  (cd "$work" && apt-get download -qq "${sandbox[@]}" "${courier[@]}") || {
+    rm -rf "$work"
+    echo "apt-get download ${courier[*]} failed." >&2
+    exit 1
+  }
+  rm -rf "$courier_dir"
+  mkdir -p "$courier_dir"
+  for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$courier_dir"; done
+  rm -rf "$work"
+  echo "$versions" >"$stamp"
 }
 
 postgres_answers() {
@@ -59,4 +103,5 @@ start_postgres() {
 }
 
 install_missing
+unpack_courier
 start_postgres

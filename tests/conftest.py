@@ -19,9 +19,16 @@ from scanner._probe import scan
 from tests.dnsserver import DnsServer, dns_server  # noqa: F401  (dns_server: a fixture)
 from tests.ports import free_port
 
-# Fixtures of the real Dovecot (from Debian, started per configuration), and of Redis,
-# PostgreSQL and Celery processes; and the web tests' cast of signed-in clients (tests.people).
-pytest_plugins = ["tests.dovecot", "tests.services", "tests.browser", "tests.people"]
+# Fixtures of the real Dovecot (from Debian, started per configuration), of Courier's and
+# Mailutils' pop3d on GnuTLS (one per TLS configuration), and of Redis, PostgreSQL and Celery
+# processes; and the web tests' cast of signed-in clients (tests.people).
+pytest_plugins = [
+    "tests.dovecot",
+    "tests.gnutls_servers",
+    "tests.services",
+    "tests.browser",
+    "tests.people",
+]
 
 SERVICE_NAME = "mail.example.test"
 # Each emulated server gets its own loopback address from this range, so tests never share one.
