@@ -69,4 +69,4 @@ run: $(RUNTIME_STAMP)
 	@$(PY) -m popcompliance.run
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .courier .pytest_cache .mypy_cache .ruff_cache

@@ -38,8 +38,9 @@ FLEETS = {"mixed": "mixed", "windows": "windows-mix"}
 
 def start_emulator(fleet: str, count: int, ca_out: Path) -> subprocess.Popen[str]:
     command = [
-        sys.executable, "-m", "pop3lab", f"--{FLEETS[fleet]}", "--count", str(count), "--base", BASE,
-        "--pop3-port", str(POP3_PORT), "--pop3s-port", str(POP3S_PORT), "--ca-out", str(ca_out),
+        sys.executable, "-m", "pop3lab", f"--{FLEETS[fleet]}", "--count", str(count),
+        "--base", BASE, "--pop3-port", str(POP3_PORT), "--pop3s-port", str(POP3S_PORT),
+        "--ca-out", str(ca_out),
     ]  # fmt: skip
     emulator = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert emulator.stdout is not None

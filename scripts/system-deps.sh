@@ -20,7 +20,7 @@ case "${1:-test}" in
   *) echo "usage: $0 test" >&2; exit 2 ;;
 esac
 # Where the tests look for Courier (tests/gnutls_servers.py reads the same path).
-courier_dir="$(cd "$(dirname "$0")/.." && pwd)/var/courier"
+courier_dir="$(cd "$(dirname "$0")/.." && pwd)/.courier"
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
 

@@ -12,7 +12,8 @@ priority string is a cross product (each listed key exchange with each cipher an
 configuration accepts every suite its lists make, not exactly Windows' list.
 
 - Courier (packages courier-pop, courier-base, courier-authlib, libcourier-unicode4) conflicts
-  with dovecot-pop3d as a package: scripts/system-deps.sh unpacks it into var/courier instead.
+  with dovecot-pop3d as a package: scripts/system-deps.sh unpacks it into .courier instead
+  (not var/, which is private to root: couriertls runs as "courier" after STLS).
   couriertcpd accepts the connections; couriertls does TLS from TLS_PRIORITY, both for the
   implicit-TLS port and, started by courierpop3login, after STLS. For STLS courierpop3login
   first switches to the user "courier", whom only the package's install script creates: the
@@ -52,7 +53,7 @@ from tests.ports import free_ports
 
 HOST = "127.0.0.1"
 SERVICE_NAME = "mail.example.test"
-COURIER_DIR = Path(__file__).resolve().parent.parent / "var" / "courier"
+COURIER_DIR = Path(__file__).resolve().parent.parent / ".courier"
 COURIER_MISSING = (
     f"Courier's POP3 server is not unpacked in {COURIER_DIR}: run scripts/system-deps.sh test "
     "(make test does; it fetches courier-pop, courier-base, courier-authlib and "
@@ -252,7 +253,7 @@ def _answers(host: str, port: int, greeting: bool) -> bool:
 
 
 class CourierPop3(GnutlsPop3Server):
-    """Courier's pop3d from var/courier: one couriertcpd per entry point."""
+    """Courier's pop3d from .courier: one couriertcpd per entry point."""
 
     kind = "courier"
     # Connections at once per server and per client address: the ground truth opens several.
