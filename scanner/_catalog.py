@@ -204,7 +204,8 @@ CATALOG: tuple[CheckSpec, ...] = (
             "make sure TLS 1.2 is enabled there (and TLS 1.3 on Windows Server 2022), and reboot; "
             "the CSS-Exchange HealthChecker script reports the result. Generic: accept only the "
             "versions the policy's TLS profile allows (Dovecot: `ssl_min_protocol = TLSv1.2`; "
-            "Courier: `TLS_PROTOCOL=TLS1_2+`; Cyrus: `tls_versions: tls1_2 tls1_3`; Postfix: "
+            'Courier: `TLS_PRIORITY="NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"`; Cyrus: '
+            "`tls_versions: tls1_2 tls1_3`; Postfix: "
             "`smtpd_tls_protocols = >=TLSv1.2`), per RFC 8996 and RFC 8997."
         ),
         evaluate=check_tls_protocols,

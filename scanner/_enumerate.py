@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from scanner._errors import ProbeTimeout, ScanError
 from scanner._facts import TlsSupport
 from scanner._hello import (
+    ALL_GROUPS,
     ELLIPTIC_GROUPS,
     GROUPS,
     Offer,
@@ -196,7 +197,7 @@ async def _groups(run: _Enumeration, accepted: dict[str, list[int] | None]) -> t
     ServerKeyExchange of an ECDHE suite."""
     protocol = "TLSv1.3"
     suites = accepted.get("TLSv1.3") or []
-    remaining = list(GROUPS)
+    remaining = list(ALL_GROUPS)
     if not suites:
         older = _newest(accepted, lambda code: BY_CODE[code].elliptic_curve)
         if older is None:
@@ -216,12 +217,15 @@ async def _groups(run: _Enumeration, accepted: dict[str, list[int] | None]) -> t
 
 
 async def _dh_bits(run: _Enumeration, accepted: dict[str, list[int] | None]) -> int | None:
-    """The size of the prime of a DHE exchange, offered without RFC 7919 groups so the server
-    shows the parameters an older client gets."""
+    """The size of the prime of a DHE exchange: first offered without RFC 7919 groups, so the
+    server shows the parameters an older client gets; a server that has none of its own
+    serves DHE only with those groups, and then their size is the answer."""
     protocol = _newest(accepted, lambda code: BY_CODE[code].diffie_hellman)
     if protocol is None:
         return None
     suites = [code for code in accepted[protocol] or [] if BY_CODE[code].diffie_hellman]
-    offer = run.offer(protocol, suites, groups=ELLIPTIC_GROUPS)
-    answer = await run.ask(offer, want_key_exchange=True)
-    return answer.dh_bits if answer else None
+    for groups in (ELLIPTIC_GROUPS, ALL_GROUPS):
+        answer = await run.ask(run.offer(protocol, suites, groups=groups), want_key_exchange=True)
+        if answer is not None and answer.dh_bits is not None:
+            return answer.dh_bits
+    return None

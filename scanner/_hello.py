@@ -38,6 +38,7 @@ GROUPS: dict[int, str] = {
     0x0103: "ffdhe6144", 0x0104: "ffdhe8192",
 }  # fmt: skip
 ELLIPTIC_GROUPS = tuple(code for code in GROUPS if code < 0x0100)
+ALL_GROUPS = tuple(GROUPS)
 X25519 = 29
 
 # Every signature scheme a server of any age might insist on (RFC 5246 pairs, RFC 8446 names).
@@ -76,12 +77,14 @@ _ALERTS = {
 
 @dataclass(frozen=True)
 class Offer:
-    """What one ClientHello offers. `groups` go in supported_groups; for TLS 1.3 the first
-    of them that is x25519 also gets a key share (any other makes the server ask again)."""
+    """What one ClientHello offers. `groups` go in supported_groups, the RFC 7919 finite
+    field ones included: a server without DH parameters of its own (GnuTLS's default) serves
+    DHE only to a client that lists them. For TLS 1.3, x25519 also gets a key share when
+    offered (any other group makes the server ask again)."""
 
     protocol: str
     suites: tuple[int, ...]
-    groups: tuple[int, ...] = ELLIPTIC_GROUPS
+    groups: tuple[int, ...] = ALL_GROUPS
     sni: str | None = None
     compression: bool = False
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import shlex
 import shutil
 import signal
@@ -47,7 +48,7 @@ from typing import Self
 import pytest
 
 from pop3lab.certs import make_cert, root_ca_pem
-from scanner import Target
+from scanner import CHECKS, Target
 from tests.gnutls_truth import ENVIRONMENT
 from tests.ports import free_ports
 
@@ -126,7 +127,13 @@ MODERN = GnutlsConfig(
         "CHACHA20-POLY1305", "AEAD",
     ),
 )  # fmt: skip
-CONFIGS = (WINDOWS_2008_R2, WINDOWS_2016, RC4_ON_TLS12, STATIC_RSA_ONLY, MODERN)
+# What tls.ciphers' remediation tells a Courier administrator to set, taken from the catalog
+# so that a test can show the advice really leads to a pass.
+REMEDIED = GnutlsConfig(
+    "remediation-text",
+    re.findall(r'TLS_PRIORITY="([^"]+)"', CHECKS["tls.ciphers"].remediation)[0],
+)
+CONFIGS = (WINDOWS_2008_R2, WINDOWS_2016, RC4_ON_TLS12, STATIC_RSA_ONLY, MODERN, REMEDIED)
 
 
 class GnutlsPop3Server:

@@ -25,6 +25,7 @@ from tests.gnutls_servers import (
     HOST,
     MODERN,
     RC4_ON_TLS12,
+    REMEDIED,
     SERVER_KINDS,
     SERVICE_NAME,
     STATIC_RSA_ONLY,
@@ -63,22 +64,28 @@ def _entries(*configs: GnutlsConfig) -> list[object]:
 
 
 @pytest.fixture(scope="module")
-def endpoint_of(gnutls_server: GnutlsServerFactory) -> Iterator[Callable[..., EndpointFacts]]:
-    """`endpoint_of(kind, config)`: the scanner's facts on that server. The first call scans
-    all ten servers at once, with a DNS server on loopback naming the service."""
+def report_of(gnutls_server: GnutlsServerFactory) -> Iterator[Callable[..., ScanReport]]:
+    """`report_of(kind, config)`: the scanner's report on that server. The first call scans
+    every server at once, with a DNS server on loopback naming the service."""
     dns = DnsServer({SERVICE_NAME: {"A": [HOST]}}).start()
     reports: dict[tuple[Kind, GnutlsConfig], ScanReport] = {}
 
-    def endpoint(kind: Kind, config: GnutlsConfig) -> EndpointFacts:
+    def report(kind: Kind, config: GnutlsConfig) -> ScanReport:
         if not reports:
             servers = {(k, c): gnutls_server(k, c) for k in SERVER_KINDS for c in CONFIGS}
             settings = Settings(allow_networks=("127.0.0.0/8",), timeout=5, resolver=dns.address)
             found = scan([server.target() for server in servers.values()], settings, POLICY)
             reports.update(zip(servers, found, strict=True))
-        return reports[kind, config].endpoints[0]
+        return reports[kind, config]
 
-    yield endpoint
+    yield report
     dns.stop()
+
+
+@pytest.fixture(scope="module")
+def endpoint_of(report_of: Callable[..., ScanReport]) -> Callable[..., EndpointFacts]:
+    """`endpoint_of(kind, config)`: the scanner's facts on that server's one address."""
+    return lambda kind, config: report_of(kind, config).endpoints[0]
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +246,37 @@ def test_the_scanner_says_which_versions_gnutls_cli_finds_accepted(
         version: version in truth if version in checkable else False for version in PROTOCOLS
     }
     assert support.accepted_versions == expected
+
+
+# The verdicts under the default profile (Mozilla intermediate), for what each configuration is.
+VERDICTS = {
+    WINDOWS_2008_R2: ("fail", "fail", ("TLS 1.0 accepted",), ("RC4 (", "3DES (", "MD5 MAC")),
+    WINDOWS_2016: ("pass", "fail", (), ("3DES (TLS_RSA_WITH_3DES_EDE_CBC_SHA on TLS 1.2",)),
+    RC4_ON_TLS12: ("pass", "fail", (), ("RC4 (TLS_RSA_WITH_RC4_128_SHA on TLS 1.2",)),
+    STATIC_RSA_ONLY: (
+        "fail",
+        "warn",
+        ("TLS 1.0 and TLS 1.1 accepted",),
+        ("no forward secrecy (TLS_RSA_WITH_AES_128_CBC_SHA on TLS 1.0, TLS 1.1 and TLS 1.2",),
+    ),
+    MODERN: ("pass", "pass", ("only TLS 1.2 and TLS 1.3 accepted",), ()),
+    REMEDIED: ("pass", "pass", (), ()),
+}
+
+
+@pytest.mark.parametrize(("kind", "config"), _servers(*CONFIGS))
+def test_the_verdicts_follow_what_the_server_accepts(
+    kind: Kind, config: GnutlsConfig, report_of: Callable[..., ScanReport]
+) -> None:
+    report = report_of(kind, config)
+    protocols_status, ciphers_status, protocols_words, ciphers_words = VERDICTS[config]
+    checks = {check.id: check for check in report.checks}
+    assert checks["tls.protocols"].status == protocols_status, checks["tls.protocols"].summary
+    assert checks["tls.ciphers"].status == ciphers_status, checks["tls.ciphers"].summary
+    for words in protocols_words:
+        assert words in checks["tls.protocols"].summary
+    for words in ciphers_words:
+        assert words in checks["tls.ciphers"].summary
 
 
 def test_a_missing_courier_fails_naming_what_to_install(
