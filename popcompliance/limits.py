@@ -22,6 +22,8 @@ SCAN_INTERVAL_MIN, SCAN_INTERVAL_MAX = 1, 7 * 24 * 60
 EXPIRY_DAYS_MIN, EXPIRY_DAYS_MAX = 0, 365
 # More patience than a day of hourly scans hides an outage instead of smoothing a blip.
 ERROR_RUNS_MIN, ERROR_RUNS_MAX = 1, 24
+# The full TLS enumeration is redone at least weekly; 0 means at every scan.
+TLS_ENUMERATION_HOURS_MIN, TLS_ENUMERATION_HOURS_MAX = 0, 7 * 24
 # Every owner receives every alert of the server; a longer list is a mailing list's job.
 MAX_OWNERS = 50
 # An acknowledgement stops reminders; one that outlives a year is a forgotten one.
@@ -41,6 +43,7 @@ PORT_VALIDATORS = between(PORT_MIN, PORT_MAX)
 SCAN_INTERVAL_VALIDATORS = between(SCAN_INTERVAL_MIN, SCAN_INTERVAL_MAX)
 EXPIRY_DAYS_VALIDATORS = between(EXPIRY_DAYS_MIN, EXPIRY_DAYS_MAX)
 ERROR_RUNS_VALIDATORS = between(ERROR_RUNS_MIN, ERROR_RUNS_MAX)
+TLS_ENUMERATION_HOURS_VALIDATORS = between(TLS_ENUMERATION_HOURS_MIN, TLS_ENUMERATION_HOURS_MAX)
 
 
 def validate_plain_text(value: str) -> None:

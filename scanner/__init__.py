@@ -39,9 +39,9 @@ from scanner._facts import (
 from scanner._hints import login_type_label
 from scanner._probe import scan, scan_async
 from scanner._profiles import DEFAULT_PROFILE, PROFILES, TlsProfile, profile_named
-from scanner._report import report_to_dict
+from scanner._report import report_to_dict, support_from_dict
 from scanner._suites import PROTOCOL_LABEL, PROTOCOLS
-from scanner._target import Credentials, Policy, Settings, Target
+from scanner._target import Credentials, EarlierSupport, Policy, Settings, Target
 
 __all__ = [
     "ADDRESS_CHECK_IDS",
@@ -61,6 +61,7 @@ __all__ = [
     "CheckSpec",
     "Credentials",
     "DnsFacts",
+    "EarlierSupport",
     "EndpointFacts",
     "Policy",
     "Pop3Facts",
@@ -84,6 +85,7 @@ __all__ = [
     "report_to_dict",
     "scan",
     "scan_async",
+    "support_from_dict",
     "whole_days_left",
     "worst_status",
 ]

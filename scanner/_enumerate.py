@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from scanner._errors import ProbeTimeout, ScanError
 from scanner._facts import TlsSupport
@@ -102,6 +103,8 @@ class _Enumeration:
 
 async def enumerate_tls(exchange: Exchange, sni: str | None) -> TlsSupport:
     """Every version, suite and parameter the entry point accepts (see the module doc)."""
+    # To the second, as the JSON keeps it: a result reused from storage is equal to the fresh.
+    measured_at = datetime.now(UTC).replace(microsecond=0)
     clock = time.monotonic()
     run = _Enumeration(exchange, sni)
     sslv2, *per_version = await asyncio.gather(
@@ -124,6 +127,7 @@ async def enumerate_tls(exchange: Exchange, sni: str | None) -> TlsSupport:
         error=run.errors[0] if run.errors else None,
         hellos=run.hellos,
         duration_ms=round((time.monotonic() - clock) * 1000),
+        measured_at=measured_at,
     )
 
 

@@ -11,9 +11,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from scanner._target import Target
+if TYPE_CHECKING:
+    # Only for ScanReport's annotation: the target module holds facts of its own.
+    from scanner._target import Target
+
 
 # ok: the conversation finished. closed: the port refused the connection (nothing listens).
 # unreachable: no route / host down. timeout: the deadline passed. protocol_error: the server
@@ -73,7 +76,9 @@ class TlsSupport:
     whether it enforces its own order, its key exchange groups (its preference first), the
     size of its finite-field DH prime, TLS compression and RFC 5746 secure renegotiation.
     `error` says what went wrong when a part could not be determined; `hellos` counts the
-    connections it took."""
+    connections it took. `measured_at` is when it was enumerated (an earlier scan's, when
+    reused), `negotiated` what a full handshake negotiated then ("TLSv1.3 TLS_AES_…"), by
+    which a reused result is known to still describe the same configuration."""
 
     accepted_versions: dict[str, bool | None]
     cipher_suites: dict[str, tuple[str, ...]]
@@ -85,6 +90,8 @@ class TlsSupport:
     error: str | None = None
     hellos: int = 0
     duration_ms: int = 0
+    measured_at: datetime | None = None
+    negotiated: str | None = None
 
 
 @dataclass(frozen=True)

@@ -140,5 +140,5 @@ async def with_stls_support(session: AddressSession, stls: StlsFacts) -> StlsFac
     the local OpenSSL could not complete a handshake: an SSLv3-only server is still found)."""
     if stls.tls is None and stls.outcome != "tls_error":
         return stls
-    support = await session.tls_support(session.target.pop3_port, after_stls=True)
+    support = await session.tls_support(session.target.pop3_port, after_stls=True, session=stls.tls)
     return replace(stls, support=reconciled(support, stls.tls))

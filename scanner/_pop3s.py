@@ -70,5 +70,5 @@ async def with_implicit_tls_support(session: AddressSession, facts: Pop3sFacts) 
     speaks_tls = facts.outcome == "tls_error" and facts.plaintext_reply is None
     if facts.tls is None and not speaks_tls:
         return facts
-    support = await session.tls_support(facts.port, after_stls=False)
+    support = await session.tls_support(facts.port, after_stls=False, session=facts.tls)
     return replace(facts, support=reconciled(support, facts.tls))

@@ -55,6 +55,26 @@ def report_to_dict(report: ScanReport) -> JsonObject:
     }
 
 
+def support_from_dict(data: JsonObject) -> TlsSupport:
+    """A TlsSupport back from its JSON (what report_to_dict wrote), to be reused by a later
+    scan. Raises ValueError (or KeyError, TypeError, AttributeError) for JSON that is not one."""
+    measured_at = data.get("measured_at")
+    return TlsSupport(
+        accepted_versions=dict(data["accepted_versions"]),
+        cipher_suites={version: tuple(names) for version, names in data["cipher_suites"].items()},
+        server_order=data.get("server_order"),
+        groups=tuple(data.get("groups") or ()),
+        dh_bits=data.get("dh_bits"),
+        compression=data.get("compression"),
+        secure_renegotiation=data.get("secure_renegotiation"),
+        error=data.get("error"),
+        hellos=data.get("hellos") or 0,
+        duration_ms=data.get("duration_ms") or 0,
+        measured_at=datetime.fromisoformat(measured_at) if measured_at else None,
+        negotiated=data.get("negotiated"),
+    )
+
+
 def iso_utc(moment: datetime) -> str:
     """ISO 8601 in UTC with a `Z`, to the second. Naive values are taken as UTC, which is what
     the facts promise to hold."""

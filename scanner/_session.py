@@ -7,12 +7,12 @@ import asyncio
 import functools
 import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from scanner._enumerate import enumerate_tls
 from scanner._errors import ProbeTimeout, ProtocolError, ScanError
-from scanner._facts import TlsSupport
+from scanner._facts import TlsFacts, TlsSupport
 from scanner._target import Settings, Target
 from scanner._tls import sni_name
 from scanner._wire import Pop3Connection, Reply, parse_capabilities
@@ -77,9 +77,31 @@ class AddressSession:
                 if connection is not None:
                     connection.close()
 
-    async def tls_support(self, port: int, *, after_stls: bool) -> TlsSupport:
-        """What the TLS entry point on `port` accepts (scanner._enumerate), each hello on a
-        fresh connection: straight away on an implicit-TLS port, after STLS on the POP3 one."""
+    async def tls_support(
+        self, port: int, *, after_stls: bool, session: TlsFacts | None = None
+    ) -> TlsSupport:
+        """What the TLS entry point on `port` accepts: an earlier scan's enumeration when the
+        target offers one and the full handshake (`session`) still negotiates what it did
+        then, else a fresh one (scanner._enumerate), each hello on a new connection: straight
+        away on an implicit-TLS port, after STLS on the POP3 one."""
+        negotiated = f"{session.version} {session.cipher}" if session else None
+        earlier = self._earlier_support(port, after_stls)
+        if earlier is not None and negotiated is not None and earlier.negotiated == negotiated:
+            return earlier
+        support = await self._enumerate(port, after_stls)
+        return replace(support, negotiated=negotiated)
+
+    def _earlier_support(self, port: int, after_stls: bool) -> TlsSupport | None:
+        for earlier in self.target.earlier_support:
+            if (earlier.address, earlier.port, earlier.after_stls) == (
+                self.address,
+                port,
+                after_stls,
+            ):
+                return earlier.support
+        return None
+
+    async def _enumerate(self, port: int, after_stls: bool) -> TlsSupport:
 
         async def exchange(hello: Callable[[Pop3Connection], Awaitable[T]]) -> T:
             async def talk(connection: Pop3Connection) -> T:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from scanner._facts import TlsSupport
 from scanner._guard import DENY_NETWORKS, IPNetwork, guard_refusal, parse_networks
 from scanner._profiles import DEFAULT_PROFILE, TlsProfile, profile_named
 
@@ -59,12 +60,26 @@ class Credentials:
 
 
 @dataclass(frozen=True)
+class EarlierSupport:
+    """What a TLS entry point accepted at an earlier scan, offered for reuse: the scanner
+    takes it instead of enumerating again while a full handshake still negotiates what it
+    did then (scanner._session). `after_stls` tells the POP3 port's entry point from the
+    implicit-TLS one when both are the same port number."""
+
+    address: str
+    port: int
+    after_stls: bool
+    support: TlsSupport
+
+
+@dataclass(frozen=True)
 class Target:
     """One POP3 service: a DNS name or an IP address, and the name users connect to.
 
     `service_name` is the name checked against the certificate and used for the DNS checks.
     It defaults to `host` when `host` is a name; for an IP host without a name it stays None.
     `credentials`, when set, enable the login test over TLS; they are left out of repr().
+    `earlier_support` holds enumerations from an earlier scan that may be reused.
     """
 
     host: str
@@ -72,6 +87,7 @@ class Target:
     pop3_port: int = 110
     pop3s_port: int = 995
     credentials: Credentials | None = field(default=None, repr=False)
+    earlier_support: tuple[EarlierSupport, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         host = self.host.strip().rstrip(".").lower()

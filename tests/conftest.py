@@ -102,6 +102,7 @@ def policy_form(**overrides: Any) -> dict[str, Any]:
         "warn_days": 30,
         "critical_days": 7,
         "tls_profile": "mozilla-intermediate",
+        "tls_enumeration_hours": 24,
         "use_system_trust": "on",
         "ca_bundle_pem": "",
         "allow_cleartext_port": "on",

@@ -166,6 +166,7 @@ POLICY_FORM = {
     "warn_days": 30,
     "critical_days": 7,
     "tls_profile": "mozilla-intermediate",
+    "tls_enumeration_hours": 24,
     "use_system_trust": "on",
     "allow_cleartext_port": "on",
     "error_runs_before_unknown": 2,

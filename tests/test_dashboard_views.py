@@ -689,6 +689,7 @@ def test_the_server_page_names_the_tls_profile_and_lists_the_accepted_suites(vie
         "compression": False,
         "secure_renegotiation": True,
         "error": None,
+        "measured_at": (timezone.now() - timedelta(hours=3)).isoformat(timespec="seconds"),
     }
     run_with(server, 5, facts)
     page = viewer.get(server.get_absolute_url()).content.decode()
@@ -698,6 +699,7 @@ def test_the_server_page_names_the_tls_profile_and_lists_the_accepted_suites(vie
     assert "TLS_RSA_WITH_RC4_128_SHA" in page and "TLS_RSA_WITH_3DES_EDE_CBC_SHA" in page
     assert "in the server's order" in page
     assert "DH prime 1024 bits" in page
+    assert "hours ago)" in page  # a list reused from an earlier scan shows its age
 
 
 def test_compare_shows_changed_verdicts_and_facts_only():

@@ -86,6 +86,7 @@ POLICY = Audited(
         Tracked("warn_days", "warn days"),
         Tracked("critical_days", "critical days"),
         Tracked("tls_profile", "TLS profile"),
+        Tracked("tls_enumeration_hours", "TLS enumeration every (hours)"),
         Tracked("use_system_trust", "trust the system's CAs"),
         Tracked("ca_bundle_pem", "CA bundle"),
         Tracked("allow_cleartext_port", "allow port 110"),

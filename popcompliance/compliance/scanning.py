@@ -6,8 +6,10 @@ import asyncio
 import dataclasses
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -56,13 +58,19 @@ def scan_servers(
     servers: Sequence[Server],
     *,
     progress: Callable[[scanner.ScanReport], None] | None = None,
+    earlier_support: Mapping[int, tuple[scanner.EarlierSupport, ...]] | None = None,
 ) -> dict[int, scanner.ScanReport]:
     """Scan servers concurrently (one event loop, grouped by policy); reports by server id.
-    Touches the network, not the database (servers must come with their policy loaded)."""
+    Touches the network, not the database (servers must come with their policy loaded).
+    `earlier_support` (by server id, see earlier_tls_support) lets a scheduled scan reuse
+    the TLS enumeration of an earlier one."""
     groups: dict[int, list[Server]] = defaultdict(list)
     for server in servers:
         groups[server.policy_id].append(server)
     built = {server.pk: target_of(server) for server in servers}
+    for server_id, earlier in (earlier_support or {}).items():
+        target, readable = built[server_id]
+        built[server_id] = dataclasses.replace(target, earlier_support=earlier), readable
     targets = {server_id: target for server_id, (target, _) in built.items()}
     undecryptable = [server_id for server_id, (_, readable) in built.items() if not readable]
 
@@ -87,6 +95,40 @@ def scan_servers(
     for server_id in undecryptable:
         reports[server_id] = explain_undecryptable_password(reports[server_id])
     return reports
+
+
+def earlier_tls_support(server: Server, now: datetime) -> tuple[scanner.EarlierSupport, ...]:
+    """The TLS enumerations of the server's last scan with facts that its policy lets a
+    scheduled scan reuse: complete (no error) and younger than `tls_enumeration_hours`. One
+    query. The scanner still enumerates again where the server now negotiates differently."""
+    hours = server.policy.tls_enumeration_hours
+    if not hours:
+        return ()
+    run = server.scan_runs.exclude(facts__isnull=True).only("facts").first()
+    oldest = now - timedelta(hours=hours)
+    reusable = []
+    for address, port, after_stls, data in _supports_in(run.facts if run else None):
+        try:
+            support = scanner.support_from_dict(data)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            continue  # written by an older version, or damaged: enumerate afresh
+        fresh = support.measured_at is not None and support.measured_at >= oldest
+        if fresh and support.error is None:
+            reusable.append(scanner.EarlierSupport(address, port, after_stls, support))
+    return tuple(reusable)
+
+
+def _supports_in(facts: dict[str, Any] | None) -> Iterator[tuple[str, int, bool, dict[str, Any]]]:
+    """(address, port, after STLS, support JSON) for each TLS entry point of a stored report."""
+    for endpoint in (facts or {}).get("endpoints") or []:
+        pop3s, pop3 = endpoint.get("pop3s") or {}, endpoint.get("pop3") or {}
+        entries = (
+            (pop3s.get("port"), False, pop3s.get("support")),
+            (pop3.get("port"), True, (pop3.get("stls") or {}).get("support")),
+        )
+        for port, after_stls, data in entries:
+            if port and data:
+                yield endpoint.get("address", ""), port, after_stls, data
 
 
 def target_of(server: Server) -> tuple[scanner.Target, bool]:

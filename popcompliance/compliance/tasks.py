@@ -42,7 +42,7 @@ from popcompliance.compliance.dispatch import (
 from popcompliance.compliance.models import Heartbeat, ScanPurpose, ScanRequest, ScanRun
 from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.retention import prune as prune_rows
-from popcompliance.compliance.scanning import scan_servers
+from popcompliance.compliance.scanning import earlier_tls_support, scan_servers
 from popcompliance.compliance.snapshots import take_snapshot
 from popcompliance.inventory.models import Server
 
@@ -119,7 +119,10 @@ def scan_server(
         return "already scanned"
     worker = getattr(getattr(self, "request", None), "hostname", "") or ""
     try:
-        report = scan_servers([server])[server.pk]
+        # Scheduled scans reuse a recent TLS enumeration; manual and confirming ones redo it.
+        reuse = purpose == ScanPurpose.SCHEDULED
+        earlier = {server.pk: earlier_tls_support(server, timezone.now())} if reuse else None
+        report = scan_servers([server], earlier_support=earlier)[server.pk]
         recorded = record_report(server.pk, report, purpose=purpose, worker=worker)
     except TRANSIENT:
         raise

@@ -32,6 +32,12 @@ class TlsEntry:
     support: Json
     leaf_fingerprint: str | None
 
+    @property
+    def enumerated_at(self) -> datetime | None:
+        """When the suites were listed: an earlier scan's time when that list was reused."""
+        text = self.support.get("measured_at")
+        return datetime.fromisoformat(text) if text else None
+
 
 @dataclass(frozen=True)
 class EndpointView:

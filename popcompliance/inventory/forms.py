@@ -260,6 +260,7 @@ class PolicyForm(forms.ModelForm):
             "warn_days",
             "critical_days",
             "tls_profile",
+            "tls_enumeration_hours",
             "use_system_trust",
             "ca_bundle_pem",
             "allow_cleartext_port",

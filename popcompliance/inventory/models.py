@@ -20,6 +20,7 @@ from popcompliance.limits import (
     EXPIRY_DAYS_VALIDATORS,
     PORT_VALIDATORS,
     SCAN_INTERVAL_VALIDATORS,
+    TLS_ENUMERATION_HOURS_VALIDATORS,
     validate_owner_count,
     validate_plain_text,
 )
@@ -52,6 +53,15 @@ class Policy(models.Model):
     allow_cleartext_port = models.BooleanField(
         default=True,
         help_text="Whether port 110 may answer at all; off means implicit TLS (995) only.",
+    )
+    tls_enumeration_hours = models.PositiveSmallIntegerField(
+        "TLS enumeration every (hours)",
+        default=24,
+        validators=TLS_ENUMERATION_HOURS_VALIDATORS,
+        help_text="How often scheduled scans list every version and cipher suite again "
+        "(about 70 connections per address for a Windows server); in between they reuse the "
+        "last list while the server still negotiates the same TLS. Manual scans always list "
+        "again. 0: at every scan.",
     )
     error_runs_before_unknown = models.PositiveSmallIntegerField(
         default=2,

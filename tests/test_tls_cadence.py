@@ -1,0 +1,112 @@
+"""The full TLS enumeration's cadence: a scheduled scan reuses a recent one from the last stored
+scan; a manual scan, an enumeration older than the policy allows, a damaged one, or a server
+that now negotiates differently gets a fresh one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from pop3lab.config import EndpointConfig
+from popcompliance.compliance.models import ScanRun
+from popcompliance.compliance.recording import record_report
+from popcompliance.compliance.scanning import earlier_tls_support, scan_servers
+from popcompliance.inventory.models import Server
+from scanner import ScanReport, TlsSupport
+from tests.conftest import check_of, lab_server
+
+WINDOWS_2016 = EndpointConfig(profile="exchange2016", windows="2016")
+WINDOWS_2022 = EndpointConfig(profile="exchange2019", windows="2022")
+
+
+@pytest.fixture
+def server(db, fixed, settings, lab_dns):
+    settings.POPC_DNS_RESOLVER = lab_dns.address
+    settings.POPC_SCAN_TIMEOUT = 3
+    return lab_server("mail01", fixed.address, *fixed.ports)
+
+
+def scan(server, fixed, config, *, scheduled: bool) -> ScanReport:
+    """One scan as the worker runs it: scheduled ones offered the earlier enumerations."""
+    server = Server.objects.select_related("policy").get(pk=server.pk)
+    earlier = {server.pk: earlier_tls_support(server, timezone.now())} if scheduled else None
+    with fixed.serving(config):
+        report = scan_servers([server], earlier_support=earlier)[server.pk]
+    record_report(server.pk, report, purpose="scheduled" if scheduled else "manual")
+    return report
+
+
+def implicit_tls(report: ScanReport) -> TlsSupport:
+    support = report.endpoints[0].pop3s.support
+    assert support is not None
+    return support
+
+
+def age_stored_enumerations(server: Server, hours: float, *, entry: str | None = None) -> datetime:
+    """Date the last stored scan's enumerations `hours` back (only `entry`'s, "pop3s" or
+    "stls", when given), so a reused one is told from a fresh one; returns that date."""
+    run = ScanRun.objects.filter(server=server).exclude(facts__isnull=True).first()
+    moment = (timezone.now() - timedelta(hours=hours)).replace(microsecond=0)
+    endpoint = run.facts["endpoints"][0]
+    supports = {"pop3s": endpoint["pop3s"]["support"], "stls": endpoint["pop3"]["stls"]["support"]}
+    for name, support in supports.items():
+        if entry in (None, name):
+            support["measured_at"] = moment.isoformat()
+    run.save(update_fields=["facts"])
+    return moment
+
+
+def test_a_scheduled_scan_reuses_a_recent_enumeration_with_its_date(server, fixed):
+    first = scan(server, fixed, WINDOWS_2016, scheduled=False)
+    stored = age_stored_enumerations(server, 1)
+    second = scan(server, fixed, WINDOWS_2016, scheduled=True)
+    assert implicit_tls(second) == replace(implicit_tls(first), measured_at=stored)
+    stls = second.endpoints[0].pop3.stls
+    assert stls is not None and stls.support is not None and stls.support.measured_at == stored
+    assert check_of(second, "tls.ciphers").status == "fail"  # judged as before
+    assert check_of(second, "tls.ciphers").summary == check_of(first, "tls.ciphers").summary
+
+
+def test_a_manual_scan_enumerates_again(server, fixed):
+    scan(server, fixed, WINDOWS_2016, scheduled=False)
+    stored = age_stored_enumerations(server, 1)
+    assert implicit_tls(scan(server, fixed, WINDOWS_2016, scheduled=False)).measured_at > stored
+
+
+def test_a_server_that_now_negotiates_differently_is_enumerated_again(server, fixed):
+    scan(server, fixed, WINDOWS_2016, scheduled=False)
+    stored = age_stored_enumerations(server, 1)
+    upgraded = implicit_tls(scan(server, fixed, WINDOWS_2022, scheduled=True))
+    assert upgraded.measured_at > stored
+    assert "TLSv1.3" in upgraded.cipher_suites
+    assert upgraded.negotiated == "TLSv1.3 TLS_AES_256_GCM_SHA384"
+
+
+def test_an_enumeration_older_than_the_policy_allows_is_redone(server, fixed):
+    scan(server, fixed, WINDOWS_2016, scheduled=False)
+    recent = age_stored_enumerations(server, 1)
+    stale = age_stored_enumerations(server, 25, entry="pop3s")
+    second = scan(server, fixed, WINDOWS_2016, scheduled=True)
+    assert implicit_tls(second).measured_at > recent > stale
+    # The STLS entry point's enumeration was young enough to reuse.
+    assert second.endpoints[0].pop3.stls.support.measured_at == recent
+
+
+def test_a_policy_of_zero_hours_enumerates_at_every_scan(server, fixed):
+    server.policy.tls_enumeration_hours = 0
+    server.policy.save()
+    scan(server, fixed, WINDOWS_2016, scheduled=False)
+    stored = age_stored_enumerations(server, 1)
+    assert implicit_tls(scan(server, fixed, WINDOWS_2016, scheduled=True)).measured_at > stored
+
+
+def test_a_damaged_stored_enumeration_is_ignored_not_trusted(server, fixed):
+    scan(server, fixed, WINDOWS_2016, scheduled=False)
+    run = ScanRun.objects.filter(server=server).exclude(facts__isnull=True).first()
+    run.facts["endpoints"][0]["pop3s"]["support"]["cipher_suites"] = "RC4"
+    run.save(update_fields=["facts"])
+    earlier = earlier_tls_support(Server.objects.get(pk=server.pk), timezone.now())
+    assert [(e.port, e.after_stls) for e in earlier] == [(server.pop3_port, True)]
