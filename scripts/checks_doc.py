@@ -77,11 +77,34 @@ def render() -> str:
     return "\n".join(lines)
 
 
-def rewritten(page: str) -> str:
-    """`page` with its generated part replaced by a fresh rendering."""
+README = PAGE.parent.parent / "README.md"
+
+
+def render_summary() -> str:
+    """The README's short table: each check's id and title, and the profile names."""
+    profiles = ", ".join(
+        f"`{p.name}`" + (" (default)" if p.name == DEFAULT_PROFILE else "") for p in PROFILES
+    )
+    lines = [
+        BEGIN,
+        "",
+        "| check | passes when |",
+        "|---|---|",
+        *(f"| `{spec.id}` | {cell(spec.title)} |" for spec in CATALOG),
+        "",
+        f"TLS is judged by the policy's profile: {profiles}.",
+        "",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def rewritten(page: str, rendering: str) -> str:
+    """`page` with its generated part replaced by `rendering`."""
     start, end = page.index(BEGIN), page.index(END) + len(END)
-    return page[:start] + render() + page[end:]
+    return page[:start] + rendering + page[end:]
 
 
 if __name__ == "__main__":
-    PAGE.write_text(rewritten(PAGE.read_text()))
+    PAGE.write_text(rewritten(PAGE.read_text(), render()))
+    README.write_text(rewritten(README.read_text(), render_summary()))

@@ -68,6 +68,11 @@ def test_checks_doc_is_what_the_catalog_renders() -> None:
     assert section_between_markers(CHECKS_DOC.read_text()) == checks_doc.render()
 
 
+def test_the_readme_lists_every_check_and_profile_as_the_catalog_renders() -> None:
+    readme = (checks_doc.README).read_text()
+    assert section_between_markers(readme) == checks_doc.render_summary()
+
+
 def test_checks_doc_has_one_row_per_check_in_catalog_order_with_its_title_and_question() -> None:
     rows = re.findall(
         r"^\| `([a-z0-9]+\.[a-z_]+)` \| (.+?) \| (.+?) \|", CHECKS_DOC.read_text(), re.M
