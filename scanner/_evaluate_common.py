@@ -7,7 +7,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from scanner._facts import DnsFacts, EndpointFacts, Status, TlsFacts, TlsSupport, worst_status
+from scanner._facts import (
+    DnsFacts,
+    EndpointFacts,
+    Pop3sFacts,
+    Status,
+    StlsFacts,
+    TlsFacts,
+    TlsSupport,
+    worst_status,
+)
 from scanner._suites import PROTOCOL_LABEL
 from scanner._target import Policy, Target
 
@@ -39,26 +48,22 @@ def join_and(items: Iterable[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
+def _entry_points(endpoint: EndpointFacts) -> list[tuple[str, Pop3sFacts | StlsFacts]]:
+    """The address's TLS entry points, labelled by how we reached them."""
+    entries: list[tuple[str, Pop3sFacts | StlsFacts]] = [(str(endpoint.pop3s.port), endpoint.pop3s)]
+    if endpoint.pop3.stls is not None:
+        entries.append((f"{endpoint.pop3.port} after STLS", endpoint.pop3.stls))
+    return entries
+
+
 def tls_sessions(endpoint: EndpointFacts) -> list[tuple[str, TlsFacts]]:
     """The TLS sessions we saw on this address, labelled by how we reached them."""
-    sessions = []
-    if endpoint.pop3s.tls is not None:
-        sessions.append((str(endpoint.pop3s.port), endpoint.pop3s.tls))
-    stls = endpoint.pop3.stls
-    if stls is not None and stls.tls is not None:
-        sessions.append((f"{endpoint.pop3.port} after STLS", stls.tls))
-    return sessions
+    return [(label, facts.tls) for label, facts in _entry_points(endpoint) if facts.tls]
 
 
 def tls_supports(endpoint: EndpointFacts) -> list[tuple[str, TlsSupport]]:
     """What each TLS entry point of this address accepts, labelled like tls_sessions."""
-    supports = []
-    if endpoint.pop3s.support is not None:
-        supports.append((str(endpoint.pop3s.port), endpoint.pop3s.support))
-    stls = endpoint.pop3.stls
-    if stls is not None and stls.support is not None:
-        supports.append((f"{endpoint.pop3.port} after STLS", stls.support))
-    return supports
+    return [(label, facts.support) for label, facts in _entry_points(endpoint) if facts.support]
 
 
 def combine(parts: list[tuple[str, Verdict]]) -> Verdict:

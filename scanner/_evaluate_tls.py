@@ -20,37 +20,35 @@ from scanner._suites import PROTOCOLS, WEAKNESSES, weaknesses_of
 
 # Enough suites to show what is wrong; the facts list every one.
 _SHOWN_SUITES = 3
-_Judge = Callable[[TlsSupport], Verdict]
+_Judge = Callable[[TlsSupport, TlsProfile], Verdict]
 SuitesByVersion = dict[str, list[str]]
 
 
 def check_tls_protocols(endpoint: EndpointFacts, context: Context) -> Verdict:
     """Only the versions the profile allows, and at least one of them, on every TLS entry
     point. A version we could not test is said, and keeps a clean result from passing."""
-    profile = context.policy.profile
-    parts = _per_entry_point(endpoint, lambda support: _protocol_verdict(support, profile))
-    if isinstance(parts, tuple):
-        return parts
-    status, text = combine(parts)
-    return status, f"{text} ({_judged_by(profile)})"
+    return _judged_by_profile(endpoint, context, _protocol_verdict)
 
 
 def check_tls_ciphers(endpoint: EndpointFacts, context: Context) -> Verdict:
     """No suite the profile forbids (and a DH prime of its minimum size at least), and, for a
     pass, none it does not recommend, on every TLS entry point."""
+    return _judged_by_profile(endpoint, context, _cipher_verdict)
+
+
+def _judged_by_profile(endpoint: EndpointFacts, context: Context, judge: _Judge) -> Verdict:
+    """`judge` on every TLS entry point, merged, and the profile named."""
     profile = context.policy.profile
-    parts = _per_entry_point(endpoint, lambda support: _cipher_verdict(support, profile))
+    parts = _per_entry_point(endpoint, lambda support: judge(support, profile))
     if isinstance(parts, tuple):
         return parts
     status, text = combine(parts)
-    return status, f"{text} ({_judged_by(profile)})"
+    return status, f"{text} (profile {profile.title})"
 
 
-def _judged_by(profile: TlsProfile) -> str:
-    return f"profile {profile.title}"
-
-
-def _per_entry_point(endpoint: EndpointFacts, judge: _Judge) -> list[tuple[str, Verdict]] | Verdict:
+def _per_entry_point(
+    endpoint: EndpointFacts, judge: Callable[[TlsSupport], Verdict]
+) -> list[tuple[str, Verdict]] | Verdict:
     """Each entry point's verdict, or the one verdict that says there was nothing to judge."""
     supports = tls_supports(endpoint)
     if not supports:

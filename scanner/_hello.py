@@ -120,7 +120,7 @@ def client_hello(offer: Offer) -> bytes:
         struct.pack("!H", legacy)
         + os.urandom(32)
         + _vector(1, os.urandom(32))
-        + _vector(2, b"".join(struct.pack("!H", code) for code in suites))
+        + _vector(2, _codes(suites))
         + _vector(1, compression)
     )
     if offer.protocol != "SSLv3":
@@ -137,11 +137,10 @@ def _extensions(offer: Offer, tls13: bool, body_length: int) -> bytes:
         entry = b"\x00" + _vector(2, name)
         parts.append(_extension(_EXT_SERVER_NAME, _vector(2, entry)))
     if offer.groups:
-        codes = b"".join(struct.pack("!H", code) for code in offer.groups)
-        parts.append(_extension(_EXT_SUPPORTED_GROUPS, _vector(2, codes)))
+        parts.append(_extension(_EXT_SUPPORTED_GROUPS, _vector(2, _codes(offer.groups))))
         parts.append(_extension(_EXT_POINT_FORMATS, _vector(1, b"\x00")))
     if offer.protocol in ("TLSv1.2", "TLSv1.3"):
-        schemes = b"".join(struct.pack("!H", code) for code in _SIGNATURE_SCHEMES)
+        schemes = _codes(_SIGNATURE_SCHEMES)
         parts.append(_extension(_EXT_SIGNATURE_ALGORITHMS, _vector(2, schemes)))
     if tls13:
         parts.append(_extension(_EXT_SUPPORTED_VERSIONS, _vector(1, b"\x03\x04")))
@@ -163,6 +162,11 @@ def _key_share(groups: tuple[int, ...]) -> bytes:
         return b""
     public = X25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     return struct.pack("!H", X25519) + _vector(2, public)
+
+
+def _codes(codes: tuple[int, ...]) -> bytes:
+    """Two-byte codes back to back, in one call (hellos carry hundreds of them)."""
+    return struct.pack(f"!{len(codes)}H", *codes)
 
 
 def _vector(length_bytes: int, data: bytes) -> bytes:

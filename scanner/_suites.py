@@ -155,6 +155,7 @@ BY_CODE: dict[int, Suite] = {suite.code: suite for suite in SUITES}
 BY_NAME: dict[str, Suite] = {suite.name: suite for suite in SUITES}
 
 
+@functools.cache
 def suites_for(protocol: str) -> tuple[Suite, ...]:
     """The suites a client of `protocol` may offer: TLS 1.3 has its own, older versions take
     those their record layer can carry."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -35,6 +34,7 @@ import pytest
 from pop3lab.certs import make_cert, write_cert
 from scanner import Target
 from tests.ports import free_ports
+from tests.processes import wait_or_kill_group
 
 HOST = "127.0.0.2"
 CLIENT_SOURCE = "127.0.0.1"
@@ -43,8 +43,6 @@ NOT_INSTALLED = (
     "Dovecot is not installed: apt-get install dovecot-pop3d (make test does this when run as root)"
 )
 DovecotFactory = Callable[["DovecotConfig"], "Dovecot"]
-# Seconds between SIGTERM and SIGKILL when stopping.
-STOP_GRACE = 2.0
 SslMode = Literal["yes", "required", "no"]
 
 
@@ -194,12 +192,7 @@ class Dovecot:
         if process is not None:
             # A clean shutdown takes about a second, but a child still starting up makes the
             # master wait six before it kills it; killing the group ourselves is quicker.
-            try:
-                process.wait(timeout=STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                # The master is not yet reaped, so its id still names only its own group.
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+            wait_or_kill_group(process)
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None

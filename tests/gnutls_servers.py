@@ -35,7 +35,6 @@ import pwd
 import re
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -51,6 +50,7 @@ from pop3lab.certs import make_cert, root_ca_pem
 from scanner import CHECKS, Target
 from tests.gnutls_truth import ENVIRONMENT
 from tests.ports import free_ports
+from tests.processes import wait_or_kill_group
 
 HOST = "127.0.0.1"
 SERVICE_NAME = "mail.example.test"
@@ -64,8 +64,6 @@ MAILUTILS_MISSING = (
     "GNU Mailutils' pop3d is not installed: apt-get install mailutils-pop3d "
     "(make test does this when run as root)"
 )
-# Seconds between SIGTERM and SIGKILL when stopping.
-STOP_GRACE = 2.0
 # What every configuration adds to its suites: any signature, group and no compression.
 _ANY_REST = "+COMP-NULL:+SIGN-ALL:+GROUP-ALL:+CTYPE-X509"
 
@@ -188,12 +186,7 @@ class GnutlsPop3Server:
     def wait_stopped(self) -> None:
         processes, self._processes = self._processes, []
         for process in processes:
-            try:
-                process.wait(timeout=STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                # Not yet reaped, so its id still names only its own group.
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+            wait_or_kill_group(process)
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
