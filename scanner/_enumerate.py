@@ -107,17 +107,22 @@ async def enumerate_tls(exchange: Exchange, sni: str | None) -> TlsSupport:
     measured_at = datetime.now(UTC).replace(microsecond=0)
     clock = time.monotonic()
     run = _Enumeration(exchange, sni)
-    sslv2, *per_version = await asyncio.gather(
+    listings = await asyncio.gather(
         _sslv2(run), *(_suites_of(run, protocol) for protocol in _TLS_PROTOCOLS)
     )
-    accepted: dict[str, list[int] | None] = {"SSLv2": sslv2}
-    accepted.update(zip(_TLS_PROTOCOLS, per_version, strict=True))
+    accepted = {name: codes for name, (codes, _) in zip(PROTOCOLS, listings, strict=True)}
+    incomplete = {
+        name for name, (_, complete) in zip(PROTOCOLS, listings, strict=True) if not complete
+    }
     server_order, groups, dh_bits = await asyncio.gather(
         _server_order(run, accepted), _groups(run, accepted), _dh_bits(run, accepted)
     )
     legacy = [a for a in run.answers if a.accepted and a.protocol not in (None, "TLSv1.3")]
     return TlsSupport(
-        accepted_versions={name: _accepted(codes) for name, codes in accepted.items()},
+        # A version whose listing broke off is "could not be tested", whatever it showed.
+        accepted_versions={
+            name: None if name in incomplete else bool(codes) for name, codes in accepted.items()
+        },
         cipher_suites={name: _names(name, codes) for name, codes in accepted.items() if codes},
         server_order=server_order,
         groups=groups,
@@ -131,33 +136,33 @@ async def enumerate_tls(exchange: Exchange, sni: str | None) -> TlsSupport:
     )
 
 
-def _accepted(codes: list[int] | None) -> bool | None:
-    return None if codes is None else bool(codes)
-
-
 def _names(protocol: str, codes: list[int]) -> tuple[str, ...]:
     table = SSLV2_BY_CODE if protocol == "SSLv2" else BY_CODE
     return tuple(table[code].name for code in codes)
 
 
-async def _suites_of(run: _Enumeration, protocol: str) -> list[int] | None:
-    """The suites accepted at `protocol`, in the order the server chose them; [] when the
-    version is refused, None when the server broke off before we knew."""
+# The suites a version was seen to accept, in the order the server chose them, and whether
+# the listing is complete (False when the server broke off: there may be more).
+Listing = tuple[list[int], bool]
+
+
+async def _suites_of(run: _Enumeration, protocol: str) -> Listing:
+    """The suites accepted at `protocol`; none when the version is refused."""
     remaining = [suite.code for suite in suites_for(protocol)]
     chosen: list[int] = []
     while remaining:
         answer = await run.ask(run.offer(protocol, remaining))
         if answer is None:
-            return chosen or None
+            return chosen, False
         if not answer.accepted or answer.protocol != protocol:
             break
         assert answer.suite is not None
         chosen.append(answer.suite)
         remaining.remove(answer.suite)
-    return chosen
+    return chosen, True
 
 
-async def _sslv2(run: _Enumeration) -> list[int] | None:
+async def _sslv2(run: _Enumeration) -> Listing:
     """SSL 2.0 lists every cipher it shares with us in one SERVER-HELLO."""
     offered = tuple(cipher.code for cipher in SSLV2_CIPHERS)
 
@@ -169,24 +174,24 @@ async def _sslv2(run: _Enumeration) -> list[int] | None:
 
     result = await run.send(hello)
     if result is None:
-        return None
+        return [], False
     assert isinstance(result, list)
-    return result
+    return result, True
 
 
-def _newest(accepted: dict[str, list[int] | None], wanted: Callable[[int], bool]) -> str | None:
+def _newest(accepted: dict[str, list[int]], wanted: Callable[[int], bool]) -> str | None:
     """The newest TLS version (up to 1.2) with an accepted suite that `wanted` picks."""
     for protocol in ("TLSv1.2", "TLSv1.1", "TLSv1", "SSLv3"):
-        if any(wanted(code) for code in accepted.get(protocol) or ()):
+        if any(wanted(code) for code in accepted.get(protocol, ())):
             return protocol
     return None
 
 
-async def _server_order(run: _Enumeration, accepted: dict[str, list[int] | None]) -> bool | None:
+async def _server_order(run: _Enumeration, accepted: dict[str, list[int]]) -> bool | None:
     """Offer the accepted suites of the newest version in reverse: a server that enforces its
     own order picks the same suite again, one that follows ours picks our new first."""
     for protocol in reversed(_TLS_PROTOCOLS):
-        codes = accepted.get(protocol) or []
+        codes = accepted.get(protocol, [])
         if len(codes) >= 2:
             answer = await run.ask(run.offer(protocol, codes[::-1]))
             if answer is None or answer.suite not in (codes[0], codes[-1]):
@@ -195,19 +200,19 @@ async def _server_order(run: _Enumeration, accepted: dict[str, list[int] | None]
     return None
 
 
-async def _groups(run: _Enumeration, accepted: dict[str, list[int] | None]) -> tuple[str, ...]:
+async def _groups(run: _Enumeration, accepted: dict[str, list[int]]) -> tuple[str, ...]:
     """The key exchange groups, by elimination like the suites: TLS 1.3 names its group in
     the ServerHello (or asks for it in a HelloRetryRequest); older versions in the
     ServerKeyExchange of an ECDHE suite."""
     protocol = "TLSv1.3"
-    suites = accepted.get("TLSv1.3") or []
+    suites = accepted.get("TLSv1.3", [])
     remaining = list(ALL_GROUPS)
     if not suites:
         older = _newest(accepted, lambda code: BY_CODE[code].elliptic_curve)
         if older is None:
             return ()
         protocol = older
-        suites = [code for code in accepted[protocol] or [] if BY_CODE[code].elliptic_curve]
+        suites = [code for code in accepted[protocol] if BY_CODE[code].elliptic_curve]
         remaining = list(ELLIPTIC_GROUPS)
     found: list[int] = []
     while remaining:
@@ -220,14 +225,14 @@ async def _groups(run: _Enumeration, accepted: dict[str, list[int] | None]) -> t
     return tuple(GROUPS[code] for code in found)
 
 
-async def _dh_bits(run: _Enumeration, accepted: dict[str, list[int] | None]) -> int | None:
+async def _dh_bits(run: _Enumeration, accepted: dict[str, list[int]]) -> int | None:
     """The size of the prime of a DHE exchange: first offered without RFC 7919 groups, so the
     server shows the parameters an older client gets; a server that has none of its own
     serves DHE only with those groups, and then their size is the answer."""
     protocol = _newest(accepted, lambda code: BY_CODE[code].diffie_hellman)
     if protocol is None:
         return None
-    suites = [code for code in accepted[protocol] or [] if BY_CODE[code].diffie_hellman]
+    suites = [code for code in accepted[protocol] if BY_CODE[code].diffie_hellman]
     for groups in (ELLIPTIC_GROUPS, ALL_GROUPS):
         answer = await run.ask(run.offer(protocol, suites, groups=groups), want_key_exchange=True)
         if answer is not None and answer.dh_bits is not None:

@@ -67,9 +67,12 @@ def _stls_session(endpoint: EndpointFacts) -> bool:
 
 
 def _protocol_verdict(support: TlsSupport, profile: TlsProfile) -> Verdict:
-    versions = support.accepted_versions
-    accepted = [name for name in PROTOCOLS if versions.get(name)]
-    untested = [name for name in PROTOCOLS if versions.get(name, False) is None]
+    versions, seen = support.accepted_versions, support.cipher_suites
+    # A version whose listing broke off still accepted the suites it showed.
+    accepted = [name for name in PROTOCOLS if versions.get(name) or seen.get(name)]
+    untested = [
+        name for name in PROTOCOLS if versions.get(name, False) is None and not seen.get(name)
+    ]
     outside = [name for name in accepted if name not in profile.versions]
     if outside:
         return "fail", f"{_labels(outside)} accepted"

@@ -256,3 +256,19 @@ def test_an_unknown_profile_is_refused_naming_the_choices() -> None:
 def test_a_profile_naming_a_suite_outside_the_registry_is_refused() -> None:
     with pytest.raises(ValueError, match="TLS_MADE_UP"):
         replace(profile_named("pci-dss-4"), recommended=frozenset({"TLS_MADE_UP"}))
+
+
+def test_a_listing_cut_short_is_judged_by_what_it_showed_and_never_passes() -> None:
+    # The server broke off while TLS 1.0's suites were being listed: TLS 1.0 is accepted
+    # (it chose a suite), but there may be more suites than the one seen.
+    versions = dict(support().accepted_versions) | {"TLSv1": None}
+    cut = {**MODERN_SUITES, "TLSv1": ("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",)}
+    results = checks(only_995_accepting(cut, accepted_versions=versions, error="broke off"))
+    assert results["tls.protocols"].status == "fail"
+    assert "TLS 1.0 accepted" in results["tls.protocols"].summary
+    assert results["tls.ciphers"].status == "error"
+    clean = {**MODERN_SUITES, "TLSv1.3": MODERN_SUITES["TLSv1.3"][:1]}
+    versions = dict(support().accepted_versions) | {"TLSv1.3": None}
+    partial = only_995_accepting(clean, accepted_versions=versions, error="broke off")
+    assert checks(partial)["tls.protocols"].status == "pass"
+    assert checks(partial)["tls.ciphers"].status == "error"
