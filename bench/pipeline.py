@@ -328,7 +328,7 @@ def main() -> None:
     concurrencies = [int(value) for value in args.concurrency.split(",")]
 
     workdir = Path(tempfile.mkdtemp(prefix="popc-pipeline-"))
-    emulator = start_emulator(args.count, workdir / "lab-root.pem")
+    emulator = start_emulator("mixed", args.count, workdir / "lab-root.pem")
     dns_server = DnsServer({SERVICE_NAME: {"A": ["127.0.0.1"]}}).start()
     os.environ["POPC_DNS_RESOLVER"] = dns_server.address
     try:
