@@ -9,6 +9,7 @@ import socket
 import ssl
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from tlslite import HandshakeSettings, TLSConnection
@@ -97,6 +98,21 @@ REFUSED = [
 @pytest.mark.parametrize(("windows", "hello", "alert"), REFUSED)
 def test_what_windows_refuses_gets_its_alert(lab, windows, hello, alert):
     assert ask(lab[windows], hello).alert == alert
+
+
+@pytest.mark.parametrize(
+    ("windows", "protocol", "suite"),
+    [
+        ("2008r2", "TLSv1", "TLS_RSA_WITH_RC4_128_SHA"),
+        ("2016", "TLSv1.2", "TLS_RSA_WITH_3DES_EDE_CBC_SHA"),
+        ("2016", "TLSv1.2", "TLS_RSA_WITH_AES_128_CBC_SHA"),
+    ],
+)
+def test_an_ip_address_as_sni_is_answered_like_a_name(lab, windows, protocol, suite):
+    """testssl.sh names the server by the IP address it was given; SChannel answers it, and
+    so must tlslite-ng (RC4, 3DES) as well as OpenSSL."""
+    hello = replace(offer(protocol, suite), sni=lab[windows].address)
+    assert chose(ask(lab[windows], hello)) == (protocol, suite)
 
 
 def test_windows_order_wins_over_the_client_order(lab):
