@@ -224,6 +224,26 @@ def exchange_tls(exchange: str, windows: str, *, sslv2: bool = False) -> TlsProf
     return TlsProfile(defaults, protocols, sslv2)
 
 
+def served(profile: TlsProfile) -> dict[str, list[str]]:
+    """The suites `profile` serves per version with the lab's RSA certificate, in SChannel's
+    order, read from its lists rather than by asking it: what a complete enumeration finds."""
+    data = profile.windows
+    expected: dict[str, list[str]] = {}
+    for protocol in profile.protocols:
+        if protocol == "TLSv1.3":
+            names = [suite.name for suite in data.tls13_suites]
+        else:
+            names = []
+            for entry in data.suites:
+                suite = entry.suite
+                usable = _carries(data, protocol, suite) and _key_serves(suite, ecdsa_key=False)
+                if usable and suite.name not in names:  # the P-256 and P-384 lines of one suite
+                    names.append(suite.name)
+        if names:
+            expected[protocol] = names
+    return expected
+
+
 @dataclass(frozen=True)
 class Offer:
     """What a ClientHello asks for: the versions it can speak (highest first), its suites,

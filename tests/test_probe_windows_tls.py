@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 
 from pop3lab.config import EndpointConfig
-from pop3lab.schannel import EXCHANGE_ON_WINDOWS, exchange_tls
-from scanner._suites import PROTOCOLS
+from pop3lab.schannel import EXCHANGE_ON_WINDOWS, exchange_tls, served
 from tests.conftest import check_of, lab_policy
 
 PAIRS = [
@@ -16,34 +15,11 @@ PAIRS = [
 ]
 
 
-def served(exchange: str, windows: str) -> dict[str, list[str]]:
-    """What SChannel with an RSA certificate serves per version, in its order, from the
-    emulator's data (independent of the scanner's elimination)."""
-    profile = exchange_tls(exchange, windows)
-    data = profile.windows
-    expected: dict[str, list[str]] = {}
-    for protocol in profile.protocols:
-        if protocol == "TLSv1.3":
-            names = [suite.name for suite in data.tls13_suites]
-        else:
-            names = []
-            for entry in data.suites:
-                suite = entry.suite
-                too_new = PROTOCOLS.index(suite.oldest_protocol) > PROTOCOLS.index(protocol)
-                ssl3_only = protocol == "SSLv3" and suite.name not in data.ssl3_suites
-                rsa_key = "ECDSA" not in suite.key_exchange and "_DSS" not in suite.key_exchange
-                if not too_new and not ssl3_only and rsa_key and suite.name not in names:
-                    names.append(suite.name)
-        if names:
-            expected[protocol] = names
-    return expected
-
-
 @pytest.mark.parametrize(("exchange", "windows"), PAIRS)
 def test_the_enumeration_is_exactly_what_schannel_serves_in_its_order(emulated, exchange, windows):
     report = emulated.scan(EndpointConfig(profile=exchange, windows=windows))
     endpoint = report.endpoints[0]
-    expected = served(exchange, windows)
+    expected = served(exchange_tls(exchange, windows))
     for support in (endpoint.pop3s.support, endpoint.pop3.stls.support):
         assert support is not None and support.error is None
         assert {name: list(suites) for name, suites in support.cipher_suites.items()} == expected
