@@ -57,8 +57,11 @@ format: deps
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Debian packages the benchmarks use: Redis, PostgreSQL, testssl.sh (bench/peers.py).
 bench: deps
+	@scripts/system-deps.sh bench
 	$(PY) bench/scan_fleet.py
+	$(PY) bench/peers.py
 	$(PY) bench/pipeline.py
 	$(PY) bench/dashboard.py
 	$(PY) bench/digest.py

@@ -1,4 +1,5 @@
-"""What the benchmarks share: a throwaway PostgreSQL database and stopping a process group."""
+"""What the benchmarks share: a throwaway PostgreSQL database, the emulator in its own process
+and stopping a process group."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 PG = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
 
@@ -40,3 +45,15 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def start_lab(*arguments: str) -> subprocess.Popen[str]:
+    """`python -m pop3lab` with `arguments` in a process of its own (so the emulator gets a
+    core), returned once it says `ready`; the caller terminates it."""
+    command = [sys.executable, "-m", "pop3lab", *arguments]
+    lab = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert lab.stdout is not None
+    for line in lab.stdout:
+        if line.strip() == "ready":
+            return lab
+    raise SystemExit(f"the emulator did not start (exit status {lab.wait()})")

@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._support import start_lab  # noqa: E402
 from scanner import Policy, ScanReport, Settings, Target, TlsSupport  # noqa: E402
 from scanner._probe import scan  # noqa: E402
 from tests.dnsserver import DnsServer  # noqa: E402
@@ -37,17 +38,10 @@ FLEETS = {"mixed": "mixed", "windows": "windows-mix"}
 
 
 def start_emulator(fleet: str, count: int, ca_out: Path) -> subprocess.Popen[str]:
-    command = [
-        sys.executable, "-m", "pop3lab", f"--{FLEETS[fleet]}", "--count", str(count),
-        "--base", BASE, "--pop3-port", str(POP3_PORT), "--pop3s-port", str(POP3S_PORT),
-        "--ca-out", str(ca_out),
-    ]  # fmt: skip
-    emulator = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert emulator.stdout is not None
-    for line in emulator.stdout:
-        if line.strip() == "ready":
-            return emulator
-    raise SystemExit(f"the emulator did not start (exit status {emulator.wait()})")
+    return start_lab(
+        f"--{FLEETS[fleet]}", "--count", str(count), "--base", BASE,
+        "--pop3-port", str(POP3_PORT), "--pop3s-port", str(POP3S_PORT), "--ca-out", str(ca_out),
+    )  # fmt: skip
 
 
 def targets(count: int) -> list[Target]:

@@ -17,7 +17,14 @@ case "${1:-test}" in
     # conflict with dovecot-pop3d and mailutils-pop3d, so they are unpacked, never installed.
     courier=(courier-pop courier-base courier-authlib libcourier-unicode4)
     ;;
-  *) echo "usage: $0 test" >&2; exit 2 ;;
+  # The benchmarks start their own redis-server and keep their databases in PostgreSQL;
+  # bench/peers.py times testssl.sh (and sslyze, which it installs into a venv of its own)
+  # beside the scanner; strace is how it can show whom they connect to.
+  bench)
+    wanted=(redis-server postgresql testssl.sh strace)
+    courier=()
+    ;;
+  *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
 # Where the tests look for Courier (tests/gnutls_servers.py reads the same path).
 courier_dir="$(cd "$(dirname "$0")/.." && pwd)/.courier"
@@ -103,5 +110,5 @@ start_postgres() {
 }
 
 install_missing
-unpack_courier
+[ ${#courier[@]} -eq 0 ] || unpack_courier
 start_postgres
