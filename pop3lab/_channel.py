@@ -80,6 +80,18 @@ class Channel:
                 return line
             self._buffer += chunk
 
+    async def read_exactly(self, size: int) -> bytes:
+        """The next `size` bytes (the caller has capped `size`); IncompleteReadError at end of
+        stream."""
+        while len(self._buffer) < size:
+            chunk = await self._receive()
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(self._buffer), size)
+            self._buffer += chunk
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
     async def write(self, data: bytes) -> None:
         """Send application data and wait until the transport buffer has drained."""
         if self._tls is None:

@@ -32,6 +32,8 @@ class Action(enum.Enum):
     CONTINUE = "continue"
     CLOSE = "close"
     START_TLS = "start_tls"
+    # Read exactly `Reply.literal` bytes and hand them to the session's `literal` (IMAP).
+    LITERAL = "literal"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class Reply:
 
     lines: tuple[str, ...]
     action: Action = Action.CONTINUE
+    literal: int = 0
 
     def encode(self) -> bytes:
         """The bytes on the wire; each line is cut to the 512-byte POP3 limit."""

@@ -9,11 +9,19 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
-from pop3lab.schannel import TlsProfile, exchange_tls
+from pop3lab.ntlm import NtlmNames
+from pop3lab.schannel import EXCHANGE_ON_WINDOWS, WINDOWS, TlsProfile, exchange_tls
 
 EXCHANGE_PROFILES = ("exchange2010", "exchange2013", "exchange2016", "exchange2019")
 PROFILES = (*EXCHANGE_PROFILES, "generic", "dovecot_like")
 LOGIN_TYPES = ("SecureLogin", "PlainTextAuthentication", "PlainTextLogin")
+# Frozen, so one shared default is safe.
+DEFAULT_NTLM_NAMES = NtlmNames()
+# Every listener an endpoint can have; each is switched on by the config field of its name.
+SERVICES = ("pop3", "pop3s", "imap", "imaps", "submission", "submissions")
+# The values of a receive connector's AuthMechanism that decide what SMTP submission offers
+# (Set-ReceiveConnector); the Client Frontend connector has all four by default.
+SUBMISSION_AUTH = ("Tls", "Integrated", "BasicAuth", "BasicAuthRequireTLS")
 
 # Spellings people actually type, mapped to the ssl enum. "TLSv1" is OpenSSL's name for 1.0.
 _TLS_NAMES = {
@@ -56,6 +64,14 @@ class EndpointConfig:
     TLS as SChannel does on that Windows Server (pop3lab.schannel): its protocols, suites
     and their order, curves and DHE size, in place of `tls_versions`. `sslv2` lets a 2008 R2
     profile answer SSL 2.0 hellos (its default depends on the update level).
+
+    IMAP4 (ports 143/993) and SMTP submission (587 with STARTTLS, 465 with implicit TLS) are
+    off unless `imap`/`imaps`/`submission`/`submissions` turn them on. `imap_login_type` and
+    `imap_ntlm` are Set-ImapSettings' LoginType and EnableGSSAPIAndNTLMAuth; None takes the
+    POP3 value (resolved on construction). `submission_auth` is the connector's
+    AuthMechanism, any of `SUBMISSION_AUTH` (a comma-separated string is accepted).
+    `ntlm_names` are what an NTLM CHALLENGE discloses; its Version field is the build of
+    `windows`, or of the oldest Windows the Exchange release runs on.
     """
 
     profile: str = "exchange2016"
@@ -77,6 +93,14 @@ class EndpointConfig:
     sasl_only: bool = False
     windows: str | None = None
     sslv2: bool = False
+    imap: bool = False
+    imaps: bool = False
+    imap_login_type: str | None = None
+    imap_ntlm: bool | None = None
+    submission: bool = False
+    submissions: bool = False
+    submission_auth: tuple[str, ...] | str = SUBMISSION_AUTH
+    ntlm_names: NtlmNames = DEFAULT_NTLM_NAMES
 
     def __post_init__(self) -> None:
         """Reject nonsense early, where the mistake is made, and normalise TLS versions."""
@@ -84,6 +108,8 @@ class EndpointConfig:
             raise ValueError(f"profile must be one of {PROFILES}, not {self.profile!r}")
         if self.login_type not in LOGIN_TYPES:
             raise ValueError(f"login_type must be one of {LOGIN_TYPES}, not {self.login_type!r}")
+        if self.imap_login_type not in (None, *LOGIN_TYPES):
+            raise ValueError(f"imap_login_type must be one of {LOGIN_TYPES}")
         low, high = (parse_tls_version(v) for v in self.tls_versions)
         if low > high:
             raise ValueError(f"tls_versions minimum {low.name} is above maximum {high.name}")
@@ -96,6 +122,11 @@ class EndpointConfig:
         # Frozen dataclasses can only be normalised through object.__setattr__.
         object.__setattr__(self, "tls_versions", (low, high))
         object.__setattr__(self, "accounts", tuple(sorted(dict(self.accounts).items())))
+        if self.imap_login_type is None:
+            object.__setattr__(self, "imap_login_type", self.login_type)
+        if self.imap_ntlm is None:
+            object.__setattr__(self, "imap_ntlm", self.ntlm)
+        object.__setattr__(self, "submission_auth", _auth_mechanisms(self.submission_auth))
 
     @property
     def is_exchange(self) -> bool:
@@ -132,3 +163,35 @@ class EndpointConfig:
     def plaintext_login(self) -> bool:
         """Whether a password would be accepted before TLS (what the scanner must find)."""
         return self.login_type == "PlainTextLogin"
+
+    @property
+    def imap_plaintext_login(self) -> bool:
+        """Whether IMAP would take a password before TLS (Set-ImapSettings' PlainTextLogin)."""
+        return self.imap_login_type == "PlainTextLogin"
+
+    @property
+    def submission_plaintext_auth(self) -> bool:
+        """Whether SMTP submission would take a password before TLS: basic authentication
+        without BasicAuthRequireTLS."""
+        auth = self.submission_auth
+        return "BasicAuth" in auth and "BasicAuthRequireTLS" not in auth
+
+    @property
+    def ntlm_version(self) -> tuple[int, int, int]:
+        """The Windows build an NTLM CHALLENGE reports: the endpoint's Windows, else the
+        oldest one its Exchange release runs on."""
+        windows = self.windows or EXCHANGE_ON_WINDOWS.get(self.profile, ("2016",))[0]
+        return WINDOWS[windows].build
+
+
+def _auth_mechanisms(value: tuple[str, ...] | str) -> tuple[str, ...]:
+    """AuthMechanism as a tuple in `SUBMISSION_AUTH` order, checked as Exchange checks it:
+    BasicAuthRequireTLS needs BasicAuth and Tls."""
+    names = {part.strip() for part in value.split(",")} if isinstance(value, str) else set(value)
+    names.discard("")
+    unknown = names - set(SUBMISSION_AUTH)
+    if unknown:
+        raise ValueError(f"submission_auth values must be among {SUBMISSION_AUTH}: {unknown}")
+    if "BasicAuthRequireTLS" in names and not {"BasicAuth", "Tls"} <= names:
+        raise ValueError("BasicAuthRequireTLS needs BasicAuth and Tls")
+    return tuple(name for name in SUBMISSION_AUTH if name in names)

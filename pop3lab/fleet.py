@@ -7,11 +7,12 @@ the manifest that `describe` produces.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import asdict
 from typing import Any
 
-from pop3lab.config import EndpointConfig
+from pop3lab.config import SERVICES, EndpointConfig
 from pop3lab.hostile import BEHAVIOURS, HostileConfig
 from pop3lab.lab import AnyConfig, BoundEndpoint, EndpointSpec
 from pop3lab.schannel import EXCHANGE_ON_WINDOWS
@@ -82,6 +83,16 @@ def windows_fleet(count: int, base: str) -> list[EndpointSpec]:
     ]
 
 
+def serving(fleet: list[EndpointSpec], services: tuple[str, ...]) -> list[EndpointSpec]:
+    """The same fleet with `services` (names from pop3lab.config.SERVICES) switched on too,
+    e.g. ("imap", "imaps", "submission") for a host that serves all three protocols."""
+    unknown = set(services) - set(SERVICES)
+    if unknown:
+        raise ValueError(f"unknown services {sorted(unknown)}; known: {SERVICES}")
+    switched = dict.fromkeys(services, True)
+    return [(address, dataclasses.replace(config, **switched)) for address, config in fleet]
+
+
 def hostile_fleet(base: str, interval: float = 1.0) -> list[EndpointSpec]:
     """One endpoint per hostile behaviour, in a stable (alphabetical) order."""
     names = sorted(BEHAVIOURS)
@@ -95,10 +106,5 @@ def describe(bound: BoundEndpoint) -> dict[str, Any]:
     if "tls_versions" in config:
         config["tls_versions"] = [version.name for version in config["tls_versions"]]
     kind = "hostile" if isinstance(bound.config, HostileConfig) else "emulated"
-    return {
-        "address": bound.address,
-        "pop3_port": bound.pop3_port,
-        "pop3s_port": bound.pop3s_port,
-        "kind": kind,
-        "config": config,
-    }
+    ports = {f"{service}_port": bound.port(service) for service in SERVICES}
+    return {"address": bound.address, **ports, "kind": kind, "config": config}

@@ -35,6 +35,11 @@ class HostileConfig:
     behaviour: str
     pop3: bool = True
     pop3s: bool = True
+    # The same behaviour on the IMAP and submission ports, for those protocols' probes.
+    imap: bool = False
+    imaps: bool = False
+    submission: bool = False
+    submissions: bool = False
     interval: float = 1.0
     # The tls_* behaviours answer the ClientHello straight away (an implicit-TLS port), or
     # with `after_stls` once a POP3 dialogue has accepted STLS.

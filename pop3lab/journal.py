@@ -29,8 +29,11 @@ class ConnectionLog:
     (None while it has not), so `before_tls` is everything the client sent outside TLS
     (handshake records included, which never carry application data). `rejected_commands`
     is the server's count of commands it held against the client (Exchange hangs up at the
-    third), the one its session reads to decide when to hang up."""
+    third), the one its session reads to decide when to hang up. `service` names the listener
+    the connection came in on (pop3lab.config.SERVICES), `peer` the client's address."""
 
+    service: str = "pop3"
+    peer: str = ""
     received: bytearray = field(default_factory=bytearray)
     tls_at: int | None = None
     logins: list[LoginAttempt] = field(default_factory=list)
@@ -65,10 +68,14 @@ class Journal:
 
     connections: list[ConnectionLog] = field(default_factory=list)
 
-    def open(self) -> ConnectionLog:
-        log = ConnectionLog()
+    def open(self, service: str = "pop3") -> ConnectionLog:
+        log = ConnectionLog(service)
         self.connections.append(log)
         return log
+
+    def on(self, service: str) -> list[ConnectionLog]:
+        """The connections that came in on one listener, in order."""
+        return [log for log in self.connections if log.service == service]
 
     @property
     def logins(self) -> list[LoginAttempt]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pop3lab._session import Action, Reply, Session
 from pop3lab.config import EndpointConfig
 from pop3lab.journal import ConnectionLog
+from pop3lab.ntlm import NtlmServer
 
 
 class ExchangeSession(Session):
@@ -57,6 +58,7 @@ class ExchangeSession(Session):
         year = config.profile.removeprefix("exchange")
         self.quit_text = f"+OK Microsoft Exchange Server {year} POP3 server signing off."
         self.failed_logins = 0
+        self.ntlm: NtlmServer | None = None
 
     def sasl_mechanisms(self) -> list[str]:
         """NTLM/GSSAPI unless SecureLogin before TLS; PLAIN only where passwords may flow."""
@@ -131,7 +133,18 @@ class ExchangeSession(Session):
             return Reply((self.bad_argument_text,))
         if mechanism == "PLAIN" and not self.plaintext_allowed():
             return Reply((self.invalid_state_text,))
+        if mechanism == "NTLM":
+            self.ntlm = NtlmServer(self.config.ntlm_names, self.config.ntlm_version)
         return super().cmd_auth(arg)
+
+    def sasl_answer(self, mechanism: str, response: str) -> Reply:
+        """NTLM's NEGOTIATE earns a `+ <CHALLENGE>`; what follows it fails as usual."""
+        if mechanism == "NTLM" and self.ntlm is not None:
+            challenge = self.ntlm.step(response)
+            if challenge is not None:
+                self.sasl_pending = mechanism
+                return Reply((f"+ {challenge}",))
+        return super().sasl_answer(mechanism, response)
 
 
 class DovecotSession(Session):

@@ -136,13 +136,16 @@ class WindowsTls:
 
     `sslv2` is an option of 2008 R2 only: Microsoft's table says its SSL 2.0 server side is
     enabled, but whether it still answers depends on the update level, so it is never
-    assumed."""
+    assumed. `build` is (major, minor, build) as NTLM's Version field reports it (2008 R2 with
+    its service pack 1).
+    """
 
     name: str
     protocols: tuple[str, ...]
     suites: tuple[SuiteEntry, ...]
     curves: tuple[int, ...]
     dh_bits: int
+    build: tuple[int, int, int]
     tls13_suites: tuple[Suite, ...] = ()
     ssl3_suites: frozenset[str] = field(default=_SSL3_SUITES)
     sslv2_possible: bool = False
@@ -156,6 +159,7 @@ WINDOWS: dict[str, WindowsTls] = {
         _entries(_WINDOWS_7_AND_8_1),
         (P256, P384),
         1024,
+        build=(6, 1, 7601),
         sslv2_possible=True,
     ),
     "2012r2": WindowsTls(
@@ -164,6 +168,7 @@ WINDOWS: dict[str, WindowsTls] = {
         _entries(_WINDOWS_7_AND_8_1),
         (P256, P384),
         1024,
+        build=(6, 3, 9600),
     ),
     # From 2016 the DHE prime is 2048 bits (ServerMinKeyBitLength's default); SSL 3.0 is
     # disabled and SSL 2.0 removed.
@@ -173,6 +178,7 @@ WINDOWS: dict[str, WindowsTls] = {
         _entries(_WINDOWS_2016),
         (X25519, P256, P384),
         2048,
+        build=(10, 0, 14393),
     ),
     "2019": WindowsTls(
         "Windows Server 2019",
@@ -180,6 +186,7 @@ WINDOWS: dict[str, WindowsTls] = {
         _entries(_WINDOWS_2019),
         (X25519, P256, P384),
         2048,
+        build=(10, 0, 17763),
     ),
     "2022": WindowsTls(
         "Windows Server 2022",
@@ -187,6 +194,7 @@ WINDOWS: dict[str, WindowsTls] = {
         _entries(_WINDOWS_2022),
         (X25519, P256, P384),
         2048,
+        build=(10, 0, 20348),
         tls13_suites=tuple(BY_NAME[name] for name in _TLS13_SUITES),
     ),
 }

@@ -1,4 +1,8 @@
-"""Connection handlers: read lines, ask the session, write replies, switch to TLS on STLS.
+"""Connection handlers: read lines, ask the session, write replies, switch to TLS on request.
+
+One pair of handlers serves every protocol: a cleartext port (POP3 110, IMAP 143, submission
+587) that may upgrade, and an implicit-TLS port (995, 993, 465). The protocol lives entirely in
+the session (pop3lab.profiles, imap_profiles, smtp_profiles).
 
 These are the only places in the emulator that do I/O. Every read is bounded in time (the
 endpoint's idle timeout) and size (`LINE_LIMIT`), and every network error simply ends the
@@ -10,19 +14,23 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from pop3lab._channel import Channel, LineTooLong
-from pop3lab._session import Action, Session
+from pop3lab._session import Action, Reply
 from pop3lab._tls import TlsSetup
 from pop3lab.config import EndpointConfig
+from pop3lab.imap_profiles import make_imap_session
 from pop3lab.journal import ConnectionLog
 from pop3lab.profiles import make_session
+from pop3lab.smtp_profiles import make_smtp_session
 
 # Longest command line accepted (RFC 2449 says 255 octets; SASL blobs may be longer).
 LINE_LIMIT = 4096
 TLS_HANDSHAKE_TIMEOUT = 10.0
-# What Exchange sends, in plaintext, on the POP3S port when no certificate is bound.
+# What Exchange sends, in plaintext, on its implicit-TLS ports when no certificate is bound.
 NO_CERT_POP3S_REPLY = b"-ERR Connection is closed. 13\r\n"
+NO_CERT_IMAPS_REPLY = b"* BYE Connection is closed. 14\r\n"
 # Errors that mean "the peer went away or broke the protocol": end quietly.
 PEER_ERRORS = (ConnectionError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError, OSError)
 
@@ -30,22 +38,64 @@ PEER_ERRORS = (ConnectionError, ssl.SSLError, TimeoutError, asyncio.IncompleteRe
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, ConnectionLog], Awaitable[None]]
 
 
-def pop3_handler(config: EndpointConfig, tls: TlsSetup | None) -> Handler:
-    """Handler for the cleartext port: greeting, commands, STLS upgrade if possible."""
+class Conversation(Protocol):
+    """What a handler needs of a session: POP3's, IMAP's and SMTP's all have this shape."""
+
+    config: EndpointConfig
+
+    def greeting(self) -> Reply: ...
+    def handle(self, line: bytes) -> Reply: ...
+    def command_too_long(self) -> Reply: ...
+    def idle_timeout(self) -> Reply | None: ...
+    def tls_started(self) -> None: ...
+
+
+class SessionFactory(Protocol):
+    """make_session, make_imap_session or make_smtp_session."""
+
+    def __call__(
+        self, config: EndpointConfig, *, tls: bool = ..., log: ConnectionLog | None = ...
+    ) -> Conversation: ...
+
+
+def handlers(config: EndpointConfig, tls: TlsSetup | None) -> dict[str, Handler]:
+    """The handler of every service (pop3lab.config.SERVICES) of one endpoint."""
+    exchange = config.is_exchange
+    return {
+        "pop3": cleartext_handler(config, tls, make_session),
+        "pop3s": implicit_tls_handler(
+            config, tls, make_session, NO_CERT_POP3S_REPLY if exchange else b""
+        ),
+        "imap": cleartext_handler(config, tls, make_imap_session),
+        "imaps": implicit_tls_handler(
+            config, tls, make_imap_session, NO_CERT_IMAPS_REPLY if exchange else b""
+        ),
+        "submission": cleartext_handler(config, tls, make_smtp_session),
+        "submissions": implicit_tls_handler(config, tls, make_smtp_session, b""),
+    }
+
+
+def cleartext_handler(
+    config: EndpointConfig, tls: TlsSetup | None, new_session: SessionFactory
+) -> Handler:
+    """Handler for a cleartext port: greeting, commands, an upgrade to TLS if possible."""
 
     async def handle(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log: ConnectionLog
     ) -> None:
         channel = Channel(reader, writer, LINE_LIMIT, log)
-        await _converse(channel, make_session(config, log=log), tls)
+        await _converse(channel, new_session(config, log=log), tls)
 
     return handle
 
 
-def pop3s_handler(config: EndpointConfig, tls: TlsSetup | None) -> Handler:
-    """Handler for the implicit-TLS port: handshake, then the greeting inside TLS.
+def implicit_tls_handler(
+    config: EndpointConfig, tls: TlsSetup | None, new_session: SessionFactory, no_cert: bytes
+) -> Handler:
+    """Handler for an implicit-TLS port: handshake, then the greeting inside TLS.
 
-    With no certificate bound, Exchange says why in plaintext and hangs up; others just hang up.
+    With no certificate bound the handshake cannot happen: the server sends `no_cert` in
+    plaintext (Exchange says why; others send nothing) and hangs up.
     """
 
     async def handle(
@@ -54,20 +104,20 @@ def pop3s_handler(config: EndpointConfig, tls: TlsSetup | None) -> Handler:
         channel = Channel(reader, writer, LINE_LIMIT, log)
         try:
             if tls is None:
-                if config.is_exchange:
-                    await channel.write(NO_CERT_POP3S_REPLY)
+                if no_cert:
+                    await channel.write(no_cert)
                 channel.close()
                 return
             await channel.start_tls(tls, TLS_HANDSHAKE_TIMEOUT)
         except PEER_ERRORS:
             channel.close()
             return
-        await _converse(channel, make_session(config, tls=True, log=log), tls)
+        await _converse(channel, new_session(config, tls=True, log=log), tls)
 
     return handle
 
 
-async def _converse(channel: Channel, session: Session, tls: TlsSetup | None) -> None:
+async def _converse(channel: Channel, session: Conversation, tls: TlsSetup | None) -> None:
     """Run one conversation to its end, whatever the peer does."""
     try:
         await channel.write(session.greeting().encode())
@@ -79,7 +129,7 @@ async def _converse(channel: Channel, session: Session, tls: TlsSetup | None) ->
         channel.close()
 
 
-async def _step(channel: Channel, session: Session, tls: TlsSetup | None) -> bool:
+async def _step(channel: Channel, session: Conversation, tls: TlsSetup | None) -> bool:
     """Answer one line; False when the conversation is over."""
     try:
         line = await asyncio.wait_for(channel.readline(), session.config.idle_timeout)
@@ -97,8 +147,14 @@ async def _step(channel: Channel, session: Session, tls: TlsSetup | None) -> boo
     await channel.write(reply.encode())
     if reply.action is Action.CLOSE:
         return False
+    if reply.action is Action.LITERAL:
+        # Only IMAP sessions ask for literals, and they cap `reply.literal` first.
+        data = await asyncio.wait_for(
+            channel.read_exactly(reply.literal), session.config.idle_timeout
+        )
+        session.literal(data)  # type: ignore[attr-defined]
     if reply.action is Action.START_TLS:
-        assert tls is not None, "a session offers STLS only when a certificate is bound"
+        assert tls is not None, "a session offers TLS only when a certificate is bound"
         await channel.start_tls(tls, TLS_HANDSHAKE_TIMEOUT)
         session.tls_started()
     return True
