@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from pop3lab import EndpointConfig, LabThread
+from pop3lab import EndpointConfig, HostileConfig, LabThread
+from tests.conftest import next_address
 from tests.lab_client import LineClient, serve, trusting
 
 EX_GREETING = "* OK The Microsoft Exchange IMAP4 service is ready."
@@ -256,3 +257,13 @@ def test_imap_ports_are_off_unless_asked(lab: LabThread) -> None:
     endpoint = serve(lab, EndpointConfig())
     assert endpoint.imap_port is None and endpoint.imaps_port is None
     assert [log.service for log in endpoint.journal.connections] == []
+
+
+def test_hostile_behaviours_can_answer_on_the_imap_ports(lab: LabThread) -> None:
+    address = next_address()
+    endpoint = lab.add([(address, HostileConfig("close_after_banner", imap=True))])[address]
+    assert endpoint.imaps_port is None and endpoint.submission_port is None
+    with LineClient(endpoint.address, endpoint.imap_port) as client:
+        assert client.line().startswith("+OK")
+        assert client.at_eof()
+    assert [log.service for log in endpoint.journal.connections] == ["imap"]

@@ -3,13 +3,18 @@ and the generic and Dovecot-like refusals, spoken to with raw lines and with smt
 
 from __future__ import annotations
 
+import json
 import re
 import smtplib
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pop3lab import EndpointConfig, LabThread
+from pop3lab.config import SERVICES
 from tests.lab_client import LineClient, serve, trusting
 
 PASSWORD = "s3cret-lab-password"
@@ -195,3 +200,25 @@ def test_invalid_auth_mechanism_settings_are_refused() -> None:
         EndpointConfig(submission_auth="BasicAuthRequireTLS")
     with pytest.raises(ValueError, match="must be among"):
         EndpointConfig(submission_auth="Tls,Anonymous")
+
+
+def test_cli_serves_imap_and_submission_on_every_host_of_a_fleet(tmp_path: Path) -> None:
+    manifest = tmp_path / "fleet.json"
+    args = ["--count", "3", "--base", "127.79.1.1", "--mixed", "--imap", "--submission"]
+    for service in SERVICES:
+        args += [f"--{service}-port", "0"]
+    command = [sys.executable, "-m", "pop3lab", *args, "--manifest", str(manifest)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            while (line := proc.stdout.readline()) and line.strip() != "ready":
+                summary = line
+            entries = json.loads(manifest.read_text())
+            first = entries[0]
+            with LineClient(first["address"], first["submission_port"]) as client:
+                assert BANNER.fullmatch(client.line())
+        finally:
+            proc.terminate()
+    assert proc.returncode == 0
+    assert "imap ephemeral" in summary and "submissions ephemeral" in summary
+    assert all(None not in (e["imap_port"], e["imaps_port"], e["submission_port"]) for e in entries)
