@@ -194,7 +194,7 @@ class SmtpSession:
             return self.reject(self.bad_arguments_text)
         if mechanism not in self.mechanisms():
             return self.auth_refused(mechanism)
-        if mechanism in ("NTLM", "GSSAPI"):
+        if mechanism == "NTLM":
             self.ntlm = NtlmServer(self.config.ntlm_names, self.config.ntlm_version)
         if initial and initial != "=":
             return self.sasl_answer(mechanism, initial)

@@ -267,3 +267,31 @@ def test_hostile_behaviours_can_answer_on_the_imap_ports(lab: LabThread) -> None
         assert client.line().startswith("+OK")
         assert client.at_eof()
     assert [log.service for log in endpoint.journal.connections] == ["imap"]
+
+
+def test_exchange_reads_past_a_refused_non_synchronising_literal(lab: LabThread) -> None:
+    client, endpoint = greeted(lab, exchange("SecureLogin"))
+    with client:
+        client.send("a1 LOGIN {5+}")
+        client.sock.sendall(b"alice {6+}\r\nsecret\r\n")
+        assert client.line() == "a1 BAD Command received in Invalid state."
+        assert client.ask("n1 NOOP") == "n1 OK NOOP completed."
+    assert endpoint.journal.logins == []
+
+
+@pytest.mark.parametrize("windows", ["2012r2", "2019"])
+def test_imap_tls_is_served_as_schannel_serves_it(lab: LabThread, windows: str) -> None:
+    config = EndpointConfig(
+        "exchange2016" if windows == "2012r2" else "exchange2019",
+        windows=windows,
+        imap=True,
+        imaps=True,
+    )
+    client, endpoint = greeted(lab, config)
+    with client:
+        assert client.ask("s1 STARTTLS") == "s1 OK Begin TLS negotiation now."
+        client.starttls()
+        assert client.sock.version() == "TLSv1.2"
+        assert client.ask("n1 NOOP") == "n1 OK NOOP completed."
+    with LineClient(endpoint.address, endpoint.imaps_port, tls=True) as client:
+        assert client.line() == EX_GREETING
