@@ -82,6 +82,13 @@ class PrivateServer:
     def __repr__(self) -> str:
         return self.kind
 
+    @property
+    def pid(self) -> int:
+        """The server's process id, which is also its process group's (it runs in its own)."""
+        if self._process is None:
+            raise ServerError(f"{self!r} is not running")
+        return self._process.pid
+
     def start(self) -> Self:
         """Write the files, run the server and wait until it answers; ServerError if not."""
         self._check_installed()
