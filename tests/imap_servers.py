@@ -86,32 +86,12 @@ class MailutilsImap(PrivateServer):
         (directory / "chain.pem").write_bytes(bundle.chain_pem)
         (directory / "key.pem").touch(mode=0o600)
         (directory / "key.pem").write_bytes(bundle.key_pem)
-        # After login imap4d becomes the account's user, nobody, who must reach its mail.
-        nobody = pwd.getpwnam("nobody")
-        for name in ("home", "spool"):
-            (directory / name).mkdir(mode=0o700)
-            os.chown(directory / name, nobody.pw_uid, nobody.pw_gid)
-        user, password = ACCOUNT
-        (directory / "passwd").write_text(
-            with_lines(
-                "/etc/passwd",
-                f"{user}:x:{nobody.pw_uid}:{nobody.pw_gid}::{directory}/home:/usr/sbin/nologin",
-            )
-        )
-        (directory / "shadow").touch(mode=0o600)
-        (directory / "shadow").write_text(f"{user}:{_crypt(password)}:19000:0:99999:7:::\n")
-        (directory / "hosts").write_text(
-            with_lines("/etc/hosts", f"127.0.0.1 {socket.gethostname()}")
-        )
         (directory / "imap4d.conf").write_text(self.render_config(directory))
         binary = sbin("imap4d")
         assert binary is not None
-        private = {
-            name: directory / Path(name).name
-            for name in ("/etc/passwd", "/etc/shadow", "/etc/hosts")
-        }
         return with_private_files(
-            private, [binary, f"--config-file={directory}/imap4d.conf", "--foreground"]
+            _write_system_files(directory),
+            [binary, f"--config-file={directory}/imap4d.conf", "--foreground"],
         )
 
     def render_config(self, directory: Path) -> str:
@@ -139,6 +119,26 @@ server {HOST}:{self.tls_port} {{ tls-mode connection; }};
             (HOST, self.required_port, b"* OK"),
             (HOST, self.tls_port, b""),
         ]
+
+
+def _write_system_files(directory: Path) -> dict[str, Path]:
+    """The private /etc/passwd, /etc/shadow and /etc/hosts imap4d sees, written into `directory`:
+    ACCOUNT as the user nobody, at home there, and this host's name."""
+    # After login imap4d becomes the account's user, who must reach its mail.
+    nobody = pwd.getpwnam("nobody")
+    for name in ("home", "spool"):
+        (directory / name).mkdir(mode=0o700)
+        os.chown(directory / name, nobody.pw_uid, nobody.pw_gid)
+    user, password = ACCOUNT
+    home = f"{directory}/home"
+    entry = f"{user}:x:{nobody.pw_uid}:{nobody.pw_gid}::{home}:/usr/sbin/nologin"
+    (directory / "passwd").write_text(with_lines("/etc/passwd", entry))
+    (directory / "shadow").touch(mode=0o600)
+    (directory / "shadow").write_text(f"{user}:{_crypt(password)}:19000:0:99999:7:::\n")
+    (directory / "hosts").write_text(with_lines("/etc/hosts", f"127.0.0.1 {socket.gethostname()}"))
+    return {
+        path: directory / Path(path).name for path in ("/etc/passwd", "/etc/shadow", "/etc/hosts")
+    }
 
 
 def _crypt(password: str) -> str:

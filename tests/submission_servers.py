@@ -89,18 +89,7 @@ class Postfix(PrivateServer):
         return super()._environment() | {"LD_LIBRARY_PATH": str(POSTFIX_DIR / "usr/lib/postfix")}
 
     def _spawn(self, directory: Path) -> list[str]:
-        uid, gid = _unused_id("/etc/passwd"), _unused_id("/etc/group")
-        (directory / "passwd").write_text(
-            with_lines("/etc/passwd", f"{MAIL_OWNER}:x:{uid}:{gid}::/nonexistent:/usr/sbin/nologin")
-        )
-        (directory / "group").write_text(
-            with_lines("/etc/group", f"{MAIL_OWNER}:x:{gid}:", f"{SETGID_GROUP}:x:{gid + 1}:")
-        )
-        for name, (mode, owned) in _DIRECTORIES.items():
-            (directory / name).mkdir()
-            (directory / name).chmod(mode)
-            if owned:
-                os.chown(directory / name, uid, gid if name != "queue/public" else gid + 1)
+        private = _write_users_and_directories(directory)
         bundle = make_cert("good", SERVICE_NAME)
         key_and_chain = directory / "key-and-chain.pem"
         key_and_chain.touch(mode=0o600)
@@ -113,7 +102,6 @@ class Postfix(PrivateServer):
             # old, in case an editor is still writing it: one from the past starts 2 s sooner.
             os.utime(path, (time.time() - 10, time.time() - 10))
         master = str(POSTFIX_DIR / "usr/lib/postfix/sbin/master")
-        private = {"/etc/passwd": directory / "passwd", "/etc/group": directory / "group"}
         return with_private_files(private, [master, "-c", f"{directory}/conf", "-d"])
 
     def render_main_cf(self, directory: Path) -> str:
@@ -175,6 +163,22 @@ smtpd_sasl_path = {self.auth_socket}
             for pair in self.ports.values()
             for index, port in enumerate(pair)
         ]
+
+
+def _write_users_and_directories(directory: Path) -> dict[str, Path]:
+    """Postfix's directories in `directory`, owned by MAIL_OWNER and SETGID_GROUP, and the
+    private /etc/passwd and /etc/group that name them (returned as the files to show)."""
+    uid, gid = _unused_id("/etc/passwd"), _unused_id("/etc/group")
+    owner = f"{MAIL_OWNER}:x:{uid}:{gid}::/nonexistent:/usr/sbin/nologin"
+    (directory / "passwd").write_text(with_lines("/etc/passwd", owner))
+    groups = (f"{MAIL_OWNER}:x:{gid}:", f"{SETGID_GROUP}:x:{gid + 1}:")
+    (directory / "group").write_text(with_lines("/etc/group", *groups))
+    for name, (mode, owned) in _DIRECTORIES.items():
+        (directory / name).mkdir()
+        (directory / name).chmod(mode)
+        if owned:
+            os.chown(directory / name, uid, gid if name != "queue/public" else gid + 1)
+    return {"/etc/passwd": directory / "passwd", "/etc/group": directory / "group"}
 
 
 def _unused_id(system_file: str) -> int:
