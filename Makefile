@@ -30,8 +30,9 @@ $(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
 
 deps: $(DEV_STAMP)
 
-# Debian packages the test suite talks to for real: Dovecot (a second POP3 server), Redis and
-# PostgreSQL (started when installed but not running, as root).
+# Debian packages the test suite talks to for real: Dovecot, Courier and Mailutils (real POP3 and
+# IMAP servers), Postfix (SMTP submission, unpacked privately), Redis and PostgreSQL (started
+# when installed but not running, as root).
 system-deps:
 	@scripts/system-deps.sh test
 
@@ -72,4 +73,4 @@ run: $(RUNTIME_STAMP)
 	@$(PY) -m popcompliance.run
 
 clean:
-	rm -rf $(VENV) var .courier .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .courier .postfix .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a target needs when they are missing, unpacks Courier's POP3
-# server privately, and starts PostgreSQL when it is installed but not answering: as root it does
-# it, otherwise it says exactly what to do and fails. Quick when everything is already there.
+# server and Postfix privately, and starts PostgreSQL when it is installed but not answering: as
+# root it does it, otherwise it says exactly what to do and fails. Quick when everything is
+# already there.
 set -euo pipefail
 
 case "${1:-test}" in
@@ -10,12 +11,19 @@ case "${1:-test}" in
   # (/usr/bin/chromium) in the browser tests. GNU Mailutils' pop3d and Courier's (below) serve
   # TLS with GnuTLS, which still speaks RC4 and 3DES, and gnutls-cli is the ground truth of what
   # they accept; libidn12 and libgdbm6 are libraries the unpacked Courier binaries link to.
+  # Dovecot's imapd and submissiond and Mailutils' imap4d are the IMAP and SMTP submission
+  # servers of tests/imap_servers.py and tests/submission_servers.py; libdb5.3, libicu72,
+  # libnsl2 and libsasl2-2 are what the unpacked Postfix links to.
   test)
-    wanted=(dovecot-pop3d redis-server postgresql chromium gnutls-bin mailutils-pop3d libidn12
-      libgdbm6)
+    wanted=(dovecot-pop3d dovecot-imapd dovecot-submissiond redis-server postgresql chromium
+      gnutls-bin mailutils-pop3d mailutils-imap4d libidn12 libgdbm6 libdb5.3 libicu72 libnsl2
+      libsasl2-2)
     # Courier's pop3d and couriertls, and the libraries that ship with them. As packages they
     # conflict with dovecot-pop3d and mailutils-pop3d, so they are unpacked, never installed.
     courier=(courier-pop courier-base courier-authlib libcourier-unicode4)
+    # Postfix as a package would become this machine's MTA (replacing exim4, say, and adding
+    # /usr/sbin/sendmail); the tests run it from an unpacked copy instead.
+    postfix=(postfix)
     ;;
   # The benchmarks start their own redis-server and keep their databases in PostgreSQL;
   # bench/peers.py times testssl.sh (and sslyze, which it installs into a venv of its own)
@@ -23,11 +31,13 @@ case "${1:-test}" in
   bench)
     wanted=(redis-server postgresql testssl.sh strace)
     courier=()
+    postfix=()
     ;;
   *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
-# Where the tests look for Courier (tests/gnutls_servers.py reads the same path).
-courier_dir="$(cd "$(dirname "$0")/.." && pwd)/.courier"
+# Where the tests look for Courier and Postfix (tests/gnutls_servers.py and
+# tests/submission_servers.py read the same paths).
+repository="$(cd "$(dirname "$0")/.." && pwd)"
 
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
@@ -47,41 +57,54 @@ install_missing() {
   echo "Installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # policy-rc.d keeps the packages' own services from starting: the tests run their own
-  # Dovecot and Redis, and PostgreSQL is started below.
+  forbid_service_starts
   apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
-# The .debs' versions, as apt would fetch them now: a change unpacks them again.
-courier_versions() {
-  apt-cache policy "${courier[@]}" 2>/dev/null | awk '/^[^ ]/ {p=$1} /Candidate:/ {print p, $2}'
+# A policy-rc.d that answers 101 ("action forbidden") keeps the packages' own services from
+# starting: the tests run their own Dovecot and Redis, and PostgreSQL is started below. One
+# already there (containers have one) is left as it is; ours is removed when the script ends.
+forbid_service_starts() {
+  local policy=/usr/sbin/policy-rc.d
+  [ -e "$policy" ] && return 0
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 }
 
-unpack_courier() {
-  local stamp="$courier_dir/.packages" versions work deb
-  versions=$(courier_versions)
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$versions" ] \
-    && [ -x "$courier_dir/usr/lib/courier/courier/courierpop3login" ]; then
+# The .debs' versions, as apt would fetch them now: a change unpacks them again.
+candidate_versions() {
+  apt-cache policy "$@" 2>/dev/null | awk '/^[^ ]/ {p=$1} /Candidate:/ {print p, $2}'
+}
+
+# unpack_privately DIR WITNESS WHAT PACKAGE...: the packages' files under DIR, never installed,
+# unless DIR already holds these versions and its WITNESS file (a path inside DIR).
+unpack_privately() {
+  local dir=$1 witness=$2 what=$3
+  shift 3
+  local stamp="$dir/.packages" versions work deb
+  versions=$(candidate_versions "$@")
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$versions" ] && [ -x "$dir/$witness" ]; then
     return 0
   fi
   if grep -q "(none)" <<<"$versions" || [ -z "$versions" ]; then
-    echo "apt knows no candidate for some of: ${courier[*]}" >&2
+    echo "apt knows no candidate for some of: $*" >&2
     echo "Run (as root) apt-get update, then $0 again." >&2
     exit 1
   fi
-  echo "Unpacking Courier's POP3 server into $courier_dir: ${courier[*]}"
+  echo "Unpacking $what into $dir: $*"
   work=$(mktemp -d)
   # As root apt would hand the download to its _apt user, who cannot write the temporary folder.
   local sandbox=()
   is_root && sandbox=(-o APT::Sandbox::User=root)
-  (cd "$work" && apt-get download -qq "${sandbox[@]}" "${courier[@]}") || {
+  (cd "$work" && apt-get download -qq "${sandbox[@]}" "$@") || {
     rm -rf "$work"
-    echo "apt-get download ${courier[*]} failed." >&2
+    echo "apt-get download $* failed." >&2
     exit 1
   }
-  rm -rf "$courier_dir"
-  mkdir -p "$courier_dir"
-  for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$courier_dir"; done
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$dir"; done
   rm -rf "$work"
   echo "$versions" >"$stamp"
 }
@@ -110,5 +133,8 @@ start_postgres() {
 }
 
 install_missing
-[ ${#courier[@]} -eq 0 ] || unpack_courier
+[ ${#courier[@]} -eq 0 ] || unpack_privately "$repository/.courier" \
+  usr/lib/courier/courier/courierpop3login "Courier's POP3 server" "${courier[@]}"
+[ ${#postfix[@]} -eq 0 ] || unpack_privately "$repository/.postfix" \
+  usr/lib/postfix/sbin/smtpd Postfix "${postfix[@]}"
 start_postgres

@@ -20,11 +20,14 @@ from tests.dnsserver import DnsServer, dns_server  # noqa: F401  (dns_server: a 
 from tests.ports import free_port
 
 # Fixtures of the real Dovecot (from Debian, started per configuration), of Courier's and
-# Mailutils' pop3d on GnuTLS (one per TLS configuration), and of Redis, PostgreSQL and Celery
-# processes; and the web tests' cast of signed-in clients (tests.people).
+# Mailutils' pop3d on GnuTLS (one per TLS configuration), of real IMAP and SMTP submission
+# servers (Dovecot, Mailutils' imap4d, Postfix), and of Redis, PostgreSQL and Celery processes;
+# and the web tests' cast of signed-in clients (tests.people).
 pytest_plugins = [
     "tests.dovecot",
     "tests.gnutls_servers",
+    "tests.imap_servers",
+    "tests.submission_servers",
     "tests.services",
     "tests.browser",
     "tests.people",

@@ -33,7 +33,6 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import shlex
 import shutil
 import socket
 import subprocess
@@ -50,7 +49,7 @@ from pop3lab.certs import make_cert, root_ca_pem
 from scanner import CHECKS, Target
 from tests.gnutls_truth import ENVIRONMENT
 from tests.ports import free_ports
-from tests.processes import wait_or_kill_group
+from tests.processes import answers, sbin, wait_or_kill_group, with_private_files
 
 HOST = "127.0.0.1"
 SERVICE_NAME = "mail.example.test"
@@ -227,29 +226,20 @@ class GnutlsPop3Server:
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
-        ports = [(self.pop3_port, True), (self.pop3s_port, False)]
+        ports = [(self.pop3_port, b"+OK"), (self.pop3s_port, b"")]
         while ports:
             for process in self._processes:
                 if process.poll() is not None:
                     raise self._error(f"exited with status {process.returncode}")
             if time.monotonic() > deadline:
                 raise self._error(f"did not answer within {self.startup_timeout:g} s")
-            if _answers(self.host, *ports[0]):
+            if answers(self.host, *ports[0]):
                 ports.pop(0)
             else:
                 time.sleep(0.02)
 
     def _error(self, what: str) -> GnutlsServerError:
         return GnutlsServerError(f"{self!r} {what}; its log ends with:\n{self.log_tail()}")
-
-
-def _answers(host: str, port: int, greeting: bool) -> bool:
-    """Whether `port` accepts a connection (and sends a +OK greeting, when asked)."""
-    try:
-        with socket.create_connection((host, port), timeout=1.0) as sock:
-            return not greeting or sock.recv(512).startswith(b"+OK")
-    except OSError:
-        return False
 
 
 class CourierPop3(GnutlsPop3Server):
@@ -290,7 +280,7 @@ class CourierPop3(GnutlsPop3Server):
         ]
         couriertls = [str(COURIER_DIR / "usr/bin/couriertls"), "-server", "-tcpd"]
         # The private /etc/passwd that names "courier" (see the module's docstring).
-        pop3 = _with_private_files(
+        pop3 = with_private_files(
             {"/etc/passwd": directory / "passwd"}, self._tcpd(self.pop3_port, login)
         )
         return [
@@ -338,14 +328,14 @@ class MailutilsPop3(GnutlsPop3Server):
     MAX_CONNECTIONS = 64
 
     def _check_installed(self) -> None:
-        if _sbin("pop3d") is None:
+        if sbin("pop3d") is None:
             raise GnutlsServerError(MAILUTILS_MISSING)
         _check_root()
 
     def _spawn(self, directory: Path) -> list[subprocess.Popen[bytes]]:
         conf = directory / "pop3d.conf"
         conf.write_text(self.render_config(directory))
-        binary = _sbin("pop3d")
+        binary = sbin("pop3d")
         assert binary is not None
         # The greeting's APOP timestamp names this host, which pop3d looks up: a private
         # /etc/hosts answers it, so the machine's resolver is never asked.
@@ -354,7 +344,7 @@ class MailutilsPop3(GnutlsPop3Server):
         command = [binary, f"--config-file={conf}", "--foreground"]
         return [
             self._run(
-                _with_private_files({"/etc/hosts": hosts}, command), {}, directory / "pop3d.log"
+                with_private_files({"/etc/hosts": hosts}, command), {}, directory / "pop3d.log"
             )
         ]
 
@@ -378,21 +368,6 @@ server {self.host}:{self.pop3s_port} {{ tls-mode connection; }};
 
 
 SERVER_KINDS: tuple[type[GnutlsPop3Server], ...] = (CourierPop3, MailutilsPop3)
-
-
-def _with_private_files(files: dict[str, Path], command: list[str]) -> list[str]:
-    """`command` run in a mount namespace of its own, where each system path in `files` shows
-    the given file instead: the rest of the machine never sees them."""
-    binds = " && ".join(
-        f"mount --bind {shlex.quote(str(source))} {shlex.quote(path)}"
-        for path, source in files.items()
-    )
-    return ["unshare", "--mount", "sh", "-c", f'{binds} && exec "$@"', "sh", *command]
-
-
-def _sbin(name: str) -> str | None:
-    # sbin is often missing from PATH outside a root login shell.
-    return shutil.which(name, path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
 
 
 def _check_root() -> None:

@@ -117,7 +117,7 @@ def test_it_leaves_no_process_or_files_behind() -> None:
 def test_a_failed_start_says_why_and_cleans_up() -> None:
     with socket.create_server((HOST, 0)) as busy:
         server = Dovecot()
-        server.pop3_port = busy.getsockname()[1]
+        server.ports["pop3"] = (busy.getsockname()[1], server.pop3s_port)
         with pytest.raises(DovecotError, match="Address already in use"):
             server.start()
     assert server.directory is None
