@@ -220,14 +220,14 @@ async def _mini_pop3(
 
 async def _client_hello(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
-) -> bool:
-    """Wait for the client's hello (after an accepted STLS when `config.after_stls`); True
-    when one came."""
+) -> bytes:
+    """The client's hello (read after an accepted STLS when `config.after_stls`); empty when
+    none came."""
     if config.after_stls and not await _mini_pop3(
         reader, writer, b"+OK Begin TLS negotiation.\r\n"
     ):
-        return False
-    return bool(await reader.read(65536))
+        return b""
+    return await reader.read(65536)
 
 
 def _server_hello(version: int, suite: int) -> bytes:
@@ -295,6 +295,48 @@ async def tls_silent_after_hello(
         await _until_eof(reader)
 
 
+def _offered_suites(hello: bytes) -> tuple[int, list[int]]:
+    """The client_version and suite codes of a TLS ClientHello record (no bounds checks: the
+    lab's own clients only)."""
+    body = hello[9:]
+    version = struct.unpack("!H", body[:2])[0]
+    at = 2 + 32
+    at += 1 + body[at]
+    count = struct.unpack("!H", body[at : at + 2])[0] // 2
+    return version, list(struct.unpack(f"!{count}H", body[at + 2 : at + 2 + 2 * count]))
+
+
+async def tls_small_hellos_only(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """A TLS 1.2-only server that refuses any hello offering 128 suites or more (as some
+    terminators do), and serves ECDHE-RSA-AES128-GCM and RSA-3DES to shorter ones."""
+    hello = await _client_hello(reader, writer, config)
+    if not hello or hello[0] != 22:
+        return
+    version, suites = _offered_suites(hello)
+    served = [code for code in (0xC02F, 0x000A) if code in suites]
+    if version != 0x0303 or len(suites) >= 128 or not served:
+        await _send(writer, struct.pack("!BHHBB", 21, 0x0303, 2, 2, 40))
+    else:
+        await _send(writer, _server_hello(0x0303, served[0]))
+    await _until_eof(reader)
+
+
+async def sslv2_without_ciphers(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
+) -> None:
+    """An SSL 2.0 SERVER-HELLO listing no cipher (an OpenSSL with SSLv2's ciphers disabled
+    but the protocol on, CVE-2015-3197); every TLS hello gets handshake_failure."""
+    hello = await reader.read(65536)
+    if hello[:1] and hello[0] & 0x80:
+        body = struct.pack("!BBBHHHH", 4, 0, 1, 0x0002, 0, 0, 16) + os.urandom(16)
+        await _send(writer, struct.pack("!H", 0x8000 | len(body)) + body)
+    elif hello:
+        await _send(writer, struct.pack("!BHHBB", 21, 0x0303, 2, 2, 40))
+    await _until_eof(reader)
+
+
 BEHAVIOURS: dict[str, Behaviour] = {
     behaviour.__name__: behaviour
     for behaviour in (
@@ -314,5 +356,7 @@ BEHAVIOURS: dict[str, Behaviour] = {
         tls_huge_message,
         tls_alert_storm,
         tls_silent_after_hello,
+        tls_small_hellos_only,
+        sslv2_without_ciphers,
     )
 }

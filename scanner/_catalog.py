@@ -219,9 +219,10 @@ CATALOG: tuple[CheckSpec, ...] = (
             "pass": "every accepted suite is one the profile recommends",
             "warn": "a suite the profile does not recommend is accepted (no forward secrecy, "
             "CBC where it wants AEAD, or one outside its list)",
-            "fail": "a suite the profile forbids is accepted (RC4, 3DES, DES, NULL, EXPORT, "
-            "anonymous, MD5 MAC), or the DH prime is under its minimum",
-            "error": "a version's suites could not be listed, or " + _NO_TLS_ERROR,
+            "fail": "a suite the profile forbids is accepted (RC4, 3DES, DES, IDEA or RC2, "
+            "NULL, EXPORT, anonymous, MD5 MAC), or the DH prime is under its minimum",
+            "error": "a version's suites could not be listed, the DH prime of accepted DHE "
+            "suites could not be read, or " + _NO_TLS_ERROR,
             "skip": "no TLS entry point",
         },
         remediation=(
@@ -325,7 +326,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         meanings={
             "pass": "strong keys and signatures",
             "fail": "a key under the profile's minimum, a DSA key, or a SHA-1/MD5 signature",
-            "error": _NO_TLS_ERROR,
+            "error": "the size of a key could not be read, or " + _NO_TLS_ERROR,
             "skip": _NO_CERTIFICATE,
         },
         remediation=(

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from scanner._errors import ProbeTimeout, ScanError
+from scanner._errors import ProbeTimeout, ProtocolError, ScanError
 from scanner._facts import TlsSupport
 from scanner._hello import (
     ALL_GROUPS,
@@ -29,7 +29,7 @@ from scanner._hello import (
     read_sslv2_answer,
     sslv2_client_hello,
 )
-from scanner._suites import BY_CODE, PROTOCOLS, SSLV2_BY_CODE, SSLV2_CIPHERS, suites_for
+from scanner._suites import BY_CODE, PROTOCOLS, SSLV2_CIPHERS, suites_for
 from scanner._wire import Pop3Connection
 
 # Opens a fresh connection ready for a ClientHello (after STLS where that is the way in), runs
@@ -37,6 +37,7 @@ from scanner._wire import Pop3Connection
 Exchange = Callable[[Callable[[Pop3Connection], Awaitable[object]]], Awaitable[object]]
 
 _TLS_PROTOCOLS = PROTOCOLS[1:]
+SSLV2_NAMES = {cipher.code: cipher.name for cipher in SSLV2_CIPHERS}
 
 
 class _Stalled(Exception):
@@ -84,8 +85,7 @@ class _Enumeration:
 
         async def hello(connection: Pop3Connection) -> ServerAnswer:
             connection.step = f"{offer.protocol} hello"
-            connection.writer.write(client_hello(offer))
-            await connection.writer.drain()
+            await _send_hello(connection, client_hello(offer))
             return await read_answer(connection.reader, offer, want_key_exchange=want_key_exchange)
 
         answer = await self.send(hello)
@@ -110,10 +110,8 @@ async def enumerate_tls(exchange: Exchange, sni: str | None) -> TlsSupport:
     listings = await asyncio.gather(
         _sslv2(run), *(_suites_of(run, protocol) for protocol in _TLS_PROTOCOLS)
     )
-    accepted = {name: codes for name, (codes, _) in zip(PROTOCOLS, listings, strict=True)}
-    incomplete = {
-        name for name, (_, complete) in zip(PROTOCOLS, listings, strict=True) if not complete
-    }
+    by_version = dict(zip(PROTOCOLS, listings, strict=True))
+    accepted = {name: listing.codes for name, listing in by_version.items()}
     server_order, groups, dh_bits = await asyncio.gather(
         _server_order(run, accepted), _groups(run, accepted), _dh_bits(run, accepted)
     )
@@ -121,7 +119,8 @@ async def enumerate_tls(exchange: Exchange, sni: str | None) -> TlsSupport:
     return TlsSupport(
         # A version whose listing broke off is "could not be tested", whatever it showed.
         accepted_versions={
-            name: None if name in incomplete else bool(codes) for name, codes in accepted.items()
+            name: listing.spoken if listing.complete else None
+            for name, listing in by_version.items()
         },
         cipher_suites={name: _names(name, codes) for name, codes in accepted.items() if codes},
         server_order=server_order,
@@ -137,46 +136,88 @@ async def enumerate_tls(exchange: Exchange, sni: str | None) -> TlsSupport:
 
 
 def _names(protocol: str, codes: list[int]) -> tuple[str, ...]:
-    table = SSLV2_BY_CODE if protocol == "SSLv2" else BY_CODE
-    return tuple(table[code].name for code in codes)
+    if protocol == "SSLv2":
+        return tuple(SSLV2_NAMES.get(code, f"0x{code:06X}") for code in codes)
+    return tuple(BY_CODE[code].name for code in codes)
 
 
-# The suites a version was seen to accept, in the order the server chose them, and whether
-# the listing is complete (False when the server broke off: there may be more).
-Listing = tuple[list[int], bool]
+async def _send_hello(connection: Pop3Connection, hello: bytes) -> None:
+    """Write a hello; a server that resets the connection meanwhile is a ProtocolError."""
+    connection.writer.write(hello)
+    try:
+        await connection.writer.drain()
+    except OSError:
+        raise ProtocolError(connection.step, "the server reset the connection") from None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What one version accepts: the suites seen, in the order the server chose them,
+    whether the version is spoken (None: could not tell), and whether the list is complete
+    (False when the server broke off: there may be more)."""
+
+    codes: list[int]
+    spoken: bool | None
+    complete: bool = True
+
+
+# Some servers refuse a hello with 128 suites or more (testssl.sh splits its hellos for
+# them); a refused hello that long is offered again in parts before the version counts as
+# refused. 126, because the renegotiation SCSV rides along as one more.
+MAX_SUITES_PER_HELLO = 126
 
 
 async def _suites_of(run: _Enumeration, protocol: str) -> Listing:
     """The suites accepted at `protocol`; none when the version is refused."""
     remaining = [suite.code for suite in suites_for(protocol)]
     chosen: list[int] = []
+    in_parts = False
     while remaining:
-        answer = await run.ask(run.offer(protocol, remaining))
+        answer, in_parts = await _ask_any(run, protocol, remaining, in_parts)
         if answer is None:
-            return chosen, False
+            return Listing(chosen, bool(chosen) or None, complete=False)
         if not answer.accepted or answer.protocol != protocol:
             break
         assert answer.suite is not None
         chosen.append(answer.suite)
         remaining.remove(answer.suite)
-    return chosen, True
+    return Listing(chosen, bool(chosen))
+
+
+async def _ask_any(
+    run: _Enumeration, protocol: str, codes: list[int], in_parts: bool
+) -> tuple[ServerAnswer | None, bool]:
+    """The server's pick among `codes`: one hello with all of them, unless that long a hello
+    was refused (then, and from then on, in parts of MAX_SUITES_PER_HELLO). Returns the
+    answer and whether this version is now asked in parts."""
+    if not in_parts:
+        answer = await run.ask(run.offer(protocol, codes))
+        refused = answer is not None and answer.suite is None
+        if not refused or len(codes) <= MAX_SUITES_PER_HELLO:
+            return answer, False
+    for start in range(0, len(codes), MAX_SUITES_PER_HELLO):
+        part = codes[start : start + MAX_SUITES_PER_HELLO]
+        answer = await run.ask(run.offer(protocol, part, compression=False))
+        if answer is None or answer.accepted:
+            return answer, True
+    return answer, True
 
 
 async def _sslv2(run: _Enumeration) -> Listing:
-    """SSL 2.0 lists every cipher it shares with us in one SERVER-HELLO."""
+    """SSL 2.0 lists every cipher it would use in one SERVER-HELLO."""
     offered = tuple(cipher.code for cipher in SSLV2_CIPHERS)
 
-    async def hello(connection: Pop3Connection) -> list[int]:
+    async def hello(connection: Pop3Connection) -> tuple[list[int] | None]:
         connection.step = "SSLv2 hello"
-        connection.writer.write(sslv2_client_hello(offered))
-        await connection.writer.drain()
-        return await read_sslv2_answer(connection.reader, offered)
+        await _send_hello(connection, sslv2_client_hello(offered))
+        return (await read_sslv2_answer(connection.reader),)
 
     result = await run.send(hello)
     if result is None:
-        return [], False
-    assert isinstance(result, list)
-    return result, True
+        return Listing([], None, complete=False)
+    assert isinstance(result, tuple)
+    ciphers = result[0]
+    return Listing(ciphers or [], ciphers is not None)
 
 
 def _newest(accepted: dict[str, list[int]], wanted: Callable[[int], bool]) -> str | None:
@@ -225,14 +266,20 @@ async def _groups(run: _Enumeration, accepted: dict[str, list[int]]) -> tuple[st
     return tuple(GROUPS[code] for code in found)
 
 
+def _dh_parameters(code: int) -> bool:
+    """A DHE suite whose ServerKeyExchange starts with the prime (DHE_PSK's starts with the
+    PSK identity hint instead)."""
+    return BY_CODE[code].exchange in ("DHE", "DH_anon")
+
+
 async def _dh_bits(run: _Enumeration, accepted: dict[str, list[int]]) -> int | None:
     """The size of the prime of a DHE exchange: first offered without RFC 7919 groups, so the
     server shows the parameters an older client gets; a server that has none of its own
     serves DHE only with those groups, and then their size is the answer."""
-    protocol = _newest(accepted, lambda code: BY_CODE[code].diffie_hellman)
+    protocol = _newest(accepted, lambda code: _dh_parameters(code))
     if protocol is None:
         return None
-    suites = [code for code in accepted[protocol] if BY_CODE[code].diffie_hellman]
+    suites = [code for code in accepted[protocol] if _dh_parameters(code)]
     for groups in (ELLIPTIC_GROUPS, ALL_GROUPS):
         answer = await run.ask(run.offer(protocol, suites, groups=groups), want_key_exchange=True)
         if answer is not None and answer.dh_bits is not None:

@@ -98,6 +98,13 @@ def check_strength(endpoint: EndpointFacts, context: Context) -> Verdict:
         ]
         if problems:
             return "fail", "; ".join(problems)
+        unread = [cert for cert in chain if cert.key_bits == 0]
+        if unread:
+            # A key type we cannot size (an explicit-curve EC key, a new algorithm) is not
+            # known to be strong: say so rather than pass it.
+            return "error", f"could not read the size of the {unread[0].key_type} key of " + (
+                _describe(unread[0])
+            )
         leaf = chain[0]
         return "pass", f"{leaf.key_type} {leaf.key_bits}-bit key, {leaf.signature_hash} signature"
 

@@ -16,6 +16,7 @@ from scanner._evaluate_common import (
 )
 from scanner._facts import EndpointFacts, TlsSupport
 from scanner._profiles import TlsProfile
+from scanner._suites import BY_NAME as SUITES_BY_NAME
 from scanner._suites import PROTOCOLS, WEAKNESSES, weaknesses_of
 
 # Enough suites to show what is wrong; the facts list every one.
@@ -97,6 +98,9 @@ def _cipher_verdict(support: TlsSupport, profile: TlsProfile) -> Verdict:
     if untested:
         why = f": {support.error}" if support.error else ""
         return "error", f"could not list the suites of {_labels(untested)}{why}"
+    if dh_bits is None and _accepts_dhe(support):
+        why = f": {support.error}" if support.error else ""
+        return "error", f"DHE suites are accepted but the size of their prime was not read{why}"
     if discouraged:
         found = [f"{reason} ({_suite_list(suites)})" for reason, suites in discouraged.items()]
         return "warn", f"accepts {join_and(found)}, which the profile does not recommend"
@@ -126,6 +130,15 @@ def _grade_suites(
                 for reason in reasons:
                     discouraged.setdefault(reason, {}).setdefault(name, []).append(protocol)
     return forbidden, discouraged
+
+
+def _accepts_dhe(support: TlsSupport) -> bool:
+    """Any accepted suite whose key exchange is ephemeral finite-field Diffie-Hellman."""
+    return any(
+        name in SUITES_BY_NAME and SUITES_BY_NAME[name].exchange in ("DHE", "DH_anon")
+        for names in support.cipher_suites.values()
+        for name in names
+    )
 
 
 def _suite_list(suites: SuitesByVersion) -> str:

@@ -133,7 +133,12 @@ def client_hello(offer: Offer) -> bytes:
 def _extensions(offer: Offer, tls13: bool, body_length: int) -> bytes:
     parts = []
     if offer.sni:
-        name = offer.sni.encode("idna")
+        try:
+            name = offer.sni.encode("idna")
+        except UnicodeError:
+            raise ProtocolError(
+                "TLS hello", f"{offer.sni!r} is not a name to send as SNI"
+            ) from None
         entry = b"\x00" + _vector(2, name)
         parts.append(_extension(_EXT_SERVER_NAME, _vector(2, entry)))
     if offer.groups:
@@ -149,9 +154,10 @@ def _extensions(offer: Offer, tls13: bool, body_length: int) -> bytes:
         parts.append(_extension(_EXT_RENEGOTIATION_INFO, b"\x00"))
     extensions = b"".join(parts)
     # Some TLS terminators hang on hellos of 256 to 511 bytes; padding past them is harmless.
+    # The padding extension's own 4-byte header counts too, so pad at least one byte.
     hello_length = 4 + body_length + 2 + len(extensions)
     if 256 <= hello_length < 512:
-        parts.append(_extension(_EXT_PADDING, bytes(512 - hello_length - 4)))
+        parts.append(_extension(_EXT_PADDING, bytes(max(1, 512 - hello_length - 4))))
     return b"".join(parts)
 
 
@@ -279,7 +285,7 @@ class _HandshakeMessages:
             if allow_close and not exc.partial:
                 return None
             raise ProtocolError("TLS hello", "the server cut a TLS record short") from None
-        except ConnectionError:
+        except OSError:
             if allow_close:
                 return None
             raise ProtocolError("TLS hello", "the server reset the connection") from None
@@ -377,25 +383,25 @@ def sslv2_client_hello(cipher_codes: tuple[int, ...]) -> bytes:
     return struct.pack("!H", 0x8000 | len(body)) + body
 
 
-async def read_sslv2_answer(reader: asyncio.StreamReader, offered: tuple[int, ...]) -> list[int]:
-    """The SSL 2.0 ciphers a SERVER-HELLO lists (the server sends all it shares with us at
-    once), or [] when the server answers anything else or closes."""
+async def read_sslv2_answer(reader: asyncio.StreamReader) -> list[int] | None:
+    """The SSL 2.0 ciphers a SERVER-HELLO lists (the server sends all it would use at once;
+    some list ones it has disabled, or none), or None when it answers anything else or
+    closes: any SERVER-HELLO at all means SSL 2.0 is spoken."""
     try:
         header = await reader.readexactly(2)
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return []
+    except (asyncio.IncompleteReadError, OSError):
+        return None
     if not header[0] & 0x80:
-        return []  # a TLS record (an alert): this server does not speak SSL 2.0
+        return None  # a TLS record (an alert): this server does not speak SSL 2.0
     length = ((header[0] & 0x7F) << 8) | header[1]
     try:
         body = await reader.readexactly(length)
-    except asyncio.IncompleteReadError:
+    except (asyncio.IncompleteReadError, OSError):
         raise ProtocolError("SSLv2 hello", "the server cut its SSL 2.0 reply short") from None
     if len(body) < 11 or body[0] != _SSL2_SERVER_HELLO:
-        return []
+        return None
     _, _, _, version, cert_length, specs_length, _ = struct.unpack("!BBBHHHH", body[:11])
     if version != _SSL2_VERSION:
-        return []
+        return None
     specs = body[11 + cert_length : 11 + cert_length + specs_length]
-    chosen = [int.from_bytes(specs[i : i + 3], "big") for i in range(0, len(specs) - 2, 3)]
-    return [code for code in chosen if code in offered]
+    return [int.from_bytes(specs[i : i + 3], "big") for i in range(0, len(specs) - 2, 3)]

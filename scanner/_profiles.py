@@ -16,7 +16,15 @@ from scanner._suites import PROTOCOLS
 
 # What every profile here forbids: broken or no confidentiality, or no authentication.
 _BROKEN = frozenset(
-    {"NULL encryption", "anonymous key exchange", "EXPORT-grade", "RC4", "DES", "MD5 MAC"}
+    {
+        "NULL encryption",
+        "anonymous key exchange",
+        "EXPORT-grade",
+        "RC4",
+        "DES",
+        "64-bit block cipher",
+        "MD5 MAC",
+    }
 )
 _TLS13_AES = ("TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384")
 _TLS13_AEAD = (*_TLS13_AES, "TLS_CHACHA20_POLY1305_SHA256")

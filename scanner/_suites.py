@@ -39,6 +39,7 @@ WEAKNESSES = (
     "RC4",
     "DES",
     "3DES",
+    "64-bit block cipher",
     "MD5 MAC",
     "no forward secrecy",
     "CBC mode",
@@ -118,6 +119,9 @@ def _weaknesses(suite: Suite) -> list[str]:
         found.append("DES")
     if suite.cipher.startswith("3DES"):
         found.append("3DES")
+    if suite.cipher.startswith(("IDEA", "RC2")):
+        # As weak as 3DES to SWEET32's birthday attack, and long deprecated (RFC 5469).
+        found.append("64-bit block cipher")
     if suite.mac == "MD5":
         found.append("MD5 MAC")
     if not suite.forward_secret:

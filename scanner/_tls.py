@@ -43,11 +43,13 @@ def probe_context() -> ssl.SSLContext:
 
 def reconciled(support: TlsSupport, session: TlsFacts | None) -> TlsSupport:
     """`support` made consistent with a completed handshake: a version that handshake
-    negotiated is accepted, whatever our hellos got (a server that refuses them is odd, and
-    said so, rather than reported as refusing what it just served)."""
+    negotiated is accepted, whatever our hellos got. A server that refused our hellos for it
+    may have refused them for other versions too, so none of its refusals is believed: they
+    become "could not be tested", never a clean result."""
     if session is None or support.accepted_versions.get(session.version) is not False:
         return support
-    versions = dict(support.accepted_versions) | {session.version: True}
+    untested = {name: None for name, ok in support.accepted_versions.items() if ok is False}
+    versions = dict(support.accepted_versions) | untested | {session.version: True}
     note = (
         f"the server refused our test hellos for {session.version} although a normal handshake "
         "negotiated it, so its suites could not be listed"

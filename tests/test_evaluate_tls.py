@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from scanner import PROFILES, PROTOCOL_LABEL, TlsProfile, profile_named
-from scanner._facts import StlsFacts, compliance
+from scanner._facts import StlsFacts, TlsSupport, compliance
 from scanner._suites import BY_NAME, PROTOCOLS
 from scanner._target import Policy
 from tests.test_evaluate import (
@@ -35,6 +35,10 @@ def only_995_accepting(suites: dict[str, tuple[str, ...]], **changes: object) ->
     return endpoint(
         pop3=pop3(outcome="closed", stls=None), pop3s=pop3s(support=support(suites, **changes))
     )
+
+
+def only_995_accepting_support(accepting: TlsSupport) -> object:
+    return endpoint(pop3=pop3(outcome="closed", stls=None), pop3s=pop3s(support=accepting))
 
 
 def recommended_at(profile: TlsProfile, protocol: str) -> tuple[str, ...]:
@@ -272,3 +276,40 @@ def test_a_listing_cut_short_is_judged_by_what_it_showed_and_never_passes() -> N
     partial = only_995_accepting(clean, accepted_versions=versions, error="broke off")
     assert checks(partial)["tls.protocols"].status == "pass"
     assert checks(partial)["tls.ciphers"].status == "error"
+
+
+def test_accepted_dhe_suites_whose_prime_was_not_read_keep_tls_ciphers_from_passing() -> None:
+    dhe = {**MODERN_SUITES, "TLSv1.2": ("TLS_DHE_RSA_WITH_AES_128_GCM_SHA256",)}
+    result = check("tls.ciphers", only_995_accepting(dhe, dh_bits=None))
+    assert result.status == "error"
+    assert "the size of their prime was not read" in result.summary
+    assert check("tls.ciphers", only_995_accepting(dhe, dh_bits=2048)).status == "pass"
+
+
+def test_64_bit_block_ciphers_are_forbidden_like_3des() -> None:
+    idea = {"TLSv1.2": ("TLS_RSA_WITH_IDEA_CBC_SHA",)}
+    result = check("tls.ciphers", only_995_accepting(idea), policy=under("pci-dss-4"))
+    assert result.status == "fail" and "64-bit block cipher" in result.summary
+
+
+def test_a_key_whose_size_could_not_be_read_is_an_error_not_a_pass() -> None:
+    facts = endpoint(pop3=pop3(outcome="closed", stls=None))
+    leaf, *rest = facts.pop3s.tls.chain
+    odd = replace(leaf, key_type="EllipticCurveExplicit", key_bits=0)
+    facts = replace(
+        facts, pop3s=replace(facts.pop3s, tls=replace(facts.pop3s.tls, chain=(odd, *rest)))
+    )
+    result = check("cert.strength", facts)
+    assert result.status == "error" and "could not read the size" in result.summary
+
+
+def test_a_server_refusing_our_hellos_for_the_version_it_negotiates_is_believed_nowhere() -> None:
+    from scanner._tls import reconciled
+
+    refused = support({"TLSv1.3": MODERN_SUITES["TLSv1.3"]})
+    fixed = reconciled(refused, tls(version="TLSv1.2"))
+    assert fixed.accepted_versions["TLSv1.2"] is True
+    assert fixed.accepted_versions["TLSv1"] is None and fixed.accepted_versions["SSLv3"] is None
+    assert fixed.accepted_versions["TLSv1.3"] is True
+    assert "refused our test hellos" in (fixed.error or "")
+    assert check("tls.ciphers", only_995_accepting_support(fixed)).status == "error"

@@ -90,3 +90,21 @@ def test_a_scan_of_a_hostile_tls_port_is_never_compliant(emulated, behaviour):
     assert report.compliant is not True
     assert check_of(report, "pop3s.available").status == "fail"
     assert check_of(report, "tls.ciphers").status in ("error", "fail")
+
+
+def test_a_server_refusing_long_hellos_is_asked_in_parts(emulated):
+    # The lab's server sends a bare ServerHello, so the curve probe that reads on to the key
+    # exchange waits out its deadline; the listing itself is complete.
+    support = enumerate_hostile(emulated, "tls_small_hellos_only")
+    assert set(support.cipher_suites) == {"TLSv1.2"}
+    assert sorted(support.cipher_suites["TLSv1.2"]) == [
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
+    ]
+    assert [v for v, ok in support.accepted_versions.items() if ok] == ["TLSv1.2"]
+
+
+def test_an_sslv2_server_hello_without_ciphers_still_means_sslv2_is_spoken(emulated):
+    support = enumerate_hostile(emulated, "sslv2_without_ciphers")
+    assert support.accepted_versions["SSLv2"] is True
+    assert "SSLv2" not in support.cipher_suites
