@@ -135,6 +135,32 @@ async def enumerate_tls(exchange: Exchange, sni: str | None) -> TlsSupport:
     )
 
 
+async def still_accurate(exchange: Exchange, sni: str | None, earlier: TlsSupport) -> bool:
+    """Whether an earlier enumeration still holds, at a fraction of its cost: per version one
+    hello offering every suite it did not accept then (and SSLv2 once, if it was refused).
+    Any of them accepted, or any that could not be asked, means it no longer holds. A suite
+    the server has dropped since is not noticed: the old list then fails where the server
+    would pass, until the next full enumeration, never the other way round."""
+    run = _Enumeration(exchange, sni)
+
+    async def nothing_new(protocol: str) -> bool:
+        listed = set(earlier.cipher_suites.get(protocol, ()))
+        others = [suite.code for suite in suites_for(protocol) if suite.name not in listed]
+        if not others:
+            return True
+        answer, _ = await _ask_any(run, protocol, others, in_parts=False)
+        return answer is not None and not (answer.accepted and answer.protocol == protocol)
+
+    async def still_no_sslv2() -> bool:
+        if earlier.accepted_versions.get("SSLv2") is True:
+            return True
+        listing = await _sslv2(run)
+        return listing.complete and not listing.spoken
+
+    checks = await asyncio.gather(still_no_sslv2(), *map(nothing_new, _TLS_PROTOCOLS))
+    return all(checks)
+
+
 def _names(protocol: str, codes: list[int]) -> tuple[str, ...]:
     if protocol == "SSLv2":
         return tuple(SSLV2_NAMES.get(code, f"0x{code:06X}") for code in codes)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from scanner._enumerate import enumerate_tls
+from scanner._enumerate import Exchange, enumerate_tls, still_accurate
 from scanner._errors import ProbeTimeout, ProtocolError, ScanError
 from scanner._facts import TlsFacts, TlsSupport
 from scanner._target import Settings, Target
@@ -86,9 +86,15 @@ class AddressSession:
         away on an implicit-TLS port, after STLS on the POP3 one."""
         negotiated = f"{session.version} {session.cipher}" if session else None
         earlier = self._earlier_support(port, after_stls)
-        if earlier is not None and negotiated is not None and earlier.negotiated == negotiated:
+        exchange = self._exchange(port, after_stls)
+        if (
+            earlier is not None
+            and negotiated is not None
+            and earlier.negotiated == negotiated
+            and await still_accurate(exchange, self.sni, earlier)
+        ):
             return earlier
-        support = await self._enumerate(port, after_stls)
+        support = await enumerate_tls(exchange, self.sni)
         return replace(support, negotiated=negotiated)
 
     def _earlier_support(self, port: int, after_stls: bool) -> TlsSupport | None:
@@ -101,7 +107,9 @@ class AddressSession:
                 return earlier.support
         return None
 
-    async def _enumerate(self, port: int, after_stls: bool) -> TlsSupport:
+    def _exchange(self, port: int, after_stls: bool) -> Exchange:
+        """How the enumeration reaches the entry point: each hello on a new connection,
+        straight away on an implicit-TLS port, after STLS on the POP3 one."""
 
         async def exchange(hello: Callable[[Pop3Connection], Awaitable[T]]) -> T:
             async def talk(connection: Pop3Connection) -> T:
@@ -111,7 +119,7 @@ class AddressSession:
 
             return await self.converse(port, talk)
 
-        return await enumerate_tls(exchange, self.sni)
+        return exchange
 
 
 async def read_greeting(connection: Pop3Connection) -> Reply:

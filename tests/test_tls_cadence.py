@@ -110,3 +110,15 @@ def test_a_damaged_stored_enumeration_is_ignored_not_trusted(server, fixed):
     run.save(update_fields=["facts"])
     earlier = earlier_tls_support(Server.objects.get(pk=server.pk), timezone.now())
     assert [(e.port, e.after_stls) for e in earlier] == [(server.pop3_port, True)]
+
+
+def test_a_regression_the_handshake_does_not_show_is_caught_before_reuse(server, fixed):
+    # TLS 1.0 switched back on: a modern handshake still negotiates TLS 1.3 as before, but
+    # the check hellos before reuse find it, and the suites are listed again.
+    modern = EndpointConfig(tls_versions=("TLSv1.2", "TLSv1.3"))
+    legacy = EndpointConfig(tls_versions=("TLSv1", "TLSv1.3"))
+    scan(server, fixed, modern, scheduled=False)
+    stored = age_stored_enumerations(server, 1)
+    again = implicit_tls(scan(server, fixed, legacy, scheduled=True))
+    assert again.measured_at > stored
+    assert again.accepted_versions["TLSv1"] is True
