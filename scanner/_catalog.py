@@ -218,9 +218,11 @@ CATALOG: tuple[CheckSpec, ...] = (
         meanings={
             "pass": "every accepted suite is one the profile recommends",
             "warn": "a suite the profile does not recommend is accepted (no forward secrecy, "
-            "CBC where it wants AEAD, or one outside its list)",
+            "CBC where it wants AEAD, or one outside its list), or renegotiation without "
+            "RFC 5746",
             "fail": "a suite the profile forbids is accepted (RC4, 3DES, DES, IDEA or RC2, "
-            "NULL, EXPORT, anonymous, MD5 MAC), or the DH prime is under its minimum",
+            "NULL, EXPORT, anonymous, MD5 MAC), the DH prime or a group is under its minimum, "
+            "or TLS compression is on",
             "error": "a version's suites could not be listed, the DH prime of accepted DHE "
             "suites could not be read, or " + _NO_TLS_ERROR,
             "skip": "no TLS entry point",

@@ -3,6 +3,7 @@ we reached: tls.protocols (which versions are accepted) and tls.ciphers (which s
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 
 from scanner._evaluate_common import (
@@ -89,10 +90,15 @@ def _cipher_verdict(support: TlsSupport, profile: TlsProfile) -> Verdict:
     forbidden, discouraged = _grade_suites(support, profile)
     dh_bits = support.dh_bits
     weak_dh = dh_bits is not None and dh_bits < profile.min_dh_bits
-    if forbidden or weak_dh:
+    weak_groups = [group for group in support.groups if _group_too_small(group, profile)]
+    if forbidden or weak_dh or weak_groups or support.compression:
         found = [f"{weakness} ({_suite_list(suites)})" for weakness, suites in forbidden.items()]
         if weak_dh:
             found.append(f"a {dh_bits}-bit DH prime (at least {profile.min_dh_bits} required)")
+        if weak_groups:
+            found.append(f"groups under the profile's minimum ({', '.join(weak_groups)})")
+        if support.compression:
+            found.append("TLS compression (CRIME)")
         return "fail", f"accepts {join_and(found)}, which the profile forbids"
     untested = [name for name, ok in support.accepted_versions.items() if ok is None]
     if untested:
@@ -101,8 +107,10 @@ def _cipher_verdict(support: TlsSupport, profile: TlsProfile) -> Verdict:
     if dh_bits is None and _accepts_dhe(support):
         why = f": {support.error}" if support.error else ""
         return "error", f"DHE suites are accepted but the size of their prime was not read{why}"
-    if discouraged:
+    if discouraged or support.secure_renegotiation is False:
         found = [f"{reason} ({_suite_list(suites)})" for reason, suites in discouraged.items()]
+        if support.secure_renegotiation is False:
+            found.append("renegotiation without RFC 5746's protection")
         return "warn", f"accepts {join_and(found)}, which the profile does not recommend"
     count = sum(len(names) for names in support.cipher_suites.values())
     if not count:
@@ -130,6 +138,17 @@ def _grade_suites(
                 for reason in reasons:
                     discouraged.setdefault(reason, {}).setdefault(name, []).append(protocol)
     return forbidden, discouraged
+
+
+def _group_too_small(group: str, profile: TlsProfile) -> bool:
+    """A key exchange group under the profile's size: an elliptic curve under its EC minimum
+    (x25519 counts as 256 bits, as everyone rates it), a finite field under its DH one."""
+    digits = re.findall(r"\d+", group)
+    if group == "x25519" or not digits:
+        return False
+    bits = int(digits[0])
+    minimum = profile.min_dh_bits if group.startswith("ffdhe") else profile.min_ec_bits
+    return bits < minimum
 
 
 def _accepts_dhe(support: TlsSupport) -> bool:

@@ -313,3 +313,15 @@ def test_a_server_refusing_our_hellos_for_the_version_it_negotiates_is_believed_
     assert fixed.accepted_versions["TLSv1.3"] is True
     assert "refused our test hellos" in (fixed.error or "")
     assert check("tls.ciphers", only_995_accepting_support(fixed)).status == "error"
+
+
+def test_compression_and_groups_under_the_minimum_fail_insecure_renegotiation_warns() -> None:
+    crime = check("tls.ciphers", only_995_accepting(MODERN_SUITES, compression=True))
+    assert crime.status == "fail" and "TLS compression (CRIME)" in crime.summary
+    curves = only_995_accepting(MODERN_SUITES, groups=("x25519", "secp192r1", "ffdhe2048"))
+    weak = check("tls.ciphers", curves)
+    assert weak.status == "fail" and "(secp192r1)" in weak.summary
+    bsi = check("tls.ciphers", curves, policy=under("bsi-tr-02102-2"))
+    assert "(secp192r1, ffdhe2048)" in bsi.summary  # BSI wants 3000-bit finite fields
+    old = check("tls.ciphers", only_995_accepting(MODERN_SUITES, secure_renegotiation=False))
+    assert old.status == "warn" and "RFC 5746" in old.summary
