@@ -41,7 +41,7 @@ from pop3lab.certs import make_cert, write_cert
 from scanner import Target
 from tests.mail_endpoints import ACCOUNT
 from tests.ports import free_port, free_ports
-from tests.processes import wait_or_kill_group
+from tests.processes import StoppableServer
 from tests.smtp import SmtpSink
 
 HOST = "127.0.0.2"
@@ -188,7 +188,7 @@ def render_passwd(accounts: tuple[tuple[str, str], ...]) -> str:
     return "".join(f"{user}:{{PLAIN}}{password}::::::\n" for user, password in accounts)
 
 
-class Dovecot:
+class Dovecot(StoppableServer):
     """One Dovecot child process with its own temporary directory, on 127.0.0.2.
 
     `start()` returns once each protocol's cleartext port greets and its TLS port accepts
@@ -250,27 +250,6 @@ class Dovecot:
             self.stop()  # also on Ctrl-C or a bug here: never leave a Dovecot running
             raise
         return self
-
-    def stop(self) -> None:
-        """Terminate Dovecot (SIGKILL to its process group if it lingers); remove its files."""
-        self.send_stop()
-        self.wait_stopped()
-
-    def send_stop(self) -> None:
-        """Ask Dovecot to shut down, without waiting; `wait_stopped()` finishes the job."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-
-    def wait_stopped(self) -> None:
-        """Wait for the master to exit, killing its process group if it takes too long."""
-        process, self._process = self._process, None
-        if process is not None:
-            # A clean shutdown takes about a second, but a child still starting up makes the
-            # master wait six before it kills it; killing the group ourselves is quicker.
-            wait_or_kill_group(process)
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
 
     def log_tail(self, lines: int = 20) -> str:
         """The last lines of Dovecot's log and of what it printed before the log was open."""

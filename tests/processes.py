@@ -64,7 +64,34 @@ class ServerError(RuntimeError):
     """A server could not be started; the message says why and quotes its log."""
 
 
-class PrivateServer:
+class StoppableServer:
+    """How every server the tests start is stopped: SIGTERM to its process, then, if it
+    lingers, SIGKILL to its whole group, and its temporary directory removed."""
+
+    directory: Path | None
+    _process: subprocess.Popen[bytes] | None
+
+    def stop(self) -> None:
+        """Terminate the server (killing its process group if it lingers); remove its files."""
+        self.send_stop()
+        self.wait_stopped()
+
+    def send_stop(self) -> None:
+        """Ask the server to exit, without waiting; `wait_stopped()` finishes the job (so that
+        several servers can be stopped at once)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+
+    def wait_stopped(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            wait_or_kill_group(process)
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+
+
+class PrivateServer(StoppableServer):
     """A server process run from a temporary directory of its own, as root, in a session of its
     own. Subclasses say what to run (`_spawn`) and where it answers (`_ready_when`).
 
@@ -112,23 +139,6 @@ class PrivateServer:
             self.stop()  # also on Ctrl-C or a bug here: never leave a server running
             raise
         return self
-
-    def stop(self) -> None:
-        self.send_stop()
-        self.wait_stopped()
-
-    def send_stop(self) -> None:
-        """Ask the server to exit, without waiting; `wait_stopped()` finishes the job."""
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-
-    def wait_stopped(self) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            wait_or_kill_group(process)
-        if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
 
     def log_tail(self, lines: int = 20) -> str:
         if self.directory is None:
