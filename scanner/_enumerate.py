@@ -29,7 +29,7 @@ from scanner._hello import (
     read_sslv2_answer,
     sslv2_client_hello,
 )
-from scanner._suites import BY_CODE, PROTOCOLS, SSLV2_CIPHERS, suites_for
+from scanner._suites import BY_CODE, PROTOCOLS, SSLV2_BY_CODE, SSLV2_CIPHERS, suites_for
 from scanner._wire import Pop3Connection
 
 # Opens a fresh connection ready for a ClientHello (after STLS where that is the way in), runs
@@ -37,7 +37,6 @@ from scanner._wire import Pop3Connection
 Exchange = Callable[[Callable[[Pop3Connection], Awaitable[object]]], Awaitable[object]]
 
 _TLS_PROTOCOLS = PROTOCOLS[1:]
-SSLV2_NAMES = {cipher.code: cipher.name for cipher in SSLV2_CIPHERS}
 
 
 class _Stalled(Exception):
@@ -163,7 +162,9 @@ async def still_accurate(exchange: Exchange, sni: str | None, earlier: TlsSuppor
 
 def _names(protocol: str, codes: list[int]) -> tuple[str, ...]:
     if protocol == "SSLv2":
-        return tuple(SSLV2_NAMES.get(code, f"0x{code:06X}") for code in codes)
+        return tuple(
+            SSLV2_BY_CODE[code].name if code in SSLV2_BY_CODE else f"0x{code:06X}" for code in codes
+        )
     return tuple(BY_CODE[code].name for code in codes)
 
 
@@ -292,20 +293,14 @@ async def _groups(run: _Enumeration, accepted: dict[str, list[int]]) -> tuple[st
     return tuple(GROUPS[code] for code in found)
 
 
-def _dh_parameters(code: int) -> bool:
-    """A DHE suite whose ServerKeyExchange starts with the prime (DHE_PSK's starts with the
-    PSK identity hint instead)."""
-    return BY_CODE[code].exchange in ("DHE", "DH_anon")
-
-
 async def _dh_bits(run: _Enumeration, accepted: dict[str, list[int]]) -> int | None:
     """The size of the prime of a DHE exchange: first offered without RFC 7919 groups, so the
     server shows the parameters an older client gets; a server that has none of its own
     serves DHE only with those groups, and then their size is the answer."""
-    protocol = _newest(accepted, lambda code: _dh_parameters(code))
+    protocol = _newest(accepted, lambda code: BY_CODE[code].sends_dh_prime)
     if protocol is None:
         return None
-    suites = [code for code in accepted[protocol] if _dh_parameters(code)]
+    suites = [code for code in accepted[protocol] if BY_CODE[code].sends_dh_prime]
     for groups in (ELLIPTIC_GROUPS, ALL_GROUPS):
         answer = await run.ask(run.offer(protocol, suites, groups=groups), want_key_exchange=True)
         if answer is not None and answer.dh_bits is not None:

@@ -17,12 +17,9 @@ from scanner._facts import (
     TlsSupport,
     worst_status,
 )
-from scanner._suites import PROTOCOL_LABEL
 from scanner._target import Policy, Target
 
 Verdict = tuple[Status, str]
-
-VERSION_LABEL = PROTOCOL_LABEL
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from scanner._errors import quoted
-from scanner._evaluate_common import VERSION_LABEL, Context, Verdict
+from scanner._evaluate_common import Context, Verdict
 from scanner._facts import EndpointFacts, Pop3Facts
+from scanner._suites import PROTOCOL_LABEL
 
 # Outcomes that say nothing about the server's configuration, only that we could not ask.
 _UNDETERMINED = {"timeout": "timed out", "unreachable": "was unreachable"}
@@ -24,7 +25,7 @@ def check_pop3s_available(endpoint: EndpointFacts, context: Context) -> Verdict:
         return "fail", f"the TLS handshake on port {port} failed ({facts.error or 'no reason'})"
     greeting = facts.greeting or ""
     if facts.outcome == "ok" and greeting.startswith("+OK"):
-        version = VERSION_LABEL.get(facts.tls.version, "TLS") if facts.tls else "TLS"
+        version = PROTOCOL_LABEL.get(facts.tls.version, "TLS") if facts.tls else "TLS"
         return "pass", f"POP3 over {version} on port {port} works (greeting {quoted(greeting)})"
     said = f"; the server said {quoted(greeting)}" if greeting else ""
     return "fail", f"no +OK greeting after the TLS handshake on port {port}{said}"
@@ -69,7 +70,7 @@ def check_stls(endpoint: EndpointFacts, context: Context) -> Verdict:
     stls = facts.stls
     offered = _offers_stls(facts.capabilities)
     if stls is not None and stls.outcome == "ok" and stls.tls is not None:
-        version = VERSION_LABEL.get(stls.tls.version, stls.tls.version)
+        version = PROTOCOL_LABEL.get(stls.tls.version, stls.tls.version)
         return "pass", f"STLS on port {port} upgrades to {version}"
     if stls is not None and stls.outcome == "tls_error":
         reason = stls.error or "no reason"

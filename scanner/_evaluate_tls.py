@@ -7,7 +7,6 @@ import re
 from collections.abc import Callable, Iterable
 
 from scanner._evaluate_common import (
-    VERSION_LABEL,
     Context,
     Verdict,
     combine,
@@ -18,7 +17,7 @@ from scanner._evaluate_common import (
 from scanner._facts import EndpointFacts, TlsSupport
 from scanner._profiles import TlsProfile
 from scanner._suites import BY_NAME as SUITES_BY_NAME
-from scanner._suites import PROTOCOLS, WEAKNESSES, weaknesses_of
+from scanner._suites import PROTOCOL_LABEL, PROTOCOLS, WEAKNESSES, weaknesses_of
 
 # Enough suites to show what is wrong; the facts list every one.
 _SHOWN_SUITES = 3
@@ -154,7 +153,7 @@ def _group_too_small(group: str, profile: TlsProfile) -> bool:
 def _accepts_dhe(support: TlsSupport) -> bool:
     """Any accepted suite whose key exchange is ephemeral finite-field Diffie-Hellman."""
     return any(
-        name in SUITES_BY_NAME and SUITES_BY_NAME[name].exchange in ("DHE", "DH_anon")
+        name in SUITES_BY_NAME and SUITES_BY_NAME[name].sends_dh_prime
         for names in support.cipher_suites.values()
         for name in names
     )
@@ -169,4 +168,4 @@ def _suite_list(suites: SuitesByVersion) -> str:
 
 
 def _labels(versions: Iterable[str]) -> str:
-    return join_and([VERSION_LABEL.get(version, version) for version in versions])
+    return join_and([PROTOCOL_LABEL.get(version, version) for version in versions])

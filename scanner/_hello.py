@@ -145,8 +145,7 @@ def _extensions(offer: Offer, tls13: bool, body_length: int) -> bytes:
         parts.append(_extension(_EXT_SUPPORTED_GROUPS, _vector(2, _codes(offer.groups))))
         parts.append(_extension(_EXT_POINT_FORMATS, _vector(1, b"\x00")))
     if offer.protocol in ("TLSv1.2", "TLSv1.3"):
-        schemes = _codes(_SIGNATURE_SCHEMES)
-        parts.append(_extension(_EXT_SIGNATURE_ALGORITHMS, _vector(2, schemes)))
+        parts.append(_SIGNATURE_ALGORITHMS)
     if tls13:
         parts.append(_extension(_EXT_SUPPORTED_VERSIONS, _vector(1, b"\x03\x04")))
         parts.append(_extension(_EXT_KEY_SHARE, _vector(2, _key_share(offer.groups))))
@@ -181,6 +180,12 @@ def _vector(length_bytes: int, data: bytes) -> bytes:
 
 def _extension(kind: int, data: bytes) -> bytes:
     return struct.pack("!H", kind) + _vector(2, data)
+
+
+# The same in every TLS 1.2 and 1.3 hello, so built once.
+_SIGNATURE_ALGORITHMS = _extension(
+    _EXT_SIGNATURE_ALGORITHMS, _vector(2, _codes(_SIGNATURE_SCHEMES))
+)
 
 
 def _length3(value: int) -> bytes:

@@ -87,6 +87,12 @@ class Suite:
         return self.exchange in ("DHE", "DHE_PSK", "DH_anon")
 
     @property
+    def sends_dh_prime(self) -> bool:
+        """A DHE exchange whose ServerKeyExchange starts with the prime (DHE_PSK's starts
+        with the PSK identity hint instead): the one whose prime size can be read and judged."""
+        return self.exchange in ("DHE", "DH_anon")
+
+    @property
     def elliptic_curve(self) -> bool:
         """An ephemeral elliptic-curve exchange, whose curve the server picks."""
         return self.exchange in ("ECDHE", "ECDHE_PSK", "ECDH_anon")
@@ -201,13 +207,13 @@ SSLV2_CIPHERS: tuple[Sslv2Cipher, ...] = (
     Sslv2Cipher(0x0700C0, "SSL_CK_DES_192_EDE3_CBC_WITH_MD5", _SSL2_BASE | {"3DES", "CBC mode"}),
 )
 SSLV2_BY_CODE: dict[int, Sslv2Cipher] = {cipher.code: cipher for cipher in SSLV2_CIPHERS}
+_SSLV2_BY_NAME: dict[str, Sslv2Cipher] = {cipher.name: cipher for cipher in SSLV2_CIPHERS}
 
 
 def weaknesses_of(name: str) -> frozenset[str]:
     """The weaknesses of a suite or SSL 2.0 cipher by name; none for a name we do not know."""
     if name in BY_NAME:
         return BY_NAME[name].weaknesses
-    for cipher in SSLV2_CIPHERS:
-        if cipher.name == name:
-            return cipher.weaknesses
+    if name in _SSLV2_BY_NAME:
+        return _SSLV2_BY_NAME[name].weaknesses
     return frozenset()
