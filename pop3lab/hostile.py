@@ -16,6 +16,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from pop3lab._clienthello import parse_offer
 from pop3lab.journal import ConnectionLog
 from pop3lab.server import Handler
 
@@ -295,17 +296,6 @@ async def tls_silent_after_hello(
         await _until_eof(reader)
 
 
-def _offered_suites(hello: bytes) -> tuple[int, list[int]]:
-    """The client_version and suite codes of a TLS ClientHello record (no bounds checks: the
-    lab's own clients only)."""
-    body = hello[9:]
-    version = struct.unpack("!H", body[:2])[0]
-    at = 2 + 32
-    at += 1 + body[at]
-    count = struct.unpack("!H", body[at : at + 2])[0] // 2
-    return version, list(struct.unpack(f"!{count}H", body[at + 2 : at + 2 + 2 * count]))
-
-
 async def tls_small_hellos_only(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
 ) -> None:
@@ -314,9 +304,9 @@ async def tls_small_hellos_only(
     hello = await _client_hello(reader, writer, config)
     if not hello or hello[0] != 22:
         return
-    version, suites = _offered_suites(hello)
-    served = [code for code in (0xC02F, 0x000A) if code in suites]
-    if version != 0x0303 or len(suites) >= 128 or not served:
+    offer = parse_offer(hello[9:])  # past the record and handshake headers
+    served = [code for code in (0xC02F, 0x000A) if code in offer.suites]
+    if offer.versions[:1] != ("TLSv1.2",) or len(offer.suites) >= 128 or not served:
         await _send(writer, struct.pack("!BHHBB", 21, 0x0303, 2, 2, 40))
     else:
         await _send(writer, _server_hello(0x0303, served[0]))
