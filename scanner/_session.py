@@ -98,14 +98,11 @@ class AddressSession:
         return replace(support, negotiated=negotiated)
 
     def _earlier_support(self, port: int, after_stls: bool) -> TlsSupport | None:
-        for earlier in self.target.earlier_support:
-            if (earlier.address, earlier.port, earlier.after_stls) == (
-                self.address,
-                port,
-                after_stls,
-            ):
-                return earlier.support
-        return None
+        """The target's earlier enumeration of this address's entry point, if it has one."""
+        wanted = (self.address, port, after_stls)
+        earlier = self.target.earlier_support
+        found = (e.support for e in earlier if (e.address, e.port, e.after_stls) == wanted)
+        return next(found, None)
 
     def _exchange(self, port: int, after_stls: bool) -> Exchange:
         """How the enumeration reaches the entry point: each hello on a new connection,
