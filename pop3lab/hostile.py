@@ -10,6 +10,7 @@ ends by itself after `MAX_SECONDS`, so a forgotten client cannot pin a connectio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import struct
@@ -148,8 +149,13 @@ async def garbage(
 async def close_after_banner(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, config: HostileConfig
 ) -> None:
-    """A normal greeting, then an immediate hang-up."""
+    """A normal greeting, then a hang-up at the client's first command, or after a second
+    when none comes. Closing at once raced that command: arriving after the close, it drew a
+    reset instead of the end of the stream, so the client saw "reset" one time, "closed"
+    the next."""
     await _send(writer, GREETING)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(reader.readline(), timeout=1.0)
 
 
 async def non_tls_on_tls_port(
