@@ -29,12 +29,17 @@ from scanner._evaluate_certs import (
 )
 from scanner._evaluate_common import Context, TargetFacts, Verdict
 from scanner._evaluate_dns import check_resolves, check_srv
+from scanner._evaluate_doors import implicit_tls_check, plaintext_login_check, upgrade_check
 from scanner._evaluate_login import check_tls_login
-from scanner._evaluate_pop3 import check_plaintext_login, check_pop3s_available, check_stls
+from scanner._evaluate_ntlm import check_ntlm_disclosure
+from scanner._evaluate_pop3 import check_plaintext_login
 from scanner._evaluate_tls import check_tls_ciphers, check_tls_protocols
 from scanner._facts import STATUS_RANK, EndpointFacts, Status
+from scanner._services import IMAP, POP3, PROTOCOL_BY_NAME, SUBMISSION
 
 Scope = Literal["address", "target"]
+# The page headings of the checks that are not about one protocol, by id family.
+FAMILY_GROUP = {"auth": "Authentication", "tls": "TLS", "cert": "Certificate", "dns": "DNS"}
 _CHECK_ID = re.compile(r"[a-z0-9]+\.[a-z_]+")
 
 
@@ -42,7 +47,9 @@ _CHECK_ID = re.compile(r"[a-z0-9]+\.[a-z_]+")
 class CheckSpec:
     """One check. `meanings` maps each status the check can give to what it means there;
     `cleartext_password` marks the checks that fail when a server would take a password in
-    the clear (the dashboard's "Accepts passwords in the clear" view)."""
+    the clear (the dashboard's "Accepts passwords in the clear" view). `protocol` names the
+    client protocol it judges (pop3, imap, submission): a server that does not declare it
+    gets `skip`. None means it judges whatever the server declares."""
 
     id: str
     title: str
@@ -50,7 +57,15 @@ class CheckSpec:
     meanings: Mapping[Status, str]
     remediation: str
     cleartext_password: bool = False
+    protocol: str | None = None
     scope: ClassVar[Scope]
+
+    @property
+    def group(self) -> str:
+        """The heading it sits under on pages: its protocol, or its family's."""
+        if self.protocol is not None:
+            return PROTOCOL_BY_NAME[self.protocol].label
+        return FAMILY_GROUP[self.id.split(".")[0]]
 
     def __post_init__(self) -> None:
         if not _CHECK_ID.fullmatch(self.id):
@@ -84,6 +99,10 @@ _RESTART = (
     "then restart POP3: `Restart-Service MSExchangePOP3; Restart-Service MSExchangePOP3BE` "
     "(Exchange 2013 and later; `Restart-Service MSExchangePOP3` on 2010)."
 )
+_RESTART_IMAP = (
+    "then restart IMAP4: `Restart-Service MSExchangeIMAP4; Restart-Service MSExchangeIMAP4BE` "
+    "(Exchange 2013 and later; `Restart-Service MSExchangeIMAP4` on 2010)."
+)
 # What the checks that judge a TLS session or its certificate say when there was none.
 _NO_TLS_ERROR = "a TLS entry point timed out or broke off, so there was nothing to judge"
 _NO_CERTIFICATE = "no certificate was served (no TLS session)"
@@ -91,6 +110,7 @@ _NO_CERTIFICATE = "no certificate was served (no TLS session)"
 CATALOG: tuple[CheckSpec, ...] = (
     AddressCheck(
         id="pop3s.available",
+        protocol="pop3",
         title="POP3 over implicit TLS",
         question="Does implicit TLS on the POP3S port (995) work: TCP, the TLS handshake, and a "
         "`+OK` greeting inside TLS?",
@@ -111,10 +131,11 @@ CATALOG: tuple[CheckSpec, ...] = (
             "(Dovecot: `service pop3-login { inet_listener pop3s { port = 995 } }` with "
             "`ssl_cert`/`ssl_key`)."
         ),
-        evaluate=check_pop3s_available,
+        evaluate=implicit_tls_check(POP3),
     ),
     AddressCheck(
         id="pop3.plaintext_login",
+        protocol="pop3",
         title="no password accepted before TLS",
         question="Would the server accept a password before TLS on the POP3 port (USER/PASS or "
         "SASL PLAIN/LOGIN)?",
@@ -139,6 +160,7 @@ CATALOG: tuple[CheckSpec, ...] = (
     ),
     AddressCheck(
         id="pop3.stls",
+        protocol="pop3",
         title="STLS offered and works",
         question="Does the POP3 port offer STLS, and does the upgrade to TLS succeed?",
         meanings={
@@ -155,10 +177,11 @@ CATALOG: tuple[CheckSpec, ...] = (
             "`ssl = required` with `ssl_cert`/`ssl_key`), or close port 110 and use 995 only "
             "(RFC 8314)."
         ),
-        evaluate=check_stls,
+        evaluate=upgrade_check(POP3),
     ),
     AddressCheck(
         id="pop3.tls_login",
+        protocol="pop3",
         title="monitoring login over TLS",
         question="Does the monitoring account log in over TLS (sent only to a trusted "
         "certificate that covers the name)?",
@@ -182,6 +205,166 @@ CATALOG: tuple[CheckSpec, ...] = (
             "the refused login."
         ),
         evaluate=check_tls_login,
+    ),
+    AddressCheck(
+        id="imaps.available",
+        protocol="imap",
+        title="IMAP4 over implicit TLS",
+        question="Does implicit TLS on the IMAPS port (993) work: TCP, the TLS handshake, and a "
+        "`* OK` greeting inside TLS?",
+        meanings={
+            "pass": "a `* OK` greeting inside TLS",
+            "fail": "port closed, plaintext instead of a TLS handshake, the handshake fails, "
+            "or no greeting",
+            "error": "the port timed out or was unreachable",
+            "skip": "IMAP4 is not declared for this server",
+        },
+        remediation=(
+            "Exchange: bind a certificate to IMAP and listen on 993: "
+            "`Enable-ExchangeCertificate -Thumbprint <thumb> -Services IMAP`, "
+            "`Set-ImapSettings -Server <CAS> -X509CertificateName mail.contoso.com "
+            "-SSLBindings 0.0.0.0:993,[::]:993`, " + _RESTART_IMAP + " IMAP4 is off by default "
+            "from Exchange 2013: `Set-Service MSExchangeIMAP4,MSExchangeIMAP4BE -StartupType "
+            "Automatic`. A plaintext `* BYE Connection is closed. 14` on 993 means no "
+            "certificate matches X509CertificateName. Generic: enable the implicit-TLS "
+            "listener (Dovecot: `service imap-login { inet_listener imaps { port = 993 } }`)."
+        ),
+        evaluate=implicit_tls_check(IMAP),
+    ),
+    AddressCheck(
+        id="imap.plaintext_login",
+        protocol="imap",
+        title="no IMAP4 password accepted before TLS",
+        question="Would IMAP4 accept a password before TLS on 143 (LOGIN, AUTHENTICATE "
+        "PLAIN/LOGIN)?",
+        meanings={
+            "pass": "refused before TLS (LOGINDISABLED and AUTHENTICATE PLAIN refused, or LOGIN "
+            "refused)",
+            "fail": "accepted (`AUTHENTICATE PLAIN` answered with a `+` challenge, or `LOGIN` "
+            "read made-up credentials); or 143 answers where the policy allows implicit TLS only",
+            "error": "the replies did not show it, or the port timed out",
+            "skip": "IMAP4 is not declared, or port 143 is closed",
+        },
+        remediation=(
+            "Exchange: `Set-ImapSettings -Server <CAS> -LoginType SecureLogin`, "
+            + _RESTART_IMAP
+            + " If policy allows implicit TLS only, remove the :143 entries from "
+            "`-UnencryptedOrTLSBindings` (see `Get-ImapSettings | Format-List *Bindings`). "
+            "Generic: refuse passwords before TLS (Dovecot 2.3: `disable_plaintext_auth = yes`; "
+            "Dovecot 2.4: `auth_allow_cleartext = no`; Cyrus: `allowplaintext: no`; GNU "
+            "Mailutils imap4d: `tls required;`, which also refuses AUTHENTICATE before TLS)."
+        ),
+        cleartext_password=True,
+        evaluate=plaintext_login_check(IMAP),
+    ),
+    AddressCheck(
+        id="imap.starttls",
+        protocol="imap",
+        title="IMAP4 STARTTLS offered and works",
+        question="Does 143 offer STARTTLS in CAPABILITY, and does the upgrade to TLS succeed?",
+        meanings={
+            "pass": "STARTTLS upgrades to TLS",
+            "fail": "not offered, refused, or the handshake fails",
+            "error": "the upgrade did not complete (timeout, connection lost)",
+            "skip": "IMAP4 is not declared, or port 143 is closed",
+        },
+        remediation=(
+            "Exchange: STARTTLS is offered only when a certificate matches X509CertificateName: "
+            "`Set-ImapSettings -Server <CAS> -X509CertificateName mail.contoso.com` or "
+            "`Enable-ExchangeCertificate -Thumbprint <thumb> -Services IMAP`, "
+            + _RESTART_IMAP
+            + " Generic: enable TLS on the cleartext listener (Dovecot: `ssl = yes` with "
+            "`ssl_cert`/`ssl_key`), or close 143 and use 993 only (RFC 8314)."
+        ),
+        evaluate=upgrade_check(IMAP),
+    ),
+    AddressCheck(
+        id="submissions.available",
+        protocol="submission",
+        title="SMTP submission over implicit TLS",
+        question="Does implicit TLS on the submissions port (465, RFC 8314) work: TCP, the TLS "
+        "handshake, and a `220` greeting inside TLS?",
+        meanings={
+            "pass": "a `220` greeting inside TLS",
+            "fail": "port closed, plaintext instead of a TLS handshake, the handshake fails, "
+            "or no greeting",
+            "error": "the port timed out or was unreachable",
+            "skip": "SMTP submission is not declared for this server",
+        },
+        remediation=(
+            "Exchange has no implicit-TLS receive connector: publish 465 through a TLS "
+            "offloader (a load balancer or reverse proxy terminating TLS in front of the "
+            "Client Frontend connector on 587), or declare only 587 and accept this finding. "
+            "Postfix: uncomment the `submissions inet n - y - - smtpd` service in `master.cf` "
+            "with `-o smtpd_tls_wrappermode=yes`. Dovecot: `service submission-login { "
+            "inet_listener submissions { port = 465 ssl = yes } }`."
+        ),
+        evaluate=implicit_tls_check(SUBMISSION),
+    ),
+    AddressCheck(
+        id="submission.plaintext_auth",
+        protocol="submission",
+        title="no SMTP password accepted before STARTTLS",
+        question="Would SMTP submission (587) accept AUTH before STARTTLS?",
+        meanings={
+            "pass": "refused (`530`, `538`, `503`, `504`, `523`, or AUTH not offered and refused)",
+            "fail": "`AUTH PLAIN` or `AUTH LOGIN` answered with a `334` challenge; or 587 answers "
+            "where the policy allows implicit TLS only",
+            "error": "the replies did not show it, or the port timed out",
+            "skip": "SMTP submission is not declared, or port 587 is closed",
+        },
+        remediation=(
+            "Exchange: require TLS for basic authentication on the client connector: "
+            '`Set-ReceiveConnector "<CAS>\\Client Frontend <CAS>" -AuthMechanism '
+            "Tls,Integrated,BasicAuth,BasicAuthRequireTLS` (check with `Get-ReceiveConnector "
+            "| Format-List Name,AuthMechanism,Bindings`); no restart is needed. Postfix: "
+            "`-o smtpd_tls_security_level=encrypt -o smtpd_tls_auth_only=yes` on the "
+            "submission service in `master.cf`. Dovecot submission: `disable_plaintext_auth = "
+            "yes` (2.4: `auth_allow_cleartext = no`)."
+        ),
+        cleartext_password=True,
+        evaluate=plaintext_login_check(SUBMISSION),
+    ),
+    AddressCheck(
+        id="submission.starttls",
+        protocol="submission",
+        title="SMTP submission STARTTLS offered and works",
+        question="Does 587 offer STARTTLS in its EHLO reply, and does the upgrade to TLS succeed?",
+        meanings={
+            "pass": "STARTTLS upgrades to TLS",
+            "fail": "not offered, refused, or the handshake fails",
+            "error": "the upgrade did not complete (timeout, connection lost)",
+            "skip": "SMTP submission is not declared, or port 587 is closed",
+        },
+        remediation=(
+            "Exchange: the Client Frontend connector offers STARTTLS when a certificate with "
+            "the connector's FQDN is enabled for SMTP: `Enable-ExchangeCertificate -Thumbprint "
+            '<thumb> -Services SMTP` and `Set-ReceiveConnector "<CAS>\\Client Frontend <CAS>" '
+            "-Fqdn mail.contoso.com`. Postfix: `smtpd_tls_cert_file`, `smtpd_tls_key_file` and "
+            "`smtpd_tls_security_level = may` (or `encrypt` on submission)."
+        ),
+        evaluate=upgrade_check(SUBMISSION),
+    ),
+    AddressCheck(
+        id="auth.ntlm_disclosure",
+        title="NTLM tells strangers nothing",
+        question="Does `AUTH NTLM` before TLS, on any declared protocol, disclose internal names "
+        "(the NTLM challenge's target info: AD domain, NetBIOS and DNS names, forest)?",
+        meanings={
+            "pass": "NTLM is offered before TLS, but names nothing beyond the service name",
+            "warn": "the challenge names an internal domain or host (and the Windows build)",
+            "error": "NTLM is listed, but the challenge could not be read",
+            "skip": "no declared protocol offers NTLM before TLS",
+        },
+        remediation=(
+            "Exchange: stop offering NTLM before TLS on POP3 and IMAP4: "
+            "`Set-PopSettings -Server <CAS> -EnableGSSAPIAndNTLMAuth $false` and "
+            "`Set-ImapSettings -Server <CAS> -EnableGSSAPIAndNTLMAuth $false`, then restart "
+            "POP3 and IMAP4; on SMTP submission drop `Integrated` from the Client Frontend "
+            "connector's `-AuthMechanism`, or turn on Extended Protection for authentication. "
+            "Where NTLM must stay, it still discloses the names; accept the finding knowingly."
+        ),
+        evaluate=check_ntlm_disclosure,
     ),
     AddressCheck(
         id="tls.protocols",

@@ -24,6 +24,7 @@ from typing import TextIO
 from scanner._facts import ScanReport
 from scanner._profiles import DEFAULT_PROFILE, PROFILES
 from scanner._report import render_text, report_to_dict
+from scanner._services import CLIENT_PROTOCOLS, DEFAULT_PROTOCOLS, parse_protocols
 from scanner._suites import PROTOCOL_LABEL
 from scanner._target import Credentials, Policy, Settings, Target, is_ip_address, parse_resolver
 
@@ -108,6 +109,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _protocols(text: str) -> tuple[str, ...]:
+    try:
+        return parse_protocols(text)
+    except ValueError as problem:
+        raise argparse.ArgumentTypeError(str(problem)) from None
+
+
 def _resolver(text: str) -> str:
     try:
         parse_resolver(text)
@@ -163,8 +171,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--resolver", type=_resolver, metavar="IP[:PORT]", help="send every DNS query here"
     )
     settings, policy = _DEFAULT_SETTINGS, _DEFAULT_POLICY
-    _option(parser, "--pop3-port", _port, 110, "PORT", "cleartext POP3 port")
-    _option(parser, "--pop3s-port", _port, 995, "PORT", "implicit-TLS POP3S port")
+    parser.add_argument(
+        "--protocols",
+        type=_protocols,
+        default=DEFAULT_PROTOCOLS,
+        metavar="LIST",
+        help="client protocols the server serves, comma-separated: "
+        f"{', '.join(p.name for p in CLIENT_PROTOCOLS)} (default: pop3); only these are probed",
+    )
+    for protocol in CLIENT_PROTOCOLS:
+        cleartext, implicit = protocol.cleartext_field, protocol.implicit_tls_field
+        _option(
+            parser,
+            "--" + cleartext.replace("_", "-"),
+            _port,
+            protocol.cleartext_port,
+            "PORT",
+            f"cleartext {protocol.label} port",
+        )
+        _option(
+            parser,
+            "--" + implicit.replace("_", "-"),
+            _port,
+            protocol.implicit_tls_port,
+            "PORT",
+            f"implicit-TLS {protocol.implicit_tls_label} port",
+        )
     _option(
         parser, "--timeout", _seconds, settings.timeout, "SECONDS", "per connection, reads included"
     )
@@ -252,9 +284,13 @@ def parse_invocation(argv: Sequence[str], environ: Mapping[str, str] | None = No
             Target(
                 host,
                 args.name,
-                pop3_port=args.pop3_port,
-                pop3s_port=args.pop3s_port,
+                protocols=args.protocols,
                 credentials=credentials,
+                **{
+                    field: getattr(args, field)
+                    for protocol in CLIENT_PROTOCOLS
+                    for field in (protocol.cleartext_field, protocol.implicit_tls_field)
+                },
             )
             for host in args.hosts
         )

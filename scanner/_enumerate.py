@@ -30,11 +30,11 @@ from scanner._hello import (
     sslv2_client_hello,
 )
 from scanner._suites import BY_CODE, PROTOCOLS, SSLV2_BY_CODE, SSLV2_CIPHERS, suites_for
-from scanner._wire import Pop3Connection
+from scanner._wire import LineConnection
 
 # Opens a fresh connection ready for a ClientHello (after STLS where that is the way in), runs
 # the exchange on it and closes it, all under the session's deadline and connection cap.
-Exchange = Callable[[Callable[[Pop3Connection], Awaitable[object]]], Awaitable[object]]
+Exchange = Callable[[Callable[[LineConnection], Awaitable[object]]], Awaitable[object]]
 
 _TLS_PROTOCOLS = PROTOCOLS[1:]
 
@@ -56,11 +56,11 @@ class _Enumeration:
     answers: list[ServerAnswer] = field(default_factory=list)
     stalled: bool = False
 
-    async def send(self, hello: Callable[[Pop3Connection], Awaitable[object]]) -> object | None:
+    async def send(self, hello: Callable[[LineConnection], Awaitable[object]]) -> object | None:
         """Run one hello's exchange; None (and the error kept) when it broke off. A hello
         that got its connection only after the entry point stalled is dropped unsent."""
 
-        async def unless_stalled(connection: Pop3Connection) -> object:
+        async def unless_stalled(connection: LineConnection) -> object:
             if self.stalled:
                 raise _Stalled
             return await hello(connection)
@@ -82,7 +82,7 @@ class _Enumeration:
     async def ask(self, offer: Offer, *, want_key_exchange: bool = False) -> ServerAnswer | None:
         """The server's answer to one hello; None (and the error kept) when it broke off."""
 
-        async def hello(connection: Pop3Connection) -> ServerAnswer:
+        async def hello(connection: LineConnection) -> ServerAnswer:
             connection.step = f"{offer.protocol} hello"
             await _send_hello(connection, client_hello(offer))
             return await read_answer(connection.reader, offer, want_key_exchange=want_key_exchange)
@@ -168,7 +168,7 @@ def _names(protocol: str, codes: list[int]) -> tuple[str, ...]:
     return tuple(BY_CODE[code].name for code in codes)
 
 
-async def _send_hello(connection: Pop3Connection, hello: bytes) -> None:
+async def _send_hello(connection: LineConnection, hello: bytes) -> None:
     """Write a hello; a server that resets the connection meanwhile is a ProtocolError."""
     connection.writer.write(hello)
     try:
@@ -234,7 +234,7 @@ async def _sslv2(run: _Enumeration) -> Listing:
     """SSL 2.0 lists every cipher it would use in one SERVER-HELLO."""
     offered = tuple(cipher.code for cipher in SSLV2_CIPHERS)
 
-    async def hello(connection: Pop3Connection) -> tuple[list[int] | None]:
+    async def hello(connection: LineConnection) -> tuple[list[int] | None]:
         connection.step = "SSLv2 hello"
         await _send_hello(connection, sslv2_client_hello(offered))
         return (await read_sslv2_answer(connection.reader),)

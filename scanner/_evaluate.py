@@ -5,9 +5,10 @@ that `scanner._trust.verify_chain` loads once and caches. Per-address checks are
 address first; the target's result for such a check is the worst over its addresses, naming
 that address.
 
-The evaluators live by family, named after their ids: scanner._evaluate_pop3 (pop3s.*, pop3.*),
-_evaluate_login (pop3.tls_login), _evaluate_tls (tls.*), _evaluate_certs (cert.*) and
-_evaluate_dns (dns.*); what they share is in _evaluate_common.
+The evaluators live by family: scanner._evaluate_doors (each protocol's implicit TLS,
+upgrade and, for IMAP4 and submission, plaintext login), _evaluate_pop3 (pop3.plaintext_login),
+_evaluate_login (pop3.tls_login), _evaluate_ntlm (auth.*), _evaluate_tls (tls.*),
+_evaluate_certs (cert.*) and _evaluate_dns (dns.*); what they share is in _evaluate_common.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import datetime
 from scanner._catalog import CATALOG, AddressCheck, CheckSpec, TargetCheck
 from scanner._evaluate_common import Context, TargetFacts
 from scanner._facts import PASSING, STATUS_RANK, CheckResult, DnsFacts, EndpointFacts, Status
+from scanner._services import PROTOCOL_BY_NAME
 from scanner._target import Policy, Target
 
 
@@ -35,7 +37,7 @@ def evaluate(
     """
     context = Context(target, policy, now)
     address_checks = tuple(
-        _result(spec, *spec.evaluate(endpoint, context), endpoint.address)
+        _result(spec, *_judged(spec, endpoint, context), endpoint.address)
         for endpoint in endpoints
         for spec in CATALOG
         if isinstance(spec, AddressCheck)
@@ -48,6 +50,15 @@ def evaluate(
         for spec in CATALOG
     )
     return checks, address_checks
+
+
+def _judged(spec: AddressCheck, endpoint: EndpointFacts, context: Context) -> tuple[Status, str]:
+    """The check's verdict, or skip when it judges a protocol the target does not declare
+    (nothing was probed for it: a POP3-only server is not failed for a closed 993)."""
+    if spec.protocol is not None and not context.target.declares(spec.protocol):
+        label = PROTOCOL_BY_NAME[spec.protocol].label
+        return "skip", f"{label} is not declared for this server, so it was not probed"
+    return spec.evaluate(endpoint, context)
 
 
 def _result(

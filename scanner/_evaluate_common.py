@@ -10,13 +10,14 @@ from datetime import datetime
 from scanner._facts import (
     DnsFacts,
     EndpointFacts,
-    Pop3sFacts,
+    ImplicitTlsFacts,
     Status,
     StlsFacts,
     TlsFacts,
     TlsSupport,
     worst_status,
 )
+from scanner._services import CLIENT_PROTOCOLS
 from scanner._target import Policy, Target
 
 Verdict = tuple[Status, str]
@@ -45,11 +46,17 @@ def join_and(items: Iterable[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def _entry_points(endpoint: EndpointFacts) -> list[tuple[str, Pop3sFacts | StlsFacts]]:
-    """The address's TLS entry points, labelled by how we reached them."""
-    entries: list[tuple[str, Pop3sFacts | StlsFacts]] = [(str(endpoint.pop3s.port), endpoint.pop3s)]
-    if endpoint.pop3.stls is not None:
-        entries.append((f"{endpoint.pop3.port} after STLS", endpoint.pop3.stls))
+def _entry_points(endpoint: EndpointFacts) -> list[tuple[str, ImplicitTlsFacts | StlsFacts]]:
+    """The address's TLS entry points of every declared protocol, labelled by how we reached
+    them: `995`, `110 after STLS`, `993`, `143 after STARTTLS`, `465`, `587 after STARTTLS`."""
+    entries: list[tuple[str, ImplicitTlsFacts | StlsFacts]] = []
+    for protocol in CLIENT_PROTOCOLS:
+        cleartext, implicit = endpoint.doors(protocol)
+        if implicit is not None:
+            entries.append((str(implicit.port), implicit))
+        if cleartext is not None and cleartext.upgrade is not None:
+            label = f"{cleartext.port} after {protocol.upgrade_command}"
+            entries.append((label, cleartext.upgrade))
     return entries
 
 
@@ -85,15 +92,7 @@ def undetermined_tls(endpoint: EndpointFacts) -> str | None:
     "could not determine" (error) when one of them timed out or broke off: otherwise a server
     that stops answering would flip its certificate checks from pass to skip and back.
     """
-    stls = endpoint.pop3.stls
-    for label, outcome, error in (
-        (str(endpoint.pop3s.port), endpoint.pop3s.outcome, endpoint.pop3s.error),
-        (
-            f"{endpoint.pop3.port} (STLS)",
-            stls.outcome if stls else None,
-            stls.error if stls else None,
-        ),
-    ):
-        if outcome in _UNDETERMINED:
-            return f"could not determine: port {label} did not complete ({error or outcome})"
+    for label, facts in _entry_points(endpoint):
+        if facts.outcome in _UNDETERMINED:
+            return f"could not determine: {label} did not complete ({facts.error or facts.outcome})"
     return None

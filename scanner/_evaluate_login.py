@@ -46,6 +46,7 @@ def _not_attempted(endpoint: EndpointFacts) -> Verdict:
 
 
 def _entry_point(endpoint: EndpointFacts, login: TlsLoginFacts) -> str:
+    assert endpoint.pop3 is not None and endpoint.pop3s is not None  # a login means POP3
     if login.entry == "pop3s":
         return f"POP3S port {endpoint.pop3s.port}"
     return f"STLS on POP3 port {endpoint.pop3.port}"

@@ -11,6 +11,7 @@ from scanner._evaluate_common import (
     Verdict,
     combine,
     join_and,
+    tls_sessions,
     tls_supports,
     undetermined_tls,
 )
@@ -56,15 +57,10 @@ def _per_entry_point(
         reason = undetermined_tls(endpoint)
         if reason:
             return "error", reason
-        if endpoint.pop3s.tls is not None or _stls_session(endpoint):
+        if tls_sessions(endpoint):
             return "error", "what the TLS entry points accept was not tested"
-        return "skip", "no TLS entry point (implicit TLS or STLS) to check"
+        return "skip", "no TLS entry point (implicit TLS or STLS/STARTTLS) to check"
     return [(label, judge(support)) for label, support in supports]
-
-
-def _stls_session(endpoint: EndpointFacts) -> bool:
-    stls = endpoint.pop3.stls
-    return stls is not None and stls.tls is not None
 
 
 def _protocol_verdict(support: TlsSupport, profile: TlsProfile) -> Verdict:

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
+from scanner._ntlm import NtlmChallenge
+from scanner._services import ClientProtocol
+
 if TYPE_CHECKING:
     # Only for ScanReport's annotation: the target module holds facts of its own.
     from scanner._target import Target
@@ -129,10 +132,56 @@ class Pop3Facts:
     quit_reply: str | None = None
     stls: StlsFacts | None = None
 
+    @property
+    def upgrade(self) -> StlsFacts | None:
+        """The STLS upgrade, under the name every protocol's cleartext facts share."""
+        return self.stls
+
 
 @dataclass(frozen=True)
-class Pop3sFacts:
-    """Implicit TLS on the POP3S port: the handshake, then the greeting inside TLS.
+class CleartextFacts:
+    """The cleartext port of IMAP4 (143) or SMTP submission (587): the greeting, the
+    capabilities (IMAP CAPABILITY, or the EHLO keywords), the plaintext-login probe and the
+    STARTTLS upgrade.
+
+    `auth_replies` maps each command we sent (without its arguments: `LOGIN`,
+    `AUTHENTICATE PLAIN`, `AUTH PLAIN`, `*`) to the server's reply. `plaintext_login`,
+    `certainty` and `evidence` are as for POP3. `goodbye` is the reply to LOGOUT or QUIT
+    (Exchange's IMAP LOGOUT names its version).
+    """
+
+    port: int
+    outcome: Outcome
+    error: str | None = None
+    greeting: str | None = None
+    capabilities: tuple[str, ...] | None = None
+    auth_replies: dict[str, str] = field(default_factory=dict)
+    plaintext_login: LoginVerdict = "unknown"
+    certainty: Certainty = "unknown"
+    evidence: str | None = None
+    goodbye: str | None = None
+    starttls: StlsFacts | None = None
+
+    @property
+    def upgrade(self) -> StlsFacts | None:
+        return self.starttls
+
+
+@dataclass(frozen=True)
+class NtlmFacts:
+    """`AUTH NTLM` before TLS on one protocol's cleartext port: the NEGOTIATE we sent and what
+    the server's CHALLENGE disclosed (None when it sent none: `error` says why)."""
+
+    protocol: str
+    port: int
+    outcome: Outcome
+    error: str | None = None
+    challenge: NtlmChallenge | None = None
+
+
+@dataclass(frozen=True)
+class ImplicitTlsFacts:
+    """Implicit TLS on a TLS port (995, 993, 465): the handshake, then the greeting inside TLS.
 
     `plaintext_reply` holds what a server sent in the clear instead of a TLS handshake
     (Exchange with no bound certificate says `-ERR Connection is closed. 13`).
@@ -189,16 +238,31 @@ NOT_JUDGED = frozenset({"SYS/TEMP", "SYS/PERM", "LOGIN-DELAY"})
 
 @dataclass(frozen=True)
 class EndpointFacts:
-    """Everything learnt about one address of the target. `tls_login` is None when no login
-    was attempted: no credentials, or no TLS entry point worked."""
+    """Everything learnt about one address of the target, per declared protocol: the facts of
+    a protocol the target does not declare are None. `tls_login` is None when no login was
+    attempted: no credentials, or no POP3 TLS entry point worked. `ntlm` has one entry per
+    protocol whose cleartext port offered NTLM. `login_type` is Exchange's POP3 LoginType and
+    `imap_login_type` its IMAP one, inferred from what the ports said."""
 
     address: str
-    pop3: Pop3Facts
-    pop3s: Pop3sFacts
+    pop3: Pop3Facts | None
+    pop3s: ImplicitTlsFacts | None
     product: str | None = None
     login_type: str | None = None
     duration_ms: int = 0
     tls_login: TlsLoginFacts | None = None
+    imap: CleartextFacts | None = None
+    imaps: ImplicitTlsFacts | None = None
+    submission: CleartextFacts | None = None
+    submissions: ImplicitTlsFacts | None = None
+    ntlm: tuple[NtlmFacts, ...] = ()
+    imap_login_type: str | None = None
+
+    def doors(
+        self, protocol: ClientProtocol
+    ) -> tuple[Pop3Facts | CleartextFacts | None, ImplicitTlsFacts | None]:
+        """The protocol's cleartext and implicit-TLS facts (POP3's, IMAP's, submission's)."""
+        return getattr(self, protocol.name), getattr(self, protocol.implicit_tls_name)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from scanner._facts import Pop3Facts
+from scanner._facts import CleartextFacts, Pop3Facts
 from scanner._wire import capability_names, sasl_mechanisms
 
 # (substring of the greeting, product). Checked in order, case-insensitively.
@@ -73,5 +73,20 @@ def exchange_login_type(pop3: Pop3Facts) -> str:
     if "USER" in names or mechanisms & {"PLAIN", "LOGIN"}:
         return "PlainTextLogin"
     if mechanisms & {"NTLM", "GSSAPI"}:
+        return "PlainTextAuthentication"
+    return "SecureLogin"
+
+
+def exchange_imap_login_type(imap: CleartextFacts) -> str:
+    """Exchange's IMAP LoginType (Set-ImapSettings), read from outside like POP3's: from
+    CAPABILITY (LOGINDISABLED, AUTH=) and what the login probe saw."""
+    if imap.plaintext_login == "accepted":
+        return "PlainTextLogin"
+    if imap.capabilities is None:
+        return "unknown"
+    atoms = {atom.upper() for atom in imap.capabilities}
+    if "LOGINDISABLED" not in atoms or atoms & {"AUTH=PLAIN", "AUTH=LOGIN"}:
+        return "PlainTextLogin"
+    if atoms & {"AUTH=NTLM", "AUTH=GSSAPI"}:
         return "PlainTextAuthentication"
     return "SecureLogin"

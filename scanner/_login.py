@@ -22,7 +22,7 @@ from typing import Literal
 
 from scanner._certs import chain_from_ssl_object, name_matches
 from scanner._errors import ProtocolError, ScanError, quote_reply
-from scanner._facts import Pop3sFacts, StlsFacts, TlsLoginFacts
+from scanner._facts import ImplicitTlsFacts, StlsFacts, TlsLoginFacts
 from scanner._session import (
     AddressSession,
     quit_politely,
@@ -54,7 +54,7 @@ class _LoginNotes:
 
 
 async def probe_tls_login(
-    session: AddressSession, policy: Policy, pop3s: Pop3sFacts, stls: StlsFacts
+    session: AddressSession, policy: Policy, pop3s: ImplicitTlsFacts, stls: StlsFacts
 ) -> TlsLoginFacts | None:
     """The login over the TLS entry point that worked, as facts; None when there are no
     credentials or no entry point worked (then nothing is sent). Trouble is recorded."""
@@ -81,7 +81,7 @@ async def _log_in(
     credentials: Credentials,
     policy: Policy,
     entry: Literal["pop3s", "stls"],
-    pop3s: Pop3sFacts,
+    pop3s: ImplicitTlsFacts,
 ) -> TlsLoginFacts:
     login = _Login(credentials, policy, session.target.service_name or session.address)
     # The login gets --timeout like every connection. Servers delay a rejected
@@ -99,7 +99,7 @@ async def _log_in(
     return TlsLoginFacts(entry, "ok", **vars(login.notes))
 
 
-def _working_entry(pop3s: Pop3sFacts, stls: StlsFacts) -> Literal["pop3s", "stls"] | None:
+def _working_entry(pop3s: ImplicitTlsFacts, stls: StlsFacts) -> Literal["pop3s", "stls"] | None:
     """Implicit TLS when its probe greeted us inside TLS, else STLS when its upgrade worked."""
     if pop3s.outcome == "ok" and pop3s.tls is not None:
         return "pop3s"

@@ -9,12 +9,20 @@ drops a connection at its third rejected command, so no conversation here risks 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from scanner._errors import ScanError, quoted
+from scanner._errors import ProtocolError, ScanError, quoted
 from scanner._facts import Certainty, LoginVerdict, Pop3Facts, StlsFacts
-from scanner._session import AddressSession, quit_politely, read_capabilities, read_greeting
-from scanner._tls import probe_context, reconciled, tls_facts
+from scanner._services import POP3
+from scanner._session import (
+    AddressSession,
+    Dialect,
+    quit_politely,
+    read_capabilities,
+    read_greeting,
+    request_stls,
+)
+from scanner._tls import probe_context, tls_facts
 from scanner._wire import Pop3Connection, capability_names, sasl_mechanisms
 
 CLEARTEXT_MECHANISMS = ("PLAIN", "LOGIN")
@@ -135,10 +143,35 @@ async def _stls_conversation(
     return StlsFacts(outcome="ok", reply=reply.line, tls=tls, capabilities=capabilities)
 
 
-async def with_stls_support(session: AddressSession, stls: StlsFacts) -> StlsFacts:
-    """The STLS facts with what TLS after STLS accepts, wherever STLS was accepted (even when
-    the local OpenSSL could not complete a handshake: an SSLv3-only server is still found)."""
-    if stls.tls is None and stls.outcome != "tls_error":
-        return stls
-    support = await session.tls_support(session.target.pop3_port, after_stls=True, session=stls.tls)
-    return replace(stls, support=reconciled(support, stls.tls))
+async def _greeting_line(connection: Pop3Connection) -> str:
+    return (await read_greeting(connection)).line
+
+
+async def _ntlm_challenge(connection: Pop3Connection, negotiate: str) -> str:
+    """AUTH NTLM (RFC 1734 with NTLM's SASL profile): `+`, the NEGOTIATE, `+ CHALLENGE`, `*`."""
+    await read_greeting(connection)
+    start = await connection.command("AUTH NTLM")
+    if not start.continuation:
+        raise ProtocolError("reply to AUTH NTLM", "NTLM was refused", start.line)
+    challenge = await connection.command(negotiate, "reply to the NTLM NEGOTIATE")
+    if not challenge.continuation:
+        raise ProtocolError("reply to the NTLM NEGOTIATE", "no NTLM challenge", challenge.line)
+    await connection.command("*", "reply to cancelling AUTH NTLM")
+    return challenge.text
+
+
+def _lists_ntlm(capabilities: tuple[str, ...] | None) -> bool:
+    return "NTLM" in sasl_mechanisms(capabilities)
+
+
+POP3_DIALECT = Dialect(
+    protocol=POP3,
+    kind=Pop3Connection,
+    read_greeting=_greeting_line,
+    request_upgrade=request_stls,
+    say_goodbye=quit_politely,
+    ntlm_challenge=_ntlm_challenge,
+    lists_ntlm=_lists_ntlm,
+    probe_cleartext=probe_cleartext,
+    probe_upgrade=probe_stls,
+)

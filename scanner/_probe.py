@@ -12,27 +12,35 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TypeVar
 
+from scanner._disclosure import probe_ntlm
 from scanner._dns import lookup_addresses, resolve_service
 from scanner._errors import DnsError
 from scanner._evaluate import evaluate
 from scanner._facts import (
+    CleartextFacts,
     DnsFacts,
     EndpointFacts,
+    ImplicitTlsFacts,
+    NtlmFacts,
     Pop3Facts,
-    Pop3sFacts,
     ScanReport,
     StlsFacts,
+    TlsLoginFacts,
     compliance,
 )
-from scanner._hints import exchange_login_type, product_hint
+from scanner._hints import exchange_imap_login_type, exchange_login_type, product_hint
+from scanner._imap import IMAP_DIALECT
+from scanner._implicit_tls import probe_implicit_tls, with_implicit_tls_support
 from scanner._login import probe_tls_login
-from scanner._pop3 import probe_cleartext, probe_stls, with_stls_support
-from scanner._pop3s import probe_implicit_tls, with_implicit_tls_support
-from scanner._session import AddressSession, LoginGate
+from scanner._pop3 import POP3_DIALECT
+from scanner._session import AddressSession, Dialect, LoginGate, with_upgrade_support
+from scanner._submission import SUBMISSION_DIALECT
 from scanner._target import Policy, Settings, Target
 
 Progress = Callable[[ScanReport], None]
+T = TypeVar("T")
 
 
 def scan(
@@ -114,17 +122,33 @@ async def _probe_guarded(
     address: str, target: Target, settings: Settings, policy: Policy, gate: LoginGate
 ) -> EndpointFacts:
     """Probe the address unless the scanner guard refuses it: then nothing connects, and
-    every port reads as unreachable with the guard's reason (its checks become errors)."""
+    every declared port reads as unreachable with the guard's reason (its checks become
+    errors)."""
     reason = settings.refusal(address)
     if reason is None:
         return await probe_address(address, target, settings, policy, gate)
+    doors: dict[str, object] = {"pop3": None, "pop3s": None}
+    for dialect in DIALECTS:
+        protocol = dialect.protocol
+        if target.declares(protocol.name):
+            cleartext, implicit = target.ports(protocol)
+            upgrade = StlsFacts("unreachable", reason)
+            if protocol.name == "pop3":
+                doors["pop3"] = Pop3Facts(cleartext, "unreachable", reason, stls=upgrade)
+            else:
+                doors[protocol.name] = CleartextFacts(
+                    cleartext, "unreachable", reason, starttls=upgrade
+                )
+            doors[protocol.implicit_tls_name] = ImplicitTlsFacts(implicit, "unreachable", reason)
     return EndpointFacts(
         address=address,
-        pop3=Pop3Facts(
-            target.pop3_port, "unreachable", reason, stls=StlsFacts("unreachable", reason)
-        ),
-        pop3s=Pop3sFacts(target.pop3s_port, "unreachable", reason),
+        pop3=None,
+        pop3s=None,
+        **doors,  # type: ignore[arg-type]
     )
+
+
+DIALECTS: tuple[Dialect, ...] = (POP3_DIALECT, IMAP_DIALECT, SUBMISSION_DIALECT)
 
 
 async def probe_address(
@@ -134,40 +158,97 @@ async def probe_address(
     policy: Policy,
     login_gate: LoginGate,
 ) -> EndpointFacts:
-    """Every probe of one address: the cleartext login probe, STLS and implicit TLS side by
-    side; then, over the TLS entry point that worked, the login with the target's credentials
+    """Every probe of one address, for each protocol the target declares, all side by side:
+    the cleartext login probe, the STLS/STARTTLS upgrade and implicit TLS; then what each TLS
+    entry point accepts (scanner._enumerate) and, where the cleartext port lists NTLM, its
+    challenge (scanner._disclosure). For POP3 also the login with the target's credentials
     (if any, judged by `policy`'s trust store before the password goes out, and through the
-    `login_gate` the target's addresses share) beside the enumeration of what each TLS entry
-    point accepts (scanner._enumerate)."""
+    `login_gate` the target's addresses share)."""
     clock = time.monotonic()
     session = AddressSession(address, target, settings, login_gate)
-    pop3, stls, pop3s = await asyncio.gather(
-        probe_cleartext(session), probe_stls(session), probe_implicit_tls(session)
-    )
-    (stls, pop3s), tls_login = await asyncio.gather(
-        _with_tls_support(session, stls, pop3s), probe_tls_login(session, policy, pop3s, stls)
-    )
-    pop3 = replace(pop3, stls=stls)
-    product = product_hint(pop3.greeting, pop3s.greeting, quit_reply=pop3.quit_reply)
-    login_type = exchange_login_type(pop3) if product and "Exchange" in product else None
-    return EndpointFacts(
+    declared = [d for d in DIALECTS if target.declares(d.protocol.name)]
+    results = await asyncio.gather(*(_probe_protocol(session, policy, d) for d in declared))
+    doors: dict[str, object] = {"pop3": None, "pop3s": None}
+    ntlm: list[NtlmFacts] = []
+    tls_login: TlsLoginFacts | None = None
+    for dialect, (cleartext, implicit, disclosure, login) in zip(declared, results, strict=True):
+        doors[dialect.protocol.name] = cleartext
+        doors[dialect.protocol.implicit_tls_name] = implicit
+        ntlm.extend(disclosure)
+        tls_login = tls_login or login
+    endpoint = EndpointFacts(
         address=address,
-        pop3=pop3,
-        pop3s=pop3s,
-        product=product,
-        login_type=login_type,
-        duration_ms=round((time.monotonic() - clock) * 1000),
         tls_login=tls_login,
+        ntlm=tuple(ntlm),
+        duration_ms=round((time.monotonic() - clock) * 1000),
+        **doors,  # type: ignore[arg-type]
+    )
+    return _with_hints(endpoint)
+
+
+def _with_hints(endpoint: EndpointFacts) -> EndpointFacts:
+    """The endpoint with the product its greetings and goodbyes name, and Exchange's
+    LoginTypes."""
+    pop3, imap, submission = endpoint.pop3, endpoint.imap, endpoint.submission
+    greetings = [
+        pop3.greeting if pop3 else None,
+        endpoint.pop3s.greeting if endpoint.pop3s else None,
+        imap.greeting if imap else None,
+        endpoint.imaps.greeting if endpoint.imaps else None,
+        submission.greeting if submission else None,
+    ]
+    goodbyes = " ".join(
+        text for text in (pop3.quit_reply if pop3 else None, imap.goodbye if imap else None) if text
+    )
+    product = product_hint(*greetings, quit_reply=goodbyes)
+    exchange = bool(product and "Exchange" in product)
+    return replace(
+        endpoint,
+        product=product,
+        login_type=exchange_login_type(pop3) if exchange and pop3 else None,
+        imap_login_type=exchange_imap_login_type(imap) if exchange and imap else None,
     )
 
 
-async def _with_tls_support(
-    session: AddressSession, stls: StlsFacts, pop3s: Pop3sFacts
-) -> tuple[StlsFacts, Pop3sFacts]:
-    """Both TLS entry points' facts with what they accept, when the settings ask."""
-    if not session.settings.enumerate_tls:
-        return stls, pop3s
-    stls, pop3s = await asyncio.gather(
-        with_stls_support(session, stls), with_implicit_tls_support(session, pop3s)
+ProtocolResult = tuple[
+    Pop3Facts | CleartextFacts, ImplicitTlsFacts, tuple[NtlmFacts, ...], TlsLoginFacts | None
+]
+
+
+async def _probe_protocol(
+    session: AddressSession, policy: Policy, dialect: Dialect
+) -> ProtocolResult:
+    """One protocol's doors: the cleartext probe, the upgrade and implicit TLS at once; then
+    both TLS entry points' enumeration beside the NTLM challenge and (POP3) the login."""
+    cleartext, upgrade, implicit = await asyncio.gather(
+        dialect.probe_cleartext(session),
+        dialect.probe_upgrade(session),
+        probe_implicit_tls(session, dialect),
     )
-    return stls, pop3s
+    enumerate_tls = session.settings.enumerate_tls
+    upgrade, implicit, disclosure, login = await asyncio.gather(
+        with_upgrade_support(session, upgrade, dialect) if enumerate_tls else _same(upgrade),
+        with_implicit_tls_support(session, implicit) if enumerate_tls else _same(implicit),
+        _disclosure(session, dialect, cleartext.capabilities),
+        probe_tls_login(session, policy, implicit, upgrade)
+        if dialect is POP3_DIALECT
+        else _same(None),
+    )
+    if isinstance(cleartext, Pop3Facts):
+        cleartext = replace(cleartext, stls=upgrade)
+    else:
+        cleartext = replace(cleartext, starttls=upgrade)
+    return cleartext, implicit, disclosure, login
+
+
+async def _same(value: T) -> T:
+    return value
+
+
+async def _disclosure(
+    session: AddressSession, dialect: Dialect, capabilities: tuple[str, ...] | None
+) -> tuple[NtlmFacts, ...]:
+    """The NTLM challenge of the cleartext port, where it lists NTLM before TLS."""
+    if not dialect.lists_ntlm(capabilities):
+        return ()
+    return (await probe_ntlm(session, dialect),)

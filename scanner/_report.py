@@ -18,10 +18,12 @@ from scanner._errors import escape_controls, quote_reply
 from scanner._facts import (
     CertificateFacts,
     CheckResult,
+    CleartextFacts,
     DnsFacts,
     EndpointFacts,
+    ImplicitTlsFacts,
+    NtlmFacts,
     Pop3Facts,
-    Pop3sFacts,
     ScanReport,
     SrvRecord,
     StlsFacts,
@@ -29,8 +31,9 @@ from scanner._facts import (
     TlsLoginFacts,
     TlsSupport,
 )
+from scanner._services import CLIENT_PROTOCOLS, PROTOCOL_BY_NAME, ClientProtocol
 from scanner._suites import PROTOCOL_LABEL, PROTOCOLS
-from scanner._target import Credentials
+from scanner._target import Credentials, Target
 
 JsonObject = dict[str, Any]
 
@@ -43,7 +46,8 @@ def report_to_dict(report: ScanReport) -> JsonObject:
     return {
         "target": target.host,
         "service_name": target.service_name,
-        "ports": {"pop3": target.pop3_port, "pop3s": target.pop3s_port},
+        "protocols": list(target.protocols),
+        "ports": _ports(target),
         "compliant": report.compliant,
         "started_at": iso_utc(report.started_at),
         "duration_ms": report.duration_ms,
@@ -53,6 +57,14 @@ def report_to_dict(report: ScanReport) -> JsonObject:
         "dns": convert(report.dns),
         "endpoints": convert(report.endpoints),
     }
+
+
+def _ports(target: Target) -> dict[str, int]:
+    """Every port of the target by door name (pop3, pop3s, imap, imaps, …), declared or not."""
+    ports: dict[str, int] = {}
+    for protocol in CLIENT_PROTOCOLS:
+        ports[protocol.name], ports[protocol.implicit_tls_name] = target.ports(protocol)
+    return ports
 
 
 def support_from_dict(data: JsonObject) -> TlsSupport:
@@ -107,7 +119,7 @@ class _Converter:
         result = {f.name: self(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, CertificateFacts):
             result["days_left"] = whole_days_left(value.not_after, self.scanned_at)
-        if isinstance(value, Pop3sFacts | StlsFacts) and value.tls and value.support:
+        if isinstance(value, ImplicitTlsFacts | StlsFacts) and value.tls and value.support:
             # Where readers of earlier versions find them: the session's own TLS object.
             for key in ("accepted_versions", "cipher_suites"):
                 result["tls"][key] = result["support"][key]
@@ -181,7 +193,13 @@ def _render_header(out: _Lines, report: ScanReport, colour: bool) -> None:
     target = report.target
     out.add(0, f"=== {target.host} ===")
     out.field(0, "Service name", target.service_name or "(none: IP address without --name)")
-    out.field(0, "Ports", f"POP3 {target.pop3_port}, POP3S {target.pop3s_port}")
+    ports = [
+        f"{protocol.label} {cleartext} and {implicit}"
+        for protocol in CLIENT_PROTOCOLS
+        if target.declares(protocol.name)
+        for cleartext, implicit in [target.ports(protocol)]
+    ]
+    out.field(0, "Ports", "; ".join(ports))
     out.field(0, "Addresses", ", ".join(report.addresses) or "(none)")
     word, status = _COMPLIANT_WORD[report.compliant]
     out.field(0, "Compliant", _paint(word, status, colour), painted=True)
@@ -229,10 +247,19 @@ def _render_endpoint(
         out.field(1, "Problems here", ", ".join(problems) or "none", painted=True)
     out.field(1, "Product", endpoint.product)
     out.field(1, "LoginType (inferred)", endpoint.login_type)
+    out.field(1, "IMAP4 LoginType (inferred)", endpoint.imap_login_type)
     certificates = _Certificates(report.started_at)
-    _render_pop3(out, endpoint.pop3, certificates)
-    _render_pop3s(out, endpoint.pop3s, certificates)
+    if endpoint.pop3 is not None:
+        _render_pop3(out, endpoint.pop3, certificates)
+    for protocol in CLIENT_PROTOCOLS:
+        cleartext, implicit = endpoint.doors(protocol)
+        if isinstance(cleartext, CleartextFacts):
+            _render_cleartext(out, protocol, cleartext, certificates)
+        if implicit is not None:
+            _render_implicit_tls(out, protocol, implicit, certificates)
     _render_tls_login(out, endpoint.tls_login, report.target.credentials)
+    for ntlm in endpoint.ntlm:
+        _render_ntlm(out, ntlm)
 
 
 def _outcome(outcome: str, error: str | None) -> str:
@@ -266,13 +293,48 @@ def _render_pop3(out: _Lines, pop3: Pop3Facts, certificates: _Certificates) -> N
         out.field(3, "CAPA after STLS", _capabilities(pop3.stls.capabilities))
 
 
-def _render_pop3s(out: _Lines, pop3s: Pop3sFacts, certificates: _Certificates) -> None:
-    out.field(1, f"POP3S port {pop3s.port}", _outcome(pop3s.outcome, pop3s.error))
-    out.field(2, "Cleartext reply", _reply(pop3s.plaintext_reply))
-    if pop3s.tls is not None:
-        _render_tls(out, 2, pop3s.tls, certificates)
-    _render_support(out, 2, pop3s.support)
-    out.field(2, "Greeting", _reply(pop3s.greeting))
+def _render_cleartext(
+    out: _Lines, protocol: ClientProtocol, facts: CleartextFacts, certificates: _Certificates
+) -> None:
+    command = protocol.upgrade_command
+    out.field(1, f"{protocol.label} port {facts.port}", _outcome(facts.outcome, facts.error))
+    out.field(2, "Greeting", _reply(facts.greeting))
+    out.field(2, f"Capabilities before {command}", _capabilities(facts.capabilities))
+    for sent, reply in sorted(facts.auth_replies.items()):
+        out.field(2, f"{sent} reply", _reply(reply))
+    if facts.outcome == "ok" or facts.plaintext_login != "unknown":
+        out.field(2, "Plaintext login", f"{facts.plaintext_login} (certainty: {facts.certainty})")
+    out.field(2, "Evidence", _reply(facts.evidence))
+    out.field(2, "Goodbye", _reply(facts.goodbye))
+    upgrade = facts.starttls
+    if upgrade is not None:
+        out.field(2, command, _outcome(upgrade.outcome, upgrade.error))
+        out.field(3, f"{command} reply", _reply(upgrade.reply))
+        if upgrade.tls is not None:
+            _render_tls(out, 3, upgrade.tls, certificates)
+        _render_support(out, 3, upgrade.support)
+        out.field(3, f"Capabilities after {command}", _capabilities(upgrade.capabilities))
+
+
+def _render_implicit_tls(
+    out: _Lines, protocol: ClientProtocol, facts: ImplicitTlsFacts, certificates: _Certificates
+) -> None:
+    out.field(
+        1, f"{protocol.implicit_tls_label} port {facts.port}", _outcome(facts.outcome, facts.error)
+    )
+    out.field(2, "Cleartext reply", _reply(facts.plaintext_reply))
+    if facts.tls is not None:
+        _render_tls(out, 2, facts.tls, certificates)
+    _render_support(out, 2, facts.support)
+    out.field(2, "Greeting", _reply(facts.greeting))
+
+
+def _render_ntlm(out: _Lines, ntlm: NtlmFacts) -> None:
+    label = PROTOCOL_BY_NAME[ntlm.protocol].label
+    out.field(1, f"NTLM challenge on {label} port {ntlm.port}", _outcome(ntlm.outcome, ntlm.error))
+    if ntlm.challenge is not None:
+        for what, value in ntlm.challenge.disclosed.items():
+            out.field(2, what, _reply(value))
 
 
 _ENTRY_WORDS = {"pop3s": "POP3S", "stls": "STLS"}

@@ -1,5 +1,6 @@
-"""One address being probed: its connection cap, its deadline per connection, and the steps
-every probe shares (the greeting, the STLS upgrade, CAPA, QUIT, the TLS version handshakes)."""
+"""One address being probed: its connection cap, its deadline per connection, the TLS
+enumeration of its entry points, and POP3's shared steps (the greeting, the STLS upgrade, CAPA,
+QUIT). `Dialect` is what the protocol-generic probes need to know of a protocol."""
 
 from __future__ import annotations
 
@@ -8,16 +9,40 @@ import functools
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from scanner._enumerate import Exchange, enumerate_tls, still_accurate
 from scanner._errors import ProbeTimeout, ProtocolError, ScanError
-from scanner._facts import TlsFacts, TlsSupport
+from scanner._facts import StlsFacts, TlsFacts, TlsSupport
+from scanner._services import ClientProtocol
 from scanner._target import Settings, Target
-from scanner._tls import sni_name
-from scanner._wire import Pop3Connection, Reply, parse_capabilities
+from scanner._tls import reconciled, sni_name
+from scanner._wire import LineConnection, Pop3Connection, Reply, parse_capabilities
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How the protocol-generic probes (implicit TLS, the TLS enumeration, NTLM) speak one
+    protocol. `read_greeting` returns the greeting line and raises ProtocolError when the
+    server refuses the session; `request_upgrade` reads the greeting and asks for TLS, and
+    raises ProtocolError unless it is granted; `say_goodbye` ends politely and returns the
+    reply, or None; `ntlm_challenge` starts AUTH NTLM after the greeting, sends the base64
+    NEGOTIATE it is given, returns the base64 CHALLENGE and cancels; `lists_ntlm` reads the
+    cleartext port's capabilities for NTLM. Each takes a connection of class `kind`.
+    `probe_cleartext` and `probe_upgrade` are the protocol's own probes of its cleartext
+    port (the login probe; STLS/STARTTLS)."""
+
+    protocol: ClientProtocol
+    kind: type[LineConnection]
+    read_greeting: Callable[[Any], Awaitable[str]]
+    request_upgrade: Callable[[Any], Awaitable[str]]
+    say_goodbye: Callable[[Any], Awaitable[str | None]]
+    ntlm_challenge: Callable[[Any, str], Awaitable[str]]
+    lists_ntlm: Callable[[tuple[str, ...] | None], bool]
+    probe_cleartext: Callable[[AddressSession], Awaitable[Any]]
+    probe_upgrade: Callable[[AddressSession], Awaitable[StlsFacts]]
 
 
 @dataclass
@@ -55,18 +80,19 @@ class AddressSession:
     async def converse(
         self,
         port: int,
-        talk: Callable[[Pop3Connection], Awaitable[T]],
+        talk: Callable[[Any], Awaitable[T]],
         *,
         tls: ssl.SSLContext | None = None,
+        kind: type[LineConnection] = Pop3Connection,
     ) -> T:
-        """Open a connection, run `talk` on it, close it; all within one deadline, so a
-        server that trickles bytes is cut off like one that sends nothing."""
+        """Open a connection of class `kind`, run `talk` on it, close it; all within one
+        deadline, so a server that trickles bytes is cut off like one that sends nothing."""
         timeout = self.settings.timeout
-        connection: Pop3Connection | None = None
+        connection: LineConnection | None = None
         async with self.slots:
             try:
                 async with asyncio.timeout(timeout):
-                    connection = await Pop3Connection.open(
+                    connection = await kind.open(
                         self.address, port, tls=tls, server_hostname=self.sni
                     )
                     return await talk(connection)
@@ -78,15 +104,15 @@ class AddressSession:
                     connection.close()
 
     async def tls_support(
-        self, port: int, *, after_stls: bool, session: TlsFacts | None = None
+        self, port: int, *, upgrade: Dialect | None, session: TlsFacts | None = None
     ) -> TlsSupport:
         """What the TLS entry point on `port` accepts: an earlier scan's enumeration when the
         target offers one and the full handshake (`session`) still negotiates what it did
         then, else a fresh one (scanner._enumerate), each hello on a new connection: straight
-        away on an implicit-TLS port, after STLS on the POP3 one."""
+        away on an implicit-TLS port, after `upgrade`'s STLS/STARTTLS on a cleartext one."""
         negotiated = f"{session.version} {session.cipher}" if session else None
-        earlier = self._earlier_support(port, after_stls)
-        exchange = self._exchange(port, after_stls)
+        earlier = self._earlier_support(port, after_stls=upgrade is not None)
+        exchange = self._exchange(port, upgrade)
         if (
             earlier is not None
             and negotiated is not None
@@ -97,26 +123,40 @@ class AddressSession:
         support = await enumerate_tls(exchange, self.sni)
         return replace(support, negotiated=negotiated)
 
-    def _earlier_support(self, port: int, after_stls: bool) -> TlsSupport | None:
+    def _earlier_support(self, port: int, *, after_stls: bool) -> TlsSupport | None:
         """The target's earlier enumeration of this address's entry point, if it has one."""
         wanted = (self.address, port, after_stls)
         earlier = self.target.earlier_support
         found = (e.support for e in earlier if (e.address, e.port, e.after_stls) == wanted)
         return next(found, None)
 
-    def _exchange(self, port: int, after_stls: bool) -> Exchange:
+    def _exchange(self, port: int, upgrade: Dialect | None) -> Exchange:
         """How the enumeration reaches the entry point: each hello on a new connection,
-        straight away on an implicit-TLS port, after STLS on the POP3 one."""
+        straight away on an implicit-TLS port, after the upgrade on a cleartext one."""
 
-        async def exchange(hello: Callable[[Pop3Connection], Awaitable[T]]) -> T:
-            async def talk(connection: Pop3Connection) -> T:
-                if after_stls:
-                    await _request_stls(connection)
+        async def exchange(hello: Callable[[LineConnection], Awaitable[T]]) -> T:
+            async def talk(connection: LineConnection) -> T:
+                if upgrade is not None:
+                    await upgrade.request_upgrade(connection)
                 return await hello(connection)
 
-            return await self.converse(port, talk)
+            kind = upgrade.kind if upgrade else LineConnection
+            return await self.converse(port, talk, kind=kind)
 
         return exchange
+
+
+async def with_upgrade_support(
+    session: AddressSession, upgrade: StlsFacts, dialect: Dialect
+) -> StlsFacts:
+    """The STLS/STARTTLS facts with what TLS after the upgrade accepts, wherever the upgrade
+    was granted (even when the local OpenSSL could not complete a handshake: an SSLv3-only
+    server is still found)."""
+    if upgrade.tls is None and upgrade.outcome != "tls_error":
+        return upgrade
+    port, _ = session.target.ports(dialect.protocol)
+    support = await session.tls_support(port, upgrade=dialect, session=upgrade.tls)
+    return replace(upgrade, support=reconciled(support, upgrade.tls))
 
 
 async def read_greeting(connection: Pop3Connection) -> Reply:
@@ -133,16 +173,17 @@ async def upgrade_with_stls(
 ) -> None:
     """The greeting, STLS and the TLS handshake, for a probe that needs TLS on the POP3 port.
     A refused STLS is a ProtocolError: callers come after the STLS probe saw it work."""
-    await _request_stls(connection)
+    await request_stls(connection)
     await connection.start_tls(context, sni)
 
 
-async def _request_stls(connection: Pop3Connection) -> None:
+async def request_stls(connection: Pop3Connection) -> str:
     """The greeting and an accepted STLS: the cleartext port is then ready for a TLS hello."""
     await read_greeting(connection)
     reply = await connection.command("STLS")
     if not reply.ok:
         raise ProtocolError("reply to STLS", "STLS was refused this time", reply.line)
+    return reply.line
 
 
 async def read_capabilities(connection: Pop3Connection) -> tuple[str, ...] | None:

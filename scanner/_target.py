@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from scanner._facts import TlsSupport
 from scanner._guard import DENY_NETWORKS, IPNetwork, guard_refusal, parse_networks
 from scanner._profiles import DEFAULT_PROFILE, TlsProfile, profile_named
+from scanner._services import CLIENT_PROTOCOLS, DEFAULT_PROTOCOLS, ClientProtocol, parse_protocols
 
 
 def is_ip_address(text: str) -> bool:
@@ -74,7 +75,8 @@ class EarlierSupport:
 
 @dataclass(frozen=True)
 class Target:
-    """One POP3 service: a DNS name or an IP address, and the name users connect to.
+    """One mail server: a DNS name or an IP address, the name users connect to, and the client
+    protocols it serves (`protocols`: pop3, imap, submission), each on its two ports.
 
     `service_name` is the name checked against the certificate and used for the DNS checks.
     It defaults to `host` when `host` is a name; for an IP host without a name it stays None.
@@ -86,6 +88,11 @@ class Target:
     service_name: str | None = None
     pop3_port: int = 110
     pop3s_port: int = 995
+    protocols: tuple[str, ...] = DEFAULT_PROTOCOLS
+    imap_port: int = 143
+    imaps_port: int = 993
+    submission_port: int = 587
+    submissions_port: int = 465
     credentials: Credentials | None = field(default=None, repr=False)
     earlier_support: tuple[EarlierSupport, ...] = field(default=(), repr=False, compare=False)
 
@@ -94,14 +101,24 @@ class Target:
         if not host or any(c.isspace() for c in host):
             raise ValueError(f"not a host name or IP address: {self.host!r}")
         object.__setattr__(self, "host", host.strip("[]"))
-        _check_port("pop3_port", self.pop3_port)
-        _check_port("pop3s_port", self.pop3s_port)
+        for protocol in CLIENT_PROTOCOLS:
+            _check_port(protocol.cleartext_field, getattr(self, protocol.cleartext_field))
+            _check_port(protocol.implicit_tls_field, getattr(self, protocol.implicit_tls_field))
+        object.__setattr__(self, "protocols", parse_protocols(self.protocols))
         name = self.service_name
         if name is None and not is_ip_address(self.host):
             name = self.host
         if name is not None:
             name = name.strip().rstrip(".").lower() or None
         object.__setattr__(self, "service_name", name)
+
+    def declares(self, protocol: str) -> bool:
+        """Whether the server is declared to serve `protocol`; only those are probed and judged."""
+        return protocol in self.protocols
+
+    def ports(self, protocol: ClientProtocol) -> tuple[int, int]:
+        """The protocol's cleartext and implicit-TLS ports on this server."""
+        return getattr(self, protocol.cleartext_field), getattr(self, protocol.implicit_tls_field)
 
     @property
     def host_is_ip(self) -> bool:
@@ -180,8 +197,9 @@ class Policy:
 
     `tls_profile` names the standard TLS is judged by (scanner._profiles). `ca_bundle_pem`
     holds extra trust anchors (an enterprise CA) as PEM text, so a stored policy carries its
-    trust store with it. `allow_cleartext_port` False means port 110 must not answer at all
-    (implicit TLS only, RFC 8314).
+    trust store with it. `allow_cleartext_port` False means the POP3 port (110) must not answer at
+    all (implicit TLS only, RFC 8314); `allow_cleartext_imap` and `allow_cleartext_submission`
+    say the same of 143 and 587.
     """
 
     warn_days: int = 30
@@ -190,6 +208,13 @@ class Policy:
     use_system_trust: bool = True
     ca_bundle_pem: str | None = None
     allow_cleartext_port: bool = True
+    allow_cleartext_imap: bool = True
+    allow_cleartext_submission: bool = True
+
+    def allows_cleartext(self, protocol: str) -> bool:
+        """Whether the protocol's cleartext port may answer at all."""
+        field_name = "allow_cleartext_port" if protocol == "pop3" else f"allow_cleartext_{protocol}"
+        return bool(getattr(self, field_name))
 
     @property
     def profile(self) -> TlsProfile:

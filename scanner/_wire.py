@@ -1,4 +1,5 @@
-"""POP3 on the wire: parsing replies, and a connection whose every read is bounded.
+"""Mail protocols on the wire: a line connection whose every read is bounded, and POP3's
+replies on it (IMAP's and SMTP's are in scanner._imap and scanner._submission).
 
 Reads are bounded in bytes here (a line may not exceed MAX_LINE, a multi-line reply
 MAX_MULTILINE) and in time by the caller, which wraps each whole conversation in one deadline.
@@ -11,6 +12,7 @@ import asyncio
 import errno
 import ssl
 from dataclasses import dataclass
+from typing import Self
 
 from scanner._errors import (
     CleartextCredentialsError,
@@ -81,9 +83,12 @@ def sasl_mechanisms(capabilities: tuple[str, ...] | None) -> set[str]:
     return set()
 
 
-class Pop3Connection:
-    """One POP3 conversation over a stream. `step` names what we are doing, so a timeout or
-    a protocol error can say where the conversation stopped."""
+class LineConnection:
+    """One line-based conversation over a stream (POP3, IMAP, SMTP). `step` names what we are
+    doing, so a timeout or a protocol error can say where the conversation stopped."""
+
+    # What the protocol calls its upgrade, for the step names of the TLS handshake.
+    upgrade_command = "STARTTLS"
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -98,7 +103,7 @@ class Pop3Connection:
         *,
         tls: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
-    ) -> Pop3Connection:
+    ) -> Self:
         """Connect (and for implicit TLS, handshake). Maps socket errors to ScanErrors."""
         step = f"connect to {address} port {port}" + (" with TLS" if tls else "")
         try:
@@ -133,6 +138,56 @@ class Pop3Connection:
             raise ProtocolError(self.step, "the server reset the connection") from exc
         return line
 
+    async def send_line(self, line: bytes, step: str) -> None:
+        """Send one command line (CRLF added); the step is what we then wait for."""
+        self.step = step
+        self.writer.write(line + b"\r\n")
+        try:
+            await self.writer.drain()
+        except ConnectionError as exc:
+            raise ProtocolError(self.step, "the server closed the connection") from exc
+
+    def require_tls(self, step: str) -> None:
+        """Raise CleartextCredentialsError unless the TLS handshake has completed."""
+        ssl_object = self.ssl_object
+        # asyncio publishes the SSL object only once the handshake is done, and version() is
+        # None until then; checking both keeps this true whatever asyncio does in the future.
+        if ssl_object is None or ssl_object.version() is None:
+            raise CleartextCredentialsError(f"{step}: refusing to send credentials without TLS")
+
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
+        """Upgrade this connection in place (STLS, STARTTLS)."""
+        self.step = f"TLS handshake after {self.upgrade_command}"
+        # Bytes that arrived after the upgrade's reply sit in the plaintext buffer, where the
+        # TLS layer never sees them, and the handshake would wait for a ServerHello forever. A
+        # server must send nothing before the client's hello (RFC 2595, 3207), so this is an
+        # error. (The buffer is private; no public API tells whether a StreamReader holds data.)
+        early = bytes(self.reader._buffer)  # type: ignore[attr-defined]
+        if early:
+            raise TlsHandshakeError(self.step, "the server sent data instead of TLS", early)
+        try:
+            await self.writer.start_tls(context, server_hostname=server_hostname)
+        except ssl.SSLError as exc:
+            raise TlsHandshakeError(self.step, describe_tls_error(exc)) from exc
+        except ConnectionError as exc:
+            raise TlsHandshakeError(self.step, "the server reset the connection") from exc
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject | None:
+        ssl_object: ssl.SSLObject | None = self.writer.get_extra_info("ssl_object")
+        return ssl_object
+
+    def close(self) -> None:
+        """Close without waiting: a polite QUIT was already sent where it matters, and
+        waiting for a hostile peer to acknowledge the close would only cost time."""
+        self.writer.transport.abort()
+
+
+class Pop3Connection(LineConnection):
+    """A POP3 conversation: status lines, CAPA's multi-line body, commands."""
+
+    upgrade_command = "STLS"
+
     async def read_reply(self) -> Reply:
         line = await self.read_line()
         try:
@@ -158,7 +213,8 @@ class Pop3Connection:
     async def command(self, command: str, step: str | None = None) -> Reply:
         """Send one command line and read its status line."""
         step = step or f"reply to {command.split()[0]}"
-        return await self._exchange(command.encode("ascii"), step)
+        await self.send_line(command.encode("ascii"), step)
+        return await self.read_reply()
 
     async def credentials_command(self, command: str, step: str) -> Reply:
         """Send a line that carries credentials (a real user name, a password, or a SASL blob
@@ -166,51 +222,8 @@ class Pop3Connection:
         raises CleartextCredentialsError before a byte is sent. `step` names the command
         without its argument, since step names end up in error messages and facts."""
         self.require_tls(step)
-        return await self._exchange(command.encode("utf-8"), step)
-
-    def require_tls(self, step: str) -> None:
-        """Raise CleartextCredentialsError unless the TLS handshake has completed."""
-        ssl_object = self.ssl_object
-        # asyncio publishes the SSL object only once the handshake is done, and version() is
-        # None until then; checking both keeps this true whatever asyncio does in the future.
-        if ssl_object is None or ssl_object.version() is None:
-            raise CleartextCredentialsError(f"{step}: refusing to send credentials without TLS")
-
-    async def _exchange(self, line: bytes, step: str) -> Reply:
-        self.step = step
-        self.writer.write(line + b"\r\n")
-        try:
-            await self.writer.drain()
-        except ConnectionError as exc:
-            raise ProtocolError(self.step, "the server closed the connection") from exc
+        await self.send_line(command.encode("utf-8"), step)
         return await self.read_reply()
-
-    async def start_tls(self, context: ssl.SSLContext, server_hostname: str | None) -> None:
-        """Upgrade this connection in place (STLS)."""
-        self.step = "TLS handshake after STLS"
-        # Bytes that arrived after the STLS reply sit in the plaintext buffer, where the TLS
-        # layer never sees them, and the handshake would wait for a ServerHello forever. A
-        # server must send nothing before the client's hello (RFC 2595), so this is an error.
-        # (The buffer is private; no public API tells whether a StreamReader holds data.)
-        early = bytes(self.reader._buffer)  # type: ignore[attr-defined]
-        if early:
-            raise TlsHandshakeError(self.step, "the server sent data instead of TLS", early)
-        try:
-            await self.writer.start_tls(context, server_hostname=server_hostname)
-        except ssl.SSLError as exc:
-            raise TlsHandshakeError(self.step, describe_tls_error(exc)) from exc
-        except ConnectionError as exc:
-            raise TlsHandshakeError(self.step, "the server reset the connection") from exc
-
-    @property
-    def ssl_object(self) -> ssl.SSLObject | None:
-        ssl_object: ssl.SSLObject | None = self.writer.get_extra_info("ssl_object")
-        return ssl_object
-
-    def close(self) -> None:
-        """Close without waiting: a polite QUIT was already sent where it matters, and
-        waiting for a hostile peer to acknowledge the close would only cost time."""
-        self.writer.transport.abort()
 
 
 def connect_error(step: str, exc: OSError) -> ScanError:

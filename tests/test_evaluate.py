@@ -21,8 +21,8 @@ from scanner._facts import (
     CheckResult,
     DnsFacts,
     EndpointFacts,
+    ImplicitTlsFacts,
     Pop3Facts,
-    Pop3sFacts,
     SrvRecord,
     StlsFacts,
     TlsFacts,
@@ -99,8 +99,8 @@ def pop3(**changes: Any) -> Pop3Facts:
     return replace(good, **changes)
 
 
-def pop3s(**changes: Any) -> Pop3sFacts:
-    good = Pop3sFacts(
+def pop3s(**changes: Any) -> ImplicitTlsFacts:
+    good = ImplicitTlsFacts(
         995,
         "ok",
         tls=tls(),
@@ -226,7 +226,7 @@ def test_per_address_checks_are_errors_when_no_address_was_probed() -> None:
         (pop3s(outcome="unreachable", tls=None, greeting=None), "error", "unreachable"),
     ],
 )
-def test_pop3s_available(facts: Pop3sFacts, status: str, words: str) -> None:
+def test_pop3s_available(facts: ImplicitTlsFacts, status: str, words: str) -> None:
     result = check("pop3s.available", endpoint(pop3s=facts))
     assert (result.status, words in result.summary) == (status, True)
 

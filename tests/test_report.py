@@ -11,8 +11,8 @@ from scanner import (
     CheckResult,
     DnsFacts,
     EndpointFacts,
+    ImplicitTlsFacts,
     Pop3Facts,
-    Pop3sFacts,
     ScanReport,
     SrvRecord,
     StlsFacts,
@@ -86,7 +86,7 @@ def make_endpoint(address: str = ADDRESS, greeting: str = "+OK Dovecot ready.") 
             support=make_support(),
         ),
     )
-    pop3s = Pop3sFacts(
+    pop3s = ImplicitTlsFacts(
         port=995, outcome="ok", tls=make_tls(), greeting="+OK ready", support=make_support()
     )
     return EndpointFacts(

@@ -25,6 +25,12 @@ from popcompliance.limits import (
     validate_plain_text,
 )
 
+# Every port field of a server, by protocol: pop3_port, pop3s_port, imap_port, …
+PORT_FIELDS: tuple[str, ...] = tuple(
+    field
+    for protocol in scanner.CLIENT_PROTOCOLS
+    for field in (protocol.cleartext_field, protocol.implicit_tls_field)
+)
 TLS_PROFILE_CHOICES = [(profile.name, profile.title) for profile in scanner.PROFILES]
 
 
@@ -53,6 +59,15 @@ class Policy(models.Model):
     allow_cleartext_port = models.BooleanField(
         default=True,
         help_text="Whether port 110 may answer at all; off means implicit TLS (995) only.",
+    )
+    allow_cleartext_imap = models.BooleanField(
+        default=True,
+        help_text="Whether IMAP4's port 143 may answer at all; off means implicit TLS (993) only.",
+    )
+    allow_cleartext_submission = models.BooleanField(
+        default=True,
+        help_text="Whether SMTP submission's port 587 may answer at all; off means implicit "
+        "TLS (465) only.",
     )
     tls_enumeration_hours = models.PositiveSmallIntegerField(
         "TLS enumeration every (hours)",
@@ -106,6 +121,8 @@ class Policy(models.Model):
             use_system_trust=self.use_system_trust,
             ca_bundle_pem=self.ca_bundle_pem or None,
             allow_cleartext_port=self.allow_cleartext_port,
+            allow_cleartext_imap=self.allow_cleartext_imap,
+            allow_cleartext_submission=self.allow_cleartext_submission,
         )
 
     @classmethod
@@ -176,8 +193,16 @@ def validate_owner_emails(value: object) -> None:
 FAR_FUTURE = datetime(9999, 12, 30, tzinfo=UTC)
 
 
+def validate_protocols(value: str) -> None:
+    try:
+        scanner.parse_protocols(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
 class Server(models.Model):
-    """One POP3 service to watch: where it is, who owns it, how often to scan it.
+    """One mail server to watch: where it is, the client protocols it serves (POP3 by default,
+    IMAP4, SMTP submission) on which ports, who owns it, how often to scan it.
 
     `status` is settled: it changes only through `settle_status` after the pipeline has
     confirmed what it saw. `next_scan_at` is when the dispatcher should next claim it.
@@ -188,8 +213,19 @@ class Server(models.Model):
     service_name = models.CharField(
         max_length=255, blank=True, help_text="The name users connect to (default: host)."
     )
+    protocols = models.CharField(
+        max_length=40,
+        default=",".join(scanner.DEFAULT_PROTOCOLS),
+        validators=[validate_protocols],
+        help_text="The client protocols it serves, comma-separated (pop3, imap, submission); "
+        "only these are probed and judged.",
+    )
     pop3_port = models.PositiveIntegerField(default=110, validators=PORT_VALIDATORS)
     pop3s_port = models.PositiveIntegerField(default=995, validators=PORT_VALIDATORS)
+    imap_port = models.PositiveIntegerField(default=143, validators=PORT_VALIDATORS)
+    imaps_port = models.PositiveIntegerField(default=993, validators=PORT_VALIDATORS)
+    submission_port = models.PositiveIntegerField(default=587, validators=PORT_VALIDATORS)
+    submissions_port = models.PositiveIntegerField(default=465, validators=PORT_VALIDATORS)
     site = models.CharField(
         max_length=100, blank=True, db_index=True, validators=[validate_plain_text]
     )
@@ -287,10 +323,20 @@ class Server(models.Model):
         return scanner.Target(
             self.host,
             service_name=self.service_name or None,
-            pop3_port=self.pop3_port,
-            pop3s_port=self.pop3s_port,
+            protocols=scanner.parse_protocols(self.protocols),
             credentials=self.monitoring_credentials() if with_credentials else None,
+            **{field: getattr(self, field) for field in PORT_FIELDS},
         )
+
+    @property
+    def declared_protocols(self) -> tuple[scanner.ClientProtocol, ...]:
+        """The protocols it serves, in the catalog's order (an unreadable value reads as the
+        default, so a bad row never breaks a page)."""
+        try:
+            names = scanner.parse_protocols(self.protocols)
+        except ValueError:
+            names = scanner.DEFAULT_PROTOCOLS
+        return tuple(p for p in scanner.CLIENT_PROTOCOLS if p.name in names)
 
     @property
     def has_monitor_password(self) -> bool:
@@ -341,8 +387,8 @@ class Server(models.Model):
         {
             "host",
             "service_name",
-            "pop3_port",
-            "pop3s_port",
+            "protocols",
+            *PORT_FIELDS,
             "policy",
             "monitor_username",
             "monitor_password_encrypted",
