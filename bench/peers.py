@@ -108,7 +108,7 @@ def run_ours(addresses: Sequence[str]) -> Run:
         target = Target(address, service_name=SERVICE_NAME, pop3_port=POP3_PORT,
                         pop3s_port=POP3S_PORT)  # fmt: skip
         session = AddressSession(address, target, settings, LoginGate())
-        return await session.tls_support(POP3S_PORT, after_stls=False)
+        return await session.tls_support(POP3S_PORT, upgrade=None)
 
     async def every() -> list[TlsSupport]:
         return await asyncio.gather(*(one(address) for address in addresses))

@@ -371,7 +371,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         title="only the TLS versions the profile allows",
         question="Are only the protocol versions the policy's TLS profile allows (TLS 1.2 and 1.3 "
         "for the default, Mozilla intermediate) accepted, SSLv2 and SSLv3 tested too, on every "
-        "TLS entry point (995 and after STLS)?",
+        "TLS entry point of every declared protocol (995, 993, 465 and after STLS/STARTTLS)?",
         meanings={
             "pass": "only versions the profile allows are accepted, and at least one of them",
             "fail": "a version the profile does not allow (SSLv2, SSLv3, TLS 1.0, TLS 1.1 for "
@@ -449,7 +449,8 @@ CATALOG: tuple[CheckSpec, ...] = (
             "CA your clients trust: `New-ExchangeCertificate -GenerateRequest -SubjectName "
             "CN=mail.contoso.com -DomainName mail.contoso.com -PrivateKeyExportable $true`, "
             "then `Import-ExchangeCertificate` and `Enable-ExchangeCertificate -Thumbprint "
-            "<thumb> -Services POP`; install the issuing intermediate in the computer's "
+            "<thumb> -Services POP,IMAP,SMTP` (the services you serve); install the issuing "
+            "intermediate in the computer's "
             "Intermediate Certification Authorities store so the full chain is served; "
             + _RESTART
             + " Generic: serve leaf plus intermediates (Dovecot: `ssl_cert` holds the full "
@@ -470,7 +471,8 @@ CATALOG: tuple[CheckSpec, ...] = (
         },
         remediation=(
             "Exchange: bind a certificate whose SAN holds the name users connect to: "
-            "`Enable-ExchangeCertificate -Thumbprint <thumb> -Services POP` or "
+            "`Enable-ExchangeCertificate -Thumbprint <thumb> -Services POP,IMAP,SMTP` (the "
+            "services you serve) or "
             "`Set-PopSettings -Server <CAS> -X509CertificateName mail.contoso.com`, "
             + _RESTART
             + " Generic: issue a certificate with that name in subjectAltName and serve it, or "
@@ -495,7 +497,7 @@ CATALOG: tuple[CheckSpec, ...] = (
             "Thumbprint,Subject,NotAfter,Services`, renew it (`Get-ExchangeCertificate "
             "-Thumbprint <thumb> | New-ExchangeCertificate -GenerateRequest`, then "
             "`Import-ExchangeCertificate`), bind the new one with `Enable-ExchangeCertificate "
-            "-Thumbprint <new> -Services POP`, "
+            "-Thumbprint <new> -Services POP,IMAP,SMTP` (the services you serve), "
             + _RESTART
             + ' For "not yet valid", check the server and CA clocks. '
             "Generic: renew before expiry, ideally automatically (ACME), and reload the server."
@@ -517,7 +519,8 @@ CATALOG: tuple[CheckSpec, ...] = (
         remediation=(
             "Exchange: request a new certificate with an RSA key of at least 2048 bits and a "
             "SHA-256 signature (`New-ExchangeCertificate -GenerateRequest -KeySize 2048 ...`), "
-            "import it and `Enable-ExchangeCertificate -Thumbprint <thumb> -Services POP`; the "
+            "import it and `Enable-ExchangeCertificate -Thumbprint <thumb> -Services "
+            "POP,IMAP,SMTP` (the services you serve); the "
             "default self-signed Exchange certificate is signed with SHA-1 and must not serve "
             "POP; " + _RESTART + " Generic: RSA 2048+ or ECDSA P-256+, SHA-256+ signatures, "
             "intermediates likewise."
@@ -527,7 +530,8 @@ CATALOG: tuple[CheckSpec, ...] = (
     TargetCheck(
         id="cert.consistent",
         title="same certificate everywhere",
-        question="Do all addresses and both TLS entry points serve the same certificate?",
+        question="Do all addresses and every TLS entry point of every declared protocol serve the "
+        "same certificate?",
         meanings={
             "pass": "one certificate everywhere",
             "warn": "different certificates (each is named with where it is served)",
@@ -535,10 +539,11 @@ CATALOG: tuple[CheckSpec, ...] = (
             "skip": "fewer than two TLS entry points served a certificate",
         },
         remediation=(
-            "Exchange: serve one certificate from every server behind the name and on both 995 "
-            "and STLS: `Export-ExchangeCertificate` it from one server, "
+            "Exchange: serve one certificate from every server behind the name and on every TLS "
+            "port and upgrade: `Export-ExchangeCertificate` it from one server, "
             "`Import-ExchangeCertificate` on the others, `Enable-ExchangeCertificate "
-            "-Thumbprint <thumb> -Services POP` and the same `Set-PopSettings "
+            "-Thumbprint <thumb> -Services POP,IMAP,SMTP` (the services you serve) and the same "
+            "`Set-PopSettings (and Set-ImapSettings) "
             "-X509CertificateName mail.contoso.com` everywhere, "
             + _RESTART
             + " Generic: deploy the same certificate to every node and listener."

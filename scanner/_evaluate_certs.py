@@ -112,7 +112,7 @@ def check_strength(endpoint: EndpointFacts, context: Context) -> Verdict:
 
 
 def check_consistent(facts: TargetFacts, context: Context) -> Verdict:
-    """Every address and both TLS entry points serve the same leaf certificate."""
+    """Every address and every TLS entry point serve the same leaf certificate."""
     endpoints = facts.endpoints
     served: dict[str, tuple[CertificateFacts, list[str]]] = {}
     for endpoint in endpoints:

@@ -47,12 +47,16 @@ def _implicit_verdict(protocol: ClientProtocol, facts: ImplicitTlsFacts) -> Verd
         return "fail", _plaintext_instead_of_tls(protocol, port, facts.plaintext_reply)
     if facts.outcome == "tls_error":
         return "fail", f"the TLS handshake on port {port} failed ({facts.error or 'no reason'})"
-    if facts.outcome == "ok" and facts.greeting:
+    if facts.outcome == "ok" and protocol.is_greeting(facts.greeting):
         version = PROTOCOL_LABEL.get(facts.tls.version, "TLS") if facts.tls else "TLS"
         greeting = quoted(facts.greeting)
         return "pass", f"{protocol.label} over {version} on port {port} works (greeting {greeting})"
-    reason = f" ({facts.error})" if facts.error else ""
-    return "fail", f"no {protocol.label} greeting after the TLS handshake on port {port}{reason}"
+    said = f"; the server said {quoted(facts.greeting)}" if facts.greeting else ""
+    reason = f" ({facts.error})" if facts.error and not said else ""
+    return (
+        "fail",
+        f"no {protocol.label} greeting after the TLS handshake on port {port}{said}{reason}",
+    )
 
 
 def _plaintext_instead_of_tls(protocol: ClientProtocol, port: int, reply: str) -> str:
@@ -97,7 +101,7 @@ def upgrade_check(protocol: ClientProtocol) -> Check:
                 "fail",
                 f"{command} on port {port} was accepted but the TLS handshake failed ({reason})",
             )
-        if upgrade is not None and upgrade.outcome == "ok" and upgrade.reply is not None:
+        if upgrade is not None and upgrade.reply and not protocol.is_granted(upgrade.reply):
             unlisted = "" if listed else f" (and {_capabilities_name(protocol)} does not list it)"
             return "fail", f"port {port} refuses {command}{unlisted}: {quoted(upgrade.reply)}"
         if listed is False:

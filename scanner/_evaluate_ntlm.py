@@ -6,7 +6,7 @@ from __future__ import annotations
 from scanner._evaluate_common import Context, Verdict, join_and
 from scanner._facts import EndpointFacts, NtlmFacts
 from scanner._ntlm import NtlmChallenge
-from scanner._services import PROTOCOL_BY_NAME
+from scanner._services import CLIENT_PROTOCOLS, PROTOCOL_BY_NAME
 
 _NETBIOS = ("NetBIOS domain", "NetBIOS computer")
 _NAMES = (*_NETBIOS, "DNS domain", "DNS computer", "DNS tree (forest)")
@@ -16,6 +16,9 @@ def check_ntlm_disclosure(endpoint: EndpointFacts, context: Context) -> Verdict:
     """Warn when a challenge names a host or domain beyond the service name (an internal AD
     domain, a NetBIOS name); pass when the names are the public ones; skip without NTLM."""
     if not endpoint.ntlm:
+        unread = _unread_capabilities(endpoint)
+        if unread:
+            return "error", f"could not tell whether NTLM is offered: {unread}"
         return "skip", "no declared protocol offers NTLM before TLS"
     read = [facts for facts in endpoint.ntlm if facts.challenge is not None]
     failed = [facts for facts in endpoint.ntlm if facts.challenge is None]
@@ -37,6 +40,26 @@ def check_ntlm_disclosure(endpoint: EndpointFacts, context: Context) -> Verdict:
         return "error", f"could not read the NTLM challenge on {_door(facts)}: {facts.error}"
     doors = join_and([_door(facts) for facts in read])
     return "pass", f"the NTLM challenge on {doors} names nothing beyond the service name"
+
+
+def _unread_capabilities(endpoint: EndpointFacts) -> str | None:
+    """Why a declared cleartext port's capabilities, which say whether NTLM is offered, were
+    never read (it timed out or was unreachable), or None."""
+    for protocol in CLIENT_PROTOCOLS:
+        cleartext, _ = endpoint.doors(protocol)
+        if (
+            cleartext is not None
+            and cleartext.capabilities is None
+            and cleartext.outcome
+            in (
+                "timeout",
+                "unreachable",
+            )
+        ):
+            return (
+                f"port {cleartext.port} ({protocol.label}): {cleartext.error or cleartext.outcome}"
+            )
+    return None
 
 
 def _door(facts: NtlmFacts) -> str:

@@ -13,6 +13,8 @@ from scanner._wire import capability_names, sasl_mechanisms
 # (substring of the greeting, product). Checked in order, case-insensitively.
 _GREETING_PRODUCTS = (
     ("microsoft exchange", "Microsoft Exchange"),
+    # Exchange's SMTP banner: "220 <fqdn> Microsoft ESMTP MAIL Service ready at <date>".
+    ("microsoft esmtp mail service", "Microsoft Exchange"),
     ("dovecot", "Dovecot"),
     ("cyrus", "Cyrus IMAP"),
     ("hello there", "Courier"),
@@ -29,6 +31,8 @@ _GREETING_PRODUCTS = (
     ("kopano", "Kopano"),
     ("uw pop3", "UW POP3"),
     ("popa3d", "popa3d"),
+    ("postfix", "Postfix"),
+    ("mailutils", "GNU Mailutils"),
 )
 _EXCHANGE_YEAR = re.compile(r"Microsoft Exchange Server (\d{4})", re.IGNORECASE)
 # Exchange Online appends " [<base64 of the server FQDN>]"; on-premises servers never do.

@@ -140,12 +140,7 @@ async def _probe_guarded(
                     cleartext, "unreachable", reason, starttls=upgrade
                 )
             doors[protocol.implicit_tls_name] = ImplicitTlsFacts(implicit, "unreachable", reason)
-    return EndpointFacts(
-        address=address,
-        pop3=None,
-        pop3s=None,
-        **doors,  # type: ignore[arg-type]
-    )
+    return EndpointFacts(address=address, **doors)  # type: ignore[arg-type]
 
 
 DIALECTS: tuple[Dialect, ...] = (POP3_DIALECT, IMAP_DIALECT, SUBMISSION_DIALECT)

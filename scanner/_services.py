@@ -11,8 +11,9 @@ from dataclasses import dataclass
 class ClientProtocol:
     """One protocol: its name in inventories (`pop3`), how people call it (`POP3`), the name
     and label of its implicit-TLS door (`pop3s`, `POP3S`: its facts' key and its checks'
-    family), its two ports by default and the Target fields that hold them, and its upgrade
-    command."""
+    family), its two ports by default and the Target fields that hold them, its upgrade
+    command, and how its positive greeting and a granted upgrade begin (upper case), by which
+    stored facts are read back."""
 
     name: str
     label: str
@@ -23,22 +24,55 @@ class ClientProtocol:
     cleartext_field: str
     implicit_tls_field: str
     upgrade_command: str
+    greeting_starts: tuple[str, ...]
+    granted_starts: tuple[str, ...]
+
+    def is_greeting(self, line: str | None) -> bool:
+        return line is not None and line.upper().startswith(self.greeting_starts)
+
+    def is_granted(self, reply: str | None) -> bool:
+        """Whether `reply` (to STLS/STARTTLS, without IMAP's tag) grants the upgrade."""
+        return reply is not None and reply.upper().startswith(self.granted_starts)
 
 
-POP3 = ClientProtocol("pop3", "POP3", "pop3s", "POP3S", 110, 995, "pop3_port", "pop3s_port", "STLS")
+POP3 = ClientProtocol(
+    name="pop3",
+    label="POP3",
+    implicit_tls_name="pop3s",
+    implicit_tls_label="POP3S",
+    cleartext_port=110,
+    implicit_tls_port=995,
+    cleartext_field="pop3_port",
+    implicit_tls_field="pop3s_port",
+    upgrade_command="STLS",
+    greeting_starts=("+OK",),
+    granted_starts=("+OK",),
+)
 IMAP = ClientProtocol(
-    "imap", "IMAP4", "imaps", "IMAPS", 143, 993, "imap_port", "imaps_port", "STARTTLS"
+    name="imap",
+    label="IMAP4",
+    implicit_tls_name="imaps",
+    implicit_tls_label="IMAPS",
+    cleartext_port=143,
+    implicit_tls_port=993,
+    cleartext_field="imap_port",
+    implicit_tls_field="imaps_port",
+    upgrade_command="STARTTLS",
+    greeting_starts=("* OK", "* PREAUTH"),
+    granted_starts=("OK",),
 )
 SUBMISSION = ClientProtocol(
-    "submission",
-    "SMTP submission",
-    "submissions",
-    "SMTP submission over TLS",
-    587,
-    465,
-    "submission_port",
-    "submissions_port",
-    "STARTTLS",
+    name="submission",
+    label="SMTP submission",
+    implicit_tls_name="submissions",
+    implicit_tls_label="SMTP submission over TLS",
+    cleartext_port=587,
+    implicit_tls_port=465,
+    cleartext_field="submission_port",
+    implicit_tls_field="submissions_port",
+    upgrade_command="STARTTLS",
+    greeting_starts=("220",),
+    granted_starts=("220",),
 )
 CLIENT_PROTOCOLS: tuple[ClientProtocol, ...] = (POP3, IMAP, SUBMISSION)
 PROTOCOL_BY_NAME: dict[str, ClientProtocol] = {p.name: p for p in CLIENT_PROTOCOLS}

@@ -220,7 +220,7 @@ def test_per_address_checks_are_errors_when_no_address_was_probed() -> None:
         (pop3s(), "pass", "works"),
         (pop3s(outcome="closed", tls=None, greeting=None), "fail", "closed"),
         (pop3s(outcome="tls_error", tls=None, error="handshake failure"), "fail", "handshake"),
-        (pop3s(outcome="protocol_error", greeting=None), "fail", "no +OK greeting"),
+        (pop3s(outcome="protocol_error", greeting=None), "fail", "no POP3 greeting"),
         (pop3s(greeting="-ERR go away"), "fail", "-ERR go away"),
         (pop3s(outcome="timeout", tls=None, greeting=None), "error", "could not determine"),
         (pop3s(outcome="unreachable", tls=None, greeting=None), "error", "unreachable"),

@@ -12,6 +12,7 @@ import pytest
 
 from pop3lab.hostile import HostileConfig
 from scanner import Settings, TlsSupport
+from scanner._pop3 import POP3_DIALECT
 from scanner._session import AddressSession, LoginGate
 from tests.conftest import check_of
 
@@ -32,7 +33,8 @@ def enumerate_hostile(emulated, behaviour: str, *, after_stls: bool = False) -> 
     tracemalloc.start()
     started = time.monotonic()
     try:
-        support = asyncio.run(session.tls_support(port, after_stls=after_stls))
+        upgrade = POP3_DIALECT if after_stls else None
+        support = asyncio.run(session.tls_support(port, upgrade=upgrade))
         elapsed = time.monotonic() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:

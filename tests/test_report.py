@@ -139,6 +139,7 @@ def test_json_starts_with_the_contract_fields_in_a_fixed_order() -> None:
     assert list(report_to_dict(make_report())) == [
         "target",
         "service_name",
+        "protocols",
         "ports",
         "compliant",
         "started_at",
@@ -159,7 +160,15 @@ def test_json_survives_a_round_trip_through_json_text() -> None:
 def test_json_top_level_values_have_the_documented_types() -> None:
     data = report_to_dict(make_report(compliant=None))
     assert data["target"] == "pop.example.com"
-    assert data["ports"] == {"pop3": 110, "pop3s": 995}
+    assert data["protocols"] == ["pop3"]
+    assert data["ports"] == {
+        "pop3": 110,
+        "pop3s": 995,
+        "imap": 143,
+        "imaps": 993,
+        "submission": 587,
+        "submissions": 465,
+    }
     assert data["compliant"] is None
     assert data["started_at"] == "2025-06-01T12:00:00Z"
     assert data["addresses"] == [ADDRESS]
