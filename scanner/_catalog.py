@@ -572,11 +572,12 @@ CATALOG: tuple[CheckSpec, ...] = (
         id="dns.srv",
         title="RFC 6186 SRV records",
         question="RFC 6186: does `_pop3s._tcp.<domain>` point here, and is `_pop3._tcp` absent "
-        "or `.`?",
+        "or `.`? The same for each declared protocol: `_imaps._tcp` and `_imap._tcp` for "
+        "IMAP4, `_submissions._tcp` (RFC 8314) for submission.",
         meanings={
             "pass": "yes",
-            "warn": "`_pop3s._tcp` missing or pointing elsewhere, or `_pop3._tcp` advertising "
-            "cleartext",
+            "warn": "`_pop3s._tcp` (`_imaps._tcp`, `_submissions._tcp`) missing or pointing "
+            "elsewhere, or `_pop3._tcp` (`_imap._tcp`) advertising cleartext",
             "error": "the SRV lookup failed",
             "skip": "no domain to look in",
         },
@@ -585,7 +586,9 @@ CATALOG: tuple[CheckSpec, ...] = (
             "`Add-DnsServerResourceRecord -Srv -ZoneName contoso.com -Name _pop3s._tcp "
             "-DomainName mail.contoso.com -Priority 0 -Weight 1 -Port 995`, and remove "
             '`_pop3._tcp` or publish it with target `.` ("not offered"). Generic zone file: '
-            "`_pop3s._tcp IN SRV 0 1 995 mail.contoso.com.` and `_pop3._tcp IN SRV 0 0 0 .`."
+            "`_pop3s._tcp IN SRV 0 1 995 mail.contoso.com.` and `_pop3._tcp IN SRV 0 0 0 .`; "
+            "for IMAP4 `_imaps._tcp IN SRV 0 1 993 mail.contoso.com.` and `_imap._tcp IN SRV 0 "
+            "0 0 .`; for submission `_submissions._tcp IN SRV 0 1 465 mail.contoso.com.`."
         ),
         evaluate=check_srv,
     ),

@@ -12,7 +12,7 @@ import asyncio
 import functools
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import dns.asyncresolver
 import dns.exception
@@ -25,6 +25,7 @@ from dns.rdtypes.IN.SRV import SRV
 
 from scanner._errors import DnsError
 from scanner._facts import DnsFacts, SrvRecord
+from scanner._services import CLIENT_PROTOCOLS
 from scanner._target import Settings, Target, is_ip_address, parse_resolver
 
 # One DNS lookup never waits longer than this, even with a generous connection timeout: a
@@ -274,19 +275,25 @@ async def _lookup_srv_name(owner: str, settings: Settings) -> tuple[SrvRecord, .
 
 
 async def lookup_srv(
-    domain: str, settings: Settings
-) -> tuple[tuple[SrvRecord, ...], tuple[SrvRecord, ...]]:
-    """`_pop3s._tcp.<domain>` and `_pop3._tcp.<domain>`, looked up concurrently.
+    domain: str, settings: Settings, services: tuple[str, ...] = (SRV_POP3S, SRV_POP3)
+) -> tuple[tuple[SrvRecord, ...], ...]:
+    """The SRV records of each of `services` (`_pop3s._tcp`, `_imap._tcp`, …) in `domain`,
+    looked up concurrently, in the order asked.
 
     A missing record (NXDOMAIN or no SRV data) is an empty tuple, not an error. SERVFAIL,
     timeouts and other failures raise DnsError, because "absent" and "unknown" must differ.
     """
     domain = domain.strip().rstrip(".").lower()
-    pop3s, pop3 = await asyncio.gather(
-        _lookup_srv_name(f"{SRV_POP3S}.{domain}", settings),
-        _lookup_srv_name(f"{SRV_POP3}.{domain}", settings),
+    return tuple(
+        await asyncio.gather(
+            *(_lookup_srv_name(f"{service}.{domain}", settings) for service in services)
+        )
     )
-    return pop3s, pop3
+
+
+def srv_service(door: str) -> str:
+    """The RFC 6186 / RFC 8314 SRV service label of a door: `pop3s` → `_pop3s._tcp`."""
+    return f"_{door}._tcp"
 
 
 # --- the DNS facts of a target --------------------------------------------------------------
@@ -302,22 +309,30 @@ async def _address_facts(name: str, settings: Settings) -> DnsFacts:
 
 @dataclass(frozen=True)
 class _SrvFacts:
-    """The SRV half of DnsFacts: both record lists, or why they could not be looked up."""
+    """The SRV half of DnsFacts: the record lists by DnsFacts field (`srv_pop3s`, …), or why
+    they could not be looked up."""
 
     domain: str | None
-    pop3s: tuple[SrvRecord, ...] | None = None
-    pop3: tuple[SrvRecord, ...] | None = None
+    records: dict[str, tuple[SrvRecord, ...]] = field(default_factory=dict)
     error: str | None = None
 
 
-async def _srv_facts(domain: str | None, settings: Settings) -> _SrvFacts:
+async def _srv_facts(domain: str | None, target: Target, settings: Settings) -> _SrvFacts:
+    """Both SRV records of each protocol the target declares."""
     if domain is None:
         return _SrvFacts(domain=None)
+    doors = [
+        door
+        for protocol in CLIENT_PROTOCOLS
+        if target.declares(protocol.name)
+        for door in (protocol.implicit_tls_name, protocol.name)
+    ]
     try:
-        pop3s, pop3 = await lookup_srv(domain, settings)
+        found = await lookup_srv(domain, settings, tuple(map(srv_service, doors)))
     except DnsError as exc:
         return _SrvFacts(domain, error=str(exc))
-    return _SrvFacts(domain, pop3s, pop3)
+    by_field = {f"srv_{door}": records for door, records in zip(doors, found, strict=True)}
+    return _SrvFacts(domain, by_field)
 
 
 async def resolve_service(target: Target, settings: Settings) -> DnsFacts:
@@ -332,7 +347,7 @@ async def resolve_service(target: Target, settings: Settings) -> DnsFacts:
         addresses = (target.host,) if target.host_is_ip else ()
         return DnsFacts(name=None, outcome="not_applicable", addresses=addresses)
     found, srv = await asyncio.gather(
-        _address_facts(name, settings), _srv_facts(srv_domain_for(name), settings)
+        _address_facts(name, settings), _srv_facts(srv_domain_for(name), target, settings)
     )
     return DnsFacts(
         name=name,
@@ -340,7 +355,6 @@ async def resolve_service(target: Target, settings: Settings) -> DnsFacts:
         addresses=found.addresses,
         error=found.error,
         srv_domain=srv.domain,
-        srv_pop3s=srv.pop3s,
-        srv_pop3=srv.pop3,
         srv_error=srv.error,
+        **srv.records,
     )

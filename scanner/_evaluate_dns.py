@@ -1,11 +1,13 @@
-"""The DNS checks of a target: dns.resolves (A/AAAA) and dns.srv (RFC 6186 SRV records)."""
+"""The DNS checks of a target: dns.resolves (A/AAAA) and dns.srv (RFC 6186/8314 SRV records)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from scanner._dns import srv_service
 from scanner._evaluate_common import Context, TargetFacts, Verdict
 from scanner._facts import SrvRecord
+from scanner._services import CLIENT_PROTOCOLS, ClientProtocol
 from scanner._target import Target
 
 
@@ -26,38 +28,63 @@ def check_resolves(facts: TargetFacts, context: Context) -> Verdict:
 
 
 def check_srv(facts: TargetFacts, context: Context) -> Verdict:
-    """RFC 6186: `_pop3s._tcp` points at the service, `_pop3._tcp` is absent or '.'."""
+    """RFC 6186 and RFC 8314, for each declared protocol: the implicit-TLS record
+    (`_pop3s._tcp`, `_imaps._tcp`, `_submissions._tcp`) points at the service, and the POP3 and
+    IMAP4 cleartext records (`_pop3._tcp`, `_imap._tcp`) are absent or '.'. `_submission._tcp`
+    may point at 587: submission there requires STARTTLS before AUTH when configured well."""
     dns, target = facts.dns, context.target
     domain = dns.srv_domain
     if domain is None:
         return "skip", "no domain to look up SRV records in"
-    if dns.srv_error is not None or dns.srv_pop3s is None or dns.srv_pop3 is None:
+    declared = [p for p in CLIENT_PROTOCOLS if target.declares(p.name)]
+    records = {
+        door: getattr(dns, f"srv_{door}")
+        for protocol in declared
+        for door in (protocol.implicit_tls_name, protocol.name)
+    }
+    if dns.srv_error is not None or any(found is None for found in records.values()):
         return "error", f"SRV lookup in {domain} failed: {dns.srv_error or 'no answer'}"
-    found = (
-        _pop3s_problem(dns.srv_pop3s, domain, target),
-        _pop3_problem(dns.srv_pop3, domain),
-    )
-    problems = [problem for problem in found if problem]
+    problems = [
+        problem
+        for protocol in declared
+        for problem in (
+            _implicit_problem(protocol, records[protocol.implicit_tls_name], domain, target),
+            _cleartext_problem(protocol, records[protocol.name], domain),
+        )
+        if problem
+    ]
     if problems:
         return "warn", "; ".join(problems)
-    return "pass", f"_pop3s._tcp.{domain} points to {_srv(dns.srv_pop3s)}, no cleartext SRV"
+    pointers = [
+        f"{srv_service(p.implicit_tls_name)}.{domain} points to "
+        f"{_srv(records[p.implicit_tls_name])}"
+        for p in declared
+    ]
+    return "pass", f"{'; '.join(pointers)}, no cleartext SRV"
 
 
-def _pop3s_problem(records: tuple[SrvRecord, ...], domain: str, target: Target) -> str | None:
+def _implicit_problem(
+    protocol: ClientProtocol, records: tuple[SrvRecord, ...], domain: str, target: Target
+) -> str | None:
+    owner = f"{srv_service(protocol.implicit_tls_name)}.{domain}"
     want = _srv_name(target.service_name or target.host)
+    _, port = target.ports(protocol)
     if not any(_srv_name(r.target) for r in records):
-        return f"_pop3s._tcp.{domain} is missing, so clients cannot discover POP3S"
-    if any(_srv_name(r.target) == want and r.port == target.pop3s_port for r in records):
+        return f"{owner} is missing, so clients cannot discover {protocol.implicit_tls_label}"
+    if any(_srv_name(r.target) == want and r.port == port for r in records):
         return None
-    return f"_pop3s._tcp.{domain} points to {_srv(records)}, not {want}:{target.pop3s_port}"
+    return f"{owner} points to {_srv(records)}, not {want}:{port}"
 
 
-def _pop3_problem(records: tuple[SrvRecord, ...], domain: str) -> str | None:
-    """A `_pop3._tcp` record other than '.' advertises cleartext POP3."""
+def _cleartext_problem(
+    protocol: ClientProtocol, records: tuple[SrvRecord, ...], domain: str
+) -> str | None:
+    """A `_pop3._tcp` or `_imap._tcp` record other than '.' advertises the cleartext port."""
     cleartext = [r for r in records if _srv_name(r.target)]
-    if not cleartext:
+    if not cleartext or protocol.name == "submission":
         return None
-    return f"_pop3._tcp.{domain} advertises cleartext POP3 at {_srv(cleartext)}"
+    owner = f"{srv_service(protocol.name)}.{domain}"
+    return f"{owner} advertises cleartext {protocol.label} at {_srv(cleartext)}"
 
 
 def _srv_name(name: str) -> str:

@@ -276,8 +276,9 @@ class SrvRecord:
 @dataclass(frozen=True)
 class DnsFacts:
     """Name resolution. `outcome` is ok, nxdomain, no_address, servfail, timeout, error, or
-    not_applicable when the target is an IP address. SRV lookups are RFC 6186's, made in
-    `srv_domain`; None lists mean the lookup itself failed (`srv_error` says why)."""
+    not_applicable when the target is an IP address. SRV lookups are RFC 6186's (and RFC
+    8314's `_submissions._tcp`), made in `srv_domain` for each declared protocol; None lists
+    mean the lookup failed (`srv_error` says why) or was not made (protocol not declared)."""
 
     name: str | None
     outcome: str
@@ -287,6 +288,10 @@ class DnsFacts:
     srv_pop3s: tuple[SrvRecord, ...] | None = None
     srv_pop3: tuple[SrvRecord, ...] | None = None
     srv_error: str | None = None
+    srv_imaps: tuple[SrvRecord, ...] | None = None
+    srv_imap: tuple[SrvRecord, ...] | None = None
+    srv_submissions: tuple[SrvRecord, ...] | None = None
+    srv_submission: tuple[SrvRecord, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -438,8 +438,16 @@ def _render_dns(out: _Lines, dns: DnsFacts) -> None:
     out.field(1, "Addresses", ", ".join(dns.addresses) or "(none)")
     if dns.srv_domain is not None:
         out.field(1, "SRV domain (RFC 6186)", dns.srv_domain)
-        out.field(2, "_pop3s._tcp", _srv_text(dns.srv_pop3s, dns.srv_error))
-        out.field(2, "_pop3._tcp", _srv_text(dns.srv_pop3, dns.srv_error))
+        for door in SRV_DOORS:
+            records = getattr(dns, f"srv_{door}")
+            if records is not None or dns.srv_error is not None:
+                out.field(2, f"_{door}._tcp", _srv_text(records, dns.srv_error))
+
+
+# Every door's SRV record, in the order the protocols are listed.
+SRV_DOORS = tuple(
+    door for protocol in CLIENT_PROTOCOLS for door in (protocol.implicit_tls_name, protocol.name)
+)
 
 
 def _srv_text(records: tuple[SrvRecord, ...] | None, error: str | None) -> str:

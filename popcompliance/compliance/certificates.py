@@ -29,15 +29,18 @@ def seen_at_last_scan() -> Q:
 def served_leaves(
     endpoints: Iterable[scanner.EndpointFacts],
 ) -> Iterator[tuple[str, int, scanner.CertificateFacts]]:
-    """(address, port, leaf) for every TLS entry point that served a certificate."""
+    """(address, port, leaf) for every TLS entry point of every protocol that served a
+    certificate."""
     for endpoint in endpoints:
-        stls = endpoint.pop3.stls
-        for port, tls in (
-            (endpoint.pop3s.port, endpoint.pop3s.tls),
-            (endpoint.pop3.port, stls.tls if stls else None),
-        ):
-            if tls is not None and tls.leaf is not None:
-                yield endpoint.address, port, tls.leaf
+        for protocol in scanner.CLIENT_PROTOCOLS:
+            cleartext, implicit = endpoint.doors(protocol)
+            upgrade = cleartext.upgrade if cleartext is not None else None
+            for door, tls in (
+                (implicit, implicit.tls if implicit else None),
+                (cleartext, upgrade.tls if upgrade else None),
+            ):
+                if door is not None and tls is not None and tls.leaf is not None:
+                    yield endpoint.address, door.port, tls.leaf
 
 
 def remember_certificates(

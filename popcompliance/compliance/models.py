@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
+import scanner
 from popcompliance.inventory.models import Server
 from scanner import PASSING, STATUS_RANK, login_type_label
 
@@ -273,10 +274,12 @@ class CertificateSighting(models.Model):
 
     @property
     def entry_point(self) -> str:
-        """The port and how TLS was reached there: "995", or "110 after STLS" on the server's
-        cleartext port. Reads the server (select it with the sighting)."""
-        if self.port == self.server.pop3_port:
-            return f"{self.port} after STLS"
+        """The port and how TLS was reached there: "995", or "110 after STLS" / "143 after
+        STARTTLS" on one of the server's cleartext ports. Reads the server (select it with the
+        sighting)."""
+        for protocol in scanner.CLIENT_PROTOCOLS:
+            if self.port == getattr(self.server, protocol.cleartext_field):
+                return f"{self.port} after {protocol.upgrade_command}"
         return str(self.port)
 
 

@@ -119,16 +119,20 @@ def earlier_tls_support(server: Server, now: datetime) -> tuple[scanner.EarlierS
 
 
 def _supports_in(facts: dict[str, Any] | None) -> Iterator[tuple[str, int, bool, dict[str, Any]]]:
-    """(address, port, after STLS, support JSON) for each TLS entry point of a stored report."""
+    """(address, port, after STLS/STARTTLS, support JSON) for each TLS entry point of every
+    protocol of a stored report."""
     for endpoint in (facts or {}).get("endpoints") or []:
-        pop3s, pop3 = endpoint.get("pop3s") or {}, endpoint.get("pop3") or {}
-        entries = (
-            (pop3s.get("port"), False, pop3s.get("support")),
-            (pop3.get("port"), True, (pop3.get("stls") or {}).get("support")),
-        )
-        for port, after_stls, data in entries:
-            if port and data:
-                yield endpoint.get("address", ""), port, after_stls, data
+        for protocol in scanner.CLIENT_PROTOCOLS:
+            implicit = endpoint.get(protocol.implicit_tls_name) or {}
+            cleartext = endpoint.get(protocol.name) or {}
+            upgrade = cleartext.get("stls") or cleartext.get("starttls") or {}
+            entries = (
+                (implicit.get("port"), False, implicit.get("support")),
+                (cleartext.get("port"), True, upgrade.get("support")),
+            )
+            for port, after_stls, data in entries:
+                if port and data:
+                    yield endpoint.get("address", ""), port, after_stls, data
 
 
 def target_of(server: Server) -> tuple[scanner.Target, bool]:
