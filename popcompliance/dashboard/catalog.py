@@ -116,18 +116,25 @@ def not_declared_html(check_id: str, group: str) -> SafeString:
     )
 
 
+def applies(spec: scanner.CheckSpec, declared: Collection[str]) -> bool:
+    """Whether `spec` judges a server declaring the protocol names `declared`: a check of one
+    protocol only when it is declared (the scanner skips it otherwise), the others always."""
+    return spec.protocol is None or spec.protocol in declared
+
+
 @dataclass(frozen=True)
 class CheckGroup:
     """A heading of the matrix and of the server page: the catalog's checks of one client
-    protocol (`protocol` is its name) or of one family (`protocol` is None), in catalog order."""
+    protocol (`protocol` is its name) or of one family (`protocol` is None), in catalog order.
+    `key` names it in anchors and templates: the protocol's name or the family (`tls`)."""
 
     name: str
     protocol: str | None
+    key: str
     checks: tuple[scanner.CheckSpec, ...]
 
     def applies_to(self, declared: Collection[str]) -> bool:
-        """Whether a server declaring these protocol names is judged by the group's checks."""
-        return self.protocol is None or self.protocol in declared
+        return applies(self.checks[0], declared)
 
 
 def _check_groups() -> tuple[CheckGroup, ...]:
@@ -136,7 +143,9 @@ def _check_groups() -> tuple[CheckGroup, ...]:
     groups = []
     for name, specs in itertools.groupby(scanner.CATALOG, key=lambda spec: spec.group):
         checks = tuple(specs)
-        groups.append(CheckGroup(name, checks[0].protocol, checks))
+        protocol = checks[0].protocol
+        key = protocol or checks[0].id.split(".")[0]
+        groups.append(CheckGroup(name, protocol, key, checks))
     return tuple(groups)
 
 

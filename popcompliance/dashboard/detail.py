@@ -85,11 +85,9 @@ class Section:
     """A heading of the server page: one group of the catalog that applies to the server (a
     declared protocol's, or a family's shared by all), its checks, and for a protocol its two
     ports and what each address said on it (`doors`; None for an address the stored scan did
-    not probe on it). `key` is the protocol's name or the family (`tls`), for anchors and
-    templates."""
+    not probe on it)."""
 
     group: CheckGroup
-    key: str
     rows: list[CheckRow]
     ports: tuple[int, int] | None = None
     doors: list[tuple[report.EndpointView, report.DoorFacts | None]] = field(default_factory=list)
@@ -108,14 +106,14 @@ def sections(
         checks = [by_id[spec.id] for spec in group.checks]
         protocol = scanner.PROTOCOL_BY_NAME.get(group.protocol or "")
         if protocol is None:
-            found.append(Section(group, group.checks[0].id.split(".")[0], checks))
+            found.append(Section(group, checks))
             continue
         ports = (
             getattr(server, protocol.cleartext_field),
             getattr(server, protocol.implicit_tls_field),
         )
         doors = [(endpoint, endpoint.door(protocol.name)) for endpoint in endpoints]
-        found.append(Section(group, protocol.name, checks, ports, doors))
+        found.append(Section(group, checks, ports, doors))
     return found
 
 

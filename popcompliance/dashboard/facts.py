@@ -9,6 +9,7 @@ added, see docs/json.md, but old runs lack them).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,12 +82,26 @@ class DoorFacts:
     cleartext: Json
     implicit: Json
     login_type: str | None
-    tls: list[TlsEntry]
 
     @property
     def upgrade(self) -> Json | None:
         """STLS (POP3's facts call it `stls`) or STARTTLS."""
         return self.cleartext.get("stls") or self.cleartext.get("starttls")
+
+    @functools.cached_property
+    def tls(self) -> list[TlsEntry]:
+        """The TLS entry points that answered: implicit TLS first, then the upgrade."""
+        cleartext, implicit = self.cleartext, self.implicit
+        command = self.protocol.upgrade_command
+        entries = [
+            (f"port {implicit.get('port')} (implicit TLS)", implicit.get("port"), implicit),
+            (f"port {cleartext.get('port')} after {command}", cleartext.get("port"), self.upgrade),
+        ]
+        return [
+            _tls_entry(self.protocol.label, label, port, facts)
+            for label, port, facts in entries
+            if facts and (facts.get("tls") or facts.get("support"))
+        ]
 
     @property
     def login_probe(self) -> list[tuple[str, str]]:
@@ -149,25 +164,8 @@ class EndpointView:
         return next((door for door in self.doors if door.protocol.name == protocol), None)
 
 
-def _tls_entries(protocol: ClientProtocol, cleartext: Json, implicit: Json) -> list[TlsEntry]:
-    """The protocol's TLS entry points that answered: implicit TLS first, then the upgrade."""
-    upgrade = cleartext.get("stls") or cleartext.get("starttls") or {}
-    entries = [
-        (f"port {implicit.get('port')} (implicit TLS)", implicit.get("port"), implicit),
-        (
-            f"port {cleartext.get('port')} after {protocol.upgrade_command}",
-            cleartext.get("port"),
-            upgrade,
-        ),
-    ]
-    return [
-        _tls_entry(protocol.label, label, port, facts.get("tls") or {}, facts.get("support") or {})
-        for label, port, facts in entries
-        if facts.get("tls") or facts.get("support")
-    ]
-
-
-def _tls_entry(protocol: str, label: str, port: int | None, tls: Json, support: Json) -> TlsEntry:
+def _tls_entry(protocol: str, label: str, port: int | None, facts: Json) -> TlsEntry:
+    tls, support = facts.get("tls") or {}, facts.get("support") or {}
     versions = support.get("accepted_versions") or tls.get("accepted_versions") or {}
     suites = support.get("cipher_suites") or {}
     return TlsEntry(
@@ -192,9 +190,8 @@ def _doors(endpoint: Json) -> list[DoorFacts]:
         cleartext = endpoint.get(protocol.name) or {}
         implicit = endpoint.get(protocol.implicit_tls_name) or {}
         if cleartext or implicit:
-            tls = _tls_entries(protocol, cleartext, implicit)
             login_type = login_types.get(protocol.name)
-            doors.append(DoorFacts(protocol, cleartext, implicit, login_type, tls))
+            doors.append(DoorFacts(protocol, cleartext, implicit, login_type))
     return doors
 
 

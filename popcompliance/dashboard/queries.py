@@ -44,6 +44,7 @@ from popcompliance.compliance.models import (
 from popcompliance.dashboard.catalog import (
     CLEARTEXT_CHECKS,
     SERVER_STATUS_ORDER,
+    applies,
     cell_html,
     not_declared_html,
 )
@@ -223,8 +224,7 @@ def matrix(servers: Iterable[Server]) -> list[MatrixRow]:
         cells = []
         for spec in scanner.CATALOG:
             status, confirming = found.get(spec.id, (None, False))
-            applies = spec.protocol is None or spec.protocol in declared
-            cells.append(Cell(spec, status, confirming, applies))
+            cells.append(Cell(spec, status, confirming, applies(spec, declared)))
         rows.append(MatrixRow(server, cells))
     return rows
 
