@@ -39,6 +39,7 @@ from scanner._facts import (
     worst_status,
 )
 from scanner._hints import login_type_label
+from scanner._ntlm import NtlmChallenge
 from scanner._probe import scan, scan_async
 from scanner._profiles import DEFAULT_PROFILE, PROFILES, TlsProfile, profile_named
 from scanner._report import report_to_dict, support_from_dict
@@ -78,6 +79,7 @@ __all__ = [
     "EarlierSupport",
     "EndpointFacts",
     "ImplicitTlsFacts",
+    "NtlmChallenge",
     "NtlmFacts",
     "Policy",
     "Pop3Facts",

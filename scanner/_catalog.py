@@ -41,6 +41,8 @@ Scope = Literal["address", "target"]
 # The page headings of the checks that are not about one protocol, by id family.
 FAMILY_GROUP = {"auth": "Authentication", "tls": "TLS", "cert": "Certificate", "dns": "DNS"}
 _CHECK_ID = re.compile(r"[a-z0-9]+\.[a-z_]+")
+# A matrix column this narrow still fits twenty checks beside the server's name on a laptop.
+SHORT_MAX = 18
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,10 +51,13 @@ class CheckSpec:
     `cleartext_password` marks the checks that fail when a server would take a password in
     the clear (the dashboard's "Accepts passwords in the clear" view). `protocol` names the
     client protocol it judges (pop3, imap, submission): a server that does not declare it
-    gets `skip`. None means it judges whatever the server declares."""
+    gets `skip`. None means it judges whatever the server declares. `short` is the column
+    heading of the dashboard's matrix, read under its `group` heading ("STARTTLS" under
+    "IMAP4"): a few words, capitalised, at most SHORT_MAX characters."""
 
     id: str
     title: str
+    short: str
     question: str
     meanings: Mapping[Status, str]
     remediation: str
@@ -75,6 +80,8 @@ class CheckSpec:
             raise ValueError(f"{self.id}: meanings need pass and only statuses, not {unknown}")
         if not (self.title and self.question and self.remediation):
             raise ValueError(f"{self.id}: title, question and remediation are required")
+        if not 0 < len(self.short) <= SHORT_MAX:
+            raise ValueError(f"{self.id}: short must be 1 to {SHORT_MAX} characters")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +119,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         id="pop3s.available",
         protocol="pop3",
         title="POP3 over implicit TLS",
+        short="Implicit TLS",
         question="Does implicit TLS on the POP3S port (995) work: TCP, the TLS handshake, and a "
         "`+OK` greeting inside TLS?",
         meanings={
@@ -137,6 +145,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         id="pop3.plaintext_login",
         protocol="pop3",
         title="no password accepted before TLS",
+        short="No clear password",
         question="Would the server accept a password before TLS on the POP3 port (USER/PASS or "
         "SASL PLAIN/LOGIN)?",
         meanings={
@@ -162,6 +171,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         id="pop3.stls",
         protocol="pop3",
         title="STLS offered and works",
+        short="STLS",
         question="Does the POP3 port offer STLS, and does the upgrade to TLS succeed?",
         meanings={
             "pass": "STLS upgrades to TLS",
@@ -183,6 +193,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         id="pop3.tls_login",
         protocol="pop3",
         title="monitoring login over TLS",
+        short="Login over TLS",
         question="Does the monitoring account log in over TLS (sent only to a trusted "
         "certificate that covers the name)?",
         meanings={
@@ -210,6 +221,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         id="imaps.available",
         protocol="imap",
         title="IMAP4 over implicit TLS",
+        short="Implicit TLS",
         question="Does implicit TLS on the IMAPS port (993) work: TCP, the TLS handshake, and a "
         "`* OK` greeting inside TLS?",
         meanings={
@@ -235,6 +247,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         id="imap.plaintext_login",
         protocol="imap",
         title="no IMAP4 password accepted before TLS",
+        short="No clear password",
         question="Would IMAP4 accept a password before TLS on 143 (LOGIN, AUTHENTICATE "
         "PLAIN/LOGIN)?",
         meanings={
@@ -261,6 +274,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         id="imap.starttls",
         protocol="imap",
         title="IMAP4 STARTTLS offered and works",
+        short="STARTTLS",
         question="Does 143 offer STARTTLS in CAPABILITY, and does the upgrade to TLS succeed?",
         meanings={
             "pass": "STARTTLS upgrades to TLS",
@@ -282,6 +296,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         id="submissions.available",
         protocol="submission",
         title="SMTP submission over implicit TLS",
+        short="Implicit TLS",
         question="Does implicit TLS on the submissions port (465, RFC 8314) work: TCP, the TLS "
         "handshake, and a `220` greeting inside TLS?",
         meanings={
@@ -305,6 +320,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         id="submission.plaintext_auth",
         protocol="submission",
         title="no SMTP password accepted before STARTTLS",
+        short="No clear password",
         question="Would SMTP submission (587) accept AUTH before STARTTLS?",
         meanings={
             "pass": "refused (`530`, `538`, `503`, `504`, `523`, or AUTH not offered and refused)",
@@ -329,6 +345,7 @@ CATALOG: tuple[CheckSpec, ...] = (
         id="submission.starttls",
         protocol="submission",
         title="SMTP submission STARTTLS offered and works",
+        short="STARTTLS",
         question="Does 587 offer STARTTLS in its EHLO reply, and does the upgrade to TLS succeed?",
         meanings={
             "pass": "STARTTLS upgrades to TLS",
@@ -348,6 +365,7 @@ CATALOG: tuple[CheckSpec, ...] = (
     AddressCheck(
         id="auth.ntlm_disclosure",
         title="NTLM tells strangers nothing",
+        short="NTLM names",
         question="Does `AUTH NTLM` before TLS, on any declared protocol, disclose internal names "
         "(the NTLM challenge's target info: AD domain, NetBIOS and DNS names, forest)?",
         meanings={
@@ -369,6 +387,7 @@ CATALOG: tuple[CheckSpec, ...] = (
     AddressCheck(
         id="tls.protocols",
         title="only the TLS versions the profile allows",
+        short="Versions",
         question="Are only the protocol versions the policy's TLS profile allows (TLS 1.2 and 1.3 "
         "for the default, Mozilla intermediate) accepted, SSLv2 and SSLv3 tested too, on every "
         "TLS entry point of every declared protocol (995, 993, 465 and after STLS/STARTTLS)?",
@@ -396,6 +415,7 @@ CATALOG: tuple[CheckSpec, ...] = (
     AddressCheck(
         id="tls.ciphers",
         title="only the cipher suites the profile allows",
+        short="Cipher suites",
         question="Are only cipher suites the policy's TLS profile allows accepted, and is the DH "
         "prime at least its minimum, on every TLS entry point and version?",
         meanings={
@@ -436,6 +456,7 @@ CATALOG: tuple[CheckSpec, ...] = (
     AddressCheck(
         id="cert.trusted",
         title="certificate chain trusted",
+        short="Trusted",
         question="Does the served chain validate to the policy's trust store (system CAs plus "
         "its CA bundle)?",
         meanings={
@@ -461,6 +482,7 @@ CATALOG: tuple[CheckSpec, ...] = (
     AddressCheck(
         id="cert.name",
         title="certificate covers the name",
+        short="Name",
         question="Does the certificate cover the name users connect to (SAN; CN only without "
         "SAN; the IP address when there is no name)?",
         meanings={
@@ -483,6 +505,7 @@ CATALOG: tuple[CheckSpec, ...] = (
     AddressCheck(
         id="cert.validity",
         title="certificate valid with margin",
+        short="Validity",
         question="Are the leaf and the intermediates served with it inside their validity, "
         "with the policy's margin?",
         meanings={
@@ -507,6 +530,7 @@ CATALOG: tuple[CheckSpec, ...] = (
     AddressCheck(
         id="cert.strength",
         title="strong key and signature",
+        short="Strength",
         question="Keys of the TLS profile's minimum size (RSA 2048 and EC 256 bits for the "
         "default; BSI wants RSA 3000) and no SHA-1/MD5 signature, for the leaf and the "
         "intermediates served with it?",
@@ -530,6 +554,7 @@ CATALOG: tuple[CheckSpec, ...] = (
     TargetCheck(
         id="cert.consistent",
         title="same certificate everywhere",
+        short="Same everywhere",
         question="Do all addresses and every TLS entry point of every declared protocol serve the "
         "same certificate?",
         meanings={
@@ -553,6 +578,7 @@ CATALOG: tuple[CheckSpec, ...] = (
     TargetCheck(
         id="dns.resolves",
         title="name resolves",
+        short="Resolves",
         question="Does the service name resolve (A/AAAA)?",
         meanings={
             "pass": "it has addresses",
@@ -571,6 +597,7 @@ CATALOG: tuple[CheckSpec, ...] = (
     TargetCheck(
         id="dns.srv",
         title="RFC 6186 SRV records",
+        short="SRV records",
         question="RFC 6186: does `_pop3s._tcp.<domain>` point here, and is `_pop3._tcp` absent "
         "or `.`? The same for each declared protocol: `_imaps._tcp` and `_imap._tcp` for "
         "IMAP4, `_submissions._tcp` (RFC 8314) for submission.",

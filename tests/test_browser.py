@@ -42,7 +42,7 @@ FLEET = [
     ("cas04-paris", EndpointConfig(tls_versions=("TLSv1", "TLSv1.3")), "Paris"),
     ("pop-berlin", EndpointConfig(profile="dovecot_like", cert_kind="expiring_soon"), "Berlin"),
 ]
-STATUS_WORDS = re.compile(r"\b(pass|warn|fail|error|skip|not checked)\b")
+STATUS_WORDS = re.compile(r"\b(pass|warn|fail|error|skip|not checked|not applicable)\b")
 ACK_COMMENT = "Known: switched for a legacy scanner app; reverting in tonight's window."
 # Milliseconds a scan queued from the browser may take to show (the worker is already up).
 SCAN_SHOWS_WITHIN = 30_000

@@ -31,13 +31,20 @@ def test_an_entry_is_an_address_or_a_target_check() -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"id": "Pop3 Login"}, {"meanings": {"fail": "x"}}, {"meanings": {"pass": "x", "ok": "y"}}],
-    ids=["id not family.name", "no pass", "not a status"],
+    [
+        {"id": "Pop3 Login"},
+        {"meanings": {"fail": "x"}},
+        {"meanings": {"pass": "x", "ok": "y"}},
+        {"short": ""},
+        {"short": "A heading far too long for a column"},
+    ],
+    ids=["id not family.name", "no pass", "not a status", "no short", "short too long"],
 )
 def test_an_entry_refuses_what_the_pages_could_not_show(changes: dict[str, object]) -> None:
     fields = {
         "id": SPEC.id,
         "title": SPEC.title,
+        "short": SPEC.short,
         "question": SPEC.question,
         "meanings": SPEC.meanings,
         "remediation": SPEC.remediation,
@@ -45,6 +52,20 @@ def test_an_entry_refuses_what_the_pages_could_not_show(changes: dict[str, objec
     }
     with pytest.raises(ValueError):
         AddressCheck(**{**fields, **changes})  # type: ignore[arg-type]
+
+
+def test_each_group_is_one_run_of_the_catalog_so_pages_head_it_once() -> None:
+    groups = [spec.group for spec in CATALOG]
+    runs = [group for i, group in enumerate(groups) if i == 0 or groups[i - 1] != group]
+    assert runs == [
+        "POP3",
+        "IMAP4",
+        "SMTP submission",
+        "Authentication",
+        "TLS",
+        "Certificate",
+        "DNS",
+    ]
 
 
 def test_the_title_of_an_id_the_catalog_no_longer_has_is_the_id() -> None:

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 import scanner
 from popcompliance.compliance.models import FleetSnapshot
+from popcompliance.dashboard.catalog import CLEARTEXT_CHECKS
 from popcompliance.dashboard.templatetags.dashboard import ago, duration
 from tests.test_dashboard_views import make_server
 
@@ -47,8 +48,12 @@ def test_filters_that_hide_every_server_say_so_not_that_there_are_none(admin):
 
 
 def test_the_cleartext_checks_are_one_list_the_scanner_owns():
-    assert scanner.CLEARTEXT_PASSWORD_CHECK_IDS == ("pop3.plaintext_login",)
-    assert set(scanner.CLEARTEXT_PASSWORD_CHECK_IDS) <= set(scanner.CHECK_IDS)
+    assert scanner.CLEARTEXT_PASSWORD_CHECK_IDS == (
+        "pop3.plaintext_login",
+        "imap.plaintext_login",
+        "submission.plaintext_auth",
+    )
+    assert [spec.id for spec in CLEARTEXT_CHECKS] == list(scanner.CLEARTEXT_PASSWORD_CHECK_IDS)
 
 
 def test_the_cleartext_tile_counts_servers_failing_a_cleartext_check(viewer):
@@ -57,7 +62,7 @@ def test_the_cleartext_tile_counts_servers_failing_a_cleartext_check(viewer):
     make_server("warn01", "unknown", checks={"pop3.plaintext_login": "error"})
     make_server("other01", "non_compliant", checks={"cert.name": "fail"})
     response = viewer.get(OVERVIEW)
-    assert response.context["cleartext"] == 2
+    assert response.context["cleartext"].total == 2
     assert f'href="{OVERVIEW}?exposure=cleartext"' in response.content.decode()
 
 
@@ -72,7 +77,7 @@ def test_the_cleartext_view_lists_only_servers_accepting_passwords_in_the_clear(
 def test_with_none_in_the_clear_the_cleartext_view_says_no_server_matches(viewer):
     make_server("fine01")
     response = viewer.get(OVERVIEW + "?exposure=cleartext")
-    assert response.context["cleartext"] == 0
+    assert response.context["cleartext"].total == 0
     assert "No server matches these filters" in response.content.decode()
 
 

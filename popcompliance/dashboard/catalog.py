@@ -8,11 +8,14 @@ symbols differ in shape so they read in greyscale and for colour-blind users.
 from __future__ import annotations
 
 import functools
+import itertools
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+import scanner
 from popcompliance.compliance.models import CHECK_COLOURS
 from popcompliance.inventory.models import STATUS_COLOURS, ServerStatus
 
@@ -98,3 +101,55 @@ def cell_html(check_id: str, status: str | None, confirming: bool = False) -> Sa
         badge.word,
         ", confirming a change" if confirming else "",
     )
+
+
+@functools.cache
+def not_declared_html(check_id: str, group: str) -> SafeString:
+    """A matrix cell of a check whose protocol the server does not declare: not applicable,
+    shown as a dash rather than a status colour (its stored state, if any, is stale)."""
+    return format_html(
+        '<td class="cell cell-na" title="{}: not applicable, {} is not declared for this '
+        'server"><span aria-hidden="true">—</span><span class="visually-hidden">not applicable'
+        "</span></td>",
+        check_id,
+        group,
+    )
+
+
+def applies(spec: scanner.CheckSpec, declared: Collection[str]) -> bool:
+    """Whether `spec` judges a server declaring the protocol names `declared`: a check of one
+    protocol only when it is declared (the scanner skips it otherwise), the others always."""
+    return spec.protocol is None or spec.protocol in declared
+
+
+@dataclass(frozen=True)
+class CheckGroup:
+    """A heading of the matrix and of the server page: the catalog's checks of one client
+    protocol (`protocol` is its name) or of one family (`protocol` is None), in catalog order.
+    `key` names it in anchors and templates: the protocol's name or the family (`tls`)."""
+
+    name: str
+    protocol: str | None
+    key: str
+    checks: tuple[scanner.CheckSpec, ...]
+
+    def applies_to(self, declared: Collection[str]) -> bool:
+        return applies(self.checks[0], declared)
+
+
+def _check_groups() -> tuple[CheckGroup, ...]:
+    """CATALOG cut at each change of CheckSpec.group; the catalog keeps a group's checks
+    together (tests/test_catalog.py), so each group is headed once."""
+    groups = []
+    for name, specs in itertools.groupby(scanner.CATALOG, key=lambda spec: spec.group):
+        checks = tuple(specs)
+        protocol = checks[0].protocol
+        key = protocol or checks[0].id.split(".")[0]
+        groups.append(CheckGroup(name, protocol, key, checks))
+    return tuple(groups)
+
+
+CHECK_GROUPS = _check_groups()
+# The checks behind "Accepts passwords in the clear", one per protocol that takes passwords.
+CLEARTEXT_CHECKS = tuple(scanner.CHECKS[i] for i in scanner.CLEARTEXT_PASSWORD_CHECK_IDS)
+CLEARTEXT_LABEL = "Accepts passwords in the clear"

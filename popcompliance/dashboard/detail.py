@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from popcompliance.compliance.models import (
     ServerAddress,
 )
 from popcompliance.dashboard import facts as report
+from popcompliance.dashboard.catalog import CHECK_GROUPS, CheckGroup
 from popcompliance.inventory.models import Server
 
 RECENT_CHANGES = 10
@@ -64,18 +65,66 @@ class AddressRow:
     cells: list[tuple[str, CheckState | None]]
 
 
-def address_rows(states: list[CheckState], known: list[ServerAddress]) -> list[AddressRow]:
-    """Rows for every address with states, sorted, each check in catalog order."""
+def address_rows(
+    states: list[CheckState], known: list[ServerAddress], ids: list[str]
+) -> list[AddressRow]:
+    """Rows for every address with states, sorted, with a cell for each of `ids`."""
     cells: dict[str, dict[str, CheckState]] = defaultdict(dict)
     for state in states:
         if state.address:
             cells[state.address][state.check_id] = state
     by_address = {row.address: row for row in known}
-    ids = scanner.ADDRESS_CHECK_IDS
     return [
         AddressRow(address, by_address.get(address), [(i, cells[address].get(i)) for i in ids])
         for address in sorted(cells)
     ]
+
+
+@dataclass(frozen=True)
+class Section:
+    """A heading of the server page: one group of the catalog that applies to the server (a
+    declared protocol's, or a family's shared by all), its checks, and for a protocol its two
+    ports and what each address said on it (`doors`; None for an address the stored scan did
+    not probe on it)."""
+
+    group: CheckGroup
+    rows: list[CheckRow]
+    ports: tuple[int, int] | None = None
+    doors: list[tuple[report.EndpointView, report.DoorFacts | None]] = field(default_factory=list)
+
+
+def sections(
+    server: Server, rows: list[CheckRow], endpoints: list[report.EndpointView]
+) -> list[Section]:
+    """The groups that apply to the server, in catalog order, each with its check rows."""
+    declared = {protocol.name for protocol in server.declared_protocols}
+    by_id = {row.check_id: row for row in rows}
+    found = []
+    for group in CHECK_GROUPS:
+        if not group.applies_to(declared):
+            continue
+        checks = [by_id[spec.id] for spec in group.checks]
+        protocol = scanner.PROTOCOL_BY_NAME.get(group.protocol or "")
+        if protocol is None:
+            found.append(Section(group, checks))
+            continue
+        ports = (
+            getattr(server, protocol.cleartext_field),
+            getattr(server, protocol.implicit_tls_field),
+        )
+        doors = [(endpoint, endpoint.door(protocol.name)) for endpoint in endpoints]
+        found.append(Section(group, checks, ports, doors))
+    return found
+
+
+def address_groups(applying: list[Section]) -> list[tuple[str, list[scanner.CheckSpec]]]:
+    """The per-address matrix's column groups: the address checks of the sections shown."""
+    groups = []
+    for section in applying:
+        specs = [spec for spec in section.group.checks if spec.scope == "address"]
+        if specs:
+            groups.append((section.group.name, specs))
+    return groups
 
 
 def server_context(server: Server, now: datetime) -> dict[str, Any]:
@@ -84,16 +133,26 @@ def server_context(server: Server, now: datetime) -> dict[str, Any]:
     runs = list(server.scan_runs.defer("facts")[:COMPARABLE_RUNS])
     latest = server.scan_runs.exclude(facts__isnull=True).first()
     facts = latest.facts if latest else None
+    rows = check_rows(states)
+    endpoints = report.endpoints(facts)
+    declared = server.declared_protocols
+    applying = sections(server, rows, endpoints)
+    columns = address_groups(applying)
+    ids = [spec.id for _, specs in columns for spec in specs]
     return {
         "server": server,
-        "check_rows": check_rows(states),
-        "address_ids": scanner.ADDRESS_CHECK_IDS,
-        "address_rows": address_rows(states, list(server.addresses.all())),
+        "check_rows": rows,
+        "sections": applying,
+        "not_declared": [p.label for p in scanner.CLIENT_PROTOCOLS if p not in declared],
+        "retired_rows": [row for row in rows if row.check_id not in scanner.CHECKS],
+        "address_groups": columns,
+        "address_rows": address_rows(states, list(server.addresses.all()), ids),
         "latest_run": runs[0] if runs else None,
         "facts_run": latest,
-        "endpoints": report.endpoints(facts),
+        "endpoints": endpoints,
         "chains": report.chains(facts, now),
         "dns": (facts or {}).get("dns"),
+        "versions": [scanner.PROTOCOL_LABEL[name] for name in scanner.PROTOCOLS],
         "certificates": _certificates_by_fingerprint(server),
         "runs": runs,
         "changes": list(server.changes.all()[:RECENT_CHANGES]),

@@ -8,21 +8,34 @@ added, see docs/json.md, but old runs lack them).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from scanner import PROTOCOL_LABEL, PROTOCOLS, login_type_label, whole_days_left
+from scanner import (
+    CLIENT_PROTOCOLS,
+    PROTOCOL_BY_NAME,
+    PROTOCOL_LABEL,
+    PROTOCOLS,
+    ClientProtocol,
+    NtlmChallenge,
+    login_type_label,
+    whole_days_left,
+)
 
 Json = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class TlsEntry:
-    """One TLS entry point of an address: implicit TLS on the POP3S port, or STLS. `version`
-    and `cipher` are what a full handshake negotiated (None when none completed); the rest is
-    what the entry point accepts (scanner's `support`; older reports have versions only)."""
+    """One TLS entry point of an address: a protocol's implicit-TLS port, or its cleartext port
+    after STLS/STARTTLS (`protocol` is the protocol's heading). `version` and `cipher` are what
+    a full handshake negotiated (None when none completed); the rest is what the entry point
+    accepts (scanner's `support`; older reports have versions only)."""
 
+    protocol: str
     label: str
     port: int | None
     version: str | None
@@ -30,7 +43,11 @@ class TlsEntry:
     accepted: list[tuple[str, bool | None]]
     suites: list[tuple[str, list[str]]]
     support: Json
-    leaf_fingerprint: str | None
+    chain: list[Json]
+
+    @property
+    def leaf_fingerprint(self) -> str | None:
+        return self.chain[0].get("fingerprint_sha256") if self.chain else None
 
     @property
     def enumerated_at(self) -> datetime | None:
@@ -38,57 +55,121 @@ class TlsEntry:
         text = self.support.get("measured_at")
         return datetime.fromisoformat(text) if text else None
 
+    @property
+    def versions(self) -> list[str]:
+        """Whether each version of PROTOCOLS is accepted, in order, as a word: "accepted",
+        "refused", "untested", or "" when the report does not say (an older one)."""
+        found = {label: accepted for label, accepted in self.accepted}
+        words = {True: "accepted", False: "refused", None: "untested"}
+        return [
+            words[found[label]] if label in found else ""
+            for label in (PROTOCOL_LABEL[name] for name in PROTOCOLS)
+        ]
+
+
+# A cancelled SASL exchange is recorded under "*", the line that cancels it (RFC 4954, 3501).
+_CANCEL = "*"
+
+
+@dataclass(frozen=True)
+class DoorFacts:
+    """What one address said on one client protocol: its cleartext port (`cleartext`; the
+    upgrade to TLS in `upgrade`) and its implicit-TLS port (`implicit`), as stored, with the
+    TLS entry points that answered. `login_type` is Exchange's LoginType inferred for it
+    (POP3's and IMAP4's)."""
+
+    protocol: ClientProtocol
+    cleartext: Json
+    implicit: Json
+    login_type: str | None
+
+    @property
+    def upgrade(self) -> Json | None:
+        """STLS (POP3's facts call it `stls`) or STARTTLS."""
+        return self.cleartext.get("stls") or self.cleartext.get("starttls")
+
+    @functools.cached_property
+    def tls(self) -> list[TlsEntry]:
+        """The TLS entry points that answered: implicit TLS first, then the upgrade."""
+        cleartext, implicit = self.cleartext, self.implicit
+        command = self.protocol.upgrade_command
+        entries = [
+            (f"port {implicit.get('port')} (implicit TLS)", implicit.get("port"), implicit),
+            (f"port {cleartext.get('port')} after {command}", cleartext.get("port"), self.upgrade),
+        ]
+        return [
+            _tls_entry(self.protocol.label, label, port, facts)
+            for label, port, facts in entries
+            if facts and (facts.get("tls") or facts.get("support"))
+        ]
+
+    @property
+    def login_probe(self) -> list[tuple[str, str]]:
+        """What the login probe sent before TLS and what came back, as (sent, reply): POP3's
+        USER and AUTH mechanisms, IMAP4's AUTHENTICATE or LOGIN, SMTP's AUTH, then a
+        cancellation. Never a password: the probe sends none before TLS."""
+        sent = [("USER", self.cleartext["user_reply"])] if self.cleartext.get("user_reply") else []
+        replies = self.cleartext.get("auth_replies") or {}
+        prefix = "AUTH " if self.protocol.name == "pop3" else ""
+        for key in sorted(replies, key=lambda key: (key == _CANCEL, key)):
+            words = "* (cancel)" if key == _CANCEL else f"{prefix}{key}"
+            sent.append((words, replies[key]))
+        return sent
+
+    @property
+    def goodbye(self) -> str | None:
+        return self.cleartext.get("goodbye") or self.cleartext.get("quit_reply")
+
+    @property
+    def judged_login(self) -> bool:
+        """Whether the report says if a password would be taken before TLS."""
+        verdict = self.cleartext.get("plaintext_login", "unknown")
+        return self.cleartext.get("outcome") == "ok" or verdict != "unknown"
+
+
+@dataclass(frozen=True)
+class NtlmView:
+    """`AUTH NTLM` before TLS on one protocol of an address, and the names its challenge gave
+    away, labelled as the scanner labels them."""
+
+    protocol: str
+    port: int | None
+    outcome: str
+    error: str | None
+    disclosed: dict[str, str]
+
 
 @dataclass(frozen=True)
 class EndpointView:
-    """What one address said, as the server page lists it."""
+    """What one address said, as the server page lists it: per client protocol probed (in
+    CLIENT_PROTOCOLS order), and NTLM's disclosures."""
 
     address: str
     product: str | None
     login_type: str | None
     duration_ms: int
-    pop3: Json
-    pop3s: Json
-    stls: Json | None
-    tls: list[TlsEntry]
+    doors: list[DoorFacts]
+    ntlm: list[NtlmView]
 
     @property
     def login_type_label(self) -> str:
         return login_type_label(self.login_type, self.product)
 
     @property
-    def banner(self) -> str | None:
-        return self.pop3.get("greeting") or self.pop3s.get("greeting")
+    def tls(self) -> list[TlsEntry]:
+        """Every TLS entry point that answered, protocol by protocol."""
+        return [entry for door in self.doors for entry in door.tls]
 
-    @property
-    def capa_before(self) -> list[str] | None:
-        return self.pop3.get("capabilities")
-
-    @property
-    def capa_after(self) -> list[str] | None:
-        return (self.stls or {}).get("capabilities")
+    def door(self, protocol: str) -> DoorFacts | None:
+        return next((door for door in self.doors if door.protocol.name == protocol), None)
 
 
-def _tls_entries(endpoint: Json) -> list[tuple[str, int | None, Json, Json]]:
-    """(label, port, session, support) for each TLS entry point the address answered on."""
-    pop3, pop3s = endpoint.get("pop3") or {}, endpoint.get("pop3s") or {}
-    stls = pop3.get("stls") or {}
-    entries = [
-        (f"port {pop3s.get('port')} (implicit TLS)", pop3s.get("port"), pop3s),
-        (f"port {pop3.get('port')} after STLS", pop3.get("port"), stls),
-    ]
-    return [
-        (label, port, facts.get("tls") or {}, facts.get("support") or {})
-        for label, port, facts in entries
-        if facts.get("tls") or facts.get("support")
-    ]
-
-
-def _tls_entry(label: str, port: int | None, tls: Json, support: Json) -> TlsEntry:
-    chain = tls.get("chain") or []
+def _tls_entry(protocol: str, label: str, port: int | None, facts: Json) -> TlsEntry:
+    tls, support = facts.get("tls") or {}, facts.get("support") or {}
     versions = support.get("accepted_versions") or tls.get("accepted_versions") or {}
     suites = support.get("cipher_suites") or {}
     return TlsEntry(
+        protocol=protocol,
         label=label,
         port=port,
         version=tls.get("version"),
@@ -96,28 +177,54 @@ def _tls_entry(label: str, port: int | None, tls: Json, support: Json) -> TlsEnt
         accepted=[(PROTOCOL_LABEL[name], versions[name]) for name in PROTOCOLS if name in versions],
         suites=[(PROTOCOL_LABEL[name], suites[name]) for name in PROTOCOLS if suites.get(name)],
         support=support,
-        leaf_fingerprint=chain[0].get("fingerprint_sha256") if chain else None,
+        chain=tls.get("chain") or [],
     )
+
+
+def _doors(endpoint: Json) -> list[DoorFacts]:
+    """The protocols the address was probed on: those whose facts the report holds (a report
+    older than IMAP4 and submission has POP3's alone)."""
+    login_types = {"pop3": endpoint.get("login_type"), "imap": endpoint.get("imap_login_type")}
+    doors = []
+    for protocol in CLIENT_PROTOCOLS:
+        cleartext = endpoint.get(protocol.name) or {}
+        implicit = endpoint.get(protocol.implicit_tls_name) or {}
+        if cleartext or implicit:
+            login_type = login_types.get(protocol.name)
+            doors.append(DoorFacts(protocol, cleartext, implicit, login_type))
+    return doors
+
+
+# The NTLM challenge's fields that are names (its clock is a time, not a disclosure).
+_NTLM_NAMES = tuple(f.name for f in dataclasses.fields(NtlmChallenge) if f.name != "server_time")
+
+
+def _ntlm(endpoint: Json) -> list[NtlmView]:
+    views = []
+    for ntlm in endpoint.get("ntlm") or []:
+        protocol = PROTOCOL_BY_NAME.get(ntlm.get("protocol", ""))
+        challenge = ntlm.get("challenge") or {}
+        names = {name: challenge.get(name) for name in _NTLM_NAMES}
+        disclosed = NtlmChallenge(**names).disclosed if challenge else {}
+        label = protocol.label if protocol else str(ntlm.get("protocol"))
+        outcome = ntlm.get("outcome", "?")
+        views.append(NtlmView(label, ntlm.get("port"), outcome, ntlm.get("error"), disclosed))
+    return views
 
 
 def endpoints(facts: Json | None) -> list[EndpointView]:
     """One view per address probed, in the report's order."""
-    views = []
-    for endpoint in (facts or {}).get("endpoints") or []:
-        pop3 = endpoint.get("pop3") or {}
-        views.append(
-            EndpointView(
-                address=endpoint.get("address", "?"),
-                product=endpoint.get("product"),
-                login_type=endpoint.get("login_type"),
-                duration_ms=endpoint.get("duration_ms") or 0,
-                pop3=pop3,
-                pop3s=endpoint.get("pop3s") or {},
-                stls=pop3.get("stls"),
-                tls=[_tls_entry(*entry) for entry in _tls_entries(endpoint)],
-            )
+    return [
+        EndpointView(
+            address=endpoint.get("address", "?"),
+            product=endpoint.get("product"),
+            login_type=endpoint.get("login_type"),
+            duration_ms=endpoint.get("duration_ms") or 0,
+            doors=_doors(endpoint),
+            ntlm=_ntlm(endpoint),
         )
-    return views
+        for endpoint in (facts or {}).get("endpoints") or []
+    ]
 
 
 @dataclass
@@ -138,14 +245,14 @@ def chains(facts: Json | None, now: datetime) -> list[ChainView]:
     scan time)."""
     found: dict[str, ChainView] = {}
     for endpoint in (facts or {}).get("endpoints") or []:
-        for label, _, tls, _ in _tls_entries(endpoint):
-            chain = tls.get("chain") or []
-            if not chain:
+        for entry in (entry for door in _doors(endpoint) for entry in door.tls):
+            if not entry.chain:
                 continue
-            key = chain[0].get("fingerprint_sha256", "")
+            key = entry.leaf_fingerprint or ""
             if key not in found:
-                found[key] = ChainView([_certificate(c, now) for c in chain])
-            found[key].served_at.append(f"{endpoint.get('address')} {label}")
+                found[key] = ChainView([_certificate(c, now) for c in entry.chain])
+            where = f"{endpoint.get('address')} {entry.protocol} {entry.label}"
+            found[key].served_at.append(where)
     return list(found.values())
 
 
@@ -185,17 +292,9 @@ def key_facts(facts: Json | None) -> dict[str, str]:
 
 def _endpoint_facts(view: EndpointView) -> dict[str, str]:
     at = view.address
-    found = {
-        f"{at} product": view.product or "?",
-        f"{at} LoginType": view.login_type_label,
-        f"{at} banner": view.banner or "(none)",
-        f"{at} POP3 port": _outcome(view.pop3),
-        f"{at} plaintext login": str(view.pop3.get("plaintext_login", "?")),
-        f"{at} CAPA before STLS": _list(view.capa_before),
-        f"{at} STLS": _outcome(view.stls or {}),
-        f"{at} CAPA after STLS": _list(view.capa_after),
-        f"{at} POP3S port": _outcome(view.pop3s),
-    }
+    found = {f"{at} product": view.product or "?", f"{at} LoginType": view.login_type_label}
+    for door in view.doors:
+        found.update(_door_facts(at, door))
     for entry in view.tls:
         found[f"{at} {entry.label} TLS"] = f"{entry.version or '(none)'} {entry.cipher or ''}"
         accepted = [version for version, ok in entry.accepted if ok]
@@ -203,6 +302,29 @@ def _endpoint_facts(view: EndpointView) -> dict[str, str]:
         for version, names in entry.suites:
             found[f"{at} {entry.label} {version} suites"] = ", ".join(names)
         found[f"{at} {entry.label} certificate"] = (entry.leaf_fingerprint or "(none)")[:16]
+    for ntlm in view.ntlm:
+        names = ", ".join(f"{what} {name}" for what, name in ntlm.disclosed.items())
+        outcome = f"{ntlm.outcome} ({ntlm.error})" if ntlm.error else ntlm.outcome
+        found[f"{at} NTLM on {ntlm.protocol}"] = names or outcome
+    return found
+
+
+def _door_facts(address: str, door: DoorFacts) -> dict[str, str]:
+    """A protocol's facts worth comparing. Not its greeting: SMTP servers put the time in it,
+    and the product, compared above, is what a changed greeting would tell."""
+    at = f"{address} {door.protocol.label}"
+    command = door.protocol.upgrade_command
+    upgrade = door.upgrade or {}
+    found = {
+        f"{at} port": _outcome(door.cleartext),
+        f"{at} plaintext login": str(door.cleartext.get("plaintext_login", "?")),
+        f"{at} capabilities before {command}": _list(door.cleartext.get("capabilities")),
+        f"{at} {command}": _outcome(upgrade),
+        f"{at} capabilities after {command}": _list(upgrade.get("capabilities")),
+        f"{address} {door.protocol.implicit_tls_label} port": _outcome(door.implicit),
+    }
+    if door.protocol.name != "pop3" and door.login_type:
+        found[f"{at} LoginType"] = door.login_type
     return found
 
 

@@ -6,8 +6,7 @@ from typing import Any
 
 from django import forms
 
-import scanner
-from popcompliance.dashboard.catalog import SERVER_STATUS_ORDER
+from popcompliance.dashboard.catalog import CHECK_GROUPS, CLEARTEXT_LABEL, SERVER_STATUS_ORDER
 from popcompliance.dashboard.queries import CLEARTEXT
 
 RESULT_CHOICES = [
@@ -19,7 +18,7 @@ RESULT_CHOICES = [
     ("pass", "Pass"),
     ("skip", "Skip (not applicable)"),
 ]
-EXPOSURE_CHOICES = [("", "Any"), (CLEARTEXT, "Accepts passwords in the clear")]
+EXPOSURE_CHOICES = [("", "Any"), (CLEARTEXT, f"{CLEARTEXT_LABEL} on any protocol")]
 SORT_CHOICES = [
     ("name", "Name A–Z"),
     ("-name", "Name Z–A"),
@@ -52,7 +51,10 @@ class OverviewFilter(forms.Form):
         ]
         self.fields["check"].choices = [
             ("", "Any check"),
-            *((check.id, f"{check.id} — {check.title}") for check in scanner.CATALOG),
+            *(
+                (group.name, [(check.id, f"{check.short} ({check.id})") for check in group.checks])
+                for group in CHECK_GROUPS
+            ),
         ]
 
     def filters(self) -> dict[str, str]:

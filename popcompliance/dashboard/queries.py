@@ -42,8 +42,11 @@ from popcompliance.compliance.models import (
     Heartbeat,
 )
 from popcompliance.dashboard.catalog import (
+    CLEARTEXT_CHECKS,
     SERVER_STATUS_ORDER,
+    applies,
     cell_html,
+    not_declared_html,
 )
 from popcompliance.inventory.models import Server
 
@@ -84,9 +87,31 @@ def accepts_cleartext() -> Exists:
     )
 
 
-def cleartext_count() -> int:
-    """How many servers accept a password in the clear (one query)."""
-    return Server.objects.filter(accepts_cleartext()).count()
+@dataclass(frozen=True)
+class CleartextCounts:
+    """The overview's "Accepts passwords in the clear" tile: how many servers accept a password
+    in the clear on some protocol (`total`, each counted once), and how many on each protocol
+    (`by_protocol`: the protocol's heading, its check id and the count, in catalog order)."""
+
+    total: int
+    by_protocol: list[tuple[str, str, int]]
+
+
+def cleartext_counts() -> CleartextCounts:
+    """One query: distinct servers failing any cleartext check, and each check, counted from
+    the (check_id, status, server) index alone."""
+    failing = CheckState.objects.filter(
+        check_id__in=scanner.CLEARTEXT_PASSWORD_CHECK_IDS, status="fail"
+    )
+    counted = failing.aggregate(
+        total=Count("server", distinct=True),
+        **{
+            spec.id: Count("server", distinct=True, filter=Q(check_id=spec.id))
+            for spec in CLEARTEXT_CHECKS
+        },
+    )
+    by_protocol = [(spec.group, spec.id, counted[spec.id]) for spec in CLEARTEXT_CHECKS]
+    return CleartextCounts(counted["total"], by_protocol)
 
 
 def sites() -> list[str]:
@@ -144,31 +169,50 @@ def _matching_states(filters: dict[str, str]) -> QuerySet[CheckState]:
 
 @dataclass(frozen=True)
 class Cell:
-    """One check of one server in the matrix: its worst status over the addresses."""
+    """One check of one server in the matrix: its worst status over the addresses, or not
+    applicable when the server does not declare the check's protocol (`declared` False)."""
 
-    check_id: str
+    spec: scanner.CheckSpec
     status: str | None
     confirming: bool
+    declared: bool = True
+
+    @property
+    def check_id(self) -> str:
+        return self.spec.id
+
+    @property
+    def html(self) -> SafeString:
+        if not self.declared:
+            return not_declared_html(self.spec.id, self.spec.group)
+        return cell_html(self.spec.id, self.status, self.confirming)
 
 
 @dataclass
 class MatrixRow:
-    """One server in the overview's matrix: its worst status per check, in catalog order."""
+    """One server in the overview's matrix: its worst status per check, in catalog order, and
+    the protocols on which it accepts a password in the clear (`leaks`, their headings)."""
 
     server: Server
     cells: list[Cell] = field(default_factory=list)
 
     @property
     def cells_html(self) -> SafeString:
-        return SafeString(
-            "".join(cell_html(c.check_id, c.status, c.confirming) for c in self.cells)
-        )
+        return SafeString("".join(cell.html for cell in self.cells))
+
+    @property
+    def leaks(self) -> list[str]:
+        return [
+            cell.spec.group
+            for cell in self.cells
+            if cell.spec.cleartext_password and cell.declared and cell.status == "fail"
+        ]
 
 
 def matrix(servers: Iterable[Server]) -> list[MatrixRow]:
     """Rows for a page of servers (already fetched, tags prefetched): one grouped query gives
     each server's worst status per check over its addresses, and whether it is confirming a
-    change."""
+    change. Which checks apply comes from the server's own row (its declared protocols)."""
     servers = list(servers)
     worst: dict[int, dict[str, tuple[str, bool]]] = defaultdict(dict)
     for server_id, check_id, rank, confirming in _worst_states([s.pk for s in servers]):
@@ -176,10 +220,11 @@ def matrix(servers: Iterable[Server]) -> list[MatrixRow]:
     rows = []
     for server in servers:
         found = worst.get(server.pk, {})
+        declared = {protocol.name for protocol in server.declared_protocols}
         cells = []
-        for check_id in scanner.CHECK_IDS:
-            status, confirming = found.get(check_id, (None, False))
-            cells.append(Cell(check_id, status, confirming))
+        for spec in scanner.CATALOG:
+            status, confirming = found.get(spec.id, (None, False))
+            cells.append(Cell(spec, status, confirming, applies(spec, declared)))
         rows.append(MatrixRow(server, cells))
     return rows
 

@@ -13,11 +13,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-import scanner
 from popcompliance.accounts.roles import OPERATOR, role_required
 from popcompliance.compliance.models import Certificate, ScanRun
 from popcompliance.compliance.tasks import ScanNotQueued, TooManyScanRequests, request_scan
 from popcompliance.dashboard import queries
+from popcompliance.dashboard.catalog import CHECK_GROUPS, CLEARTEXT_LABEL
 from popcompliance.dashboard.compare import compare
 from popcompliance.dashboard.detail import newest_run_after, scan_result, server_context
 from popcompliance.dashboard.forms import CertificateFilter, OverviewFilter
@@ -51,10 +51,11 @@ def overview(request: HttpRequest) -> HttpResponse:
         "filtered": bool(filters),
         "counts": counts,
         "no_servers": not any(counts.values()),
-        "cleartext": queries.cleartext_count(),
+        "cleartext": queries.cleartext_counts(),
+        "cleartext_label": CLEARTEXT_LABEL,
         "page": page,
         "rows": queries.matrix(page),
-        "checks": scanner.CATALOG,
+        "groups": CHECK_GROUPS,
         "trend": queries.trend(now),
         "expiring": queries.expiring_certificates_panel(now),
         "open_alerts": queries.open_alerts(now),
