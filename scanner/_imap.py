@@ -65,8 +65,8 @@ class ImapConnection(LineConnection):
 
     upgrade_command = "STARTTLS"
 
-    def __init__(self, *args: object) -> None:
-        super().__init__(*args)  # type: ignore[arg-type]
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__(reader, writer)
         self._tags = (f"p{n}" for n in itertools.count(1))
         self._pending = ""
 
