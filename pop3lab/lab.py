@@ -175,8 +175,7 @@ def _listeners(config: AnyConfig) -> dict[str, Handler]:
     """The connection handler of each service of one endpoint."""
     if isinstance(config, HostileConfig):
         # Hostile behaviours speak raw bytes on every port, TLS ports included.
-        handler = hostile.handler(config)
-        return dict.fromkeys(SERVICES, handler)
+        return {service: hostile.handler(config, service) for service in SERVICES}
     return handlers(config, server_tls(config))
 
 

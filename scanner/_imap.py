@@ -122,12 +122,15 @@ def has_capability(capabilities: tuple[str, ...] | None, name: str) -> bool:
 
 
 async def read_greeting(connection: ImapConnection) -> str:
-    """The server's first line; it must be `* OK` (or `* PREAUTH`)."""
+    """The server's first line; it must be `* OK` (or `* PREAUTH`). `* BYE` is a refusal;
+    anything else is no IMAP server at all, which an operator must not read as a refusal."""
     connection.step = "greeting"
     line = await connection.read_text_line()
     words = line.upper().split()
-    if len(words) < 2 or words[0] != "*" or words[1] not in {"OK", "PREAUTH"}:
+    if words[:2] == ["*", "BYE"]:
         raise ProtocolError("greeting", "the server refused the session", line)
+    if len(words) < 2 or words[0] != "*" or words[1] not in {"OK", "PREAUTH"}:
+        raise ProtocolError("greeting", "the greeting is not IMAP", line)
     return line
 
 
