@@ -1,8 +1,8 @@
 """Scanning: resolve each target, probe every address of it, and judge the facts.
 
 Probes are I/O-bound, so everything overlaps on one event loop: `settings.concurrency` targets
-at once, and within a target all its addresses at once, each capped at
-`settings.connections_per_address` open connections.
+at once, and within a target all its addresses and their declared protocols at once, each
+protocol of an address capped at `settings.connections_per_address` open connections.
 """
 
 from __future__ import annotations

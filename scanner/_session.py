@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from scanner._enumerate import Exchange, enumerate_tls, still_accurate
 from scanner._errors import ProbeTimeout, ProtocolError, ScanError
 from scanner._facts import StlsFacts, TlsFacts, TlsSupport
-from scanner._services import ClientProtocol
+from scanner._services import CLIENT_PROTOCOLS, ClientProtocol
 from scanner._target import Settings, Target
 from scanner._tls import reconciled, sni_name
 from scanner._wire import LineConnection, Pop3Connection, Reply, parse_capabilities
@@ -61,17 +61,26 @@ class LoginGate:
 
 @dataclass
 class AddressSession:
-    """The shared state of the probes of one address. `slots` caps the connections open to
-    it at once, because mail servers throttle clients that open many in parallel."""
+    """The shared state of the probes of one address. Its slots cap the connections open to
+    each service of it at once, because mail servers throttle clients that open many in
+    parallel. A service is one protocol on both its ports: Exchange limits connections per
+    client address in each of its POP3, IMAP4 and transport services separately, so the
+    protocols of one address do not wait for each other."""
 
     address: str
     target: Target
     settings: Settings
     login_gate: LoginGate
-    slots: asyncio.Semaphore = field(init=False)
+    _slots: dict[str, asyncio.Semaphore] = field(init=False, default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.slots = asyncio.Semaphore(self.settings.connections_per_address)
+    def slots(self, port: int) -> asyncio.Semaphore:
+        """The connection cap of the service listening on `port`."""
+        service = next(
+            (p.name for p in CLIENT_PROTOCOLS if port in self.target.ports(p)), str(port)
+        )
+        if service not in self._slots:
+            self._slots[service] = asyncio.Semaphore(self.settings.connections_per_address)
+        return self._slots[service]
 
     @functools.cached_property
     def sni(self) -> str | None:
@@ -89,7 +98,7 @@ class AddressSession:
         deadline, so a server that trickles bytes is cut off like one that sends nothing."""
         timeout = self.settings.timeout
         connection: LineConnection | None = None
-        async with self.slots:
+        async with self.slots(port):
             try:
                 async with asyncio.timeout(timeout):
                     connection = await kind.open(

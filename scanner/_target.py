@@ -150,7 +150,8 @@ class Settings:
     `timeout` bounds each connection as a whole, reads included, so a server that trickles
     bytes is cut off like one that is silent. `concurrency` is how many targets are scanned at
     once (all addresses of a target together); `connections_per_address` caps parallel
-    connections to one address, because mail servers throttle clients that open many at once.
+    connections to one service (protocol) of one address, because mail servers throttle
+    clients that open many at once.
     The guard (scanner/_guard.py) never connects to an address in `deny_networks`, nor to one
     outside `allow_networks` when that is not empty; both hold CIDR texts. With
     `refuse_loopback_unless_allowed_by` (the name under which the operator sets
