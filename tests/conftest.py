@@ -12,8 +12,8 @@ import pytest
 from pop3lab.certs import root_ca_pem
 from pop3lab.config import EndpointConfig
 from pop3lab.lab import AnyConfig, BoundEndpoint, LabThread
+from popcompliance.inventory.models import PORT_FIELDS, Server
 from popcompliance.inventory.models import Policy as PolicyRow
-from popcompliance.inventory.models import Server
 from scanner import Policy, ScanReport, Settings, Target
 from scanner._probe import scan
 from tests.dnsserver import DnsServer, dns_server  # noqa: F401  (dns_server: a fixture)
@@ -81,8 +81,8 @@ def server_form_data(server: Server, **overrides: Any) -> dict[str, Any]:
         "name": server.name,
         "host": server.host,
         "service_name": server.service_name,
-        "pop3_port": server.pop3_port,
-        "pop3s_port": server.pop3s_port,
+        "protocols": [protocol.name for protocol in server.declared_protocols],
+        **{field: getattr(server, field) for field in PORT_FIELDS},
         "site": server.site,
         "policy": server.policy_id,
         "scan_interval": server.scan_interval,
@@ -109,6 +109,8 @@ def policy_form(**overrides: Any) -> dict[str, Any]:
         "use_system_trust": "on",
         "ca_bundle_pem": "",
         "allow_cleartext_port": "on",
+        "allow_cleartext_imap": "on",
+        "allow_cleartext_submission": "on",
         "error_runs_before_unknown": 2,
     }
     return {key: value for key, value in (data | overrides).items() if value is not None}

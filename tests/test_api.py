@@ -18,8 +18,9 @@ from rest_framework.test import APIClient
 
 import scanner
 from popcompliance.alerts.models import Alert
+from popcompliance.audit.models import AuditEntry
 from popcompliance.compliance.models import Change, CheckState
-from popcompliance.inventory.models import Server, Tag
+from popcompliance.inventory.models import PORT_FIELDS, Server, Tag
 from tests.people import make_user, token_for
 from tests.services import RedisServer, queued_tasks
 
@@ -113,11 +114,13 @@ def test_the_list_has_the_contract_shape(viewer: APIClient) -> None:
         "name",
         "host",
         "service_name",
+        "protocols",
         "status",
         "compliant",
         "last_scan_at",
         "checks",
     }
+    assert first["protocols"] == ["pop3"]
     assert (first["id"], first["compliant"]) == (bad.pk, False)
     assert first["checks"][check_id] == "fail"  # the worst over both addresses
     assert body["results"][1]["compliant"] is None
@@ -335,6 +338,111 @@ def test_a_new_host_through_the_api_is_scanned_now(admin: APIClient) -> None:
 
 def minutes(count: int) -> timedelta:
     return timedelta(minutes=count)
+
+
+# Protocols and their ports.
+
+
+def test_an_admin_creates_a_server_with_protocols_and_their_ports(admin: APIClient) -> None:
+    data = {
+        "name": "new",
+        "host": "mail.example.com",
+        "protocols": ["submission", "IMAP", "imap"],
+        "imap_port": 1143,
+        "submissions_port": 2465,
+    }
+    response = admin.post(SERVERS, data, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["protocols"] == ["imap", "submission"]  # the catalog's order, no repeats
+    ports = {field: body[field] for field in PORT_FIELDS}
+    assert ports == {
+        "pop3_port": 110,
+        "pop3s_port": 995,
+        "imap_port": 1143,
+        "imaps_port": 993,
+        "submission_port": 587,
+        "submissions_port": 2465,
+    }
+    target = Server.objects.get(name="new").as_target()
+    assert (target.protocols, target.ports(scanner.PROTOCOL_BY_NAME["imap"])) == (
+        ("imap", "submission"),
+        (1143, 993),
+    )
+
+
+def test_a_server_created_without_protocols_serves_pop3(admin: APIClient, viewer: APIClient):
+    response = admin.post(SERVERS, {"name": "old", "host": "pop.example.com"}, format="json")
+    assert response.json()["protocols"] == ["pop3"]
+    detail = viewer.get(f"{SERVERS}{response.json()['id']}/").json()
+    assert (detail["protocols"], detail["imap_port"], detail["submission_port"]) == (
+        ["pop3"],
+        143,
+        587,
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("protocols", ["pop3", "ftp"], "unknown protocol ftp (known: pop3, imap, submission)"),
+        ("protocols", [], "at least one protocol is needed (pop3, imap, submission)"),
+        ("protocols", "pop3,imap", 'Expected a list of protocol names, such as ["pop3", "imap"].'),
+        ("protocols", [1], 'Expected a list of protocol names, such as ["pop3", "imap"].'),
+        ("protocols", None, "This field may not be null."),
+        ("imap_port", 0, "Ensure this value is greater than or equal to 1."),
+        ("submissions_port", 65536, "Ensure this value is less than or equal to 65535."),
+        ("imaps_port", "993x", "A valid integer is required."),
+    ],
+)
+def test_bad_protocols_or_ports_are_400_under_their_field(
+    admin: APIClient, field: str, value: object, message: str
+) -> None:
+    data = {"name": "new", "host": "mail.example.com", field: value}
+    response = admin.post(SERVERS, data, format="json")
+    assert (response.status_code, response.json()) == (400, {field: [message]})
+    server = make_server("alpha")
+    response = admin.patch(f"{SERVERS}{server.pk}/", {field: value}, format="json")
+    assert (response.status_code, response.json()) == (400, {field: [message]})
+    server.refresh_from_db()
+    assert (server.protocols, server.imap_port) == ("pop3", 143)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"protocols": ["pop3", "imap"]}, {"imaps_port": 1993}, {"submission_port": 2587}],
+)
+@time_machine.travel(T0, tick=False)
+def test_new_protocols_or_ports_through_the_api_are_scanned_now(
+    admin: APIClient, change: dict[str, object]
+) -> None:
+    server = make_server("alpha", next_scan_at=T0 + minutes(60))
+    response = admin.patch(f"{SERVERS}{server.pk}/", change, format="json")
+    assert response.status_code == 200, response.json()
+    server.refresh_from_db()
+    assert server.next_scan_at == T0
+    assert {key: response.json()[key] for key in change} == change
+
+
+@time_machine.travel(T0, tick=False)
+def test_the_same_protocols_in_another_order_change_nothing(admin: APIClient) -> None:
+    server = make_server("alpha", protocols="pop3,imap", next_scan_at=T0 + minutes(60))
+    patch = {"protocols": ["imap", "pop3"]}
+    assert admin.patch(f"{SERVERS}{server.pk}/", patch, format="json").status_code == 200
+    server.refresh_from_db()
+    assert (server.protocols, server.next_scan_at) == ("pop3,imap", T0 + minutes(60))
+    assert not AuditEntry.objects.filter(object_type="server", action="changed").exists()
+
+
+def test_an_api_edit_of_protocols_is_audited(admin: APIClient) -> None:
+    server = make_server("alpha")
+    patch = {"protocols": ["pop3", "submission"], "submission_port": 2587}
+    admin.patch(f"{SERVERS}{server.pk}/", patch, format="json")
+    entry = AuditEntry.objects.get(object_type="server", action="changed")
+    assert entry.changes == {
+        "protocols": ["pop3", "pop3,submission"],
+        "submission port": [587, 2587],
+    }
 
 
 def test_alerts_filter_by_state(viewer: APIClient) -> None:

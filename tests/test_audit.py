@@ -95,6 +95,15 @@ def test_a_web_edit_records_the_fields_and_tags_it_changed_as_one_entry(boss, se
     }
 
 
+def test_a_web_edit_of_protocols_and_ports_is_recorded(boss, server):
+    start = last_id()
+    data = server_form_data(server, protocols=["imap", "pop3"], imaps_port=1993)
+    signed_in(boss).post(reverse("inventory:server_edit", args=[server.pk]), data)
+    [entry] = entries_after(start)
+    assert summary(entry) == ("boss", "web", "changed", "server", "mail01")
+    assert entry.changes == {"protocols": ["pop3", "pop3,imap"], "IMAPS port": [993, 1993]}
+
+
 def test_a_web_add_records_the_new_server_with_its_policy_and_tags_by_name(boss, server):
     start = last_id()
     data = server_form_data(server, name="mail02", host="pop2.example.com", tag_names="eu")
@@ -169,6 +178,8 @@ POLICY_FORM = {
     "tls_enumeration_hours": 24,
     "use_system_trust": "on",
     "allow_cleartext_port": "on",
+    "allow_cleartext_imap": "on",
+    "allow_cleartext_submission": "on",
     "error_runs_before_unknown": 2,
 }
 

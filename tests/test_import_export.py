@@ -15,7 +15,10 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
 
+import scanner
+from popcompliance.audit.models import AuditEntry
 from popcompliance.inventory.csvio import (
+    COLUMNS,
     CsvFileError,
     ImportResult,
     RowError,
@@ -27,7 +30,7 @@ from popcompliance.inventory.csvio import (
     servers_for_export,
     unescaped,
 )
-from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
+from popcompliance.inventory.models import PORT_FIELDS, Policy, Server, ServerStatus, Tag
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = "name,host,service_name,pop3_port,pop3s_port,site,tags,owner_email,scan_interval\n"
@@ -313,7 +316,7 @@ def test_manage_py_exits_2_for_a_non_utf8_file():
 
 def snapshot() -> list[tuple[object, ...]]:
     """Everything the CSV carries about each server."""
-    fields = ("name", "host", "service_name", "pop3_port", "pop3s_port", "site", "owner_emails")
+    fields = ("name", "host", "service_name", "protocols", *PORT_FIELDS, "site", "owner_emails")
     return [
         (*(getattr(s, f) for f in fields), s.scan_interval, s.policy.name, tag_names(s))
         for s in servers_for_export()
@@ -339,13 +342,30 @@ def test_export_then_import_into_an_empty_inventory_gives_identical_servers(db):
     assert (result.created, result.errors, snapshot()) == (2, [], before)
 
 
+def test_export_then_import_round_trips_protocols_and_their_ports(db):
+    run(
+        "name,host,protocols,pop3_port,imap_port,imaps_port,submission_port,submissions_port\n"
+        "mail01,h1.example.com,submission;imap,,1143,1993,2587,2465\n"
+        "mail02,h2.example.com,,1110,,,,\n"
+    )
+    before, stream = snapshot(), io.StringIO()
+    export_csv(servers_for_export(), stream)
+    cells = list(csv.DictReader(io.StringIO(stream.getvalue())))
+    assert [row["protocols"] for row in cells] == ["imap;submission", "pop3"]
+    assert run(stream.getvalue()).unchanged == 2
+    Server.objects.all().delete()
+    result = run(stream.getvalue())
+    assert (result.created, result.errors, snapshot()) == (2, [], before)
+
+
 def test_the_export_command_writes_the_header_and_one_line_per_server(db, tmp_path):
     run("name,host,tags\nmail01,h1.example.com,b;a\n")
     out = io.StringIO()
     call_command("export_servers", stdout=out)
     assert out.getvalue().splitlines() == [
-        "name,host,service_name,pop3_port,pop3s_port,site,tags,owner_email,scan_interval,policy",
-        f"mail01,h1.example.com,,110,995,,a;b,,60,{Policy.default().name}",
+        "name,host,service_name,protocols,pop3_port,pop3s_port,imap_port,imaps_port,"
+        "submission_port,submissions_port,site,tags,owner_email,scan_interval,policy",
+        f"mail01,h1.example.com,,pop3,110,995,143,993,587,465,,a;b,,60,{Policy.default().name}",
     ]
 
 
@@ -437,8 +457,6 @@ def test_a_row_the_database_refuses_costs_only_itself_in_a_bulk_chunk(db):
 def test_a_large_import_writes_in_chunks_and_records_each_server_in_the_audit_log(
     db, django_assert_max_num_queries
 ):
-    from popcompliance.audit.models import AuditEntry
-
     Server.objects.create(name="m0", host="old.example.com")
     rows = "".join(f"m{i},h{i}.example.com,t{i % 2}\n" for i in range(2500))
     # A handful of queries per chunk of a thousand rows, not one or more per row (SQLite splits
@@ -461,4 +479,77 @@ def test_a_carriage_return_inside_a_cell_stays_in_its_row(db):
     stream = io.StringIO(newline="")
     export_csv(servers_for_export(), stream)
     rows = list(csv.reader(io.StringIO(stream.getvalue(), newline="")))
-    assert len(rows) == 2 and rows[1][5] == "a\rb"
+    assert len(rows) == 2 and rows[1][COLUMNS.index("site")] == "a\rb"
+
+
+# Protocols and their ports.
+
+PROTOCOLS_HEADER = (
+    "name,host,protocols,pop3_port,pop3s_port,imap_port,imaps_port,submission_port,"
+    "submissions_port\n"
+)
+
+
+def test_a_row_declares_its_protocols_and_their_ports(db):
+    result = run(PROTOCOLS_HEADER + "mail01,h1.example.com,imap;POP3;submission,,,143,1993,,2465\n")
+    server = Server.objects.get()
+    assert result.errors == []
+    assert server.protocols == "pop3,imap,submission"  # stored in the catalog's order
+    target = server.as_target()
+    assert target.protocols == ("pop3", "imap", "submission")
+    assert [target.ports(p) for p in scanner.CLIENT_PROTOCOLS] == [
+        (110, 995),
+        (143, 1993),
+        (587, 2465),
+    ]
+
+
+def test_commas_separate_protocols_as_well_as_semicolons(db):
+    run('name,host,protocols\nmail01,h1.example.com,"submission, imap"\n')
+    assert Server.objects.get().protocols == "imap,submission"
+
+
+def test_an_empty_protocols_cell_means_pop3_and_a_file_without_the_column_keeps_them(db):
+    run("name,host,protocols\nmail01,h1.example.com,imap\nmail02,h2.example.com,\n")
+    run("name,host\nmail01,new.example.com\nmail03,h3.example.com\n")
+    assert dict(Server.objects.values_list("name", "protocols")) == {
+        "mail01": "imap",  # updated by a file without the column: left alone
+        "mail02": "pop3",  # an empty cell: the default
+        "mail03": "pop3",  # created by a file without the column: the default
+    }
+
+
+def test_the_same_protocols_in_another_order_are_unchanged(db):
+    run("name,host,protocols\nmail01,h1.example.com,pop3;imap\n")
+    assert run('name,host,protocols\nmail01,h1.example.com,"IMAP , pop3"\n').unchanged == 1
+
+
+@pytest.mark.parametrize(
+    ("cells", "reason"),
+    [
+        ("pop3;ftp,,,,,,", "protocols: unknown protocol ftp (known: pop3, imap, submission)"),
+        ("imap4,,,,,,", "protocols: unknown protocol imap4 (known: pop3, imap, submission)"),
+        (";,,,,,,", "protocols: at least one protocol is needed (pop3, imap, submission)"),
+        ("imap,,,0,,,", "imap_port: must be between 1 and 65535, not 0"),
+        ("imap,,,,70000,,", "imaps_port: must be between 1 and 65535, not 70000"),
+        ("submission,,,,,587x,", "submission_port: must be a whole number, not '587x'"),
+        ("submission,,,,,,-465", "submissions_port: must be between 1 and 65535, not -465"),
+        ("smtp,,,,,,x", "protocols: unknown protocol smtp (known: pop3, imap, submission); "
+         "submissions_port: must be a whole number, not 'x'"),
+    ],
+)  # fmt: skip
+def test_a_bad_protocol_or_port_is_a_row_error_with_its_line(db, cells, reason):
+    good = "good1,h1.example.com,imap,,,,,,\n", "good2,h2.example.com,,,,,,,\n"
+    result = run(PROTOCOLS_HEADER + good[0] + f"bad,h.example.com,{cells}\n" + good[1])
+    assert [str(error) for error in result.errors] == [f"line 3: {reason}"]
+    assert dict(Server.objects.values_list("name", "protocols")) == {
+        "good1": "imap",
+        "good2": "pop3",
+    }
+
+
+def test_an_import_that_changes_protocols_and_ports_is_audited(db):
+    run("name,host\nmail01,h1.example.com\n")
+    run("name,host,protocols,imap_port\nmail01,h1.example.com,pop3;imap,1143\n")
+    changed = AuditEntry.objects.get(object_type="server", action="changed")
+    assert changed.changes == {"protocols": ["pop3", "pop3,imap"], "IMAP4 port": [143, 1143]}

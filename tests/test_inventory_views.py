@@ -15,11 +15,12 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+import scanner
 from pop3lab.certs import root_ca_pem
 from popcompliance.accounts.roles import set_role
 from popcompliance.inventory.forms import ServerForm
-from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
-from tests.conftest import policy_form
+from popcompliance.inventory.models import PORT_FIELDS, Policy, Server, ServerStatus, Tag
+from tests.conftest import policy_form, server_form_data
 from tests.people import client_as
 
 pytestmark = pytest.mark.django_db
@@ -33,6 +34,14 @@ def server() -> Server:
 @pytest.fixture
 def spare_policy() -> Policy:
     return Policy.objects.create(name="Legacy", tls_profile="mozilla-old")
+
+
+# The policy form's switches, by the protocol whose cleartext port each allows.
+CLEARTEXT_SWITCHES = {
+    "pop3": "allow_cleartext_port",
+    "imap": "allow_cleartext_imap",
+    "submission": "allow_cleartext_submission",
+}
 
 
 def make_servers(count: int, prefix: str = "srv") -> None:
@@ -49,8 +58,13 @@ def server_form(**overrides: Any) -> dict[str, Any]:
         "name": "mail02",
         "host": "pop2.example.com",
         "service_name": "",
+        "protocols": ["pop3"],
         "pop3_port": 110,
         "pop3s_port": 995,
+        "imap_port": 143,
+        "imaps_port": 993,
+        "submission_port": 587,
+        "submissions_port": 465,
         "site": "lyon",
         "policy": Policy.default().pk,
         "scan_interval": 30,
@@ -273,6 +287,96 @@ def edit(server: Server, **changes: Any) -> None:
     server.refresh_from_db()
 
 
+# Protocols and their ports.
+
+
+def test_the_add_form_offers_every_protocol_with_pop3_ticked_and_the_default_ports(admin):
+    form = admin.get(reverse("inventory:server_add")).context["form"]
+    assert form.fields["protocols"].choices == [
+        ("pop3", "POP3"),
+        ("imap", "IMAP4"),
+        ("submission", "SMTP submission"),
+    ]
+    assert form["protocols"].value() == ["pop3"]
+    ports = {field: form[field].value() for field in PORT_FIELDS}
+    assert ports == dict(zip(PORT_FIELDS, (110, 995, 143, 993, 587, 465), strict=True))
+    labels = [box.choice_label for box, _, _ in form.service_rows]
+    assert labels == [protocol.label for protocol in scanner.CLIENT_PROTOCOLS]
+
+
+def test_an_admin_adds_a_server_serving_imap_and_submission_on_own_ports(admin):
+    data = server_form(protocols=["submission", "imap"], imap_port=1143, submissions_port=2465)
+    assert admin.post(reverse("inventory:server_add"), data).status_code == 302
+    target = Server.objects.get(name="mail02").as_target()
+    assert target.protocols == ("imap", "submission")
+    assert [target.ports(p) for p in scanner.CLIENT_PROTOCOLS] == [
+        (110, 995),
+        (1143, 993),
+        (587, 2465),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"protocols": []}, "protocols", "Choose at least one protocol."),
+        ({"protocols": ["pop3", "ftp"]}, "protocols", "Select a valid choice. ftp is not one"),
+        ({"imap_port": 0}, "imap_port", "Ensure this value is greater than or equal to 1."),
+        ({"submissions_port": 65536}, "submissions_port", "less than or equal to 65535"),
+        ({"imaps_port": ""}, "imaps_port", "This field is required."),
+    ],
+)
+def test_the_form_refuses_no_protocol_an_unknown_one_or_a_bad_port(admin, change, field, message):
+    response = admin.post(reverse("inventory:server_add"), server_form(**change))
+    errors = response.context["form"].errors
+    assert list(errors) == [field] and message in errors[field][0]
+    assert not Server.objects.exists()
+
+
+def test_the_edit_form_ticks_the_stored_protocols_and_shows_their_ports(admin, server):
+    Server.objects.filter(pk=server.pk).update(protocols="submission,pop3", submission_port=2587)
+    response = admin.get(reverse("inventory:server_edit", args=[server.pk]))
+    form, html = response.context["form"], response.content.decode()
+    assert (form["protocols"].value(), form["submission_port"].value()) == (
+        ["pop3", "submission"],
+        2587,
+    )
+    assert 'value="submission" id="id_protocols_2" checked' in html
+    assert 'value="imap" id="id_protocols_1">' in html  # not ticked
+    assert 'name="submission_port" value="2587"' in html
+
+
+@pytest.mark.parametrize(
+    "change", [{"protocols": ["pop3", "imap"]}, {"imaps_port": 1993}, {"submission_port": 2587}]
+)
+def test_new_protocols_or_ports_are_scanned_now(server, change):
+    later = timezone.now() + timedelta(days=1)
+    Server.objects.filter(pk=server.pk).update(next_scan_at=later)
+    server.refresh_from_db()
+    edit(server, **change)
+    assert server.next_scan_at <= timezone.now()
+    assert server.protocols == ",".join(change.get("protocols", ["pop3"]))
+
+
+def test_resubmitting_the_same_protocols_changes_nothing(server):
+    later = timezone.now() + timedelta(days=1)
+    Server.objects.filter(pk=server.pk).update(protocols="pop3,imap", next_scan_at=later)
+    server.refresh_from_db()
+    form = ServerForm(server_form_data(server, protocols=["imap", "pop3"]), instance=server)
+    assert form.is_valid(), form.errors
+    assert form.changed_data == []
+    form.save()
+    server.refresh_from_db()
+    assert (server.protocols, server.next_scan_at) == ("pop3,imap", later)
+
+
+def test_the_list_shows_each_servers_protocols(viewer, server):
+    Server.objects.create(name="mail02", host="h2.example.com", protocols="imap,submission")
+    rows = viewer.get(reverse("inventory:server_list")).content.decode().split("<tr>")[2:]
+    assert "<td>POP3</td>" in rows[0]
+    assert "<td>IMAP4<br>SMTP submission</td>" in rows[1]
+
+
 def test_an_admin_pauses_and_resumes_a_server_and_returns_to_the_list(admin, server):
     back = reverse("inventory:server_list") + "?site=paris"
     response = admin.post(reverse("inventory:server_pause", args=[server.pk]), {"next": back})
@@ -318,6 +422,30 @@ def test_a_ca_bundle_without_a_loadable_certificate_is_refused(admin, bundle):
 def test_the_policy_model_rules_show_on_the_form(admin):
     response = admin.post(reverse("inventory:policy_add"), policy_form(critical_days=40))
     assert "critical_days must be between 0 and warn_days" in str(response.context["form"].errors)
+
+
+def test_the_policy_form_offers_a_switch_per_cleartext_port(admin):
+    form = admin.get(reverse("inventory:policy_add")).context["form"]
+    labels = [form[name].label for name in CLEARTEXT_SWITCHES.values()]
+    assert labels == ["Allow port 110", "Allow port 143", "Allow port 587"]
+    assert all(form[name].value() for name in CLEARTEXT_SWITCHES.values())  # allowed by default
+
+
+@pytest.mark.parametrize("closed", CLEARTEXT_SWITCHES.values())
+def test_the_policy_forms_cleartext_switches_reach_the_scanner_policy(admin, closed):
+    assert (
+        admin.post(reverse("inventory:policy_add"), policy_form(**{closed: None})).status_code
+        == 302
+    )
+    judged = Policy.objects.get(name="Enterprise").as_scanner_policy()
+    allowed = {p.name: judged.allows_cleartext(p.name) for p in scanner.CLIENT_PROTOCOLS}
+    assert allowed == {name: field != closed for name, field in CLEARTEXT_SWITCHES.items()}
+
+
+def test_the_policy_list_says_which_cleartext_ports_must_be_closed(viewer):
+    Policy.objects.create(name="Strict", allow_cleartext_imap=False)
+    html = " ".join(viewer.get(reverse("inventory:policy_list")).content.decode().split())
+    assert "110 allowed<br> 143 must be closed<br> 587 allowed</td>" in html
 
 
 def test_making_a_policy_the_default_moves_the_default(admin, spare_policy):

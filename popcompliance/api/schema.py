@@ -95,6 +95,7 @@ SERVER_EXAMPLE = OpenApiExample(
         "name": "cas02-london",
         "host": "cas02.corp.example.com",
         "service_name": "mail.example.com",
+        "protocols": ["pop3"],
         "status": "non_compliant",
         "compliant": False,
         "last_scan_at": "2026-03-02T09:14:05Z",

@@ -25,7 +25,7 @@ from popcompliance.compliance.models import (
     ServerAddress,
 )
 from popcompliance.inventory import credentials
-from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
+from popcompliance.inventory.models import PORT_FIELDS, Policy, Server, ServerStatus, Tag
 from popcompliance.limits import (
     acknowledgement_until_problem,
     validate_owner_count,
@@ -33,7 +33,7 @@ from popcompliance.limits import (
 )
 
 # What Server.clean reads (it builds the scanner's Target).
-PROBED_FIELDS = ("host", "service_name", "pop3_port", "pop3s_port")
+PROBED_FIELDS = ("host", "service_name", "protocols", *PORT_FIELDS)
 COMPLIANT = {ServerStatus.COMPLIANT: True, ServerStatus.NON_COMPLIANT: False}
 
 
@@ -43,6 +43,63 @@ def worst_checks(states: list[CheckState]) -> dict[str, str]:
     for state in states:
         by_check.setdefault(state.check_id, []).append(state.status)
     return {check_id: scanner.worst_status(found) for check_id, found in sorted(by_check.items())}
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "string", "enum": list(scanner.PROTOCOL_BY_NAME)},
+        "minItems": 1,
+        "example": ["pop3", "imap"],
+    }
+)
+class ProtocolsField(serializers.ListField):
+    """The client protocols a server serves, as a list of names (`["pop3", "imap"]`). The
+    model stores them comma-separated in the catalog's order; a list in another order or with
+    repeats means the same. An unknown name or an empty list is refused with one message."""
+
+    child = serializers.CharField()
+    default_error_messages = {
+        "not_names": 'Expected a list of protocol names, such as ["pop3", "imap"].',
+    }
+
+    def to_internal_value(self, data: Any) -> str:
+        if isinstance(data, str | dict) or not hasattr(data, "__iter__"):
+            self.fail("not_names")
+        names = list(data)
+        if not all(isinstance(name, str) for name in names):
+            self.fail("not_names")
+        try:
+            return ",".join(scanner.parse_protocols(names))
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+    def to_representation(self, value: str) -> list[str]:
+        try:
+            return list(scanner.parse_protocols(value))
+        except ValueError:
+            return [value]  # shown as stored rather than hidden: it cannot be scanned
+
+
+PROTOCOLS_HELP = (
+    f"The client protocols the server serves, from {', '.join(scanner.PROTOCOL_BY_NAME)}; "
+    "only these are probed and judged. Each has a cleartext port and an implicit-TLS port "
+    "(pop3_port/pop3s_port, imap_port/imaps_port, submission_port/submissions_port)."
+)
+
+
+def port_help() -> dict[str, str]:
+    """Each port field's description: whose door it is, and its default."""
+    texts = {}
+    for p in scanner.CLIENT_PROTOCOLS:
+        texts[p.cleartext_field] = (
+            f"{p.label}'s cleartext port (upgraded with {p.upgrade_command}); "
+            f"default {p.cleartext_port}."
+        )
+        texts[p.implicit_tls_field] = (
+            f"{p.implicit_tls_label} port (TLS from the first byte); default {p.implicit_tls_port}."
+        )
+    return texts
 
 
 class ServerFilterSerializer(serializers.Serializer):
@@ -57,6 +114,7 @@ class ServerFilterSerializer(serializers.Serializer):
 class ServerSerializer(serializers.ModelSerializer):
     """A server as the list shows it."""
 
+    protocols = ProtocolsField(read_only=True, help_text=PROTOCOLS_HELP)
     compliant = serializers.SerializerMethodField()
     checks = serializers.SerializerMethodField()
 
@@ -67,6 +125,7 @@ class ServerSerializer(serializers.ModelSerializer):
             "name",
             "host",
             "service_name",
+            "protocols",
             "status",
             "compliant",
             "last_scan_at",
@@ -161,8 +220,7 @@ class ServerDetailSerializer(ServerSerializer):
     class Meta(ServerSerializer.Meta):
         fields = [
             *ServerSerializer.Meta.fields,
-            "pop3_port",
-            "pop3s_port",
+            *PORT_FIELDS,
             "site",
             "tags",
             "owner_emails",
@@ -197,6 +255,7 @@ class ServerWriteSerializer(serializers.ModelSerializer):
     policy = serializers.PrimaryKeyRelatedField(
         queryset=Policy.objects.all(), required=False, help_text="Default: the default policy."
     )
+    protocols = ProtocolsField(required=False, help_text=f"{PROTOCOLS_HELP} Default: pop3.")
     monitor_password = serializers.CharField(
         write_only=True,
         required=False,
@@ -220,8 +279,8 @@ class ServerWriteSerializer(serializers.ModelSerializer):
             "name",
             "host",
             "service_name",
-            "pop3_port",
-            "pop3s_port",
+            "protocols",
+            *PORT_FIELDS,
             "site",
             "tags",
             "owner_emails",
@@ -233,6 +292,7 @@ class ServerWriteSerializer(serializers.ModelSerializer):
         ]
         extra_kwargs = {
             "monitor_username": {"help_text": "The monitoring account's username."},
+            **{field: {"help_text": text} for field, text in port_help().items()},
         }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

@@ -47,9 +47,9 @@ class Conflict(APIException):
 
 
 EDIT_RESCHEDULES = (
-    "A new host, service name, port, policy or monitoring account is scanned at the next "
-    "dispatch; a shorter `scan_interval` brings the next scan forward to at most one new "
-    "interval from now, as in the web form."
+    "A new host, service name, list of protocols, port, policy or monitoring account is "
+    "scanned at the next dispatch; a shorter `scan_interval` brings the next scan forward to "
+    "at most one new interval from now, as in the web form."
 )
 
 

@@ -1,15 +1,20 @@
 """Servers to and from CSV: the logic behind `import_servers`, `export_servers` and any upload form.
 
 The file has a header row naming its columns, in any order, from `COLUMNS`; `name` and `host` are
-required. `tags` and `owner_email` hold several values separated by `;`, `scan_interval` is in
-minutes, and `policy` (optional) names an existing policy.
+required. `tags` and `owner_email` hold several values separated by `;`, `protocols` names the
+client protocols the server serves (`pop3;imap;submission`, `,` accepted too), each with its two
+port columns (`pop3_port`/`pop3s_port`, `imap_port`/`imaps_port`,
+`submission_port`/`submissions_port`), `scan_interval` is in minutes, and `policy` (optional)
+names an existing policy.
 
 Rules an operator can rely on:
 - A row updates the server with the same `name`, or creates it (due for a scan at once). An
   update changes only the listed fields: the schedule and status are kept.
 - The CSV is the truth for the columns it has: an empty cell sets the field to its default (no
-  tags, no owners, port 110/995, 60 minutes, the default policy). A column the file lacks leaves
-  that field alone on update, so a `name,host,scan_interval` file changes only intervals.
+  tags, no owners, POP3 only, ports 110/995, 143/993 and 587/465, 60 minutes, the default
+  policy). A column the file lacks leaves that field alone on update, so a
+  `name,host,scan_interval` file changes only intervals, and a file from before `protocols`
+  existed creates POP3 servers and leaves the protocols of existing ones as they are.
 - Each row is saved in its own transaction: a bad row is reported by its physical line number
   (the header is line 1) and never stops the others. Blank lines are skipped.
 - A problem with the file itself (not UTF-8, no usable header, broken CSV) raises CsvFileError
@@ -35,17 +40,18 @@ from django.db import DatabaseError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+import scanner
 from popcompliance.audit.models import Action
 from popcompliance.audit.recorder import record_many, shown_values, values_of
 from popcompliance.audit.registry import SERVER, Audited, audited
-from popcompliance.inventory.models import Policy, Server, Tag
+from popcompliance.inventory.models import PORT_FIELDS, Policy, Server, Tag
 
 COLUMNS = (
     "name",
     "host",
     "service_name",
-    "pop3_port",
-    "pop3s_port",
+    "protocols",
+    *PORT_FIELDS,
     "site",
     "tags",
     "owner_email",
@@ -53,7 +59,7 @@ COLUMNS = (
     "policy",
 )
 REQUIRED_COLUMNS = ("name", "host")
-INTEGER_COLUMNS = frozenset({"pop3_port", "pop3s_port", "scan_interval"})
+INTEGER_COLUMNS = frozenset({*PORT_FIELDS, "scan_interval"})
 # Where a column's value goes on the model, when the names differ.
 ATTRIBUTE_OF_COLUMN = {"owner_email": "owner_emails", "policy": "policy_id"}
 COLUMN_OF_FIELD = {"owner_emails": "owner_email"}
@@ -61,9 +67,9 @@ SEPARATOR = ";"
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection): the export
 # writes such cells with a leading apostrophe, which the import takes off again.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
-# What the export reads of each server (after its id), in the order _cells takes them.
+# What the export reads of each server: its id, then the values _cells turns into COLUMNS.
 EXPORTED = (
-    "pk", "name", "host", "service_name", "pop3_port", "pop3s_port", "site", "owner_emails",
+    "pk", "name", "host", "service_name", "protocols", *PORT_FIELDS, "site", "owner_emails",
     "scan_interval", "policy__name",
 )  # fmt: skip
 # Servers read per query by the export, and rows written together by the import.
@@ -322,6 +328,8 @@ class _Importer:
             if not re.fullmatch(r"[+-]?[0-9]+", text):
                 raise _RowInvalid(f"{column}: must be a whole number, not {text!r}")
             return int(text)
+        if column == "protocols":
+            return _protocols(text)
         return _split(text) if column == "owner_email" else text
 
     def _policy(self, pk: int) -> Policy:
@@ -421,6 +429,15 @@ def _link_tags(plans: list[_Plan]) -> None:
 def _split(text: str) -> list[str]:
     """The `;`-separated values of a cell, trimmed, without empties or repeats, in order."""
     return list(dict.fromkeys(part.strip() for part in text.split(SEPARATOR) if part.strip()))
+
+
+def _protocols(text: str) -> str:
+    """A `protocols` cell as the model stores it: names in the catalog's order, `,`-separated
+    (`imap;POP3` gives `pop3,imap`), so an unchanged list never counts as an update."""
+    try:
+        return ",".join(scanner.parse_protocols(text))
+    except ValueError as exc:
+        raise _RowInvalid(f"protocols: {exc}") from exc
 
 
 def _check_tags(names: list[str]) -> None:
@@ -585,11 +602,23 @@ def unescaped(cell: str) -> str:
 
 
 def _cells(values: list[Any], tags: list[str]) -> list[object]:
-    """A row of EXPORTED values (without the id) as the COLUMNS' cells, formula-safe."""
-    name, host, service_name, pop3_port, pop3s_port, site, owners, interval, policy = values
-    texts = [name, host, service_name, site, SEPARATOR.join(tags), SEPARATOR.join(owners), policy]
-    name, host, service_name, site, tags_cell, owners_cell, policy = map(formula_safe, texts)
+    """A row of EXPORTED values (without the id) as the COLUMNS' cells, text formula-safe."""
+    row = dict(zip(EXPORTED[1:], values, strict=True))
+    row["protocols"] = _protocols_cell(row["protocols"])
+    row["tags"] = SEPARATOR.join(tags)
+    row["owner_email"] = SEPARATOR.join(row["owner_emails"])
+    row["policy"] = row["policy__name"]
     return [
-        name, host, service_name, pop3_port, pop3s_port, site, tags_cell, owners_cell, interval,
-        policy,
-    ]  # fmt: skip
+        formula_safe(cell) if isinstance(cell, str) else cell
+        for cell in (row[column] for column in COLUMNS)
+    ]
+
+
+def _protocols_cell(stored: str) -> str:
+    """The stored `pop3,imap` as `pop3;imap`, the separator of the file's other lists. A value
+    the scanner cannot read (written around the model's rules) is exported as it is, so that
+    importing it back reports it rather than silently turning it into something else."""
+    try:
+        return SEPARATOR.join(scanner.parse_protocols(stored))
+    except ValueError:
+        return stored

@@ -15,8 +15,9 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+import scanner
 from popcompliance.inventory.credentials import account_errors
-from popcompliance.inventory.models import Policy, Server, ServerStatus, Tag
+from popcompliance.inventory.models import PORT_FIELDS, Policy, Server, ServerStatus, Tag
 from popcompliance.limits import (
     PORT_MAX,
     PORT_MIN,
@@ -82,19 +83,36 @@ class ServerFilterForm(forms.Form):
 
 # The password's help when none is stored (a new server, or one without credentials).
 NO_STORED_PASSWORD_HELP = "Needed with a username; it is stored encrypted and never shown."
+PROTOCOLS_HELP = "The client protocols this server serves; only these are probed and judged."
+
+
+def port_fields() -> dict[str, forms.IntegerField]:
+    """A server's port fields, two per protocol (its cleartext port, then its implicit-TLS
+    one), labelled and with the protocol's default ports. Range-checked here, before the model
+    sees them: Server.clean() builds a scanner.Target, which would otherwise report a bad port
+    as a problem with the host."""
+    fields = {}
+    for protocol in scanner.CLIENT_PROTOCOLS:
+        for name, label, port in (
+            (protocol.cleartext_field, protocol.label, protocol.cleartext_port),
+            (protocol.implicit_tls_field, protocol.implicit_tls_label, protocol.implicit_tls_port),
+        ):
+            fields[name] = forms.IntegerField(
+                min_value=PORT_MIN, max_value=PORT_MAX, initial=port, label=f"{label} port"
+            )
+    return fields
 
 
 class ServerForm(forms.ModelForm):
     """Add or edit a server. Owners and tags are typed as text; unknown tags are created. The
     monitoring password is write-only: never rendered back, blank keeps the stored one."""
 
-    # Ports are range-checked here, before the model sees them: Server.clean() builds a
-    # scanner.Target, which would otherwise report a bad port as a problem with the host.
-    pop3_port = forms.IntegerField(
-        min_value=PORT_MIN, max_value=PORT_MAX, initial=110, label="POP3 port"
-    )
-    pop3s_port = forms.IntegerField(
-        min_value=PORT_MIN, max_value=PORT_MAX, initial=995, label="POP3S port"
+    protocols = forms.MultipleChoiceField(
+        choices=[(protocol.name, protocol.label) for protocol in scanner.CLIENT_PROTOCOLS],
+        widget=forms.CheckboxSelectMultiple,
+        label="Protocols",
+        help_text=PROTOCOLS_HELP,
+        error_messages={"required": "Choose at least one protocol."},
     )
     scan_interval = forms.IntegerField(
         min_value=SCAN_INTERVAL_MIN,
@@ -131,6 +149,7 @@ class ServerForm(forms.ModelForm):
     )
 
     MONITORING_FIELDSET = ("monitor_username", "monitor_password", "remove_monitor_credentials")
+    SERVICES_FIELDSET = ("protocols", *PORT_FIELDS)
 
     class Meta:
         model = Server
@@ -138,8 +157,8 @@ class ServerForm(forms.ModelForm):
             "name",
             "host",
             "service_name",
-            "pop3_port",
-            "pop3s_port",
+            "protocols",
+            *PORT_FIELDS,
             "site",
             "policy",
             "scan_interval",
@@ -147,6 +166,9 @@ class ServerForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields.update(port_fields())
+        # Stored as "pop3,imap"; the checkboxes (and changed_data) compare lists of names.
+        self.initial["protocols"] = [p.name for p in self.instance.declared_protocols]
         if self.instance.pk:
             self.fields["owners"].initial = "; ".join(self.instance.owner_emails)
             self.fields["tag_names"].initial = "; ".join(
@@ -160,9 +182,17 @@ class ServerForm(forms.ModelForm):
 
     @property
     def main_fields(self) -> list[forms.BoundField]:
-        """The visible fields outside the monitoring fieldset."""
+        """The visible fields outside the services and monitoring fieldsets."""
+        grouped = {*self.SERVICES_FIELDSET, *self.MONITORING_FIELDSET}
+        return [field for field in self.visible_fields() if field.name not in grouped]
+
+    @property
+    def service_rows(self) -> list[tuple[Any, forms.BoundField, forms.BoundField]]:
+        """One row per protocol: its checkbox, its cleartext port, its implicit-TLS port."""
+        boxes = {box.data["value"]: box for box in self["protocols"]}
         return [
-            field for field in self.visible_fields() if field.name not in self.MONITORING_FIELDSET
+            (boxes[p.name], self[p.cleartext_field], self[p.implicit_tls_field])
+            for p in scanner.CLIENT_PROTOCOLS
         ]
 
     @property
@@ -181,6 +211,10 @@ class ServerForm(forms.ModelForm):
             raise ValidationError(f"Not a valid email address: {', '.join(bad)}.")
         validate_owner_count(emails)
         return emails
+
+    def clean_protocols(self) -> str:
+        """The ticked protocols as the model stores them, in the catalog's order."""
+        return ",".join(scanner.parse_protocols(self.cleaned_data["protocols"]))
 
     def clean_tag_names(self) -> list[str]:
         names = split_list(self.cleaned_data["tag_names"])
@@ -264,6 +298,8 @@ class PolicyForm(forms.ModelForm):
             "use_system_trust",
             "ca_bundle_pem",
             "allow_cleartext_port",
+            "allow_cleartext_imap",
+            "allow_cleartext_submission",
             "error_runs_before_unknown",
             "alert_on_warn",
         ]
@@ -271,6 +307,8 @@ class PolicyForm(forms.ModelForm):
             "use_system_trust": "Trust the system's CAs",
             "ca_bundle_pem": "CA bundle (PEM)",
             "allow_cleartext_port": "Allow port 110",
+            "allow_cleartext_imap": "Allow port 143",
+            "allow_cleartext_submission": "Allow port 587",
             "error_runs_before_unknown": "Failed runs before unknown",
         }
         widgets = {

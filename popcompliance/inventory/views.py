@@ -19,6 +19,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from kombu.exceptions import OperationalError as BrokerError
 
+import scanner
 from popcompliance.accounts.roles import has_role, role_required
 from popcompliance.inventory import csvio
 from popcompliance.inventory.forms import (
@@ -152,7 +153,12 @@ def server_import(request: HttpRequest) -> HttpResponse:
             result = csvio.import_csv(io.StringIO(text, newline=""))
         except csvio.CsvFileError as exc:
             form.add_error("file", f"{exc}. Nothing was imported.")
-    context = {"form": form, "result": result, "columns": csvio.COLUMNS}
+    context = {
+        "form": form,
+        "result": result,
+        "columns": csvio.COLUMNS,
+        "protocols": scanner.CLIENT_PROTOCOLS,
+    }
     return render(request, "inventory/server_import.html", context)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+import scanner
 from popcompliance.audit.context import acting_as
 from popcompliance.inventory import csvio
 
@@ -25,9 +26,10 @@ class Command(BaseCommand):
     help = (
         "Create or update servers from a CSV file with a header row. Columns: "
         f"{', '.join(csvio.COLUMNS)} (name and host required; tags and owner_email separated "
-        "by ';'; scan_interval in minutes; policy by name). Rows update servers by name; an "
-        "empty cell resets the field to its default. Exit status 0 all imported, 1 some rows "
-        "refused, 2 file unusable."
+        f"by ';'; protocols from {', '.join(scanner.PROTOCOL_BY_NAME)} separated by ';' or ',', "
+        "empty for pop3; scan_interval in minutes; policy by name). Rows update servers by "
+        "name; an empty cell resets the field to its default. Exit status 0 all imported, 1 "
+        "some rows refused, 2 file unusable."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
