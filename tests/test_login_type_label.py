@@ -35,7 +35,12 @@ def test_the_server_page_says_not_exchange_for_a_dovecot_address(viewer):
     ServerAddress.objects.create(
         server=server, address=ADDRESS, product="Dovecot", first_seen_at=now, last_seen_at=now
     )
-    endpoint = {"address": ADDRESS, "product": "Dovecot", "login_type": None, "pop3": {}}
+    endpoint = {
+        "address": ADDRESS,
+        "product": "Dovecot",
+        "login_type": None,
+        "pop3": {"port": 110, "outcome": "ok"},
+    }
     ScanRun.objects.create(
         server=server,
         purpose="scheduled",
