@@ -102,12 +102,12 @@ def upgrade_check(protocol: ClientProtocol) -> Check:
                 f"{command} on port {port} was accepted but the TLS handshake failed ({reason})",
             )
         if upgrade is not None and upgrade.reply and not protocol.is_granted(upgrade.reply):
-            unlisted = "" if listed else f" (and {_capabilities_name(protocol)} does not list it)"
+            unlisted = "" if listed else f" (and {protocol.capabilities_command} does not list it)"
             return "fail", f"port {port} refuses {command}{unlisted}: {quoted(upgrade.reply)}"
         if listed is False:
             return (
                 "fail",
-                f"port {port} does not offer {command} in {_capabilities_name(protocol)}, "
+                f"port {port} does not offer {command} in {protocol.capabilities_command}, "
                 "so clients cannot upgrade to TLS",
             )
         outcome = upgrade.outcome if upgrade is not None else facts.outcome
@@ -118,10 +118,6 @@ def upgrade_check(protocol: ClientProtocol) -> Check:
         return "error", f"could not determine whether {command} works on port {port}: {reason}"
 
     return check
-
-
-def _capabilities_name(protocol: ClientProtocol) -> str:
-    return {"pop3": "CAPA", "imap": "CAPABILITY", "submission": "EHLO"}[protocol.name]
 
 
 def plaintext_login_check(protocol: ClientProtocol) -> Check:

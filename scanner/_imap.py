@@ -23,10 +23,9 @@ import secrets
 from dataclasses import dataclass, field
 
 from scanner._errors import ProtocolError, ScanError, quoted
-from scanner._facts import Certainty, CleartextFacts, LoginVerdict, StlsFacts
+from scanner._facts import Certainty, CleartextFacts, LoginVerdict
 from scanner._services import IMAP
 from scanner._session import AddressSession, Dialect
-from scanner._tls import probe_context, tls_facts
 from scanner._wire import MAX_MULTILINE, LineConnection
 
 # An untagged line, a continuation, or a tagged status: `* ...`, `+ ...`, `<tag> OK ...`.
@@ -141,13 +140,9 @@ async def read_capabilities(connection: ImapConnection) -> tuple[str, ...] | Non
     return capabilities_in(response.untagged) or ()
 
 
-async def request_starttls(connection: ImapConnection) -> str:
-    """The greeting and an accepted STARTTLS: the port is then ready for a TLS hello."""
-    await read_greeting(connection)
+async def ask_starttls(connection: ImapConnection) -> tuple[bool, str]:
     response = await connection.command("STARTTLS")
-    if not response.ok:
-        raise ProtocolError("reply to STARTTLS", "STARTTLS was refused this time", response.line)
-    return response.line
+    return response.ok, response.line
 
 
 # A server that does not answer LOGOUT has still answered everything we needed.
@@ -264,44 +259,14 @@ async def _login_conversation(connection: ImapConnection, notes: _Notes) -> None
     notes.goodbye = await log_out(connection)
 
 
-async def probe_starttls(session: AddressSession) -> StlsFacts:
-    """STARTTLS on 143, then CAPABILITY inside TLS; trouble is recorded, not raised."""
-    port, _ = session.target.ports(IMAP)
-    notes: dict[str, str] = {}
-    try:
-        return await session.converse(
-            port, lambda c: _starttls_conversation(session, c, notes), kind=ImapConnection
-        )
-    except ScanError as exc:
-        return StlsFacts(outcome=exc.outcome, error=str(exc), reply=notes.get("reply"))  # type: ignore[arg-type]
-
-
-async def _starttls_conversation(
-    session: AddressSession, connection: ImapConnection, notes: dict[str, str]
-) -> StlsFacts:
-    await read_greeting(connection)
-    response = await connection.command("STARTTLS")
-    notes["reply"] = response.line
-    if not response.ok:
-        await log_out(connection)
-        return StlsFacts(outcome="ok", reply=response.line)
-    await connection.start_tls(probe_context(), session.sni)
-    assert connection.ssl_object is not None
-    tls = tls_facts(connection.ssl_object)
-    connection.step = "CAPABILITY inside TLS"
-    capabilities = await read_capabilities(connection)
-    await log_out(connection)
-    return StlsFacts(outcome="ok", reply=response.line, tls=tls, capabilities=capabilities)
-
-
 IMAP_DIALECT = Dialect(
     protocol=IMAP,
     kind=ImapConnection,
     read_greeting=read_greeting,
-    request_upgrade=request_starttls,
+    ask_upgrade=ask_starttls,
+    read_capabilities=read_capabilities,
     say_goodbye=log_out,
     ntlm_challenge=ntlm_challenge,
     lists_ntlm=_lists_ntlm,
     probe_cleartext=probe_cleartext,
-    probe_upgrade=probe_starttls,
 )

@@ -23,12 +23,12 @@ from typing import Literal
 from scanner._certs import chain_from_ssl_object, name_matches
 from scanner._errors import ProtocolError, ScanError, quote_reply
 from scanner._facts import ImplicitTlsFacts, StlsFacts, TlsLoginFacts
+from scanner._pop3 import POP3_DIALECT
 from scanner._session import (
     AddressSession,
     quit_politely,
     read_capabilities,
     read_greeting,
-    upgrade_with_stls,
 )
 from scanner._target import Credentials, Policy
 from scanner._tls import probe_context
@@ -124,7 +124,8 @@ class _Login:
         await self.log_in(connection)
 
     async def over_stls(self, connection: Pop3Connection, sni: str | None) -> None:
-        await upgrade_with_stls(connection, probe_context(), sni)
+        await POP3_DIALECT.request_upgrade(connection)
+        await connection.start_tls(probe_context(), sni)
         await self.log_in(connection)
 
     async def log_in(self, connection: Pop3Connection) -> None:

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from scanner._errors import ProtocolError, ScanError, quoted
-from scanner._facts import Certainty, LoginVerdict, Pop3Facts, StlsFacts
+from scanner._facts import Certainty, LoginVerdict, Pop3Facts
 from scanner._services import POP3
 from scanner._session import (
     AddressSession,
@@ -20,9 +20,7 @@ from scanner._session import (
     quit_politely,
     read_capabilities,
     read_greeting,
-    request_stls,
 )
-from scanner._tls import probe_context, tls_facts
 from scanner._wire import Pop3Connection, capability_names, sasl_mechanisms
 
 CLEARTEXT_MECHANISMS = ("PLAIN", "LOGIN")
@@ -113,36 +111,6 @@ async def _probe_sasl(connection: Pop3Connection, notes: _LoginNotes) -> None:
         notes.decide("refused", "confirmed", evidence)
 
 
-async def probe_stls(session: AddressSession) -> StlsFacts:
-    """STLS on the POP3 port, then CAPA inside TLS; trouble is recorded, not raised."""
-    notes: dict[str, str] = {}
-    try:
-        return await session.converse(
-            session.target.pop3_port,
-            lambda connection: _stls_conversation(session, connection, notes),
-        )
-    except ScanError as exc:
-        return StlsFacts(outcome=exc.outcome, error=str(exc), reply=notes.get("reply"))  # type: ignore[arg-type]
-
-
-async def _stls_conversation(
-    session: AddressSession, connection: Pop3Connection, notes: dict[str, str]
-) -> StlsFacts:
-    await read_greeting(connection)
-    reply = await connection.command("STLS")
-    notes["reply"] = reply.line
-    if not reply.ok:
-        await quit_politely(connection)
-        return StlsFacts(outcome="ok", reply=reply.line)
-    await connection.start_tls(probe_context(), session.sni)
-    assert connection.ssl_object is not None
-    tls = tls_facts(connection.ssl_object)
-    connection.step = "CAPA inside TLS"
-    capabilities = await read_capabilities(connection)
-    await quit_politely(connection)
-    return StlsFacts(outcome="ok", reply=reply.line, tls=tls, capabilities=capabilities)
-
-
 async def _greeting_line(connection: Pop3Connection) -> str:
     return (await read_greeting(connection)).line
 
@@ -160,6 +128,11 @@ async def _ntlm_challenge(connection: Pop3Connection, negotiate: str) -> str:
     return challenge.text
 
 
+async def _ask_stls(connection: Pop3Connection) -> tuple[bool, str]:
+    reply = await connection.command("STLS")
+    return reply.ok, reply.line
+
+
 def _lists_ntlm(capabilities: tuple[str, ...] | None) -> bool:
     return "NTLM" in sasl_mechanisms(capabilities)
 
@@ -168,10 +141,10 @@ POP3_DIALECT = Dialect(
     protocol=POP3,
     kind=Pop3Connection,
     read_greeting=_greeting_line,
-    request_upgrade=request_stls,
+    ask_upgrade=_ask_stls,
+    read_capabilities=read_capabilities,
     say_goodbye=quit_politely,
     ntlm_challenge=_ntlm_challenge,
     lists_ntlm=_lists_ntlm,
     probe_cleartext=probe_cleartext,
-    probe_upgrade=probe_stls,
 )

@@ -35,7 +35,13 @@ from scanner._imap import IMAP_DIALECT
 from scanner._implicit_tls import probe_implicit_tls, with_implicit_tls_support
 from scanner._login import probe_tls_login
 from scanner._pop3 import POP3_DIALECT
-from scanner._session import AddressSession, Dialect, LoginGate, with_upgrade_support
+from scanner._session import (
+    AddressSession,
+    Dialect,
+    LoginGate,
+    probe_upgrade,
+    with_upgrade_support,
+)
 from scanner._submission import SUBMISSION_DIALECT
 from scanner._target import Policy, Settings, Target
 
@@ -217,7 +223,7 @@ async def _probe_protocol(
     both TLS entry points' enumeration beside the NTLM challenge and (POP3) the login."""
     cleartext, upgrade, implicit = await asyncio.gather(
         dialect.probe_cleartext(session),
-        dialect.probe_upgrade(session),
+        probe_upgrade(session, dialect),
         probe_implicit_tls(session, dialect),
     )
     enumerate_tls = session.settings.enumerate_tls

@@ -12,8 +12,8 @@ class ClientProtocol:
     """One protocol: its name in inventories (`pop3`), how people call it (`POP3`), the name
     and label of its implicit-TLS door (`pop3s`, `POP3S`: its facts' key and its checks'
     family), its two ports by default and the Target fields that hold them, its upgrade
-    command, and how its positive greeting and a granted upgrade begin (upper case), by which
-    stored facts are read back."""
+    command and the command that lists what it offers, and how its positive greeting and a
+    granted upgrade begin (upper case), by which stored facts are read back."""
 
     name: str
     label: str
@@ -24,6 +24,7 @@ class ClientProtocol:
     cleartext_field: str
     implicit_tls_field: str
     upgrade_command: str
+    capabilities_command: str
     greeting_starts: tuple[str, ...]
     granted_starts: tuple[str, ...]
 
@@ -45,6 +46,7 @@ POP3 = ClientProtocol(
     cleartext_field="pop3_port",
     implicit_tls_field="pop3s_port",
     upgrade_command="STLS",
+    capabilities_command="CAPA",
     greeting_starts=("+OK",),
     granted_starts=("+OK",),
 )
@@ -58,6 +60,7 @@ IMAP = ClientProtocol(
     cleartext_field="imap_port",
     implicit_tls_field="imaps_port",
     upgrade_command="STARTTLS",
+    capabilities_command="CAPABILITY",
     greeting_starts=("* OK", "* PREAUTH"),
     granted_starts=("OK",),
 )
@@ -71,6 +74,7 @@ SUBMISSION = ClientProtocol(
     cleartext_field="submission_port",
     implicit_tls_field="submissions_port",
     upgrade_command="STARTTLS",
+    capabilities_command="EHLO",
     greeting_starts=("220",),
     granted_starts=("220",),
 )

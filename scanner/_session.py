@@ -16,7 +16,7 @@ from scanner._errors import ProbeTimeout, ProtocolError, ScanError
 from scanner._facts import StlsFacts, TlsFacts, TlsSupport
 from scanner._services import CLIENT_PROTOCOLS, ClientProtocol
 from scanner._target import Settings, Target
-from scanner._tls import reconciled, sni_name
+from scanner._tls import probe_context, reconciled, sni_name, tls_facts
 from scanner._wire import LineConnection, Pop3Connection, Reply, parse_capabilities
 
 T = TypeVar("T")
@@ -24,25 +24,36 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Dialect:
-    """How the protocol-generic probes (implicit TLS, the TLS enumeration, NTLM) speak one
-    protocol. `read_greeting` returns the greeting line and raises ProtocolError when the
-    server refuses the session; `request_upgrade` reads the greeting and asks for TLS, and
-    raises ProtocolError unless it is granted; `say_goodbye` ends politely and returns the
-    reply, or None; `ntlm_challenge` starts AUTH NTLM after the greeting, sends the base64
-    NEGOTIATE it is given, returns the base64 CHALLENGE and cancels; `lists_ntlm` reads the
-    cleartext port's capabilities for NTLM. Each takes a connection of class `kind`.
-    `probe_cleartext` and `probe_upgrade` are the protocol's own probes of its cleartext
-    port (the login probe; STLS/STARTTLS)."""
+    """How the protocol-generic probes (the upgrade, implicit TLS, the TLS enumeration, NTLM)
+    speak one protocol. `read_greeting` returns the greeting line and raises ProtocolError
+    when the server refuses the session; `ask_upgrade`, after the greeting, asks for TLS
+    (STLS; SMTP's EHLO and STARTTLS) and returns whether it was granted and the reply;
+    `read_capabilities` asks what the server offers (CAPA, CAPABILITY, EHLO); `say_goodbye`
+    ends politely and returns the reply, or None; `ntlm_challenge` starts AUTH NTLM after the
+    greeting, sends the base64 NEGOTIATE it is given, returns the base64 CHALLENGE and
+    cancels; `lists_ntlm` reads the cleartext port's capabilities for NTLM. Each takes a
+    connection of class `kind`. `probe_cleartext` is the protocol's own login probe of its
+    cleartext port."""
 
     protocol: ClientProtocol
     kind: type[LineConnection]
     read_greeting: Callable[[Any], Awaitable[str]]
-    request_upgrade: Callable[[Any], Awaitable[str]]
+    ask_upgrade: Callable[[Any], Awaitable[tuple[bool, str]]]
+    read_capabilities: Callable[[Any], Awaitable[tuple[str, ...] | None]]
     say_goodbye: Callable[[Any], Awaitable[str | None]]
     ntlm_challenge: Callable[[Any, str], Awaitable[str]]
     lists_ntlm: Callable[[tuple[str, ...] | None], bool]
     probe_cleartext: Callable[[AddressSession], Awaitable[Any]]
-    probe_upgrade: Callable[[AddressSession], Awaitable[StlsFacts]]
+
+    async def request_upgrade(self, connection: Any) -> str:
+        """The greeting and a granted upgrade: the port is then ready for a TLS hello. A
+        refused upgrade is a ProtocolError: callers come after the upgrade probe saw it work."""
+        await self.read_greeting(connection)
+        granted, reply = await self.ask_upgrade(connection)
+        if not granted:
+            command = self.protocol.upgrade_command
+            raise ProtocolError(f"reply to {command}", f"{command} was refused this time", reply)
+        return reply
 
 
 @dataclass
@@ -155,6 +166,32 @@ class AddressSession:
         return exchange
 
 
+async def probe_upgrade(session: AddressSession, dialect: Dialect) -> StlsFacts:
+    """STLS/STARTTLS on the protocol's cleartext port, then its capabilities inside TLS;
+    trouble is recorded, not raised."""
+    port, _ = session.target.ports(dialect.protocol)
+    said: list[str] = []
+
+    async def talk(connection: Any) -> StlsFacts:
+        await dialect.read_greeting(connection)
+        granted, reply = await dialect.ask_upgrade(connection)
+        said.append(reply)
+        if not granted:
+            await dialect.say_goodbye(connection)
+            return StlsFacts(outcome="ok", reply=reply)
+        await connection.start_tls(probe_context(), session.sni)
+        tls = tls_facts(connection.ssl_object)
+        connection.step = f"{dialect.protocol.capabilities_command} inside TLS"
+        capabilities = await dialect.read_capabilities(connection)
+        await dialect.say_goodbye(connection)
+        return StlsFacts(outcome="ok", reply=reply, tls=tls, capabilities=capabilities)
+
+    try:
+        return await session.converse(port, talk, kind=dialect.kind)
+    except ScanError as exc:
+        return StlsFacts(outcome=exc.outcome, error=str(exc), reply=said[0] if said else None)  # type: ignore[arg-type]
+
+
 async def with_upgrade_support(
     session: AddressSession, upgrade: StlsFacts, dialect: Dialect
 ) -> StlsFacts:
@@ -175,24 +212,6 @@ async def read_greeting(connection: Pop3Connection) -> Reply:
     if not reply.ok:
         raise ProtocolError("greeting", "the server refused the session", reply.line)
     return reply
-
-
-async def upgrade_with_stls(
-    connection: Pop3Connection, context: ssl.SSLContext, sni: str | None
-) -> None:
-    """The greeting, STLS and the TLS handshake, for a probe that needs TLS on the POP3 port.
-    A refused STLS is a ProtocolError: callers come after the STLS probe saw it work."""
-    await request_stls(connection)
-    await connection.start_tls(context, sni)
-
-
-async def request_stls(connection: Pop3Connection) -> str:
-    """The greeting and an accepted STLS: the cleartext port is then ready for a TLS hello."""
-    await read_greeting(connection)
-    reply = await connection.command("STLS")
-    if not reply.ok:
-        raise ProtocolError("reply to STLS", "STLS was refused this time", reply.line)
-    return reply.line
 
 
 async def read_capabilities(connection: Pop3Connection) -> tuple[str, ...] | None:

@@ -17,10 +17,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 from scanner._errors import ProtocolError, ScanError, quoted
-from scanner._facts import Certainty, CleartextFacts, LoginVerdict, StlsFacts
+from scanner._facts import Certainty, CleartextFacts, LoginVerdict
 from scanner._services import SUBMISSION
 from scanner._session import AddressSession, Dialect
-from scanner._tls import probe_context, tls_facts
 from scanner._wire import MAX_MULTILINE, LineConnection
 
 # RFC 2606: a name that can never be anyone's, so the EHLO claims no real host.
@@ -103,14 +102,11 @@ async def ehlo(connection: SmtpConnection) -> tuple[str, ...]:
     return tuple(" ".join(line.split()) for line in reply.lines[1:] if line.strip())
 
 
-async def request_starttls(connection: SmtpConnection) -> str:
-    """The greeting, EHLO and an accepted STARTTLS: the port is then ready for a TLS hello."""
-    await read_greeting(connection)
+async def ask_starttls(connection: SmtpConnection) -> tuple[bool, str]:
+    """EHLO (STARTTLS must follow it, RFC 3207), then STARTTLS."""
     await ehlo(connection)
     reply = await connection.command("STARTTLS")
-    if reply.code != 220:
-        raise ProtocolError("reply to STARTTLS", "STARTTLS was refused this time", reply.line)
-    return reply.line
+    return reply.code == 220, reply.line
 
 
 # A server that does not answer QUIT has still answered everything we needed.
@@ -198,45 +194,14 @@ async def _auth_conversation(connection: SmtpConnection, notes: _Notes) -> None:
     notes.goodbye = await say_quit(connection)
 
 
-async def probe_starttls(session: AddressSession) -> StlsFacts:
-    """STARTTLS on 587, then EHLO inside TLS; trouble is recorded, not raised."""
-    port, _ = session.target.ports(SUBMISSION)
-    notes: dict[str, str] = {}
-    try:
-        return await session.converse(
-            port, lambda c: _starttls_conversation(session, c, notes), kind=SmtpConnection
-        )
-    except ScanError as exc:
-        return StlsFacts(outcome=exc.outcome, error=str(exc), reply=notes.get("reply"))  # type: ignore[arg-type]
-
-
-async def _starttls_conversation(
-    session: AddressSession, connection: SmtpConnection, notes: dict[str, str]
-) -> StlsFacts:
-    await read_greeting(connection)
-    await ehlo(connection)
-    reply = await connection.command("STARTTLS")
-    notes["reply"] = reply.line
-    if reply.code != 220:
-        await say_quit(connection)
-        return StlsFacts(outcome="ok", reply=reply.line)
-    await connection.start_tls(probe_context(), session.sni)
-    assert connection.ssl_object is not None
-    tls = tls_facts(connection.ssl_object)
-    connection.step = "EHLO inside TLS"
-    keywords = await ehlo(connection)
-    await say_quit(connection)
-    return StlsFacts(outcome="ok", reply=reply.line, tls=tls, capabilities=keywords)
-
-
 SUBMISSION_DIALECT = Dialect(
     protocol=SUBMISSION,
     kind=SmtpConnection,
     read_greeting=read_greeting,
-    request_upgrade=request_starttls,
+    ask_upgrade=ask_starttls,
+    read_capabilities=ehlo,
     say_goodbye=say_quit,
     ntlm_challenge=ntlm_challenge,
     lists_ntlm=_lists_ntlm,
     probe_cleartext=probe_cleartext,
-    probe_upgrade=probe_starttls,
 )
