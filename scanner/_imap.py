@@ -20,12 +20,12 @@ import asyncio
 import itertools
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from scanner._errors import ProtocolError, ScanError, quoted
-from scanner._facts import Certainty, CleartextFacts, LoginVerdict
+from scanner._facts import CleartextFacts
 from scanner._services import IMAP
-from scanner._session import AddressSession, Dialect
+from scanner._session import AddressSession, Dialect, LoginNotes
 from scanner._wire import MAX_MULTILINE, LineConnection
 
 # An untagged line, a continuation, or a tagged status: `* ...`, `+ ...`, `<tag> OK ...`.
@@ -177,23 +177,6 @@ def _lists_ntlm(capabilities: tuple[str, ...] | None) -> bool:
     return has_capability(capabilities, "AUTH=NTLM")
 
 
-@dataclass
-class _Notes:
-    """What the login conversations learnt so far; kept when a later step fails. Its fields
-    are exactly CleartextFacts's conversation fields."""
-
-    greeting: str | None = None
-    capabilities: tuple[str, ...] | None = None
-    auth_replies: dict[str, str] = field(default_factory=dict)
-    plaintext_login: LoginVerdict = "unknown"
-    certainty: Certainty = "unknown"
-    evidence: str | None = None
-    goodbye: str | None = None
-
-    def decide(self, verdict: LoginVerdict, certainty: Certainty, evidence: str) -> None:
-        self.plaintext_login, self.certainty, self.evidence = verdict, certainty, evidence
-
-
 def _random_word(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(6)}"
 
@@ -201,7 +184,7 @@ def _random_word(prefix: str) -> str:
 async def probe_cleartext(session: AddressSession) -> CleartextFacts:
     """The login probe on 143 as facts; connection trouble is recorded, not raised."""
     port, _ = session.target.ports(IMAP)
-    notes = _Notes()
+    notes = LoginNotes()
     try:
         await session.converse(
             port, lambda c: _authenticate_conversation(c, notes), kind=ImapConnection
@@ -213,11 +196,11 @@ async def probe_cleartext(session: AddressSession) -> CleartextFacts:
                 port, lambda c: _login_conversation(c, notes), kind=ImapConnection
             )
     except ScanError as exc:
-        return CleartextFacts(port, exc.outcome, str(exc), **vars(notes))  # type: ignore[arg-type]
-    return CleartextFacts(port, "ok", **vars(notes))
+        return notes.facts(port, exc)
+    return notes.facts(port)
 
 
-async def _authenticate_conversation(connection: ImapConnection, notes: _Notes) -> None:
+async def _authenticate_conversation(connection: ImapConnection, notes: LoginNotes) -> None:
     notes.greeting = await read_greeting(connection)
     notes.capabilities = await read_capabilities(connection)
     response = await connection.command("AUTHENTICATE PLAIN", "reply to AUTHENTICATE PLAIN")
@@ -228,7 +211,7 @@ async def _authenticate_conversation(connection: ImapConnection, notes: _Notes) 
             f"AUTHENTICATE PLAIN{listed} before TLS answered {quoted(response.line)} "
             "(a password challenge)"
         )
-        notes.decide("accepted", "confirmed", evidence)
+        notes.decide("accepted", evidence)
         cancel = await connection.respond("*", "reply to cancelling AUTHENTICATE PLAIN")
         notes.auth_replies["*"] = cancel.line
     elif has_capability(notes.capabilities, "LOGINDISABLED"):
@@ -236,11 +219,11 @@ async def _authenticate_conversation(connection: ImapConnection, notes: _Notes) 
             f"CAPABILITY lists LOGINDISABLED and AUTHENTICATE PLAIN before TLS answered "
             f"{quoted(response.line)}"
         )
-        notes.decide("refused", "confirmed", evidence)
+        notes.decide("refused", evidence)
     notes.goodbye = await log_out(connection)
 
 
-async def _login_conversation(connection: ImapConnection, notes: _Notes) -> None:
+async def _login_conversation(connection: ImapConnection, notes: LoginNotes) -> None:
     """LOGIN with throwaway words, where CAPABILITY does not say LOGINDISABLED."""
     await read_greeting(connection)
     user, word = _random_word("popcompliance-probe"), _random_word("not-a-password")
@@ -251,11 +234,11 @@ async def _login_conversation(connection: ImapConnection, notes: _Notes) -> None
         # A literal was expected where none was sent: the server is not IMAP as we know it.
         raise ProtocolError("reply to LOGIN", "the server asked for more", response.line)
     if response.ok:
-        notes.decide("accepted", "confirmed", f"{answered} (it let a made-up user in)")
+        notes.decide("accepted", f"{answered} (it let a made-up user in)")
     elif response.status == "NO" and not _REFUSED_BEFORE_TLS.search(response.text):
-        notes.decide("accepted", "confirmed", f"{answered}: it read the user name and password")
+        notes.decide("accepted", f"{answered}: it read the user name and password")
     else:
-        notes.decide("refused", "confirmed", answered)
+        notes.decide("refused", answered)
     notes.goodbye = await log_out(connection)
 
 

@@ -13,7 +13,14 @@ from typing import Any, TypeVar
 
 from scanner._enumerate import Exchange, enumerate_tls, still_accurate
 from scanner._errors import ProbeTimeout, ProtocolError, ScanError
-from scanner._facts import StlsFacts, TlsFacts, TlsSupport
+from scanner._facts import (
+    Certainty,
+    CleartextFacts,
+    LoginVerdict,
+    StlsFacts,
+    TlsFacts,
+    TlsSupport,
+)
 from scanner._services import CLIENT_PROTOCOLS, ClientProtocol
 from scanner._target import Settings, Target
 from scanner._tls import probe_context, reconciled, sni_name, tls_facts
@@ -54,6 +61,30 @@ class Dialect:
             command = self.protocol.upgrade_command
             raise ProtocolError(f"reply to {command}", f"{command} was refused this time", reply)
         return reply
+
+
+@dataclass
+class LoginNotes:
+    """What the login probe of an IMAP4 or submission port learnt so far; kept when a later
+    step fails. Its fields are exactly CleartextFacts's conversation fields."""
+
+    greeting: str | None = None
+    capabilities: tuple[str, ...] | None = None
+    auth_replies: dict[str, str] = field(default_factory=dict)
+    plaintext_login: LoginVerdict = "unknown"
+    certainty: Certainty = "unknown"
+    evidence: str | None = None
+    goodbye: str | None = None
+
+    def decide(self, verdict: LoginVerdict, evidence: str) -> None:
+        """The verdict, shown by what the server did (so always confirmed)."""
+        self.plaintext_login, self.certainty, self.evidence = verdict, "confirmed", evidence
+
+    def facts(self, port: int, error: ScanError | None = None) -> CleartextFacts:
+        """The notes as facts: outcome ok, or the error's outcome and reason."""
+        if error is None:
+            return CleartextFacts(port, "ok", **vars(self))
+        return CleartextFacts(port, error.outcome, str(error), **vars(self))  # type: ignore[arg-type]
 
 
 @dataclass

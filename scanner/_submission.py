@@ -14,12 +14,12 @@ What crosses the cleartext port, and why it is safe:
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from scanner._errors import ProtocolError, ScanError, quoted
-from scanner._facts import Certainty, CleartextFacts, LoginVerdict
+from scanner._facts import CleartextFacts
 from scanner._services import SUBMISSION
-from scanner._session import AddressSession, Dialect
+from scanner._session import AddressSession, Dialect, LoginNotes
 from scanner._wire import MAX_MULTILINE, LineConnection
 
 # RFC 2606: a name that can never be anyone's, so the EHLO claims no real host.
@@ -139,29 +139,15 @@ def _lists_ntlm(keywords: tuple[str, ...] | None) -> bool:
     return "NTLM" in auth_mechanisms(keywords)
 
 
-@dataclass
-class _Notes:
-    """What the login conversation learnt so far; kept when a later step fails. Its fields
-    are exactly CleartextFacts's conversation fields."""
-
-    greeting: str | None = None
-    capabilities: tuple[str, ...] | None = None
-    auth_replies: dict[str, str] = field(default_factory=dict)
-    plaintext_login: LoginVerdict = "unknown"
-    certainty: Certainty = "unknown"
-    evidence: str | None = None
-    goodbye: str | None = None
-
-
 async def probe_cleartext(session: AddressSession) -> CleartextFacts:
     """The AUTH probe on 587 as facts; connection trouble is recorded, not raised."""
     port, _ = session.target.ports(SUBMISSION)
-    notes = _Notes()
+    notes = LoginNotes()
     try:
         await session.converse(port, lambda c: _auth_conversation(c, notes), kind=SmtpConnection)
     except ScanError as exc:
-        return CleartextFacts(port, exc.outcome, str(exc), **vars(notes))  # type: ignore[arg-type]
-    return CleartextFacts(port, "ok", **vars(notes))
+        return notes.facts(port, exc)
+    return notes.facts(port)
 
 
 def _mechanism(listed: set[str]) -> str:
@@ -170,7 +156,7 @@ def _mechanism(listed: set[str]) -> str:
     return "LOGIN" if "LOGIN" in listed and "PLAIN" not in listed else "PLAIN"
 
 
-async def _auth_conversation(connection: SmtpConnection, notes: _Notes) -> None:
+async def _auth_conversation(connection: SmtpConnection, notes: LoginNotes) -> None:
     notes.greeting = await read_greeting(connection)
     notes.capabilities = await ehlo(connection)
     listed = auth_mechanisms(notes.capabilities)
@@ -185,12 +171,12 @@ async def _auth_conversation(connection: SmtpConnection, notes: _Notes) -> None:
     )
     if reply.code == 334:
         evidence = f"{command} before STARTTLS answered {quoted(reply.line)} (a password challenge)"
-        notes.plaintext_login, notes.certainty, notes.evidence = "accepted", "confirmed", evidence
+        notes.decide("accepted", evidence)
         cancel = await connection.command("*", f"reply to cancelling {command}")
         notes.auth_replies["*"] = cancel.line
     elif 500 <= reply.code < 600 or reply.code in {454, 432}:
         evidence = f"{advertised}; {command} answered {quoted(reply.line)}"
-        notes.plaintext_login, notes.certainty, notes.evidence = "refused", "confirmed", evidence
+        notes.decide("refused", evidence)
     notes.goodbye = await say_quit(connection)
 
 
