@@ -13,6 +13,8 @@ from scanner._wire import capability_names, sasl_mechanisms
 # (substring of the greeting, product). Checked in order, case-insensitively.
 _GREETING_PRODUCTS = (
     ("microsoft exchange", "Microsoft Exchange"),
+    # Exchange's SMTP banner never says Exchange: `220 <fqdn> Microsoft ESMTP MAIL Service ready`.
+    ("microsoft esmtp mail service", "Microsoft Exchange"),
     ("dovecot", "Dovecot"),
     ("cyrus", "Cyrus IMAP"),
     ("hello there", "Courier"),
