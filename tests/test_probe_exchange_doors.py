@@ -94,8 +94,8 @@ def doors(lab: LabThread, lab_dns: DnsServer) -> Iterator[Doors]:
 
 def exchange(**changes: object) -> EndpointConfig:
     """Exchange 2016 serving POP3, IMAP4 and submission, with their TLS ports."""
-    doors = dict(imap=True, imaps=True, submission=True, submissions=True)
-    return EndpointConfig(**(doors | changes))  # type: ignore[arg-type]
+    listeners = dict(imap=True, imaps=True, submission=True, submissions=True)
+    return EndpointConfig(**(listeners | changes))  # type: ignore[arg-type]
 
 
 # What crossed the wire
