@@ -9,7 +9,7 @@ from scanner._ntlm import NtlmChallenge
 from scanner._services import CLIENT_PROTOCOLS, PROTOCOL_BY_NAME
 
 _NETBIOS = ("NetBIOS domain", "NetBIOS computer")
-_NAMES = (*_NETBIOS, "DNS domain", "DNS computer", "DNS tree (forest)")
+_NAMES = ("NTLM target name", *_NETBIOS, "DNS domain", "DNS computer", "DNS tree (forest)")
 
 
 def check_ntlm_disclosure(endpoint: EndpointFacts, context: Context) -> Verdict:
@@ -74,14 +74,15 @@ def _version(read: list[NtlmFacts]) -> str:
 def _new_names(challenge: NtlmChallenge, service_name: str | None) -> dict[str, str]:
     """The challenge's names that the service name does not already tell: a DNS name that is
     neither the service name nor one of its parent domains, a NetBIOS name that is none of its
-    labels."""
+    labels. The target name is either kind (Windows: the NetBIOS domain; Cyrus SASL: the
+    server's host name), told apart by its dots."""
     public = (service_name or "").lower()
     labels = {label.upper() for label in public.split(".") if label}
     new: dict[str, str] = {}
     for label, value in challenge.disclosed.items():
         if label not in _NAMES:
             continue
-        if label in _NETBIOS:
+        if label in _NETBIOS or (label == "NTLM target name" and "." not in value):
             known = value.upper() in labels
         else:
             name = value.lower().rstrip(".")

@@ -13,7 +13,7 @@ from scanner._wire import capability_names, sasl_mechanisms
 # (substring of the greeting, product). Checked in order, case-insensitively.
 _GREETING_PRODUCTS = (
     ("microsoft exchange", "Microsoft Exchange"),
-    # Exchange's SMTP banner: "220 <fqdn> Microsoft ESMTP MAIL Service ready at <date>".
+    # Exchange's SMTP banner never says Exchange: "220 <fqdn> Microsoft ESMTP MAIL Service ready".
     ("microsoft esmtp mail service", "Microsoft Exchange"),
     ("dovecot", "Dovecot"),
     ("cyrus", "Cyrus IMAP"),

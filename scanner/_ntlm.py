@@ -73,8 +73,20 @@ class NtlmChallenge:
 
     @property
     def disclosed(self) -> dict[str, str]:
-        """The names and version it gave away, by what they are, in a stable order."""
+        """The names and version it gave away, by what they are, in a stable order. The target
+        name counts where no other field carries it: Windows names its NetBIOS domain there
+        (again), but Cyrus SASL's NTLM (as in Postfix's smtpd) sends no target information
+        at all and puts the server's own host name there."""
+        names = (
+            self.netbios_domain,
+            self.netbios_computer,
+            self.dns_domain,
+            self.dns_computer,
+            self.dns_tree,
+        )
+        repeated = (self.target_name or "").upper() in {n.upper() for n in names if n}
         fields = {
+            "NTLM target name": None if repeated else self.target_name,
             "NetBIOS domain": self.netbios_domain,
             "NetBIOS computer": self.netbios_computer,
             "DNS domain": self.dns_domain,

@@ -13,11 +13,12 @@ case "${1:-test}" in
   # they accept; libidn12 and libgdbm6 are libraries the unpacked Courier binaries link to.
   # Dovecot's imapd and submissiond and Mailutils' imap4d are the IMAP and SMTP submission
   # servers of tests/imap_servers.py and tests/submission_servers.py; libdb5.3, libicu72,
-  # libnsl2 and libsasl2-2 are what the unpacked Postfix links to.
+  # libnsl2 and libsasl2-2 are what the unpacked Postfix links to, and libsasl2-modules has the
+  # Cyrus SASL NTLM plugin of the Postfix that discloses its host name by NTLM.
   test)
     wanted=(dovecot-pop3d dovecot-imapd dovecot-submissiond redis-server postgresql chromium
       gnutls-bin mailutils-pop3d mailutils-imap4d libidn12 libgdbm6 libdb5.3 libicu72 libnsl2
-      libsasl2-2)
+      libsasl2-2 libsasl2-modules)
     # Courier's pop3d and couriertls, and the libraries that ship with them. As packages they
     # conflict with dovecot-pop3d and mailutils-pop3d, so they are unpacked, never installed.
     courier=(courier-pop courier-base courier-authlib libcourier-unicode4)

@@ -36,6 +36,8 @@ from tests.processes import PrivateServer, ServerError, with_lines, with_private
 
 HOST = "127.0.0.1"
 POSTFIX_DIR = Path(__file__).resolve().parent.parent / ".postfix"
+# Where Debian's Cyrus SASL plugins are, under a directory per architecture.
+SASL_PLUGINS = Path("/usr/lib")
 POSTFIX_MISSING = (
     f"Postfix is not unpacked in {POSTFIX_DIR}: run scripts/system-deps.sh test (make test does; "
     "it fetches postfix with apt-get download and unpacks it there, never installing it)"
@@ -66,6 +68,8 @@ class Postfix(PrivateServer):
     STARTTLS on one port and implicit TLS on another. SASL asks the Dovecot at `auth_socket`."""
 
     kind = "postfix"
+    # The name it greets with and, under Cyrus SASL, names in its NTLM challenge.
+    hostname = SERVICE_NAME
 
     def __init__(self, auth_socket: Path) -> None:
         super().__init__()
@@ -119,8 +123,8 @@ mail_owner = {MAIL_OWNER}
 setgid_group = {SETGID_GROUP}
 maillog_file = {directory}/postfix.log
 maillog_file_prefixes = {directory}
-myhostname = {SERVICE_NAME}
-mydomain = {SERVICE_NAME.partition(".")[2]}
+myhostname = {self.hostname}
+mydomain = {self.hostname.partition(".")[2]}
 mydestination =
 local_recipient_maps =
 alias_maps =
@@ -133,9 +137,11 @@ smtp_host_lookup = native
 smtpd_tls_chain_files = {directory}/key-and-chain.pem
 smtpd_tls_security_level = may
 smtpd_sasl_auth_enable = yes
-smtpd_sasl_type = dovecot
-smtpd_sasl_path = {self.auth_socket}
-"""
+{self.render_sasl(directory)}"""
+
+    def render_sasl(self, directory: Path) -> str:
+        """main.cf's SASL settings: Dovecot's, through its auth socket."""
+        return f"smtpd_sasl_type = dovecot\nsmtpd_sasl_path = {self.auth_socket}\n"
 
     def render_master_cf(self) -> str:
         """master.cf: the four smtpd services, and the services smtpd talks to."""
@@ -163,6 +169,46 @@ smtpd_sasl_path = {self.auth_socket}
             for pair in self.ports.values()
             for index, port in enumerate(pair)
         ]
+
+
+class CyrusNtlmPostfix(Postfix):
+    """Postfix whose SASL is Cyrus SASL with its NTLM plugin alone (libsasl2-modules), on a
+    host whose own name is an internal one: before TLS (smtpd_tls_auth_only = no) anyone may
+    start AUTH NTLM and read that name in the challenge. Cyrus's NTLM answers a NEGOTIATE with
+    its own challenge and no target information, whose target name is `myhostname` in capitals
+    (where the client asks for the target, as the scanner's NEGOTIATE does). Nobody can log in:
+    its password database is a file that does not exist."""
+
+    kind = "postfix-cyrus-ntlm"
+    hostname = "smtp01.corp.internal"
+
+    def __init__(self) -> None:
+        # No Dovecot behind it: render_sasl names no auth socket.
+        super().__init__(auth_socket=Path("/nonexistent"))
+
+    def _check_installed(self) -> None:
+        super()._check_installed()
+        if not list(SASL_PLUGINS.glob("*/sasl2/libntlm.so*")):
+            raise ServerError(
+                "Cyrus SASL's NTLM plugin is not installed: apt-get install libsasl2-modules "
+                "(make test does this when run as root)"
+            )
+
+    def _spawn(self, directory: Path) -> list[str]:
+        command = super()._spawn(directory)
+        # Cyrus SASL reads <smtpd_sasl_path>.conf from cyrus_sasl_config_path.
+        (directory / "conf" / "sasl").mkdir()
+        (directory / "conf" / "sasl" / "smtpd.conf").write_text(
+            f"pwcheck_method: auxprop\nauxprop_plugin: sasldb\n"
+            f"sasldb_path: {directory}/sasldb2\nmech_list: NTLM\n"
+        )
+        return command
+
+    def render_sasl(self, directory: Path) -> str:
+        return (
+            "smtpd_sasl_type = cyrus\nsmtpd_sasl_path = smtpd\n"
+            f"cyrus_sasl_config_path = {directory}/conf/sasl\n"
+        )
 
 
 def _write_users_and_directories(directory: Path) -> dict[str, Path]:

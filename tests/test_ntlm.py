@@ -50,7 +50,7 @@ def test_a_windows_challenge_discloses_its_domain_hosts_forest_and_build() -> No
 def test_a_challenge_without_target_info_or_version_discloses_only_its_name() -> None:
     header = struct.pack("<8sIHHIIQQHHI", b"NTLMSSP\0", 2, 4, 4, 56, 0x1, 0, 0, 0, 0, 60) + bytes(8)
     found = parse_challenge(header + "AB".encode("utf-16-le"))
-    assert (found.target_name, found.disclosed) == ("AB", {})
+    assert (found.target_name, found.disclosed) == ("AB", {"NTLM target name": "AB"})
 
 
 @pytest.mark.parametrize(
