@@ -70,7 +70,7 @@ def badge_html(badge: Badge, confirming: bool = False) -> SafeString:
     """A status badge: the word beside the colour, the symbol hidden from screen readers.
     Built here, and cached, rather than by a template per badge: a page draws dozens of them,
     and there are only a few distinct ones."""
-    note = format_html(" <small>(confirming a change)</small>") if confirming else ""
+    note = format_html(" <small>{}</small>", "(confirming a change)") if confirming else ""
     return format_html(
         '<span class="badge badge-{}"><span class="symbol" aria-hidden="true">{}</span> {}{}'
         "</span>",
