@@ -185,7 +185,8 @@ def test_the_site_filter_offers_each_site_once(viewer):
     for name, site in (("a", "paris"), ("b", "paris"), ("c", "lyon"), ("d", "")):
         Server.objects.create(name=name, host=f"{name}.example.com", site=site)
     filters = viewer.get(reverse("inventory:server_list")).context["filters"]
-    assert filters.fields["site"].choices == [("", "Any"), ("lyon", "lyon"), ("paris", "paris")]
+    choices = filters.fields["site"].choices
+    assert choices == [("", "Any site"), ("lyon", "lyon"), ("paris", "paris")]
 
 
 def test_an_invalid_filter_is_ignored_not_fatal(viewer, server):
@@ -524,3 +525,21 @@ def test_the_export_follows_the_lists_filters(viewer, server):
     response = viewer.get(reverse("inventory:server_export") + "?site=lyon")
     content = b"".join(response.streaming_content).decode()
     assert [line.split(",")[0] for line in content.splitlines()[1:]] == ["other"]
+
+
+def test_the_inventory_and_the_overview_list_servers_by_one_query(viewer):
+    """One filter form and one query behind both server lists: the same filters and sort
+    select the same servers in the same order on both pages."""
+    for name, site in (("b1", "paris"), ("a2", "paris"), ("c3", "lyon")):
+        Server.objects.create(name=name, host=f"{name}.example.com", site=site)
+    query = "?site=paris&sort=-name"
+    inventory = viewer.get(reverse("inventory:server_list") + query).context["page"]
+    overview = viewer.get(reverse("dashboard:overview") + query).context["page"]
+    assert [s.name for s in inventory] == [s.name for s in overview] == ["b1", "a2"]
+
+
+def test_every_sort_key_orders_both_ways(viewer):
+    for name, interval in (("a", 30), ("b", 10), ("c", 20)):
+        Server.objects.create(name=name, host=f"{name}.example.com", scan_interval=interval)
+    assert listed(viewer, "?sort=interval") == ["b", "c", "a"]
+    assert listed(viewer, "?sort=-interval") == ["a", "c", "b"]

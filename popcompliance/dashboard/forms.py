@@ -1,4 +1,5 @@
-"""The overview's and the certificates page's filters (GET forms: reading, never changing)."""
+"""The server lists' filters (the overview's matrix and the inventory page share one) and the
+certificates page's: GET forms, reading, never changing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from django import forms
 
 from popcompliance.dashboard.catalog import CHECK_GROUPS, CLEARTEXT_LABEL, SERVER_STATUS_ORDER
 from popcompliance.dashboard.queries import CLEARTEXT
+from popcompliance.inventory.models import Policy
 
 RESULT_CHOICES = [
     ("", "Any result"),
@@ -19,27 +21,49 @@ RESULT_CHOICES = [
     ("skip", "Skip (not applicable)"),
 ]
 EXPOSURE_CHOICES = [("", "Any"), (CLEARTEXT, f"{CLEARTEXT_LABEL} on any protocol")]
+# Every key of queries.SORTS, both ways, as the sort menu words it.
 SORT_CHOICES = [
     ("name", "Name A–Z"),
     ("-name", "Name Z–A"),
     ("status", "Worst status first"),
-    ("site", "Site"),
+    ("-status", "Best status first"),
+    ("site", "Site A–Z"),
+    ("-site", "Site Z–A"),
+    ("host", "Host A–Z"),
+    ("-host", "Host Z–A"),
+    ("policy", "Policy A–Z"),
+    ("-policy", "Policy Z–A"),
+    ("interval", "Shortest interval first"),
+    ("-interval", "Longest interval first"),
     ("last_scan", "Least recently scanned"),
     ("-last_scan", "Most recently scanned"),
 ]
+PER_PAGE_CHOICES = (25, 50, 100, 250)
 
 
-class OverviewFilter(forms.Form):
-    """Which servers the matrix shows. Site and tag choices come from the database."""
+class ServerFilter(forms.Form):
+    """Which servers a server list shows (queries.filtered_servers), in which order and how
+    many per page. Site and tag choices come from the database; each page renders the fields
+    it offers."""
 
-    q = forms.CharField(required=False, label="Name or host", max_length=200)
+    q = forms.CharField(required=False, label="Search", max_length=200)
     site = forms.ChoiceField(required=False)
     tag = forms.ChoiceField(required=False)
     status = forms.ChoiceField(required=False)
+    policy = forms.ModelChoiceField(
+        required=False, queryset=Policy.objects.only("pk", "name"), empty_label="Any policy"
+    )
     check = forms.ChoiceField(required=False)
     result = forms.ChoiceField(required=False, choices=RESULT_CHOICES)
     exposure = forms.ChoiceField(required=False, choices=EXPOSURE_CHOICES)
     sort = forms.ChoiceField(required=False, choices=SORT_CHOICES)
+    per_page = forms.TypedChoiceField(
+        required=False,
+        coerce=int,
+        empty_value=PER_PAGE_CHOICES[1],
+        choices=[(n, n) for n in PER_PAGE_CHOICES],
+        label="Per page",
+    )
 
     def __init__(self, data: Any, *, sites: list[str], tags: list[str]) -> None:
         super().__init__(data)
@@ -57,11 +81,23 @@ class OverviewFilter(forms.Form):
             ),
         ]
 
-    def filters(self) -> dict[str, str]:
-        """The valid filters; an invalid form (a stale link) shows the whole fleet."""
+    def filters(self) -> dict[str, Any]:
+        """The valid filters and sort (not the page size); an invalid form (a stale link) shows
+        the whole fleet."""
         if not self.is_valid():
             return {}
-        return {name: value for name, value in self.cleaned_data.items() if value}
+        data = self.cleaned_data
+        return {name: value for name, value in data.items() if value and name != "per_page"}
+
+    @property
+    def sort_in_force(self) -> str:
+        """The sort in force, for the column headers."""
+        return self.filters().get("sort") or "name"
+
+    @property
+    def page_size(self) -> int:
+        valid = self.is_valid()
+        return (self.cleaned_data.get("per_page") if valid else None) or PER_PAGE_CHOICES[1]
 
 
 class CertificateFilter(forms.Form):

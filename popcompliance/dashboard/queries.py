@@ -19,6 +19,7 @@ from django.db.models import (
     Func,
     IntegerField,
     Max,
+    OrderBy,
     OuterRef,
     Prefetch,
     Q,
@@ -124,35 +125,51 @@ def _status_rank() -> Case:
     return Case(*whens, default=Value(len(whens)), output_field=IntegerField())
 
 
-SORTS: dict[str, tuple[Any, ...]] = {
+# The sort keys of every server list, each with the columns it orders by, ascending; `-key`
+# reverses them. Names are unique, so ending on the name makes the order total and the pages
+# stable. `status` goes worst first.
+SORTS: dict[str, tuple[str, ...]] = {
     "name": ("name",),
-    "-name": ("-name",),
-    "status": ("status_rank", "name"),
+    "host": ("host", "name"),
     "site": ("site", "name"),
-    "last_scan": (F("last_scan_at").asc(nulls_first=True), "name"),
-    "-last_scan": (F("last_scan_at").desc(nulls_last=True), "name"),
+    "status": ("status_rank", "name"),
+    "policy": ("policy__name", "name"),
+    "interval": ("scan_interval", "name"),
+    "last_scan": ("last_scan_at", "name"),
 }
 
 
-def filtered_servers(filters: dict[str, str]) -> QuerySet[Server]:
-    """Servers matching the overview's filters (all optional): `q` (name or host contains),
-    `site`, `tag`, `status`, `check` with `result` (servers whose check has that result on
-    some address; `problem` means fail, warn or error), and `exposure` ("cleartext": servers
-    that accept a password in the clear). Sorted by `sort`. Lazy: no query yet."""
+def sort_order(sort: str | None) -> list[OrderBy]:
+    """The ORDER BY of a sort key (`site`, `-last_scan`; unknown ones sort by name). Servers
+    never scanned come first in ascending order, last in descending."""
+    sort = sort or "name"
+    columns = SORTS.get(sort.removeprefix("-"), SORTS["name"])
+    if sort.startswith("-"):
+        return [F(column).desc(nulls_last=True) for column in columns]
+    return [F(column).asc(nulls_first=True) for column in columns]
+
+
+def filtered_servers(filters: dict[str, Any]) -> QuerySet[Server]:
+    """The servers of every server list (the overview's matrix, the inventory page) matching
+    its filters, all optional: `q` (name, host or service name contains), `site`, `tag`,
+    `status`, `policy`, `check` with `result` (servers whose check has that result on some
+    address; `problem` means fail, warn or error), and `exposure` ("cleartext": servers that
+    accept a password in the clear). Sorted by `sort` (SORTS). Lazy: no query yet."""
     servers = Server.objects.annotate(status_rank=_status_rank())
-    if filters.get("q"):
-        servers = servers.filter(Q(name__icontains=filters["q"]) | Q(host__icontains=filters["q"]))
-    if filters.get("site"):
-        servers = servers.filter(site=filters["site"])
-    if filters.get("tag"):
-        servers = servers.filter(tags__name=filters["tag"])
-    if filters.get("status"):
-        servers = servers.filter(status=filters["status"])
+    if q := filters.get("q"):
+        servers = servers.filter(
+            Q(name__icontains=q) | Q(host__icontains=q) | Q(service_name__icontains=q)
+        )
+    for field_name, lookup in (("site", "site"), ("tag", "tags__name"), ("status", "status")):
+        if filters.get(field_name):
+            servers = servers.filter(**{lookup: filters[field_name]})
+    if filters.get("policy"):
+        servers = servers.filter(policy=filters["policy"])
     if filters.get("check") or filters.get("result"):
         servers = servers.filter(Exists(_matching_states(filters)))
     if filters.get("exposure") == CLEARTEXT:
         servers = servers.filter(accepts_cleartext())
-    return servers.order_by(*SORTS.get(filters.get("sort") or "name", SORTS["name"]))
+    return servers.order_by(*sort_order(filters.get("sort")))
 
 
 def _matching_states(filters: dict[str, str]) -> QuerySet[CheckState]:

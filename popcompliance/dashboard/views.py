@@ -20,7 +20,7 @@ from popcompliance.dashboard import queries
 from popcompliance.dashboard.catalog import CHECK_GROUPS, CLEARTEXT_LABEL
 from popcompliance.dashboard.compare import compare
 from popcompliance.dashboard.detail import newest_run_after, scan_result, server_context
-from popcompliance.dashboard.forms import CertificateFilter, OverviewFilter
+from popcompliance.dashboard.forms import CertificateFilter, ServerFilter
 from popcompliance.inventory.models import Server, Tag
 
 SERVERS_PER_PAGE = 50
@@ -41,7 +41,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     is leaving."""
     now = timezone.now()
     tags = list(Tag.objects.values_list("name", flat=True))
-    form = OverviewFilter(request.GET or None, sites=queries.sites(), tags=tags)
+    form = ServerFilter(request.GET or None, sites=queries.sites(), tags=tags)
     filters = form.filters()
     servers = queries.filtered_servers(filters).prefetch_related("tags")
     page = Paginator(servers, SERVERS_PER_PAGE).get_page(request.GET.get("page"))

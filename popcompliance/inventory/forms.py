@@ -17,7 +17,7 @@ from django.utils import timezone
 
 import scanner
 from popcompliance.inventory.credentials import account_errors
-from popcompliance.inventory.models import PORT_FIELDS, Policy, Server, ServerStatus, Tag
+from popcompliance.inventory.models import PORT_FIELDS, Policy, Server, Tag
 from popcompliance.limits import (
     PORT_MAX,
     PORT_MIN,
@@ -30,55 +30,12 @@ from popcompliance.limits import (
 _LIST_SEPARATORS = re.compile(r"[;,]")
 # The CSV upload is read into memory; 10,000 servers take about 1.5 MB.
 MAX_CSV_BYTES = 10 * 1024 * 1024
-PER_PAGE_CHOICES = (25, 50, 100, 250)
-# Sort keys a visitor may ask for, mapped to the columns they order by.
-SORTS = {
-    "name": "name",
-    "host": "host",
-    "site": "site",
-    "status": "status",
-    "policy": "policy__name",
-    "interval": "scan_interval",
-}
 
 
 def split_list(text: str) -> list[str]:
     """The `;`- or `,`-separated values of a text field, trimmed, without empties or repeats."""
     parts = (part.strip() for part in _LIST_SEPARATORS.split(text))
     return list(dict.fromkeys(part for part in parts if part))
-
-
-class ServerFilterForm(forms.Form):
-    """The server list's filters (netbox's filter form): every field optional; invalid values
-    are ignored by the view rather than turned into an error page."""
-
-    q = forms.CharField(required=False, label="Search")
-    site = forms.ChoiceField(required=False)
-    tag = forms.ChoiceField(required=False)
-    status = forms.ChoiceField(required=False, choices=[("", "Any"), *ServerStatus.choices])
-    policy = forms.ModelChoiceField(
-        required=False, queryset=Policy.objects.only("pk", "name"), empty_label="Any"
-    )
-    sort = forms.ChoiceField(
-        required=False,
-        choices=[("", "Name")] + [(key, key) for key in SORTS] + [(f"-{k}", k) for k in SORTS],
-    )
-    per_page = forms.TypedChoiceField(
-        required=False,
-        coerce=int,
-        empty_value=50,
-        choices=[(n, n) for n in PER_PAGE_CHOICES],
-        label="Per page",
-    )
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Offers the sites and tags in use (two queries)."""
-        super().__init__(*args, **kwargs)
-        # order_by replaces Server's default ordering by name, which would defeat distinct().
-        sites = Server.objects.exclude(site="").order_by("site").values_list("site", flat=True)
-        self.fields["site"].choices = [("", "Any"), *((s, s) for s in sites.distinct())]
-        tags = Tag.objects.values_list("name", flat=True)
-        self.fields["tag"].choices = [("", "Any"), *((t, t) for t in tags)]
 
 
 # The password's help when none is stored (a new server, or one without credentials).

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, ProtectedError, Q, QuerySet
+from django.db.models import Count, ProtectedError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -21,52 +21,33 @@ from kombu.exceptions import OperationalError as BrokerError
 
 import scanner
 from popcompliance.accounts.roles import has_role, role_required
+from popcompliance.dashboard import queries
+from popcompliance.dashboard.forms import ServerFilter
 from popcompliance.inventory import csvio
-from popcompliance.inventory.forms import (
-    SORTS,
-    CsvUploadForm,
-    PolicyForm,
-    ServerFilterForm,
-    ServerForm,
-)
-from popcompliance.inventory.models import ImportJob, ImportState, Policy, Server
+from popcompliance.inventory.forms import CsvUploadForm, PolicyForm, ServerForm
+from popcompliance.inventory.models import ImportJob, ImportState, Policy, Server, Tag
 from popcompliance.inventory.tasks import import_servers
 
 # How many server names a refusal to delete a policy quotes before "and N more".
 _NAMES_QUOTED = 5
 
 
-def filtered_servers(filters: ServerFilterForm) -> QuerySet[Server]:
-    """The servers the (bound) filter form selects, sorted, with their policy and tags fetched
-    alongside: one query for the rows and one for all their tags, whatever the page size. A
-    filter whose value is invalid is left out rather than failing the page."""
-    filters.is_valid()
-    data = filters.cleaned_data
-    servers = Server.objects.select_related("policy").prefetch_related("tags")
-    if q := data.get("q", "").strip():
-        servers = servers.filter(
-            Q(name__icontains=q) | Q(host__icontains=q) | Q(service_name__icontains=q)
-        )
-    for field, lookup in (("site", "site"), ("tag", "tags__name"), ("status", "status")):
-        if data.get(field):
-            servers = servers.filter(**{lookup: data[field]})
-    if data.get("policy"):
-        servers = servers.filter(policy=data["policy"])
-    sort = data.get("sort") or "name"
-    column = ("-" if sort.startswith("-") else "") + SORTS[sort.lstrip("-")]
-    # Names are unique, so they make the order total and the pages stable.
-    return servers.order_by(column, "name")
+def _server_filter(request: HttpRequest) -> ServerFilter:
+    """The list's filter form, bound to the query string, with the sites and tags in use."""
+    tags = list(Tag.objects.values_list("name", flat=True))
+    return ServerFilter(request.GET, sites=queries.sites(), tags=tags)
 
 
 @role_required("viewer")
 @require_GET
 def server_list(request: HttpRequest) -> HttpResponse:
-    """The inventory: every server with its settings and status, filtered and paginated."""
-    filters = ServerFilterForm(request.GET)
-    servers = filtered_servers(filters)
-    page = Paginator(servers, filters.cleaned_data.get("per_page") or 50).get_page(
-        request.GET.get("page")
-    )
+    """The inventory: every server with its settings and status, filtered and paginated by
+    the same query as the overview's matrix, with its policy and tags fetched alongside: one
+    query for the rows and one for all their tags, whatever the page size."""
+    filters = _server_filter(request)
+    servers = queries.filtered_servers(filters.filters())
+    servers = servers.select_related("policy").prefetch_related("tags")
+    page = Paginator(servers, filters.page_size).get_page(request.GET.get("page"))
     context = {
         "filters": filters,
         "page": page,
@@ -188,7 +169,7 @@ def import_job(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def server_export(request: HttpRequest) -> HttpResponse:
     """The listed servers (all of them without filters) as CSV that the import reads back."""
-    servers = filtered_servers(ServerFilterForm(request.GET))
+    servers = queries.filtered_servers(_server_filter(request).filters())
     lines = csvio.export_lines(servers)
     response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
     filename = f"servers-{timezone.now():%Y-%m-%d}.csv"
