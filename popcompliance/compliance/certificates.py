@@ -29,15 +29,19 @@ def seen_at_last_scan() -> Q:
 def served_leaves(
     endpoints: Iterable[scanner.EndpointFacts],
 ) -> Iterator[tuple[str, int, scanner.CertificateFacts]]:
-    """(address, port, leaf) for every TLS entry point that served a certificate."""
+    """(address, port, leaf) for every TLS entry point that served a certificate: both doors
+    of every protocol probed."""
     for endpoint in endpoints:
-        stls = endpoint.pop3.stls
-        for port, tls in (
-            (endpoint.pop3s.port, endpoint.pop3s.tls),
-            (endpoint.pop3.port, stls.tls if stls else None),
-        ):
-            if tls is not None and tls.leaf is not None:
-                yield endpoint.address, port, tls.leaf
+        for protocol in scanner.CLIENT_PROTOCOLS:
+            cleartext, implicit = endpoint.doors(protocol)
+            upgrade = cleartext.upgrade if cleartext else None
+            doors = (
+                (implicit.port, implicit.tls) if implicit else None,
+                (cleartext.port, upgrade.tls if upgrade else None) if cleartext else None,
+            )
+            for port, tls in filter(None, doors):
+                if tls is not None and tls.leaf is not None:
+                    yield endpoint.address, port, tls.leaf
 
 
 def remember_certificates(
@@ -83,11 +87,19 @@ def _certificates_by_fingerprint(
         c.fingerprint_sha256: c
         for c in Certificate.objects.filter(fingerprint_sha256__in=fingerprints)
     }
-    for leaf in leaves:
-        if leaf.fingerprint_sha256 not in known:
-            known[leaf.fingerprint_sha256], _ = Certificate.objects.get_or_create(
-                fingerprint_sha256=leaf.fingerprint_sha256, defaults=_fields(leaf, now)
-            )
+    new = {leaf.fingerprint_sha256: leaf for leaf in leaves if leaf.fingerprint_sha256 not in known}
+    if new:
+        # One INSERT for every new certificate, then one read for their keys; a worker that
+        # stored one of them meanwhile (the same certificate on another server) is no
+        # conflict.
+        Certificate.objects.bulk_create(
+            [Certificate(fingerprint_sha256=fp, **_fields(leaf, now)) for fp, leaf in new.items()],
+            ignore_conflicts=True,
+        )
+        known.update(
+            (c.fingerprint_sha256, c)
+            for c in Certificate.objects.filter(fingerprint_sha256__in=list(new))
+        )
     return known
 
 

@@ -119,16 +119,22 @@ def earlier_tls_support(server: Server, now: datetime) -> tuple[scanner.EarlierS
 
 
 def _supports_in(facts: dict[str, Any] | None) -> Iterator[tuple[str, int, bool, dict[str, Any]]]:
-    """(address, port, after STLS, support JSON) for each TLS entry point of a stored report."""
+    """(address, port, after the upgrade, support JSON) for each TLS entry point of a stored
+    report: both doors of every protocol it probed."""
     for endpoint in (facts or {}).get("endpoints") or []:
-        pop3s, pop3 = endpoint.get("pop3s") or {}, endpoint.get("pop3") or {}
-        entries = (
-            (pop3s.get("port"), False, pop3s.get("support")),
-            (pop3.get("port"), True, (pop3.get("stls") or {}).get("support")),
-        )
-        for port, after_stls, data in entries:
-            if port and data:
-                yield endpoint.get("address", ""), port, after_stls, data
+        for protocol in scanner.CLIENT_PROTOCOLS:
+            cleartext = endpoint.get(protocol.name) or {}
+            implicit = endpoint.get(protocol.implicit_tls_name) or {}
+            # POP3's cleartext facts name their upgrade `stls`, IMAP's and submission's
+            # `starttls`.
+            upgrade = cleartext.get("stls") or cleartext.get("starttls") or {}
+            entries = (
+                (implicit.get("port"), False, implicit.get("support")),
+                (cleartext.get("port"), True, upgrade.get("support")),
+            )
+            for port, after_upgrade, data in entries:
+                if port and data:
+                    yield endpoint.get("address", ""), port, after_upgrade, data
 
 
 def target_of(server: Server) -> tuple[scanner.Target, bool]:
