@@ -18,6 +18,7 @@ the latencies say as much about the neighbours as about us. The database is drop
 end. It is not a test.
 
     python bench/dashboard.py [--servers 10000] [--requests 200] [--clients 8] [--keep]
+                              [--protocols pop3,imap,submission]
 """
 
 from __future__ import annotations
@@ -338,6 +339,7 @@ def pages(server_ids: list[int], rng: random.Random, requests: int) -> tuple[lis
     filters = [f"{overview}?{query}" for query in (
         "status=non_compliant", "site=fra", "tag=pci", "check=cert.validity&result=problem",
         "q=pop0042", "sort=status", "sort=-last_scan&page=40", "result=fail&sort=site&page=3",
+        "check=submission.plaintext_auth&result=problem",
     )]  # fmt: skip
     servers = [reverse("dashboard:server", args=[pk]) for pk in rng.sample(server_ids, requests)]
     chosen = [
@@ -352,7 +354,9 @@ def pages(server_ids: list[int], rng: random.Random, requests: int) -> tuple[lis
         chosen.append(Page("alerts (3 tabs)", lambda i: tabs[i % len(tabs)], len(tabs)))
     except NoReverseMatch:
         note = "alerts page:        not measured: no URL is named alerts:list yet"
-    chosen.append(Page("overview, filtered", lambda i: filters[i % len(filters)], 8, False))
+    chosen.append(
+        Page("overview, filtered", lambda i: filters[i % len(filters)], len(filters), False)
+    )
     return chosen, note
 
 
@@ -423,8 +427,9 @@ def report(
 ) -> None:
     rows = " · ".join(f"{name} {n:,}" for name, n in seeded.rows.items())
     slowest = sorted(seeded.seconds.items(), key=lambda item: -item[1])[:3]
+    declared = ", ".join(seeded.plans[0].templates[0].protocols)
     print(
-        f"fleet:              {seeded.rows['Server']:,} servers, written in "
+        f"fleet:              {seeded.rows['Server']:,} servers declaring {declared}, written in "
         f"{seeded.elapsed:.0f} s (slowest tables: "
         f"{', '.join(f'{name} {s:.0f} s' for name, s in slowest)})"
     )
@@ -471,6 +476,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="per page, after the warm-up")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--keep", action="store_true", help="keep the database for profiling")
+    parser.add_argument(
+        "--protocols", default="pop3,imap,submission", help="what every server declares"
+    )
     args = parser.parse_args()
     # WhiteNoise warns that collectstatic has not run; these pages are HTML, not static files.
     warnings.filterwarnings("ignore", message="No directory at")
@@ -479,9 +487,11 @@ def main() -> None:
     with postgres_database(BENCH_DB, args.keep) as url:
         environment = production_environment(url, workdir)
         setup_django(environment)
+        import scanner
         from bench.dashboard_seed import scan_templates, seed
 
-        seeded = seed(scan_templates(workdir), args.servers)
+        protocols = scanner.parse_protocols(args.protocols)
+        seeded = seed(scan_templates(workdir, protocols), args.servers)
         vacuum_analyze()
         server_ids = [plan.pk for plan in seeded.plans]
         chosen, note = pages(server_ids, random.Random(8), min(args.requests, len(server_ids)))

@@ -3,9 +3,10 @@ scan reports and written with bulk_create. Import it after django.setup().
 
 The templates are real reports: pop3lab's mixed fleet (one endpoint per configuration), one of
 its hostile servers (no banner: every check in `error`) and a name that does not resolve, each
-scanned once. Every seeded address copies one of them with its own address, name and
-certificate swapped in, so CheckState summaries, remediations and ScanRun facts are what the
-scanner writes.
+scanned once. Every server declares the three client protocols (POP3, IMAP4, SMTP
+submission), which every emulated one serves, so the reports carry all their checks and facts.
+Every seeded address copies one of them with its own address, name and certificate swapped
+in, so CheckState summaries, remediations and ScanRun facts are what the scanner writes.
 
 - Servers over 22 sites with tags and owners: about 70% compliant, 22% non-compliant, 4%
   unknown, 3% paused, 1.5% never scanned; 15% behind two addresses (some with a worse second
@@ -18,7 +19,8 @@ scanner writes.
   at the default interval), all with facts; this keeps the seed near a minute.
 - A certificate per site shared by most of its servers, an own one for the others and for every
   odd one (expired, self-signed, wrong name…), and about half of last year's generation, no
-  longer served. 365 daily FleetSnapshots; fresh beat and worker heartbeats.
+  longer served; each seen on every TLS door that served it. 365 daily FleetSnapshots; fresh
+  beat and worker heartbeats.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from django.db.models import Count, JSONField, Value
 from django.utils import timezone
 
 import scanner
-from pop3lab.fleet import MIX, addresses
+from pop3lab.fleet import MIX, addresses, serving
+from pop3lab.hostile import HostileConfig
+from pop3lab.lab import LabThread
 from popcompliance.accounts.roles import OPERATOR, set_role
 from popcompliance.alerts.models import Alert
 from popcompliance.compliance.models import (
@@ -61,8 +65,15 @@ from tests.dnsserver import DnsServer
 ROOT = Path(__file__).resolve().parent.parent
 # The emulated servers the templates come from: loopback addresses of our own, fixed ports.
 LAB_BASE, HOSTILE_BASE = "127.1.77.1", "127.1.78.1"
-LAB_PORTS = {"pop3": 11110, "pop3s": 19950}
+# Each door's lab port and the standard port the templates say instead.
+LAB_PORTS = {"pop3": 11110, "pop3s": 19950, "imap": 11143, "imaps": 19930,
+             "submission": 11587, "submissions": 11465}  # fmt: skip
+STANDARD_PORTS = {"pop3": 110, "pop3s": 995, "imap": 143, "imaps": 993,
+                  "submission": 587, "submissions": 465}  # fmt: skip
 LAB_NAME = "mail.example.test"
+# What every seeded server declares by default; the lab serves all three.
+PROTOCOLS = ("pop3", "imap", "submission")
+EXTRA_SERVICES = ("imap", "imaps", "submission", "submissions")
 
 SITES = ("ams", "ber", "bru", "cph", "dub", "fra", "ham", "hel", "lis", "lon", "lux", "lyo",
          "mad", "mil", "mun", "osl", "par", "prg", "rom", "sto", "vie", "zrh")  # fmt: skip
@@ -117,6 +128,7 @@ class Template:
     login_type: str
     cert_ports: tuple[int, ...]
     leaf: dict[str, Any] | None
+    protocols: tuple[str, ...] = PROTOCOLS
 
     def facts(self, address: str, name: str, fingerprint: str) -> dict[str, Any]:
         text = self.text.replace("@ADDR@", address).replace("@NAME@", name)
@@ -136,16 +148,24 @@ def _label(config: Any) -> str:
 def _placeholders(text: str, address: str, fingerprint: str | None) -> str:
     text = re.sub(re.escape(address) + r"(?!\d)", "@ADDR@", text)
     text = text.replace('"127.0.0.1"', '"@ADDR@"').replace(LAB_NAME, "@NAME@")
-    text = re.sub(rf"\b{LAB_PORTS['pop3']}\b", "110", text)
-    text = re.sub(rf"\b{LAB_PORTS['pop3s']}\b", "995", text)
+    for service, port in LAB_PORTS.items():
+        text = re.sub(rf"\b{port}\b", str(STANDARD_PORTS[service]), text)
     return text.replace(fingerprint, "@FP@") if fingerprint else text
 
 
 def _served(facts: dict[str, Any]) -> list[tuple[int, dict[str, Any]]]:
-    """(port, leaf certificate) of each TLS entry point of the report's first address."""
+    """(port, leaf certificate) of each TLS entry point of the report's first address: both
+    doors of every protocol."""
     endpoint = (facts["endpoints"] or [{}])[0]
-    pop3, pop3s = endpoint.get("pop3") or {}, endpoint.get("pop3s") or {}
-    entries = [(995, pop3s.get("tls")), (110, (pop3.get("stls") or {}).get("tls"))]
+    entries = []
+    for protocol in scanner.CLIENT_PROTOCOLS:
+        cleartext = endpoint.get(protocol.name) or {}
+        implicit = endpoint.get(protocol.implicit_tls_name) or {}
+        upgrade = cleartext.get("stls") or cleartext.get("starttls") or {}
+        entries += [
+            (STANDARD_PORTS[protocol.implicit_tls_name], implicit.get("tls")),
+            (STANDARD_PORTS[protocol.name], upgrade.get("tls")),
+        ]
     return [(port, tls["chain"][0]) for port, tls in entries if tls and tls.get("chain")]
 
 
@@ -171,12 +191,13 @@ def template(label: str, report: scanner.ScanReport) -> Template:
         login_type=(endpoint and endpoint.login_type) or "",
         cert_ports=tuple(sorted({port for port, _ in served})),
         leaf=leaf,
+        protocols=report.target.protocols,
     )
 
 
 def _start_lab(args: list[str]) -> subprocess.Popen[str]:
-    ports = ["--pop3-port", str(LAB_PORTS["pop3"]), "--pop3s-port", str(LAB_PORTS["pop3s"])]
-    command = [sys.executable, "-m", "pop3lab", *args, *ports]
+    ports = [item for name, port in LAB_PORTS.items() for item in (f"--{name}-port", str(port))]
+    command = [sys.executable, "-m", "pop3lab", *args, "--imap", "--submission", *ports]
     lab = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert lab.stdout is not None
     for line in lab.stdout:
@@ -185,30 +206,33 @@ def _start_lab(args: list[str]) -> subprocess.Popen[str]:
     raise SystemExit(f"the emulator did not start (exit status {lab.wait()})")
 
 
-def scan_templates(workdir: Path) -> list[Template]:
-    """Scan each configuration of pop3lab's mix, a server that never greets and a name that
-    does not resolve, once each (about three seconds); one template per report."""
-    ca, manifest = workdir / "lab-root.pem", workdir / "hostile.json"
+def scan_templates(workdir: Path, protocols: tuple[str, ...] = PROTOCOLS) -> list[Template]:
+    """Scan each configuration of pop3lab's mix, a server that never greets (on every port)
+    and a name that does not resolve, once each, all declaring `protocols` (about ten
+    seconds); one template per report."""
+    ca = workdir / "lab-root.pem"
     mixed = _start_lab(
         ["--mixed", "--count", str(len(MIX)), "--base", LAB_BASE, "--ca-out", str(ca)]
     )
-    hostile = _start_lab(["--hostile", "--base", HOSTILE_BASE, "--manifest", str(manifest)])
+    silent = HOSTILE_BASE
+    hostile = LabThread(
+        serving([(silent, HostileConfig("no_banner"))], EXTRA_SERVICES),
+        **{f"{service}_port": port for service, port in LAB_PORTS.items()},
+    ).start()
     dns_server = DnsServer({LAB_NAME: {"A": ["127.0.0.1"]}}).start()
     try:
-        entries = json.loads(manifest.read_text())
-        silent = next(e["address"] for e in entries if e["config"]["behaviour"] == "no_banner")
-        ports = {"pop3_port": LAB_PORTS["pop3"], "pop3s_port": LAB_PORTS["pop3s"]}
+        ports = {f"{service}_port": port for service, port in LAB_PORTS.items()}
         targets = [
-            scanner.Target(address, service_name=LAB_NAME, **ports)
+            scanner.Target(address, service_name=LAB_NAME, protocols=protocols, **ports)
             for address in [*addresses(LAB_BASE, len(MIX)), silent]
-        ] + [scanner.Target("nx.example.test", **ports)]
+        ] + [scanner.Target("nx.example.test", protocols=protocols, **ports)]
         settings = scanner.Settings(timeout=2, resolver=dns_server.address)
         policy = scanner.Policy(ca_bundle_pem=ca.read_text(), use_system_trust=False)
         reports = scanner.scan(targets, settings, policy)
     finally:
-        for lab in (mixed, hostile):
-            lab.terminate()
-            lab.wait()
+        mixed.terminate()
+        mixed.wait()
+        hostile.stop()
         dns_server.stop()
     labels = [_label(config) for config in MIX] + ["no banner (timeouts)", "name does not resolve"]
     if set(labels) != set(WEIGHTS):
@@ -338,6 +362,7 @@ def write_servers(seeded: Seeded, rng: random.Random, now: datetime) -> None:
     servers = [
         Server(
             name=plan.name, host=plan.host, site=plan.site,
+            protocols=",".join(plan.templates[0].protocols),
             owner_emails=[f"mail-{plan.site}@corp.example"] + security * (plan.index % 7 == 0),
             policy=policies[0 if rng.random() < 0.9 else rng.randrange(1, 3)],
             paused=plan.kind == "paused", next_scan_at=now + timedelta(minutes=rng.uniform(1, 60)),

@@ -6,6 +6,7 @@ POP3's is in scanner._evaluate_pop3). Each factory takes the protocol and return
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from scanner._errors import quoted
@@ -19,6 +20,29 @@ Check = Callable[[EndpointFacts, Context], Verdict]
 
 # Outcomes that say nothing about the server's configuration, only that we could not ask.
 UNDETERMINED = {"timeout": "timed out", "unreachable": "was unreachable"}
+
+
+# Parts of a greeting that change at every connection: an SMTP banner's date (Exchange's
+# "ready at Fri, 4 Dec 2026 17:20:56 +0000") and a POP3 APOP challenge
+# ("<1896.697170952@host>"). Summaries leave them out, so a rescan that finds the same server
+# finds the same summary and stores nothing.
+_VOLATILE = (
+    (
+        re.compile(
+            r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?\d{1,2} [A-Z][a-z]{2} \d{4} "
+            r"\d{1,2}:\d{2}(?::\d{2})?(?: [+-]\d{4})?(?: \([^)]*\))?"
+        ),
+        "[date]",
+    ),
+    (re.compile(r"<[^<>@\s]+@[^<>\s]+>"), "<…>"),
+)
+
+
+def stable_greeting(greeting: str) -> str:
+    """The greeting without what changes at every connection (_VOLATILE), for summaries."""
+    for pattern, placeholder in _VOLATILE:
+        greeting = pattern.sub(placeholder, greeting)
+    return greeting
 
 
 def undetermined(port: int, outcome: str, error: str | None) -> Verdict:
@@ -49,7 +73,7 @@ def _implicit_verdict(protocol: ClientProtocol, facts: ImplicitTlsFacts) -> Verd
         return "fail", f"the TLS handshake on port {port} failed ({facts.error or 'no reason'})"
     if facts.outcome == "ok" and protocol.is_greeting(facts.greeting):
         version = PROTOCOL_LABEL.get(facts.tls.version, "TLS") if facts.tls else "TLS"
-        greeting = quoted(facts.greeting)
+        greeting = quoted(stable_greeting(facts.greeting))
         return "pass", f"{protocol.label} over {version} on port {port} works (greeting {greeting})"
     said = f"; the server said {quoted(facts.greeting)}" if facts.greeting else ""
     reason = f" ({facts.error})" if facts.error and not said else ""

@@ -17,7 +17,7 @@ from popcompliance.inventory.models import Policy as PolicyRow
 from scanner import Policy, ScanReport, Settings, Target
 from scanner._probe import scan
 from tests.dnsserver import DnsServer, dns_server  # noqa: F401  (dns_server: a fixture)
-from tests.ports import free_port
+from tests.ports import free_port, free_ports
 
 # Fixtures of the real Dovecot (from Debian, started per configuration), of Courier's and
 # Mailutils' pop3d on GnuTLS (one per TLS configuration), of real IMAP and SMTP submission
@@ -228,6 +228,29 @@ class Fixed:
 @pytest.fixture
 def fixed() -> Fixed:
     return Fixed()
+
+
+class AllDoors:
+    """One address with fixed ports for both doors of every protocol (POP3, IMAP4, SMTP
+    submission), whose server can be swapped between scans."""
+
+    def __init__(self) -> None:
+        self.address = next_address()
+        ports = free_ports(self.address, len(PORT_FIELDS))
+        self.ports = dict(zip(PORT_FIELDS, ports, strict=True))
+
+    @contextmanager
+    def serving(self, config: AnyConfig) -> Iterator[None]:
+        with LabThread([(self.address, config)], **self.ports):
+            yield
+
+    def server(self, name: str, protocols: str, policy: PolicyRow | None = None) -> Server:
+        """An inventory server for this address declaring `protocols` ("pop3,imap")."""
+        ports = dict(self.ports)
+        pop3_port, pop3s_port = ports.pop("pop3_port"), ports.pop("pop3s_port")
+        return lab_server(
+            name, self.address, pop3_port, pop3s_port, policy, protocols=protocols, **ports
+        )
 
 
 def status_of(report: ScanReport, check_id: str) -> str:

@@ -231,6 +231,28 @@ def test_pop3s_available(facts: ImplicitTlsFacts, status: str, words: str) -> No
     assert (result.status, words in result.summary) == (status, True)
 
 
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (
+            "220 exch01.contoso.local Microsoft ESMTP MAIL Service ready at "
+            "Fri, 4 Dec 2026 17:20:56 +0000",
+            "220 exch01.contoso.local Microsoft ESMTP MAIL Service ready at "
+            "Sat, 5 Dec 2026 09:02:11 +0000",
+        ),
+        ("+OK POP3 Ready <4321.1764867656@mail>", "+OK POP3 Ready <4388.1764867701@mail>"),
+    ],
+)
+def test_what_a_greeting_changes_at_each_connection_stays_out_of_the_summary(
+    first: str, second: str
+) -> None:
+    """Else every rescan of the same server would rewrite its stored summary."""
+    before = check("pop3s.available", endpoint(pop3s=pop3s(greeting=first))).summary
+    after = check("pop3s.available", endpoint(pop3s=pop3s(greeting=second))).summary
+    assert before == after
+    assert first.split()[1] in before  # the greeting is still quoted
+
+
 def test_exchange_plaintext_reply_on_995_is_explained() -> None:
     facts = pop3s(outcome="tls_error", tls=None, plaintext_reply="-ERR Connection is closed. 13")
     result = check("pop3s.available", endpoint(pop3s=facts))

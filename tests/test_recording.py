@@ -1,6 +1,9 @@
-"""Storing scan reports: settled state, one Change per real change, confirmation rules."""
+"""Storing scan reports: settled state, one Change per real change, confirmation rules, and
+as many queries however many checks a scan ran."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from pop3lab.config import EndpointConfig
 from pop3lab.hostile import HostileConfig
@@ -9,7 +12,7 @@ from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import scan_servers
 from popcompliance.inventory.models import Policy, Server
 from scanner import CHECK_IDS
-from tests.conftest import SERVICE_NAME, lab_server
+from tests.conftest import SERVICE_NAME, AllDoors, create_lab_policy, lab_server
 
 SECURE = EndpointConfig()
 # NTLM off: its disclosure (auth.ntlm_disclosure) would be a second finding to account for.
@@ -144,3 +147,74 @@ def test_a_renewed_certificate_is_a_new_certificate(server, fixed):
     scan_and_record(server, fixed, SECURE)
     scan_and_record(server, fixed, EndpointConfig(cert_kind="ec256"))
     assert Certificate.objects.count() == 2
+
+
+# --- queries per scan ------------------------------------------------------------------------
+
+THREE_PROTOCOLS = {"imap": True, "imaps": True, "submission": True, "submissions": True}
+# A password crosses in the clear on every protocol: POP3 and IMAP4 take plaintext logins,
+# submission takes basic authentication without BasicAuthRequireTLS.
+PLAINTEXT_EVERYWHERE = EndpointConfig(
+    login_type="PlainTextLogin",
+    imap_login_type="PlainTextLogin",
+    submission_auth="Tls,Integrated,BasicAuth",
+    **THREE_PROTOCOLS,
+)
+
+
+def record_counting_queries(server, doors, config):
+    """Scan `server` while `doors` serve `config`, record it; the queries the recording ran
+    and what it did."""
+    with doors.serving(config):
+        report = scan_servers([Server.objects.select_related("policy").get(pk=server.pk)])
+    with CaptureQueriesContext(connection) as queries:
+        recorded = record_report(server.pk, report[server.pk], purpose="scheduled")
+    return len(queries), recorded
+
+
+@pytest.fixture
+def pop3_and_all(db, settings, lab_dns):
+    """A server declaring POP3 alone and one declaring all three protocols, each on an
+    address of its own serving all three."""
+    settings.POPC_DNS_RESOLVER = lab_dns.address
+    settings.POPC_SCAN_TIMEOUT = 3
+    policy = create_lab_policy()
+    pop3_doors, all_doors = AllDoors(), AllDoors()
+    pop3 = pop3_doors.server("pop3-only", "pop3", policy)
+    three = all_doors.server("three", "pop3,imap,submission", policy)
+    return (pop3, pop3_doors), (three, all_doors)
+
+
+def test_a_first_scan_of_three_protocols_runs_the_queries_of_pop3_alone(pop3_and_all):
+    (pop3, pop3_doors), (three, all_doors) = pop3_and_all
+    # A certificate of its own for each, so that both recordings store a new one.
+    pop3_secure = EndpointConfig(**THREE_PROTOCOLS)
+    three_secure = EndpointConfig(cert_kind="ec256", **THREE_PROTOCOLS)
+    pop3_queries, _ = record_counting_queries(pop3, pop3_doors, pop3_secure)
+    three_queries, _ = record_counting_queries(three, all_doors, three_secure)
+    assert Certificate.objects.count() == 2
+    # Every check is stored on both (the undeclared protocols' as skip)…
+    assert CheckState.objects.filter(server=three).count() == len(CHECK_IDS)
+    assert CheckState.objects.filter(server=pop3).count() == len(CHECK_IDS)
+    judged = CheckState.objects.exclude(status="skip")
+    assert judged.filter(server=three).count() > judged.filter(server=pop3).count()
+    # …and the certificate seen on six doors instead of two…
+    assert three.certificate_sightings.count() == 6
+    assert pop3.certificate_sightings.count() == 2
+    # …in bulk: as many queries as for POP3 alone.
+    assert three_queries == pop3_queries
+
+
+def test_a_rescan_settling_three_protocols_runs_the_queries_of_one(pop3_and_all):
+    (pop3, pop3_doors), (three, all_doors) = pop3_and_all
+    record_counting_queries(pop3, pop3_doors, PLAINTEXT_EVERYWHERE)
+    record_counting_queries(three, all_doors, PLAINTEXT_EVERYWHERE)
+    # Each recovers at once: POP3's login verdict on one, every protocol's on the other.
+    secure = EndpointConfig(**THREE_PROTOCOLS)
+    pop3_queries, pop3_recorded = record_counting_queries(pop3, pop3_doors, secure)
+    three_queries, three_recorded = record_counting_queries(three, all_doors, secure)
+    recovered = {"pop3.plaintext_login", "imap.plaintext_login", "submission.plaintext_auth"}
+    fixed_on = {c.check_id for c in three_recorded.changes if c.status == "pass"}
+    assert recovered <= fixed_on
+    assert len(three_recorded.changes) > len(pop3_recorded.changes)
+    assert three_queries == pop3_queries

@@ -15,8 +15,8 @@ from popcompliance.compliance.models import ScanRun
 from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import earlier_tls_support, scan_servers
 from popcompliance.inventory.models import Server
-from scanner import ScanReport, TlsSupport
-from tests.conftest import check_of, lab_server
+from scanner import CLIENT_PROTOCOLS, ScanReport, TlsSupport
+from tests.conftest import AllDoors, check_of, lab_server
 
 WINDOWS_2016 = EndpointConfig(profile="exchange2016", windows="2016")
 WINDOWS_2022 = EndpointConfig(profile="exchange2019", windows="2022")
@@ -68,6 +68,39 @@ def test_a_scheduled_scan_reuses_a_recent_enumeration_with_its_date(server, fixe
     assert stls is not None and stls.support is not None and stls.support.measured_at == stored
     assert check_of(second, "tls.ciphers").status == "fail"  # judged as before
     assert check_of(second, "tls.ciphers").summary == check_of(first, "tls.ciphers").summary
+
+
+def door_supports(report: ScanReport) -> dict[str, TlsSupport | None]:
+    """Each TLS entry point's enumeration, by door: `pop3s`, `pop3 upgraded`, `imaps` …"""
+    endpoint, supports = report.endpoints[0], {}
+    for protocol in CLIENT_PROTOCOLS:
+        cleartext, implicit = endpoint.doors(protocol)
+        upgrade = cleartext.upgrade if cleartext else None
+        supports[protocol.implicit_tls_name] = implicit.support if implicit else None
+        supports[f"{protocol.name} upgraded"] = upgrade.support if upgrade else None
+    return supports
+
+
+def test_a_scheduled_scan_reuses_the_enumerations_of_every_protocol(db, settings, lab_dns):
+    settings.POPC_DNS_RESOLVER = lab_dns.address
+    settings.POPC_SCAN_TIMEOUT = 3
+    doors = AllDoors()
+    server = doors.server("mail01", "pop3,imap,submission")
+    config = replace(WINDOWS_2016, imap=True, imaps=True, submission=True, submissions=True)
+    first = scan(server, doors, config, scheduled=False)
+    assert all(door_supports(first).values())  # six doors, each enumerated
+    run = ScanRun.objects.filter(server=server).exclude(facts__isnull=True).first()
+    stored = (timezone.now() - timedelta(hours=1)).replace(microsecond=0)
+    endpoint = run.facts["endpoints"][0]
+    for protocol in CLIENT_PROTOCOLS:
+        cleartext = endpoint[protocol.name]
+        upgrade = cleartext.get("stls") or cleartext["starttls"]
+        for support in (endpoint[protocol.implicit_tls_name]["support"], upgrade["support"]):
+            support["measured_at"] = stored.isoformat()
+    run.save(update_fields=["facts"])
+    second = scan(server, doors, config, scheduled=True)
+    reused = {door: support.measured_at for door, support in door_supports(second).items()}
+    assert reused == dict.fromkeys(door_supports(first), stored)
 
 
 def test_a_manual_scan_enumerates_again(server, fixed):

@@ -135,7 +135,22 @@ class Alert(models.Model):
                 fields=["next_reminder_at"],
                 condition=Q(resolved_at__isnull=True),
                 name="alert_reminder_due_idx",
-            )
+            ),
+            # The unresolved alerts newest first, with what tells open from acknowledged: the
+            # overview's panel (its newest and their count) and the Open and Acknowledged tabs
+            # read them from the index alone, not from rows made wide by their summaries
+            # (bench/dashboard.py: 10 → 1 ms for the panel with 4,000 unresolved alerts).
+            models.Index(
+                fields=["-opened_at", "-id", "acknowledged_at", "ack_until"],
+                condition=Q(resolved_at__isnull=True),
+                name="alert_unresolved_newest_idx",
+            ),
+            # Every alert by resolution, newest first: the Resolved tab, and the count of each
+            # tab (alerts.views.state_counts) from the index alone (6–12 → 1 ms for 11,000).
+            models.Index(
+                fields=["-resolved_at", "-id", "acknowledged_at", "ack_until"],
+                name="alert_resolved_newest_idx",
+            ),
         ]
 
     def __str__(self) -> str:

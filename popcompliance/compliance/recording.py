@@ -82,9 +82,16 @@ def record_report(
         recorded = Recorded(run)
         states = {(s.address, s.check_id): s for s in server.check_states.all()}
         seen = observations(report, known_addresses(states))
-        for observation in seen:
-            _observe(server, states, observation, recorded, now)
+        altered = [
+            state
+            for observation in seen
+            if (state := _observe(server, states, observation, recorded, now)) is not None
+        ]
+        # One INSERT for the new states and one UPDATE for the altered ones, however many
+        # checks the scan ran: the queries of a scan do not grow with the catalog.
         CheckState.objects.bulk_create([s for s in states.values() if s.pk is None])
+        if altered:
+            CheckState.objects.bulk_update(altered, STORED_FIELDS)
         if report.endpoints:
             _forget_vanished(states, seen)
         remember_addresses(server, report.endpoints, now)
@@ -122,7 +129,9 @@ def _observe(
     observation: Observation,
     recorded: Recorded,
     now: datetime,
-) -> None:
+) -> CheckState | None:
+    """Apply one observation to its state (a new one is added to `states`); returns a stored
+    state this altered, for the caller to write with the others."""
     check = observation.check
     key = (observation.address, check.id)
     state = states.get(key)
@@ -130,7 +139,7 @@ def _observe(
         states[key] = _first_sighting(server, observation, now)
         if check.status not in scanner.PASSING:
             recorded.changes.append(_change(server, "", observation, recorded.scan_run, now))
-        return
+        return None
     previous, before = state.status, _stored_fields(state)
     outcome = judge(state, check.status, server.policy.error_runs_before_unknown, now)
     if outcome in ("same", "settled"):
@@ -140,18 +149,24 @@ def _observe(
     if outcome == "held" and state.candidate_status != "error" and state.candidate_count == 1:
         recorded.needs_confirmation = True
     # An unchanged rescan writes nothing: storage and write load grow with changes only.
-    if _stored_fields(state) != before:
-        state.save()
+    return state if _stored_fields(state) != before else None
+
+
+# What an observation may alter in a stored state (`since` and `candidate_since` move only
+# with `status` and `candidate_status`).
+STORED_FIELDS = (
+    "status",
+    "summary",
+    "remediation",
+    "since",
+    "candidate_status",
+    "candidate_count",
+    "candidate_since",
+)
 
 
 def _stored_fields(state: CheckState) -> tuple[object, ...]:
-    return (
-        state.status,
-        state.summary,
-        state.remediation,
-        state.candidate_status,
-        state.candidate_count,
-    )
+    return tuple(getattr(state, name) for name in STORED_FIELDS)
 
 
 def judge(state: CheckState, status: str, error_runs: int, now: datetime) -> str:
