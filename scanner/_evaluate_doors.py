@@ -75,7 +75,7 @@ def _implicit_verdict(protocol: ClientProtocol, facts: ImplicitTlsFacts) -> Verd
         version = PROTOCOL_LABEL.get(facts.tls.version, "TLS") if facts.tls else "TLS"
         greeting = quoted(stable_greeting(facts.greeting))
         return "pass", f"{protocol.label} over {version} on port {port} works (greeting {greeting})"
-    said = f"; the server said {quoted(facts.greeting)}" if facts.greeting else ""
+    said = f"; the server said {quoted(stable_greeting(facts.greeting))}" if facts.greeting else ""
     reason = f" ({facts.error})" if facts.error and not said else ""
     return (
         "fail",
