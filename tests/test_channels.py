@@ -18,7 +18,8 @@ from django.utils import timezone
 from pop3lab.config import EndpointConfig
 from popcompliance.alerts.channels import MESSAGE_ID_HEADER
 from popcompliance.alerts.delivery import deliver_pending
-from popcompliance.alerts.lifecycle import process_pending_changes
+from popcompliance.alerts.expiry import check_expiry
+from popcompliance.alerts.lifecycle import process_pending_changes, send_reminders
 from popcompliance.alerts.messages import channels_for, queue
 from popcompliance.alerts.models import (
     AttemptOutcome,
@@ -29,6 +30,7 @@ from popcompliance.alerts.models import (
 )
 from popcompliance.alerts.outbox import email_health
 from popcompliance.alerts.tasks import deliver
+from popcompliance.compliance.models import Certificate
 from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import scan_servers
 from popcompliance.inventory.models import Server, Tag
@@ -320,22 +322,36 @@ def scan_and_record(server, fixed, config, purpose="scheduled"):
     return record_report(server.pk, report[server.pk], purpose=purpose)
 
 
-@pytest.mark.django_db
-def test_a_regression_reaches_the_json_webhook_once_with_server_check_and_fix(
-    webhook_sink, fixed, settings, lab_dns
-):
+@pytest.fixture
+def watched(db, webhook_sink, fixed, settings, lab_dns) -> Server:
+    """mail01, an emulated server with no owner, whose alerts go to a global JSON webhook."""
     settings.POPC_DNS_RESOLVER = lab_dns.address
     settings.POPC_SCAN_TIMEOUT = 3
     settings.POPC_ALERT_RECIPIENTS = []
     settings.SITE_URL = "https://popc.example.test"
-    server = lab_server("mail01", fixed.address, *fixed.ports)
     json_channel(webhook_sink)
+    return lab_server("mail01", fixed.address, *fixed.ports)
+
+
+def alert_and_deliver(now=None) -> None:
+    now = now or timezone.now()
+    for _ in range(2):  # twice: the second run must add nothing
+        process_pending_changes(now)
+        send_reminders(now)
+        deliver_pending()
+
+
+def regress(server, fixed) -> None:
     scan_and_record(server, fixed, SECURE)
     scan_and_record(server, fixed, PLAINTEXT)
     scan_and_record(server, fixed, PLAINTEXT, purpose="confirmation")
-    for _ in range(2):
-        process_pending_changes(timezone.now())
-        deliver_pending()
+
+
+def test_a_regression_reaches_the_json_webhook_once_with_server_check_and_fix(
+    watched, webhook_sink, fixed
+):
+    regress(watched, fixed)
+    alert_and_deliver()
     [request] = webhook_sink.received
     payload = request.json()
     title = check_title("pop3.plaintext_login")
@@ -345,4 +361,38 @@ def test_a_regression_reaches_the_json_webhook_once_with_server_check_and_fix(
     assert f"**mail01** regressed: **{title}**" in message
     assert fixed.address in message
     assert "Set-PopSettings -Server <CAS> -LoginType SecureLogin" in message
-    assert f"https://popc.example.test{server.get_absolute_url()}" in message
+    assert f"https://popc.example.test{watched.get_absolute_url()}" in message
+
+
+def test_the_webhook_hears_the_reminder_and_the_recovery(watched, webhook_sink, fixed):
+    regress(watched, fixed)
+    opened = timezone.now()
+    alert_and_deliver(opened)
+    with time_machine.travel(opened + timedelta(hours=24, minutes=1), tick=False):
+        alert_and_deliver()
+    scan_and_record(watched, fixed, SECURE)
+    alert_and_deliver()
+    payloads = [request.json() for request in webhook_sink.received]
+    assert [p["type"] for p in payloads] == ["failure", "warning", "success"]
+    assert payloads[1]["message"].startswith("Reminder 1: **mail01** still fails **")
+    assert (
+        "[Acknowledge to stop reminders](https://popc.example.test/alerts/"
+        in payloads[1]["message"]
+    )
+    assert payloads[2]["title"].startswith("[PopCompliance] RECOVERED mail01")
+    assert payloads[2]["message"].startswith("**mail01** recovered: **")
+
+
+def test_the_webhook_hears_a_certificate_expiry_once(watched, webhook_sink, fixed):
+    scan_and_record(watched, fixed, SECURE)
+    expires = Certificate.objects.get().not_after
+    moment = expires - timedelta(days=5)
+    with time_machine.travel(moment, tick=False):
+        check_expiry(moment)
+        check_expiry(moment)
+        deliver_pending()
+    [request] = webhook_sink.received
+    payload = request.json()
+    assert "within 7 days" in payload["title"] and payload["type"] == "warning"
+    assert "The certificate **mail.example.test** expires on" in payload["message"]
+    assert "- [mail01](https://popc.example.test/servers/" in payload["message"]

@@ -40,7 +40,8 @@ from popcompliance.alerts.models import (
 )
 
 BATCH = 20
-# Longer than a batch can take: BATCH messages at SMTP_TIMEOUT each.
+# Longer than a run can live (the task's hard time limit, 300 s by default), which cuts short
+# a batch of BATCH messages at SMTP_TIMEOUT, or twice POPC_CHANNEL_TIMEOUT, each.
 LEASE = timedelta(minutes=15)
 SMTP_TIMEOUT = 20
 # One run stops claiming after this long, well inside the task's soft time limit.
