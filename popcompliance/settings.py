@@ -298,6 +298,9 @@ POPC_EXPIRY_THRESHOLDS = env_list("POPC_EXPIRY_THRESHOLDS", ["30", "14", "7", "1
 # (unset: no digest), and who gets one (unset: everyone who gets alerts).
 POPC_DIGEST_HOUR = env_int("POPC_DIGEST_HOUR", 0) if env_str("POPC_DIGEST_HOUR").strip() else None
 POPC_DIGEST_RECIPIENTS = env_list("POPC_DIGEST_RECIPIENTS", [])
+# Seconds an alert channel's service (a webhook) gets to accept a connection, then to answer
+# (popcompliance.alerts.channels); a channel's URL may set its own with cto= and rto=.
+POPC_CHANNEL_TIMEOUT = env_int("POPC_CHANNEL_TIMEOUT", 10)
 
 # Scanner.
 POPC_DNS_RESOLVER = env_str("POPC_DNS_RESOLVER") or None

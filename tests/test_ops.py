@@ -13,7 +13,7 @@ import pytest
 import time_machine
 from django.test import Client
 
-from popcompliance.alerts.models import Notification
+from popcompliance.alerts.models import Channel, Notification
 from popcompliance.compliance.models import (
     Certificate,
     CertificateSighting,
@@ -294,6 +294,19 @@ def test_metrics_count_the_outbox_and_the_oldest_unsent_email(fleet, settings) -
     assert samples["popc_notifications_undelivered"] == 2
 
 
+def test_metrics_count_a_channels_messages_apart_from_the_emails(fleet, settings) -> None:
+    channel = Channel(name="teams")
+    channel.set_scope("global")
+    channel.set_url("jsons://hooks.example.test/hooks/token")
+    channel.save()
+    email("pending", 45)  # the webhook has been refusing for 45 minutes
+    Notification.objects.update(channel=channel)
+    samples = scrape(settings)
+    assert samples['popc_channel_messages_undelivered{channel="teams"}'] == 1
+    assert samples["popc_notifications_undelivered"] == 0
+    assert samples['popc_notifications{status="pending"}'] == 0
+
+
 @pytest.mark.django_db
 def test_metrics_of_an_empty_fleet(settings) -> None:
     samples = scrape(settings)
@@ -308,7 +321,7 @@ def test_metrics_cost_the_same_queries_whatever_the_fleet(
     fleet, settings, django_assert_num_queries
 ) -> None:
     settings.POPC_METRICS_TOKEN = ""
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(8):
         Client().get("/metrics", REMOTE_ADDR="127.0.0.1")
 
 

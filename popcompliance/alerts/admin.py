@@ -1,5 +1,7 @@
 """The alerts in the admin: acknowledge an alert (comment, optional expiry) and see every
-email with its delivery attempts; failed ones can be retried once the cause is fixed."""
+email and channel message with its delivery attempts; failed ones can be retried once the cause
+is fixed. Channels themselves are edited on their own pages (/alerts/channels/), which keep
+their URL write-only."""
 
 from __future__ import annotations
 
@@ -70,19 +72,19 @@ class DeliveryAttemptInline(admin.TabularInline):
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
     list_display = ["created_at", "kind", "to", "subject", "status", "attempt_count", "last_error"]
-    list_filter = ["status", "kind"]
+    list_filter = ["status", "kind", "channel"]
     search_fields = ["to", "subject"]
     readonly_fields = [f.name for f in Notification._meta.fields]
     inlines = [DeliveryAttemptInline]
     actions = ["retry_now"]
 
-    @admin.action(description="Retry the selected failed emails now")
+    @admin.action(description="Retry the selected failed messages now")
     def retry_now(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
         now = timezone.now()
         failed = list(queryset.filter(status=NotificationStatus.FAILED))
         for notification in failed:
             notification.retry_now(now)
-        self.message_user(request, f"{len(failed)} email(s) queued again.", messages.SUCCESS)
+        self.message_user(request, f"{len(failed)} message(s) queued again.", messages.SUCCESS)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -7,6 +7,12 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db.models.signals import post_migrate
+
+from popcompliance.inventory.rekeying import move_channels_off_former_keys
+
+# A delivery run (alerts.delivery.RUN_BUDGET) must survive a few unreachable channels.
+MAX_CHANNEL_TIMEOUT = 60
 
 
 class AlertsConfig(AppConfig):
@@ -15,6 +21,9 @@ class AlertsConfig(AppConfig):
 
     def ready(self) -> None:
         checks.register(check_alert_settings)
+        # The channels' URLs are encrypted with the monitoring passwords' keys, and move with
+        # them when POPC_CREDENTIALS_KEY is set.
+        post_migrate.connect(move_channels_off_former_keys, sender=self)
 
 
 def check_alert_settings(**kwargs: Any) -> list[checks.CheckMessage]:
@@ -36,6 +45,14 @@ def check_alert_settings(**kwargs: Any) -> list[checks.CheckMessage]:
             checks.Error(
                 f"POPC_DIGEST_HOUR={hour}: give an hour of the day from 0 to 23 (UTC)",
                 id="alerts.E003",
+            )
+        )
+    if not 1 <= settings.POPC_CHANNEL_TIMEOUT <= MAX_CHANNEL_TIMEOUT:
+        errors.append(
+            checks.Error(
+                f"POPC_CHANNEL_TIMEOUT={settings.POPC_CHANNEL_TIMEOUT}: give 1 to "
+                f"{MAX_CHANNEL_TIMEOUT} seconds",
+                id="alerts.E004",
             )
         )
     return errors

@@ -1,4 +1,5 @@
-"""Hand the outbox to the SMTP server (EMAIL_HOST:EMAIL_PORT), with retries.
+"""Hand the outbox to the SMTP server (EMAIL_HOST:EMAIL_PORT) and to the alert channels'
+services (alerts.channels, through Apprise), with retries.
 
 - `claim` takes due pending Notifications with SELECT … FOR UPDATE SKIP LOCKED and pushes
   their `next_attempt_at` a LEASE ahead before committing: two delivery runs at once never
@@ -10,6 +11,10 @@
   cannot even encode) mark the notification failed, shown in the admin.
 - When the server cannot be reached at all, the rest of the batch is not tried: each row gets
   the same error as an attempt and its backoff, so an outage costs one connection per batch.
+- Channel messages are sent one request each (POPC_CHANNEL_TIMEOUT). An HTTP 4xx other than
+  408 and 429 is permanent (the row fails, and the channel shows why until a delivery goes
+  through); a 5xx, 408, 429, a refused connection or a timeout is transient. A channel that
+  cannot be reached costs one timeout per batch, like the SMTP server.
 """
 
 from __future__ import annotations
@@ -20,15 +25,23 @@ import time
 from collections import Counter
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.mail import get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.db import transaction
 from django.utils import timezone
 
-from popcompliance.alerts.models import Notification, NotificationStatus
+from popcompliance.alerts import channels
+from popcompliance.alerts.models import (
+    Channel,
+    Notification,
+    NotificationStatus,
+    UndecryptableChannelUrl,
+)
 
 BATCH = 20
-# Longer than a batch can take: BATCH messages at SMTP_TIMEOUT each.
+# Longer than a run can live (the task's hard time limit, 300 s by default), which cuts short
+# a batch of BATCH messages at SMTP_TIMEOUT, or twice POPC_CHANNEL_TIMEOUT, each.
 LEASE = timedelta(minutes=15)
 SMTP_TIMEOUT = 20
 # One run stops claiming after this long, well inside the task's soft time limit.
@@ -43,7 +56,10 @@ def deliver_pending() -> Counter[str]:
         batch = claim()
         if not batch:
             break
-        counts.update(send_batch(batch))
+        emails = [notification for notification in batch if notification.channel_id is None]
+        if emails:
+            counts.update(send_batch(emails))
+        counts.update(send_channel_batch([n for n in batch if n.channel_id is not None]))
     return counts
 
 
@@ -92,11 +108,61 @@ def send_one(connection: BaseEmailBackend, notification: Notification) -> Except
     return None
 
 
+def send_channel_batch(batch: list[Notification]) -> Counter[str]:
+    """Each message to its channel; after a channel proved unreachable, its other messages
+    in the batch get the same error without a try."""
+    counts: Counter[str] = Counter()
+    by_id = Channel.objects.in_bulk({notification.channel_id for notification in batch})
+    unreachable: dict[int, channels.Outcome] = {}
+    for notification in batch:
+        channel = by_id.get(notification.channel_id)  # type: ignore[arg-type]
+        if channel is None:
+            continue  # deleted meanwhile, and its messages with it
+        started = time.monotonic()
+        outcome = unreachable.get(channel.pk) or send_to_channel(channel, notification)
+        record_channel_outcome(channel, notification, outcome, elapsed_ms(started))
+        if outcome.unreachable:
+            unreachable[channel.pk] = outcome
+        counts[outcome_name(notification, None if outcome.delivered else outcome.error)] += 1
+    return counts
+
+
+def send_to_channel(channel: Channel, notification: Notification) -> channels.Outcome:
+    if not channel.enabled:
+        return channels.Outcome(False, permanent=True, error="the channel was disabled")
+    try:
+        url = channel.url()
+    except UndecryptableChannelUrl as exc:
+        return channels.Outcome(False, error=str(exc))
+    return channels.send(
+        url,
+        notification.subject,
+        notification.body_text,
+        notification.kind,
+        notification.message_id,
+        settings.POPC_CHANNEL_TIMEOUT,
+    )
+
+
+def record_channel_outcome(
+    channel: Channel, notification: Notification, outcome: channels.Outcome, duration_ms: int
+) -> None:
+    """The attempt on the row; on the channel, a permanent failure until a delivery."""
+    now = timezone.now()
+    if outcome.delivered:
+        notification.record_delivery(now, duration_ms)
+        channel.record_outcome("", now)
+        return
+    notification.record_failure(outcome.error, outcome.permanent, now, duration_ms)
+    if outcome.permanent and channel.enabled:
+        channel.record_outcome(outcome.error, now)
+
+
 def record_failure(notification: Notification, error: Exception, duration_ms: int) -> None:
     notification.record_failure(describe(error), permanent(error), timezone.now(), duration_ms)
 
 
-def outcome_name(notification: Notification, error: Exception | None) -> str:
+def outcome_name(notification: Notification, error: Exception | str | None) -> str:
     if error is None:
         return "sent"
     return "failed" if notification.status == NotificationStatus.FAILED else "retry"

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 
-from popcompliance.alerts.messages import absolute_url, queue, recipients_for
+from popcompliance.alerts.messages import absolute_url, channels_for, queue, recipients_for
 from popcompliance.alerts.models import ExpiryWarning, NotificationKind
 from popcompliance.compliance.certificates import seen_at_last_scan
 from popcompliance.compliance.models import Certificate, CertificateSighting
@@ -125,9 +125,9 @@ def notify(warning: ExpiryWarning, sightings: list[CertificateSighting], now: da
     }
     only: Server | None = servers[0] if len(servers) == 1 else None
     key = f"expiry:{warning.pk}"
-    recipients = recipients_for(servers)
+    recipients, channels = recipients_for(servers), channels_for(servers)
     kind = NotificationKind.EXPIRY
-    return queue(kind, context, recipients, key, now, server=only, expiry_warning=warning)
+    return queue(kind, context, recipients, key, now, channels, server=only, expiry_warning=warning)
 
 
 def certificate_name(certificate: Certificate) -> str:

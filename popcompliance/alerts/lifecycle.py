@@ -47,6 +47,7 @@ from django.db.models import Count, QuerySet
 from popcompliance.alerts.expiry import thresholds
 from popcompliance.alerts.messages import (
     absolute_url,
+    channels_for,
     owners_first,
     queue,
     recipients_for,
@@ -238,8 +239,9 @@ class ServerPass:
         context = alert_context(alert, change, self.states[alert.check_id], self.now) | extra
         recipients = recipients_for([self.server])
         key = f"{kind}:{change.pk}"
+        channels = channels_for([self.server])
         self.queued += queue(
-            kind, context, recipients, key, self.now, server=self.server, alert=alert
+            kind, context, recipients, key, self.now, channels, server=self.server, alert=alert
         )
 
     def flap_notice(self) -> None:
@@ -255,9 +257,15 @@ class ServerPass:
         scans = len({change.created_at for change in changes})
         context |= {"scans": scans, "threshold": settings.POPC_FLAP_CHANGES, "now": self.now}
         key = f"flapping:{self.server.pk}:{self.now.isoformat()}"
-        recipients = owners_first(self.server)
+        recipients, channels = owners_first(self.server), channels_for([self.server])
         self.queued += queue(
-            NotificationKind.FLAPPING, context, recipients, key, self.now, server=self.server
+            NotificationKind.FLAPPING,
+            context,
+            recipients,
+            key,
+            self.now,
+            channels,
+            server=self.server,
         )
 
     def noticed_flapping(self) -> bool:
@@ -324,8 +332,10 @@ def remind(alert_id: int, now: datetime) -> int:
             alert.remind(now, reminder_interval() or timedelta(0))
         context = alert_context(alert, None, states, now)
         key = f"{kind}:alert{alert.pk}:{alert.reminders_sent}"
-        recipients = recipients_for([alert.server])
-        return queue(kind, context, recipients, key, now, server=alert.server, alert=alert)
+        recipients, channels = recipients_for([alert.server]), channels_for([alert.server])
+        return queue(
+            kind, context, recipients, key, now, channels, server=alert.server, alert=alert
+        )
 
 
 def prune(now: datetime) -> dict[str, int]:

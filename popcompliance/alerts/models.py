@@ -4,8 +4,12 @@
   acknowledged by an operator, reminded on its own schedule while open.
 - ExpiryWarning: one row per (certificate, threshold in days) warned about, so each threshold
   is sent once; a renewed certificate is a new Certificate and starts fresh.
-- Notification: one email to one recipient, rendered when queued (the outbox row).
-- DeliveryAttempt: each try to hand a Notification to the SMTP server, with its error.
+- Channel: a destination besides email (an Apprise URL: Teams Workflows, Slack, a JSON
+  webhook…) for every server, the servers of a tag, or those of an owner.
+- Notification: one message to one recipient (an email address, or a Channel), rendered when
+  queued (the outbox row).
+- DeliveryAttempt: each try to hand a Notification to the SMTP server or the channel's
+  service, with its error.
 
 Retention (alerts.lifecycle.prune): sent and failed notifications with their attempts live
 NOTIFICATION_RETENTION; resolved alerts live as long as the Change history
@@ -25,8 +29,11 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
+from popcompliance.alerts import channels
 from popcompliance.compliance.models import Certificate, Change
-from popcompliance.inventory.models import Server
+from popcompliance.inventory import credentials
+from popcompliance.inventory.models import Server, Tag
+from popcompliance.limits import validate_plain_text
 from scanner import STATUS_RANK
 
 # A transient SMTP error is retried after 1, 2, 4, 8 and then every 15 minutes, for three days:
@@ -250,6 +257,124 @@ class NotificationKind(models.TextChoices):
     FLAPPING = "flapping", "Flapping"
     EXPIRY = "expiry", "Certificate expiry"
     DIGEST = "digest", "Daily digest"
+    TEST = "test", "Test message"
+
+
+class ChannelScope(models.TextChoices):
+    GLOBAL = "global", "Every server"
+    TAG = "tag", "The servers of a tag"
+    OWNER = "owner", "The servers of an owner"
+
+
+class UndecryptableChannelUrl(Exception):
+    """No configured key decrypts a channel's stored URL (POPC_CREDENTIALS_KEY changed)."""
+
+
+class ChannelQuerySet(models.QuerySet["Channel"]):
+    def serving(self, servers: list[Server]) -> ChannelQuerySet:
+        """The enabled channels that hear about these servers: every global one, those of
+        their tags, those of their owners (compared without case)."""
+        owners = {email.lower() for server in servers for email in server.owner_emails}
+        tagged = Q(scope=ChannelScope.TAG, tag__servers__in=[server.pk for server in servers])
+        owned = Q(scope=ChannelScope.OWNER, owner_email__in=owners)
+        chosen = Q(scope=ChannelScope.GLOBAL) | tagged | owned
+        ids = self.filter(chosen, enabled=True).values("pk")
+        return self.filter(pk__in=ids).order_by("name")
+
+
+class Channel(models.Model):
+    """A destination for alerts besides email: an Apprise URL (Teams Workflows, Slack,
+    Mattermost, a generic JSON webhook…), for every server, a tag's or an owner's.
+
+    The URL holds the webhook's secret: it is stored as a Fernet token under
+    POPC_CREDENTIALS_KEY (inventory.credentials, like the monitoring passwords), set through
+    `set_url` only and never shown back; pages and the API show `url_redacted`
+    ("jsons://hooks.example.com/…"). `broken_reason` is the last permanent failure (an HTTP
+    4xx: a deleted webhook, a revoked token), cleared by the next delivery.
+    """
+
+    name = models.CharField(max_length=100, unique=True, validators=[validate_plain_text])
+    url_encrypted = models.TextField(editable=False)
+    url_redacted = models.CharField(max_length=300, editable=False)
+    service = models.CharField(max_length=100, editable=False, help_text="As Apprise names it.")
+    scope = models.CharField(max_length=10, choices=ChannelScope.choices)
+    tag = models.ForeignKey(
+        Tag, on_delete=models.CASCADE, null=True, blank=True, related_name="channels"
+    )
+    owner_email = models.EmailField(blank=True, help_text="Stored in lower case.")
+    enabled = models.BooleanField(default=True)
+    broken_reason = models.TextField(blank=True, editable=False)
+    broken_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = ChannelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    Q(scope="global", tag__isnull=True, owner_email="")
+                    | Q(scope="tag", tag__isnull=False, owner_email="")
+                    | (Q(scope="owner", tag__isnull=True) & ~Q(owner_email=""))
+                ),
+                name="channel_scope_matches_target",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("alerts:channel_edit", args=[self.pk])
+
+    @property
+    def has_url(self) -> bool:
+        return bool(self.url_encrypted)
+
+    @property
+    def audience(self) -> str:
+        """Whose alerts it carries, in words."""
+        if self.scope == ChannelScope.TAG and self.tag is not None:
+            return f"servers tagged {self.tag.name}"
+        if self.scope == ChannelScope.OWNER:
+            return f"servers owned by {self.owner_email}"
+        return "every server"
+
+    def set_url(self, url: str) -> None:
+        """Check `url` as Apprise reads it (ValueError, worded for the admin), then store it
+        encrypted with its redacted form and service name."""
+        checked = channels.check_url(url)
+        self.url_encrypted = credentials.encrypt(url.strip())
+        self.url_redacted, self.service = checked.redacted, checked.service
+
+    def url(self) -> str:
+        try:
+            return credentials.decrypt(self.url_encrypted)
+        except credentials.UndecryptablePassword:
+            raise UndecryptableChannelUrl(
+                "the channel's stored URL cannot be decrypted with the current "
+                "POPC_CREDENTIALS_KEY: set the URL again"
+            ) from None
+
+    def set_scope(self, scope: str, tag: Tag | None = None, owner_email: str = "") -> None:
+        """Keep only the target the scope uses (the table's constraint insists)."""
+        self.scope = scope
+        self.tag = tag if scope == ChannelScope.TAG else None
+        self.owner_email = owner_email.strip().lower() if scope == ChannelScope.OWNER else ""
+
+    def record_outcome(self, permanent_error: str, now: datetime) -> None:
+        """A delivery went through (""), or failed for good: remember why, for the admins."""
+        if permanent_error:
+            self.broken_reason, self.broken_at = permanent_error, now
+        elif not self.broken_reason:
+            return
+        else:
+            self.broken_reason, self.broken_at = "", None
+        Channel.objects.filter(pk=self.pk).update(
+            broken_reason=self.broken_reason, broken_at=self.broken_at
+        )
 
 
 class NotificationStatus(models.TextChoices):
@@ -262,8 +387,10 @@ NOTIFICATION_COLOURS = {"pending": "amber", "sent": "green", "failed": "red"}
 
 
 class Notification(models.Model):
-    """One email to one recipient: the outbox row, rendered when queued so it says what was
+    """One message to one recipient: the outbox row, rendered when queued so it says what was
     true then. `key` names the event and recipient, so queuing one event twice adds nothing.
+    The recipient is an email address (`to`), or a Channel (`to` then holds its name, the
+    subject its title, `body_text` its Markdown body).
 
     alerts.delivery claims due pending rows (`next_attempt_at`); each try is a
     DeliveryAttempt. `message_id` is fixed at queuing, so a retry after a lost acknowledgement
@@ -277,6 +404,9 @@ class Notification(models.Model):
     body_html = models.TextField()
     key = models.CharField(max_length=300, unique=True)
     message_id = models.CharField(max_length=200)
+    channel = models.ForeignKey(
+        Channel, on_delete=models.CASCADE, null=True, blank=True, related_name="notifications"
+    )
     server = models.ForeignKey(
         Server, on_delete=models.CASCADE, null=True, blank=True, related_name="notifications"
     )
@@ -372,7 +502,8 @@ class AttemptOutcome(models.TextChoices):
 
 
 class DeliveryAttempt(models.Model):
-    """One try to hand a Notification to the SMTP server, with the error when it failed."""
+    """One try to hand a Notification to the SMTP server (or its channel's service), with the
+    error when it failed."""
 
     notification = models.ForeignKey(
         Notification, on_delete=models.CASCADE, related_name="attempts"

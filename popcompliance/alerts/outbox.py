@@ -3,6 +3,8 @@
 An email is *undelivered* when it is pending after a failed attempt, pending longer than
 LONG_PENDING, or failed (given up) within the last FAILED_SHOWN. While any is, the overview
 says so and names the SMTP server's last error; the banner goes when the emails go out.
+Messages to alert channels are judged the same way, but apart (`channel_undelivered`): a
+webhook that is down says nothing about the SMTP server. The channels page shows them.
 """
 
 from __future__ import annotations
@@ -39,21 +41,31 @@ PROBLEMS = {
 }
 
 
-def waiting(now: datetime) -> Q:
+EMAILS = Q(channel__isnull=True)
+
+
+def waiting(now: datetime, messages: Q = EMAILS) -> Q:
     """Pending after a failed attempt, or for longer than LONG_PENDING."""
     pending = Q(status=NotificationStatus.PENDING)
-    return pending & (~Q(last_error="") | Q(created_at__lte=now - LONG_PENDING))
+    return messages & pending & (~Q(last_error="") | Q(created_at__lte=now - LONG_PENDING))
 
 
-def failed_lately(now: datetime) -> Q:
+def failed_lately(now: datetime, messages: Q = EMAILS) -> Q:
     """Given up within FAILED_SHOWN: dated by the last attempt, since an email gives up only
     after GIVE_UP_AFTER of transient errors, long after it was queued."""
     recent = DeliveryAttempt.objects.filter(notification=OuterRef("pk"), at__gt=now - FAILED_SHOWN)
-    return Q(status=NotificationStatus.FAILED) & Q(Exists(recent))
+    return messages & Q(status=NotificationStatus.FAILED) & Q(Exists(recent))
 
 
 def undelivered(now: datetime) -> Q:
+    """The emails the banner counts."""
     return waiting(now) | failed_lately(now)
+
+
+def channel_undelivered(now: datetime) -> Q:
+    """The channel messages that would be undelivered emails."""
+    messages = ~EMAILS
+    return waiting(now, messages) | failed_lately(now, messages)
 
 
 def smtp_problem(error: str) -> str:

@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework.routers import DefaultRouter
 
 from popcompliance.api import docs, views
+from popcompliance.api.channels import ChannelViewSet
 from popcompliance.audit.api import AuditEntryViewSet
 
 app_name = "api"
@@ -15,6 +16,7 @@ router.include_root_view = False
 router.register("servers", views.ServerViewSet, basename="server")
 router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("audit", AuditEntryViewSet, basename="audit")
+router.register("channels", ChannelViewSet, basename="channel")
 
 urlpatterns = [
     path("", include(router.urls)),

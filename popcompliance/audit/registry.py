@@ -20,7 +20,9 @@ from django.db.models import Model
 # Recorded only as "(set)", "(changed)", "(removed)", never their value: secrets (a password
 # hash, the monitoring password's encrypted token), and the CA bundle, which is not secret but
 # kilobytes of PEM that say nothing at a glance.
-REDACTED_FIELDS = frozenset({"password", "monitor_password_encrypted", "ca_bundle_pem"})
+REDACTED_FIELDS = frozenset(
+    {"password", "monitor_password_encrypted", "url_encrypted", "ca_bundle_pem"}
+)
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,21 @@ API_TOKEN = Audited(
     identify=by_token_owner,
 )
 
-OBJECT_TYPES = tuple(spec.object_type for spec in (SERVER, POLICY, TAG, USER, API_TOKEN))
+# An alert channel: its URL holds the webhook's secret, recorded as set or changed only.
+CHANNEL = Audited(
+    "channel",
+    fields=(
+        Tracked("name", "name"),
+        Tracked("url_encrypted", "URL"),
+        Tracked("url_redacted", "destination"),
+        Tracked("scope", "scope"),
+        Tracked("tag", "tag", shown_as="name"),
+        Tracked("owner_email", "owner"),
+        Tracked("enabled", "enabled"),
+    ),
+)
+
+OBJECT_TYPES = tuple(spec.object_type for spec in (SERVER, POLICY, TAG, USER, API_TOKEN, CHANNEL))
 
 
 @cache
@@ -139,6 +155,7 @@ def audited_models() -> dict[type[Model], Audited]:
         "inventory.Tag": TAG,
         settings.AUTH_USER_MODEL: USER,
         "accounts.ApiToken": API_TOKEN,
+        "alerts.Channel": CHANNEL,
     }
     models = {apps.get_model(label): spec for label, spec in specs.items()}
     return {model: _with_attnames(model, spec) for model, spec in models.items()}

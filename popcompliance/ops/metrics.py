@@ -1,7 +1,7 @@
 """The fleet's metrics in Prometheus' text exposition format (version 0.0.4).
 
-Every family is computed by one aggregate query (the two outbox families share one), so
-scraping costs the same seven queries whatever the size of the fleet:
+Every family is computed by one aggregate query (the three email outbox families share one),
+so scraping costs the same eight queries whatever the size of the fleet:
 
     popc_servers{status}                       servers by settled status
     popc_checks_failing{check}                 unpaused servers failing each check
@@ -20,6 +20,8 @@ scraping costs the same seven queries whatever the size of the fleet:
     popc_notifications_undelivered             emails the overview warns about (alerts.outbox:
                                                pending after a failed attempt or for longer
                                                than LONG_PENDING, or failed lately)
+    popc_channel_messages_undelivered{channel}  the same, of the messages to each alert channel
+                                               (a webhook down or refusing)
 
 The histogram is a window (recomputed from ScanRun rows at each scrape), not a counter that
 only grows: graph its buckets directly rather than through rate().
@@ -32,8 +34,8 @@ from datetime import datetime, timedelta
 
 from django.db.models import Count, Min, Q, Sum
 
-from popcompliance.alerts.models import Notification, NotificationStatus
-from popcompliance.alerts.outbox import LONG_PENDING, undelivered
+from popcompliance.alerts.models import Channel, Notification, NotificationStatus
+from popcompliance.alerts.outbox import EMAILS, LONG_PENDING, channel_undelivered, undelivered
 from popcompliance.compliance.certificates import seen_at_last_scan
 from popcompliance.compliance.models import CertificateSighting, CheckState, Heartbeat, ScanRun
 from popcompliance.inventory.models import Server, ServerStatus
@@ -144,7 +146,7 @@ def outbox(now: datetime) -> tuple[list[Sample], float, int]:
     many are undelivered as the overview's banner counts them."""
     pending = Q(status=NotificationStatus.PENDING)
     counts = {status: Count("id", filter=Q(status=status)) for status in NotificationStatus.values}
-    totals = Notification.objects.aggregate(
+    totals = Notification.objects.filter(EMAILS).aggregate(
         oldest=Min("created_at", filter=pending),
         undelivered=Count("id", filter=undelivered(now)),
         **counts,
@@ -152,6 +154,18 @@ def outbox(now: datetime) -> tuple[list[Sample], float, int]:
     age = age_seconds(now, totals.pop("oldest"))
     stuck = totals.pop("undelivered")
     return [({"status": status}, n) for status, n in totals.items()], age, stuck
+
+
+def channels_undelivered(now: datetime) -> list[Sample]:
+    """Per channel, its messages that are undelivered as an email would be."""
+    rows = Channel.objects.annotate(
+        stuck=Count("notifications", filter=Q(notifications__in=_undelivered_to_channels(now)))
+    )
+    return [({"channel": name}, stuck) for name, stuck in rows.values_list("name", "stuck")]
+
+
+def _undelivered_to_channels(now: datetime) -> Iterable[int]:
+    return Notification.objects.filter(channel_undelivered(now)).values("pk")
 
 
 def age_seconds(now: datetime, since: datetime | None) -> float:
@@ -213,6 +227,13 @@ def render(now: datetime) -> str:
             f"Emails pending after a failed attempt or for over {LONG_PENDING_MINUTES} minutes,"
             " or failed within a day.",
             [({}, stuck)],
+        ),
+        *family(
+            "popc_channel_messages_undelivered",
+            "gauge",
+            "Messages to each alert channel pending after a failed attempt or for over "
+            f"{LONG_PENDING_MINUTES} minutes, or failed within a day.",
+            channels_undelivered(now),
         ),
     ]
     return "\n".join(lines) + "\n"
