@@ -8,7 +8,7 @@ import popcompliance.limits
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("alerts", "0003_alert_failing_certificate_validity"),
+        ("alerts", "0004_alert_list_indexes"),
         ("inventory", "0009_client_protocols"),
     ]
 
