@@ -126,8 +126,26 @@ API_TOKEN = Audited(
     fields=(Tracked("name", "name"), Tracked("expires_at", "expires")),
     identify=by_token_owner,
 )
+MAINTENANCE_WINDOW = Audited(
+    "maintenance window",
+    fields=(
+        Tracked("name", "name"),
+        Tracked("comment", "comment"),
+        Tracked("server", "server", shown_as="name"),
+        Tracked("tag", "tag", shown_as="name"),
+        Tracked("site", "site"),
+        Tracked("recurrence", "recurrence"),
+        Tracked("starts_at", "starts (UTC)"),
+        Tracked("ends_at", "ends (UTC)"),
+        Tracked("rule", "rule"),
+        Tracked("duration_minutes", "duration (minutes)"),
+        Tracked("time_zone", "time zone"),
+    ),
+)
 
-OBJECT_TYPES = tuple(spec.object_type for spec in (SERVER, POLICY, TAG, USER, API_TOKEN))
+OBJECT_TYPES = tuple(
+    spec.object_type for spec in (SERVER, POLICY, TAG, USER, API_TOKEN, MAINTENANCE_WINDOW)
+)
 
 
 @cache
@@ -139,6 +157,7 @@ def audited_models() -> dict[type[Model], Audited]:
         "inventory.Tag": TAG,
         settings.AUTH_USER_MODEL: USER,
         "accounts.ApiToken": API_TOKEN,
+        "maintenance.MaintenanceWindow": MAINTENANCE_WINDOW,
     }
     models = {apps.get_model(label): spec for label, spec in specs.items()}
     return {model: _with_attnames(model, spec) for model, spec in models.items()}
