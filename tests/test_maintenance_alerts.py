@@ -115,6 +115,10 @@ def test_a_regression_during_the_window_is_shown_as_during_maintenance(
     assert history.count("during maintenance") == during.count()
     alerts_page = viewer.get(reverse("alerts:list")).content.decode()
     assert "During maintenance: email held until the window ends" in alerts_page
+    [listed] = viewer.get("/api/v1/alerts/").json()["results"]
+    assert listed["maintenance"] == "held"
+    recent = viewer.get(f"/api/v1/servers/{server.pk}/").json()["history"]
+    assert {c["check_id"] for c in recent if c["during_maintenance"]} >= {"pop3.plaintext_login"}
 
 
 def test_at_the_windows_end_a_problem_still_there_is_mailed_exactly_once(

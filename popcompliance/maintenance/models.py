@@ -20,14 +20,12 @@ from django.db.models import Q
 from django.urls import reverse
 
 from popcompliance.inventory.models import Server, Tag
-from popcompliance.limits import between, validate_plain_text
+from popcompliance.limits import MAINTENANCE_MINUTES_VALIDATORS, validate_plain_text
 from popcompliance.maintenance import schedule
 from popcompliance.maintenance.schedule import Occurrence
 
 logger = logging.getLogger(__name__)
 
-# A recurring window longer than a week is a pause: pause the server instead.
-DURATION_MIN, DURATION_MAX = 1, 7 * 24 * 60
 COMMENT_MAX_LENGTH = 2000
 
 
@@ -101,7 +99,7 @@ class MaintenanceWindow(models.Model):
     duration_minutes = models.PositiveIntegerField(
         null=True,
         blank=True,
-        validators=between(DURATION_MIN, DURATION_MAX),
+        validators=MAINTENANCE_MINUTES_VALIDATORS,
         help_text="Recurring: how long each occurrence lasts, in minutes.",
     )
     time_zone = models.CharField(
