@@ -17,9 +17,9 @@ from django.utils import timezone
 from popcompliance.alerts.delivery import deliver_pending
 from popcompliance.alerts.holding import release_held
 from popcompliance.alerts.lifecycle import process_pending_changes, send_reminders
-from popcompliance.alerts.models import Alert
+from popcompliance.alerts.models import Alert, Notification
 from popcompliance.celery import app
-from popcompliance.compliance.models import Change
+from popcompliance.compliance.models import Change, CheckState
 from popcompliance.compliance.recording import record_report
 from popcompliance.inventory.models import Server, Tag
 from popcompliance.maintenance.models import MaintenanceWindow
@@ -241,3 +241,34 @@ def test_a_recurring_window_of_a_tag_holds_during_each_occurrence_only(server, r
 def test_beat_releases_held_alerts_every_minute():
     [entry] = [e for e in app.conf.beat_schedule.values() if e["task"] == "alerts.release_held"]
     assert entry["schedule"] == 60.0
+
+
+def test_an_alert_that_gets_worse_during_the_window_is_mailed_once_at_its_end(db):
+    """A warn alert mailed before the window becomes a fail during it: no escalation email
+    then, one when the window ends."""
+    server = Server.objects.create(name="mail02", host="192.0.2.2", owner_emails=[OWNER])
+    CheckState.objects.create(
+        server=server, check_id="pop3.stls", status="fail", summary="STLS refused", since=START
+    )
+    alert = Alert.objects.create(
+        server=server, check_id="pop3.stls", status="warn", summary="s", opened_at=START
+    )
+    MaintenanceWindow.objects.create(name="tls", server=server, starts_at=START, ends_at=END)
+    Change.objects.create(
+        server=server,
+        check_id="pop3.stls",
+        previous_status="warn",
+        status="fail",
+        summary="STLS refused",
+        created_at=START + MINUTE,
+        during_maintenance=True,
+    )
+    process_pending_changes(START + MINUTE)
+    alert.refresh_from_db()
+    assert (alert.status, alert.maintenance) == ("fail", "held")
+    assert not Notification.objects.exists()
+    assert release_held(END - MINUTE) == 0
+    assert release_held(END) == 1
+    assert release_held(END + MINUTE) == 0
+    [mail] = Notification.objects.all()
+    assert mail.kind == "alert" and "now FAIL" not in mail.subject and "FAIL" in mail.subject

@@ -83,7 +83,7 @@ class MaintenanceWindow(models.Model):
     )
     site = models.CharField(max_length=100, blank=True, validators=[validate_plain_text])
     recurrence = models.CharField(
-        max_length=10, choices=Recurrence.choices, default=Recurrence.ONCE
+        "repeats", max_length=10, choices=Recurrence.choices, default=Recurrence.ONCE
     )
     starts_at = models.DateTimeField(
         help_text="Once: when it starts. Recurring: the first moment an occurrence may start "
@@ -97,10 +97,11 @@ class MaintenanceWindow(models.Model):
         f"such as {schedule.CRON_EXAMPLE} (Sundays at 02:00).",
     )
     duration_minutes = models.PositiveIntegerField(
+        "each lasts (minutes)",
         null=True,
         blank=True,
         validators=MAINTENANCE_MINUTES_VALIDATORS,
-        help_text="Recurring: how long each occurrence lasts, in minutes.",
+        help_text="Recurring: how long each occurrence lasts.",
     )
     time_zone = models.CharField(
         max_length=64,
