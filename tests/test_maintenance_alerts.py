@@ -131,7 +131,8 @@ def test_at_the_windows_end_a_problem_still_there_is_mailed_exactly_once(
     [mail] = smtp_sink.received
     assert mail.rcpt_tos == (OWNER,)
     assert "FAIL mail01: pop3.plaintext_login" in mail.subject
-    assert "regressed during a maintenance window, and still does now that it is over" in mail.text
+    assert "regressed during a maintenance window that is now over" in mail.text
+    assert "regressed during a maintenance window that is now over" in mail.html
     assert "USER" in mail.text  # the evidence, as in any alert
     for later in (END + MINUTE, END + timedelta(hours=1)):
         record(server, reports["plain"], later)
