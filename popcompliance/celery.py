@@ -34,4 +34,6 @@ app.conf.beat_schedule = {
     },
     "alerts-send-digests": {"task": "alerts.send_digests", "schedule": 900.0},
     "alerts-prune": {"task": "alerts.prune", "schedule": 86400.0},
+    # The alerts held during a maintenance window go out within a minute of its end.
+    "alerts-release-held": {"task": "alerts.release_held", "schedule": 60.0},
 }

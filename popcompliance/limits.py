@@ -28,6 +28,8 @@ TLS_ENUMERATION_HOURS_MIN, TLS_ENUMERATION_HOURS_MAX = 0, 7 * 24
 MAX_OWNERS = 50
 # An acknowledgement stops reminders; one that outlives a year is a forgotten one.
 MAX_ACKNOWLEDGEMENT = timedelta(days=365)
+# Each occurrence of a recurring maintenance window: one longer than a week is a pause.
+MAINTENANCE_MINUTES_MIN, MAINTENANCE_MINUTES_MAX = 1, 7 * 24 * 60
 
 # Control (Cc), format (Cf: bidi overrides and isolates, zero-width characters, the BOM),
 # line and paragraph separators (Zl, Zp): invisible or reordering characters.
@@ -44,6 +46,7 @@ SCAN_INTERVAL_VALIDATORS = between(SCAN_INTERVAL_MIN, SCAN_INTERVAL_MAX)
 EXPIRY_DAYS_VALIDATORS = between(EXPIRY_DAYS_MIN, EXPIRY_DAYS_MAX)
 ERROR_RUNS_VALIDATORS = between(ERROR_RUNS_MIN, ERROR_RUNS_MAX)
 TLS_ENUMERATION_HOURS_VALIDATORS = between(TLS_ENUMERATION_HOURS_MIN, TLS_ENUMERATION_HOURS_MAX)
+MAINTENANCE_MINUTES_VALIDATORS = between(MAINTENANCE_MINUTES_MIN, MAINTENANCE_MINUTES_MAX)
 
 
 def validate_plain_text(value: str) -> None:

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "popcompliance.accounts",
     "popcompliance.dashboard",
     "popcompliance.audit",
+    "popcompliance.maintenance",
     "rest_framework",
     "drf_spectacular",
     # Swagger UI and Redoc as static files, for the API's documentation pages.

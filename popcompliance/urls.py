@@ -14,6 +14,8 @@ urlpatterns = [
     path("", include("popcompliance.inventory.urls")),
     # The alerts: open, acknowledged and resolved; acknowledging.
     path("alerts/", include("popcompliance.alerts.urls")),
+    # Maintenance windows: planned spans whose changes send no alert email until they end.
+    path("maintenance/", include("popcompliance.maintenance.urls")),
     # The audit log, for admins: who changed what, when.
     path("audit/", include("popcompliance.audit.urls")),
     # The JSON API and its OpenAPI schema (/api/v1/schema/), see popcompliance.api.

@@ -490,8 +490,8 @@ def test_the_expiring_panel_is_cached_for_a_minute(viewer, django_assert_num_que
     make_certificate("soon.example.com", 3, server)
     viewer.get(reverse("dashboard:overview"))
     make_certificate("sooner.example.com", 2, server)
-    # 16 queries without the caches (test_the_overview_runs_a_constant_number_of_queries).
-    with django_assert_num_queries(14):
+    # 17 queries without the caches (test_the_overview_runs_a_constant_number_of_queries).
+    with django_assert_num_queries(15):
         cached = viewer.get(reverse("dashboard:overview")).context["expiring"]
     assert [c.common_name for c in cached] == ["soon.example.com"]
     with time_machine.travel(timezone.now() + timedelta(seconds=EXPIRING_PANEL_SECONDS + 1)):
@@ -501,16 +501,16 @@ def test_the_expiring_panel_is_cached_for_a_minute(viewer, django_assert_num_que
 
 def test_the_overview_runs_a_constant_number_of_queries(viewer, django_assert_num_queries):
     # Session, user, role, tags, sites, counts, cleartext count, page count, servers, their
-    # tags, matrix, trend, open alerts (with their count, in one query), expiring certificates,
-    # heartbeats, the outbox's health.
+    # tags, matrix, trend, open alerts (with their count, in one query), maintenance windows,
+    # expiring certificates, heartbeats, the outbox's health.
     for i in range(3):
         make_certificate(f"c{i}.example.com", 10, make_server(f"a{i}", tags=("prod",)))
-    with django_assert_num_queries(16):
+    with django_assert_num_queries(17):
         viewer.get(reverse("dashboard:overview") + "?tag=prod&check=cert.name&result=pass")
     for i in range(8):
         make_certificate(f"d{i}.example.com", 10, make_server(f"b{i}", tags=("prod", "eu")))
     cache.clear()  # the expiring-certificates panel and the email health are cached
-    with django_assert_num_queries(16):
+    with django_assert_num_queries(17):
         viewer.get(reverse("dashboard:overview") + "?tag=prod&check=cert.name&result=pass")
 
 
@@ -635,15 +635,15 @@ def test_the_server_page_and_history_run_a_constant_number_of_queries(
     add_changes(server, 3)
     make_certificate("mail.example.com", 30, server)
     # Server page: session, user, role, server, tags, states, runs, facts, addresses,
-    # certificates, changes, unresolved alerts. History: session, user, role, server, tags,
-    # count, page.
-    with django_assert_num_queries(12):
+    # certificates, changes, unresolved alerts, maintenance windows. History: session, user,
+    # role, server, tags, count, page.
+    with django_assert_num_queries(13):
         viewer.get(server.get_absolute_url())
     with django_assert_num_queries(7):
         viewer.get(reverse("dashboard:server_history", args=[server.pk]))
     add_changes(server, 30)
     make_certificate("other.example.com", 30, server)
-    with django_assert_num_queries(12):
+    with django_assert_num_queries(13):
         viewer.get(server.get_absolute_url())
     with django_assert_num_queries(7):
         viewer.get(reverse("dashboard:server_history", args=[server.pk]))

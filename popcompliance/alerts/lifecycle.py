@@ -25,6 +25,11 @@ The rules (docs/alerts.md says the same for operators):
 - Flapping: when POPC_FLAP_CHANGES scans within 24 h changed something on a server, its
   owners get one notice per 24 h; meanwhile an alert that reopens a check resolved within
   the last 24 h opens silently (no opening or recovery mail; reminders still run).
+- Maintenance windows: a Change recorded during one (`during_maintenance`) queues nothing.
+  The alert it opens or escalates is held (Alert.withholds, in `notify`, the one place alert
+  emails are queued) and alerts.holding mails it once when the window ends if the problem is
+  still there; a recovery during a window is not mailed. Reminders wait for the window's
+  end, and changes during a window count neither towards flapping nor for its notice.
 
 Each server's pending Changes are processed with the server row locked (as recording does)
 and marked `alerted_at` in the same transaction, so two runs never alert twice. A backlog is
@@ -56,7 +61,9 @@ from popcompliance.alerts.models import (
     EXPIRY_MAILED_CHECKS,
     NOTIFICATION_RETENTION,
     Alert,
+    AlertQuerySet,
     ExpiryWarning,
+    MaintenanceHold,
     Notification,
     NotificationKind,
     NotificationStatus,
@@ -65,6 +72,7 @@ from popcompliance.compliance.certificates import seen_at_last_scan
 from popcompliance.compliance.models import CertificateSighting, Change, CheckState, ScanRun
 from popcompliance.compliance.recording import REGRESSION_SIGHTINGS
 from popcompliance.inventory.models import Policy, Server
+from popcompliance.maintenance.windows import servers_in_maintenance
 from scanner import PASSING, check_title, whole_days_left, worst_status
 
 FLAP_WINDOW = timedelta(hours=24)
@@ -123,8 +131,10 @@ def first_seen(change: Change) -> datetime:
 
 
 def recent_changes(server: Server, now: datetime) -> QuerySet[Change]:
-    """The server's status changes within FLAP_WINDOW (first sightings are no change)."""
-    return server.changes.filter(created_at__gt=now - FLAP_WINDOW).exclude(previous_status="")
+    """The server's status changes within FLAP_WINDOW (first sightings are no change, nor is
+    what a maintenance window planned)."""
+    recent = server.changes.filter(created_at__gt=now - FLAP_WINDOW, during_maintenance=False)
+    return recent.exclude(previous_status="")
 
 
 def is_flapping(server: Server, now: datetime) -> bool:
@@ -236,6 +246,8 @@ class ServerPass:
         return self.server.alerts.filter(check_id=check_id, resolved_at__gt=since).exists()
 
     def notify(self, kind: str, alert: Alert, change: Change, **extra: Any) -> None:
+        if alert.withholds(kind, change.during_maintenance):
+            return
         context = alert_context(alert, change, self.states[alert.check_id], self.now) | extra
         recipients = recipients_for([self.server])
         key = f"{kind}:{change.pk}"
@@ -295,7 +307,8 @@ def process_server(server_id: int, now: datetime) -> int:
         run = ServerPass(server, now)
         for change in pending:
             run.apply(change)
-        run.flap_notice()
+        if not all(change.during_maintenance for change in pending):
+            run.flap_notice()
         Change.objects.filter(pk__in=[change.pk for change in pending]).update(alerted_at=now)
     return run.queued
 
@@ -304,16 +317,23 @@ def send_reminders(now: datetime) -> int:
     """Remind of the open, unacknowledged alerts that are due; how many emails were queued."""
     if reminder_interval() is None:
         return 0
-    due = Alert.objects.unacknowledged(now).filter(next_reminder_at__lte=now, server__paused=False)
+    due = reminders_due(now).filter(server__paused=False)
+    due = due.exclude(server__in=servers_in_maintenance(now))
     ids = list(due.order_by("next_reminder_at").values_list("pk", flat=True)[:BATCH])
     return sum(remind(pk, now) for pk in ids)
+
+
+def reminders_due(now: datetime) -> AlertQuerySet:
+    """Open, unacknowledged, due, and not held for a maintenance window (whose end mails it)."""
+    due = Alert.objects.unacknowledged(now).filter(next_reminder_at__lte=now)
+    return due.exclude(maintenance=MaintenanceHold.HELD)
 
 
 def remind(alert_id: int, now: datetime) -> int:
     """One reminder, unless another run took it or the check is clear by now (its bad
     addresses went away without a Change): then the alert resolves instead."""
     with transaction.atomic():
-        due = Alert.objects.unacknowledged(now).filter(pk=alert_id, next_reminder_at__lte=now)
+        due = reminders_due(now).filter(pk=alert_id)
         alert = (
             due.select_for_update(skip_locked=True, of=("self",))
             .select_related("server__policy")

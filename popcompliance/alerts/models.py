@@ -61,6 +61,15 @@ class AlertLevel(models.TextChoices):
     FAIL = "fail", "Fail"
 
 
+class MaintenanceHold(models.TextChoices):
+    """What a maintenance window did to an alert's emails (Alert.withholds, alerts.holding)."""
+
+    NONE = "", "Not held"
+    HELD = "held", "During maintenance: email held until the window ends"
+    RELEASED = "released", "During maintenance: mailed once when the window ended"
+    DROPPED = "dropped", "During maintenance: over before the window ended, never mailed"
+
+
 class AlertQuerySet(models.QuerySet["Alert"]):
     def open(self) -> AlertQuerySet:
         """Not resolved (acknowledged ones included)."""
@@ -91,8 +100,9 @@ class Alert(models.Model):
     At most one alert per server × check is open. `status` is the worst alerting status of the
     check while open (warn or fail); a warn that becomes a fail escalates this alert. `silent`
     alerts were reopened while their server was flapping: no opening or recovery mail, only
-    reminders. The state (open, acknowledged, resolved) is computed from the timestamps, since
-    an acknowledgement may expire.
+    reminders. `maintenance` says what a maintenance window did to its emails (MaintenanceHold).
+    The state (open, acknowledged, resolved) is computed from the timestamps, since an
+    acknowledgement may expire.
     """
 
     server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="alerts")
@@ -106,6 +116,9 @@ class Alert(models.Model):
         Change, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     silent = models.BooleanField(default=False)
+    maintenance = models.CharField(
+        max_length=10, choices=MaintenanceHold.choices, default=MaintenanceHold.NONE, blank=True
+    )
     next_reminder_at = models.DateTimeField(null=True, blank=True)
     reminders_sent = models.PositiveIntegerField(default=0)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
@@ -221,6 +234,39 @@ class Alert(models.Model):
 
     def worse_than(self, status: str) -> bool:
         return STATUS_RANK[self.status] > STATUS_RANK[status]
+
+    @property
+    def held(self) -> bool:
+        return self.maintenance == MaintenanceHold.HELD
+
+    def withholds(self, kind: str, during_maintenance: bool) -> bool:
+        """Whether the email of `kind` about this alert, for a Change during a maintenance
+        window or not, is held back; records on the alert what the window did:
+        - an opening or an escalation during a window waits for its end (alerts.holding);
+        - a recovery is not mailed during a window, nor ever for an alert still held (its
+          problem came and went unannounced);
+        - an opening or escalation after a window, of an alert still held, announces it."""
+        if kind == NotificationKind.RECOVERY:
+            if self.held:
+                self.mark_maintenance(MaintenanceHold.DROPPED)
+                return True
+            return during_maintenance
+        if during_maintenance:
+            self.mark_maintenance(MaintenanceHold.HELD)
+            return True
+        if self.held:
+            self.mark_maintenance(MaintenanceHold.RELEASED)
+        return False
+
+    def mark_maintenance(self, hold: str) -> None:
+        self.maintenance = hold
+        self.save(update_fields=["maintenance"])
+
+    def release(self, next_reminder_at: datetime | None) -> None:
+        """The window is over and the problem is still there: its one email goes now, and the
+        reminders count from it."""
+        self.maintenance, self.next_reminder_at = MaintenanceHold.RELEASED, next_reminder_at
+        self.save(update_fields=["maintenance", "next_reminder_at"])
 
 
 class ExpiryWarning(models.Model):

@@ -4,6 +4,7 @@
   enqueues it) and every minute on beat, for what `manage.py scan` recorded or a lost task.
 - send_reminders (beat, every 5 minutes), check_certificate_expiry (beat, hourly).
 - send_digests (beat, every 15 minutes): the daily digests, once a day from POPC_DIGEST_HOUR.
+- release_held (beat, every minute): the alerts held during a maintenance window, once it ended.
 - deliver (beat, every minute, and right after anything was queued): the outbox to SMTP.
 - prune (beat, daily).
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 from celery import shared_task
 from django.utils import timezone
 
-from popcompliance.alerts import delivery, digest, expiry, lifecycle
+from popcompliance.alerts import delivery, digest, expiry, holding, lifecycle
 
 
 @shared_task(name="alerts.process_changes")
@@ -29,6 +30,14 @@ def process_changes(server_id: int | None = None) -> int:
 @shared_task(name="alerts.send_reminders")
 def send_reminders() -> int:
     queued = lifecycle.send_reminders(timezone.now())
+    if queued:
+        deliver.delay()
+    return queued
+
+
+@shared_task(name="alerts.release_held")
+def release_held() -> int:
+    queued = holding.release_held(timezone.now())
     if queued:
         deliver.delay()
     return queued

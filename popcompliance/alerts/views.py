@@ -73,8 +73,9 @@ def attempt_badge(outcome: str) -> Badge:
 
 
 def _alerts() -> AlertQuerySet:
-    """Alerts with what every alerts page shows beside them: the server and who acknowledged."""
-    return Alert.objects.select_related("server", "acknowledged_by")
+    """Alerts with what every alerts page shows beside them: the server, who acknowledged, and
+    the Change that resolved it (whether that was during a maintenance window)."""
+    return Alert.objects.select_related("server", "acknowledged_by", "resolved_by")
 
 
 @dataclass(frozen=True)

@@ -197,6 +197,7 @@ class ChangeSerializer(serializers.ModelSerializer):
             "summary",
             "remediation",
             "created_at",
+            "during_maintenance",
         ]
 
 
@@ -414,6 +415,7 @@ class AlertSerializer(serializers.ModelSerializer):
             "ack_comment",
             "ack_until",
             "resolved_at",
+            "maintenance",
         ]
 
     @extend_schema_field(serializers.ChoiceField(choices=AlertState.choices))

@@ -1,5 +1,5 @@
-"""/api/v1/: servers, alerts, the fleet summary, the OpenAPI schema and its documentation
-pages (Swagger UI at docs/, Redoc at redoc/; see popcompliance.api.docs)."""
+"""/api/v1/: servers, alerts, maintenance windows, the fleet summary, the OpenAPI schema and
+its documentation pages (Swagger UI at docs/, Redoc at redoc/; see popcompliance.api.docs)."""
 
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 from popcompliance.api import docs, views
 from popcompliance.api.channels import ChannelViewSet
 from popcompliance.audit.api import AuditEntryViewSet
+from popcompliance.maintenance.api import WindowViewSet
 
 app_name = "api"
 
@@ -17,6 +18,7 @@ router.register("servers", views.ServerViewSet, basename="server")
 router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("audit", AuditEntryViewSet, basename="audit")
 router.register("channels", ChannelViewSet, basename="channel")
+router.register("maintenance", WindowViewSet, basename="maintenance")
 
 urlpatterns = [
     path("", include(router.urls)),

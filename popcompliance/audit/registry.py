@@ -128,6 +128,22 @@ API_TOKEN = Audited(
     fields=(Tracked("name", "name"), Tracked("expires_at", "expires")),
     identify=by_token_owner,
 )
+MAINTENANCE_WINDOW = Audited(
+    "maintenance window",
+    fields=(
+        Tracked("name", "name"),
+        Tracked("comment", "comment"),
+        Tracked("server", "server", shown_as="name"),
+        Tracked("tag", "tag", shown_as="name"),
+        Tracked("site", "site"),
+        Tracked("recurrence", "recurrence"),
+        Tracked("starts_at", "starts (UTC)"),
+        Tracked("ends_at", "ends (UTC)"),
+        Tracked("rule", "rule"),
+        Tracked("duration_minutes", "duration (minutes)"),
+        Tracked("time_zone", "time zone"),
+    ),
+)
 
 # An alert channel: its URL holds the webhook's secret, recorded as set or changed only.
 CHANNEL = Audited(
@@ -143,7 +159,9 @@ CHANNEL = Audited(
     ),
 )
 
-OBJECT_TYPES = tuple(spec.object_type for spec in (SERVER, POLICY, TAG, USER, API_TOKEN, CHANNEL))
+OBJECT_TYPES = tuple(
+    spec.object_type for spec in (SERVER, POLICY, TAG, USER, API_TOKEN, CHANNEL, MAINTENANCE_WINDOW)
+)
 
 
 @cache
@@ -156,6 +174,7 @@ def audited_models() -> dict[type[Model], Audited]:
         settings.AUTH_USER_MODEL: USER,
         "accounts.ApiToken": API_TOKEN,
         "alerts.Channel": CHANNEL,
+        "maintenance.MaintenanceWindow": MAINTENANCE_WINDOW,
     }
     models = {apps.get_model(label): spec for label, spec in specs.items()}
     return {model: _with_attnames(model, spec) for model, spec in models.items()}

@@ -190,6 +190,9 @@ class Change(models.Model):
     )
     # When alerts.lifecycle handled this change (null: still in the alert outbox).
     alerted_at = models.DateTimeField(null=True, blank=True)
+    # Recorded while a maintenance window covered the server (popcompliance.maintenance): its
+    # alert emails are held until the window ends, and the history says so.
+    during_maintenance = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

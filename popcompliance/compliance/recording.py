@@ -10,6 +10,9 @@ The confirmation rules:
 - `error` ("could not determine") settles only after the policy's N consecutive runs;
 - anything else (a recovery, error→fail, a changed summary) settles at once;
 - a check seen for the first time settles at once, with a Change only when it is not a pass.
+
+Changes recorded while a maintenance window covers the server are marked `during_maintenance`
+(one more query, only for a scan that changed something): alerts hold their emails for them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from popcompliance.compliance.models import (
     is_regression,
 )
 from popcompliance.inventory.models import Server, ServerStatus
+from popcompliance.maintenance.windows import in_maintenance
 
 # A regression settles on its second consecutive sighting: the scan that saw it and the
 # confirming re-probe.
@@ -97,6 +101,9 @@ def record_report(
         remember_addresses(server, report.endpoints, now)
         remember_certificates(server, report.endpoints, now)
         _save_server(server, settled_status(states.values()), purpose, now)
+        if recorded.changes and in_maintenance(server, now):
+            for change in recorded.changes:
+                change.during_maintenance = True
         Change.objects.bulk_create(recorded.changes)
     return recorded
 

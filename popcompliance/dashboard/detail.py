@@ -22,6 +22,7 @@ from popcompliance.compliance.models import (
 from popcompliance.dashboard import facts as report
 from popcompliance.dashboard.catalog import CHECK_GROUPS, CheckGroup
 from popcompliance.inventory.models import Server
+from popcompliance.maintenance.windows import server_panel
 
 RECENT_CHANGES = 10
 # How many scans the "what changed" pickers offer (the raw facts are pruned after 30 days).
@@ -157,6 +158,7 @@ def server_context(server: Server, now: datetime) -> dict[str, Any]:
         "runs": runs,
         "changes": list(server.changes.all()[:RECENT_CHANGES]),
         "alerts": _unresolved_alerts(server, now),
+        "maintenance": server_panel(server, now),
         "now": now,
     }
 

@@ -22,6 +22,7 @@ from popcompliance.dashboard.compare import compare
 from popcompliance.dashboard.detail import newest_run_after, scan_result, server_context
 from popcompliance.dashboard.forms import CertificateFilter, ServerFilter
 from popcompliance.inventory.models import Server, Tag
+from popcompliance.maintenance.windows import fleet_panel
 
 SERVERS_PER_PAGE = 50
 CHANGES_PER_PAGE = 50
@@ -37,8 +38,8 @@ def _server(pk: int) -> Server:
 @login_required
 def overview(request: HttpRequest) -> HttpResponse:
     """Fleet counts, the servers × checks matrix (filtered, sorted, paginated), the trend,
-    open alerts, expiring certificates, the liveness of beat and workers, and whether email
-    is leaving."""
+    open alerts, maintenance windows on now or soon, expiring certificates, the liveness of
+    beat and workers, and whether email is leaving."""
     now = timezone.now()
     tags = list(Tag.objects.values_list("name", flat=True))
     form = ServerFilter(request.GET or None, sites=queries.sites(), tags=tags)
@@ -59,6 +60,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "trend": queries.trend(now),
         "expiring": queries.expiring_certificates_panel(now),
         "open_alerts": queries.open_alerts(now),
+        "maintenance": fleet_panel(now),
         "liveness": queries.liveness(now),
         "email_health": queries.email_health_banner(now),
         "now": now,
