@@ -76,7 +76,10 @@ def endpoint(key: str) -> str:
 
 
 def has_userinfo_endpoint() -> bool:
-    """Whether claims can be completed from the userinfo endpoint (it is optional)."""
+    """Whether claims are completed from the userinfo endpoint: unless POPC_OIDC_USERINFO is
+    false, when the provider has one (it is optional)."""
+    if not settings.POPC_OIDC_USERINFO:
+        return False
     if settings.POPC_OIDC_ENDPOINTS.get("userinfo_endpoint"):
         return True
     return bool(discovery_document().get("userinfo_endpoint"))

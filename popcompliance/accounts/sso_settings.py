@@ -211,6 +211,9 @@ def oidc_settings() -> dict[str, Any]:
         or "preferred_username",
         "POPC_OIDC_ROLES_CLAIM": env_str("POPC_OIDC_ROLES_CLAIM").strip() or "roles",
         "POPC_OIDC_ROLE_VALUES": role_values,
+        # false: the ID token's claims alone, for a provider whose userinfo endpoint does not
+        # fit (it answers for another subject, or wants an access token of another audience).
+        "POPC_OIDC_USERINFO": env_bool("POPC_OIDC_USERINFO", True),
         "OIDC_RP_CLIENT_ID": required("POPC_OIDC_CLIENT_ID", "the client id of this dashboard"),
         "OIDC_RP_CLIENT_SECRET": required(
             "POPC_OIDC_CLIENT_SECRET", "the client secret the provider issued"
