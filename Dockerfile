@@ -8,9 +8,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     POPC_VAR_DIR=/app/var
 
 WORKDIR /app
-# Dependencies first: the layer is reused until requirements.txt changes.
+# Dependencies first: the layer is reused until requirements.txt changes. python-ldap (LDAP
+# sign-in) has no wheel: it is built against OpenLDAP's and Cyrus SASL's headers, whose
+# packages also bring the libraries it loads at run time.
 COPY requirements.txt .
-RUN pip install -r requirements.txt
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libldap2-dev libsasl2-dev \
+    && rm -rf /var/lib/apt/lists/* \
+    && pip install -r requirements.txt
 
 COPY . .
 # Static files are collected once, at build; whitenoise serves them from STATIC_ROOT.

@@ -19,6 +19,7 @@ $(PY):
 
 $(RUNTIME_STAMP): requirements.txt | $(PY)
 	@mkdir -p -m 700 var
+	@scripts/system-deps.sh build
 	@echo "Installing the Python packages into $(VENV) (log: $(INSTALL_LOG))."
 	@$(PY) -m pip install --upgrade pip -r requirements.txt >>$(INSTALL_LOG) 2>&1 || \
 		{ tail -n 20 $(INSTALL_LOG); echo "pip install failed; the whole log is in $(INSTALL_LOG)."; exit 1; }

@@ -12,6 +12,7 @@ from pathlib import Path
 import dj_database_url
 from cryptography.fernet import Fernet
 
+from popcompliance.accounts.sso_settings import sign_in_settings
 from popcompliance.env import ConfigurationError, env_bool, env_int, env_list, env_str
 from popcompliance.local_secrets import INSECURE_DEFAULT_SECRET_KEY, saved, var_dir
 
@@ -144,11 +145,13 @@ AUTH_PASSWORD_VALIDATORS = [
 # address: it is locked out for every username at POPC_LOGIN_ADDRESS_FAILURE_LIMIT (password
 # spraying). A successful sign-in forgets its pair's failures. API tokens are not passwords
 # and are not throttled.
-AUTHENTICATION_BACKENDS = [
-    # First, so that a locked-out client is refused before its password is even checked.
-    "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
+#
+# Who may sign in, and how (popcompliance.accounts.sso_settings, docs/sso.md): local accounts
+# unless POPC_LOCAL_ACCOUNTS=false, LDAP/Active Directory once POPC_LDAP_SERVER_URI is set,
+# OpenID Connect once POPC_OIDC_ISSUER is. Sets AUTHENTICATION_BACKENDS (axes' first, so that
+# a locked-out client is refused before a password is checked or a code exchanged), the
+# AUTH_LDAP_* and OIDC_* settings of django-auth-ldap and mozilla-django-oidc, and POPC_*.
+globals().update(sign_in_settings())
 AXES_FAILURE_LIMIT = env_int("POPC_LOGIN_FAILURE_LIMIT", 5)
 POPC_LOGIN_ADDRESS_FAILURE_LIMIT = env_int(
     "POPC_LOGIN_ADDRESS_FAILURE_LIMIT", 4 * AXES_FAILURE_LIMIT

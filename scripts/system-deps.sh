@@ -5,7 +5,24 @@
 # already there.
 set -euo pipefail
 
+# What pip needs to build python-ldap (LDAP sign-in, a runtime requirement with no wheel): a
+# compiler, OpenLDAP's and Cyrus SASL's headers, and Python's unless the interpreter brings
+# its own (pyenv's and python.org's do; Debian's are in python3-dev).
+build=(gcc libc6-dev libldap2-dev libsasl2-dev)
+interpreter="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"
+[ -x "$interpreter" ] || interpreter=python3
+headers=$("$interpreter" -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null || true)
+[ -n "$headers" ] && [ -f "$headers/Python.h" ] || build+=(python3-dev)
+postgres=yes
+
 case "${1:-test}" in
+  # Before `pip install -r requirements.txt` (make run, make deps): the build of python-ldap.
+  build)
+    wanted=("${build[@]}")
+    courier=()
+    postfix=()
+    postgres=no
+    ;;
   # Dovecot is a second real POP3 server; the tests start their own redis-server; PostgreSQL
   # holds the test database on 127.0.0.1:5432; Playwright drives Debian's Chromium
   # (/usr/bin/chromium) in the browser tests. GNU Mailutils' pop3d and Courier's (below) serve
@@ -14,11 +31,12 @@ case "${1:-test}" in
   # Dovecot's imapd and submissiond and Mailutils' imap4d are the IMAP and SMTP submission
   # servers of tests/imap_servers.py and tests/submission_servers.py; libdb5.3, libicu72,
   # libnsl2 and libsasl2-2 are what the unpacked Postfix links to, and libsasl2-modules has the
-  # Cyrus SASL NTLM plugin of the Postfix that discloses its host name by NTLM.
+  # Cyrus SASL NTLM plugin of the Postfix that discloses its host name by NTLM. slapd (with
+  # ldap-utils' slapadd) is the OpenLDAP directory the single sign-on tests start privately.
   test)
     wanted=(dovecot-pop3d dovecot-imapd dovecot-submissiond redis-server postgresql chromium
       gnutls-bin mailutils-pop3d mailutils-imap4d libidn12 libgdbm6 libdb5.3 libicu72 libnsl2
-      libsasl2-2 libsasl2-modules)
+      libsasl2-2 libsasl2-modules slapd ldap-utils "${build[@]}")
     # Courier's pop3d and couriertls, and the libraries that ship with them. As packages they
     # conflict with dovecot-pop3d and mailutils-pop3d, so they are unpacked, never installed.
     courier=(courier-pop courier-base courier-authlib libcourier-unicode4)
@@ -34,7 +52,7 @@ case "${1:-test}" in
     courier=()
     postfix=()
     ;;
-  *) echo "usage: $0 test|bench" >&2; exit 2 ;;
+  *) echo "usage: $0 test|bench|build" >&2; exit 2 ;;
 esac
 # Where the tests look for Courier and Postfix (tests/gnutls_servers.py and
 # tests/submission_servers.py read the same paths).
@@ -138,4 +156,4 @@ install_missing
   usr/lib/courier/courier/courierpop3login "Courier's POP3 server" "${courier[@]}"
 [ ${#postfix[@]} -eq 0 ] || unpack_privately "$repository/.postfix" \
   usr/lib/postfix/sbin/smtpd Postfix "${postfix[@]}"
-start_postgres
+[ "$postgres" = no ] || start_postgres

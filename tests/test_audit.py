@@ -348,12 +348,16 @@ def test_ensure_admin_records_the_account_it_creates(monkeypatch):
     assert entry.changes["password"] == [None, "(set)"]
 
 
-def test_signing_in_records_nothing():
+def test_signing_in_records_the_sign_in_and_no_change_of_the_account():
+    # The sign-in updates last_login, which is not audited: one "signed in" entry, no
+    # "changed" one.
     make_user("viewer", "someone", password="a-passphrase")
     start = last_id()
     form = {"username": "someone", "password": "a-passphrase"}
     assert Client().post(reverse("accounts:login"), form).status_code == 302
-    assert entries_after(start) == []
+    [entry] = entries_after(start)
+    assert summary(entry) == ("someone", "web", "signed in", "user", "someone")
+    assert entry.changes == {"method": [None, "password"]}
 
 
 def test_an_admin_may_delete_their_own_account_and_the_deletion_is_recorded():
@@ -375,7 +379,13 @@ def test_a_lockout_by_axes_is_recorded_with_the_address(settings):
     client = Client(REMOTE_ADDR="192.0.2.7")
     for _ in range(2):
         client.post(reverse("accounts:login"), {"username": "someone", "password": "wrong"})
-    [entry] = entries_after(start)
+    # The first failed sign-in; the second one is the lockout's own entry.
+    *failures, entry = entries_after(start)
+    assert [summary(failure)[2:] for failure in failures] == [("sign-in failed", "user", "someone")]
+    assert failures[0].changes == {
+        "method": [None, "password"],
+        "reason": [None, "wrong username or password"],
+    }
     assert summary(entry) == ("anonymous", "web", "locked out", "user", "someone")
     assert entry.remote_address == "192.0.2.7"
     assert entry.object_id == User.objects.get(username="someone").pk
@@ -387,9 +397,22 @@ def test_a_lockout_of_an_unknown_name_is_recorded_without_an_account(settings):
     client = Client(REMOTE_ADDR="192.0.2.8")
     for _ in range(2):
         client.post(reverse("admin:login"), {"username": "guess", "password": "wrong"})
-    [entry] = entries_after(start)
+    *failures, entry = entries_after(start)
+    assert [failure.action for failure in failures] == ["sign-in failed"]
     assert summary(entry) == ("anonymous", "admin", "locked out", "user", "guess")
     assert (entry.object_id, entry.remote_address) == (None, "192.0.2.8")
+
+
+def test_a_try_while_locked_out_is_left_to_the_lockout_entry(settings):
+    settings.AXES_FAILURE_LIMIT = 1
+    make_user("viewer", "someone", password="a-passphrase")
+    client = Client(REMOTE_ADDR="192.0.2.9")
+    client.post(reverse("accounts:login"), {"username": "someone", "password": "wrong"})
+    start = last_id()
+    # The right password now: refused by the lockout, which records itself again.
+    form = {"username": "someone", "password": "a-passphrase"}
+    assert client.post(reverse("accounts:login"), form).status_code == 429
+    assert [entry.action for entry in entries_after(start)] == ["locked out"]
 
 
 # Tags changed from the tag's side: each server whose tags change gets its entry.

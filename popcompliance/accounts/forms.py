@@ -6,12 +6,28 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib.auth.forms import PasswordChangeForm, UserCreationForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordChangeForm, UserCreationForm
 from django.contrib.auth.signals import user_login_failed
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from popcompliance.accounts.roles import ROLE_CHOICES, VIEWER, set_role
+from popcompliance.accounts.sso import refusal_to_tell
+
+
+class SignInForm(AuthenticationForm):
+    """Django's sign-in form (local passwords and LDAP), which also says why a directory
+    account whose password was right may not sign in (no role, a name taken here). A wrong
+    password still gets Django's one message, whoever the username."""
+
+    def clean(self) -> dict[str, Any]:
+        try:
+            return super().clean()  # type: ignore[no-any-return]
+        except ValidationError:
+            told = refusal_to_tell(self.request)
+            if told:
+                raise ValidationError(f"You cannot sign in: {told}.", code="refused") from None
+            raise
 
 
 class UserAddForm(UserCreationForm):  # type: ignore[type-arg]

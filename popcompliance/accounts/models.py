@@ -76,3 +76,38 @@ class ApiToken(models.Model):
             return
         self.last_used_at = now
         ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
+
+
+class SignInMethod(models.TextChoices):
+    """The single sign-on methods an account can come from."""
+
+    LDAP = "ldap", "LDAP"
+    OIDC = "oidc", "OpenID Connect"
+
+
+class SsoIdentity(models.Model):
+    """Ties an account to the identity it was created for by a single sign-on method: the
+    directory's username (lowercased) for LDAP, the provider's `sub` claim for OpenID Connect.
+
+    Only an account with this row signs in through that method: a directory user or a
+    provider's claim that happens to carry the name of a local account never takes it over
+    (popcompliance.accounts.sso)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identity"
+    )
+    method = models.CharField(max_length=10, choices=SignInMethod.choices)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["method", "subject"], name="sso_identity_unique")
+        ]
+        verbose_name_plural = "SSO identities"
+
+    def __str__(self) -> str:
+        return f"{self.get_method_display()} {self.subject}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("accounts:users")

@@ -1,14 +1,18 @@
-"""Sign-in, sign-out (Django's views), password change and account management."""
+"""Sign-in (local, LDAP, OpenID Connect), sign-out, password change and account management."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from popcompliance.accounts import tokens, views
+from popcompliance.accounts import oidc, tokens, views
 
 app_name = "accounts"
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("login/", views.SignInView.as_view(), name="login"),
+    # OpenID Connect (404 unless configured): the button's target, and the redirect URI to
+    # register at the provider.
+    path("oidc/login/", oidc.OidcLoginView.as_view(), name="oidc_login"),
+    path("oidc/callback/", oidc.OidcCallbackView.as_view(), name="oidc_callback"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "password/",

@@ -1,8 +1,9 @@
 """Account management for admins: list accounts with their roles and lockouts, add one, change
 a role, unlock an account or a client address locked out by the login throttle (throttle.py).
 
-Sign-in and sign-out are Django's own views (see urls.py), the password change is Django's
-with the current password throttled like a sign-in; templates under templates/registration/.
+Sign-in is Django's view with the single sign-on methods that are on (sso_settings.py),
+sign-out Django's own, the password change Django's with the current password throttled like a
+sign-in; templates under templates/registration/.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from axes.handlers.proxy import AxesProxyHandler
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, logout
 from django.contrib.auth import views as auth_views
@@ -23,6 +25,7 @@ from django.views.decorators.http import require_POST
 from popcompliance.accounts.forms import (
     AddressForm,
     RoleForm,
+    SignInForm,
     ThrottledPasswordChangeForm,
     UserAddForm,
 )
@@ -39,6 +42,28 @@ from popcompliance.audit.recorder import record_unlock
 USERS_PER_PAGE = 50
 
 
+class SignInView(auth_views.LoginView):
+    """The login page: the username and password form when local accounts or LDAP are on,
+    a "Sign in with ..." button when OpenID Connect is."""
+
+    form_class = SignInForm
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context: dict[str, Any] = super().get_context_data(**kwargs)
+        context["password_form"] = settings.POPC_LOCAL_ACCOUNTS or settings.POPC_LDAP_ENABLED
+        context["directory"] = settings.POPC_LDAP_ENABLED
+        context["oidc_provider"] = (
+            settings.POPC_OIDC_PROVIDER_NAME if settings.POPC_OIDC_ENABLED else None
+        )
+        return context
+
+
+def signs_in_elsewhere(user: Any) -> bool:
+    """Whether the account's password is not ours to change: it signs in with the directory
+    or the identity provider (an unusable password here), or local passwords are off."""
+    return not (settings.POPC_LOCAL_ACCOUNTS and user.has_usable_password())
+
+
 # Atomic like every view that changes an audited object: the new password and its audit entry
 # commit together.
 @method_decorator(transaction.atomic, name="dispatch")
@@ -50,6 +75,9 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     form_class = ThrottledPasswordChangeForm
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.user.is_authenticated and signs_in_elsewhere(request.user):
+            messages.info(request, "Your password is not set here: change it where you sign in.")
+            return redirect("dashboard:overview")
         if request.user.is_authenticated and self.locked_out(request):
             return self.end_session(request)
         return super().dispatch(request, *args, **kwargs)  # type: ignore[no-any-return]
@@ -78,7 +106,12 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 def users(request: HttpRequest) -> HttpResponse:
     """Every account with its role and whether it is locked out, and the locked-out client
     addresses: five queries whatever the number of accounts."""
-    accounts = get_user_model().objects.order_by("username").prefetch_related("groups")
+    accounts = (
+        get_user_model()
+        .objects.order_by("username")
+        .select_related("sso_identity")
+        .prefetch_related("groups")
+    )
     page = Paginator(accounts, USERS_PER_PAGE).get_page(request.GET.get("page"))
     locked = locked_out_usernames(user.get_username() for user in page)
     rows = [(user, _role_of_listed(user), user.get_username() in locked) for user in page]
@@ -87,6 +120,7 @@ def users(request: HttpRequest) -> HttpResponse:
         "rows": rows,
         "role_choices": ROLE_CHOICES,
         "locked_addresses": locked_out_addresses(),
+        "local_accounts": settings.POPC_LOCAL_ACCOUNTS,
     }
     return render(request, "accounts/users.html", context)
 
@@ -101,6 +135,13 @@ def _role_of_listed(user: object) -> str:
 @role_required(ADMIN)
 @transaction.atomic
 def user_add(request: HttpRequest) -> HttpResponse:
+    if not settings.POPC_LOCAL_ACCOUNTS:
+        messages.error(
+            request,
+            "Local accounts are off (POPC_LOCAL_ACCOUNTS=false): accounts are created at their "
+            "first single sign-on.",
+        )
+        return redirect("accounts:users")
     form = UserAddForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = form.save()

@@ -48,7 +48,9 @@ class Scope:
             return None, self.label
         user = getattr(self.request, "user", None)
         if user is None or not user.is_authenticated:
-            return None, ANONYMOUS_LABEL
+            # "anonymous" for a request's own scope; e.g. "LDAP sign-in" for the account a
+            # sign-in creates before anyone is signed in.
+            return None, self.label
         return user, user.get_username()
 
     @property

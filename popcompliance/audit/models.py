@@ -22,7 +22,8 @@ from django.utils import timezone
 
 class Action(models.TextChoices):
     """What happened. Besides created, changed and deleted, the few events worth finding by
-    themselves: a password set anew, a sign-in lockout by django-axes, and an admin lifting one."""
+    themselves: a password set anew, a sign-in lockout by django-axes, an admin lifting one,
+    and sign-ins through the web (which method; why one failed)."""
 
     CREATED = "created", "Created"
     CHANGED = "changed", "Changed"
@@ -30,6 +31,8 @@ class Action(models.TextChoices):
     PASSWORD_CHANGED = "password changed", "Password changed"
     LOCKED_OUT = "locked out", "Locked out"
     UNLOCKED = "unlocked", "Unlocked"
+    SIGNED_IN = "signed in", "Signed in"
+    SIGN_IN_FAILED = "sign-in failed", "Sign-in failed"
 
 
 ACTION_COLOURS = {
@@ -39,7 +42,11 @@ ACTION_COLOURS = {
     Action.PASSWORD_CHANGED: "amber",
     Action.LOCKED_OUT: "red",
     Action.UNLOCKED: "green",
+    Action.SIGNED_IN: "grey",
+    Action.SIGN_IN_FAILED: "amber",
 }
+# Actions whose `changes` are facts of the moment ([None, value]), shown without an old value.
+NEW_VALUES_ONLY = frozenset({Action.CREATED, Action.SIGNED_IN, Action.SIGN_IN_FAILED})
 
 
 class Source(models.TextChoices):
@@ -98,6 +105,10 @@ class AuditEntry(models.Model):
         """The audit log of this entry's object."""
         query = {"object_type": self.object_type, "object_id": self.object_id or ""}
         return f"{reverse('audit:entries')}?{urlencode(query)}"
+
+    @property
+    def shows_new_values_only(self) -> bool:
+        return self.action in NEW_VALUES_ONLY
 
     @property
     def action_colour(self) -> str:

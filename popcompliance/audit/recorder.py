@@ -20,10 +20,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from axes.handlers.proxy import AxesProxyHandler
 from axes.signals import user_locked_out
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db.models import Model, signals
+from django.http import HttpRequest
 
+from popcompliance.accounts import sso_settings
+from popcompliance.accounts.sso import refusal_of
 from popcompliance.audit.context import Scope, current_scope
 from popcompliance.audit.models import Action, AuditEntry
 from popcompliance.audit.registry import (
@@ -84,6 +90,8 @@ def connect() -> None:
                 record_relation_change, sender=through, dispatch_uid=f"audit.{through._meta.label}"
             )
     user_locked_out.connect(record_lockout, dispatch_uid="audit.user_locked_out")
+    user_logged_in.connect(record_sign_in, dispatch_uid="audit.user_logged_in")
+    user_login_failed.connect(record_sign_in_failure, dispatch_uid="audit.user_login_failed")
 
 
 def remember_stored_values(
@@ -343,3 +351,73 @@ def _user_id(username: str) -> int | None:
     return (
         users.filter(**{users.model.USERNAME_FIELD: username}).values_list("pk", flat=True).first()
     )
+
+
+# How each authentication backend signs people in, as the log says it.
+METHOD_OF_BACKEND = {
+    sso_settings.LOCAL_BACKEND: "password",
+    sso_settings.LDAP_BACKEND: "LDAP",
+    sso_settings.OIDC_BACKEND: "OpenID Connect",
+}
+# Django's authenticate() sends user_login_failed as this sender; other senders (the password
+# change form) report a wrong password of someone already signed in.
+SIGN_IN_SENDER = "django.contrib.auth"
+
+
+def record_sign_in(sender: Any, request: HttpRequest | None, user: Any, **_: Any) -> None:
+    """Someone signed in through the web: with which method.
+
+    Only inside a request's scope: the test client's login() and code calling login() outside
+    a request are nobody signing in."""
+    scope = current_scope()
+    if scope.request is None:
+        return
+    method = METHOD_OF_BACKEND.get(getattr(user, "backend", ""), "other")
+    changes = {"method": [None, method]}
+    label = user.get_username()
+    new_entry(scope, Action.SIGNED_IN, USER.object_type, user.pk, label, changes).save()
+
+
+def record_sign_in_failure(
+    sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **_: Any
+) -> None:
+    """A sign-in through the web failed: the username tried (when there was one), the method,
+    and why, when the method said (popcompliance.accounts.sso.refuse). A failure that locks
+    the client out, or comes while it is, is left to the lockout's own entry (axes' receiver
+    has counted it by now: it connected first)."""
+    scope = current_scope()
+    if sender != SIGN_IN_SENDER or scope.request is None or request is None:
+        return
+    if AxesProxyHandler.is_locked(request, credentials):
+        return
+    reason = refusal_of(request) or default_reason(credentials)
+    record_failed_sign_in(failed_method(credentials), reason, credentials.get("username"))
+
+
+def record_failed_sign_in(method: str, reason: str, username: str | None = None) -> None:
+    """A failed sign-in in the current scope; also for failures that never reach
+    authenticate() (an identity provider answering with an error)."""
+    changes = {"method": [None, method], "reason": [None, reason]}
+    user_id = _user_id(username) if username else None
+    label = username or "(unknown)"
+    scope = current_scope()
+    new_entry(scope, Action.SIGN_IN_FAILED, USER.object_type, user_id, label, changes).save()
+
+
+def failed_method(credentials: dict[str, Any]) -> str:
+    """The methods a failed sign-in went through: a password is tried locally and against
+    the directory, whichever are on; anything else is OpenID Connect's code exchange."""
+    if "username" not in credentials:
+        return METHOD_OF_BACKEND[sso_settings.OIDC_BACKEND]
+    tried = [
+        METHOD_OF_BACKEND[backend]
+        for backend in (sso_settings.LOCAL_BACKEND, sso_settings.LDAP_BACKEND)
+        if backend in settings.AUTHENTICATION_BACKENDS
+    ]
+    return " or ".join(tried) or "password (no password method is on)"
+
+
+def default_reason(credentials: dict[str, Any]) -> str:
+    if "username" in credentials:
+        return "wrong username or password"
+    return "refused"
