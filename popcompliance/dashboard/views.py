@@ -22,6 +22,7 @@ from popcompliance.dashboard.compare import compare
 from popcompliance.dashboard.detail import newest_run_after, scan_result, server_context
 from popcompliance.dashboard.forms import CertificateFilter, ServerFilter
 from popcompliance.inventory.models import Server, Tag
+from popcompliance.ops import heartbeats
 
 SERVERS_PER_PAGE = 50
 CHANGES_PER_PAGE = 50
@@ -59,7 +60,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "trend": queries.trend(now),
         "expiring": queries.expiring_certificates_panel(now),
         "open_alerts": queries.open_alerts(now),
-        "liveness": queries.liveness(now),
+        "liveness": heartbeats.liveness(now),
         "email_health": queries.email_health_banner(now),
         "now": now,
     }
