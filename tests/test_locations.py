@@ -265,3 +265,27 @@ def test_a_server_of_one_location_shows_no_comparison(db, viewer):
     (server,) = add_servers(1, T0, "default")
     page = viewer.get(server.get_absolute_url()).content.decode()
     assert 'id="section-locations"' not in page
+
+
+# --- choosing the locations ------------------------------------------------------------------
+
+
+def test_an_admin_ticks_the_locations_a_server_is_probed_from(db, two_locations, admin):
+    from tests.test_inventory_views import server_form
+
+    server = Server.objects.create(name="mail01", host="pop.example.com")
+    url = reverse("inventory:server_edit", args=[server.pk])
+    page = admin.get(url).content.decode()
+    assert 'name="locations" value="outside"' in page
+    admin.post(url, server_form(name="mail01", locations=["default", "outside"]))
+    server.refresh_from_db()
+    assert server.locations == "default,outside"
+    assert set(schedules(server)) == {"default", "outside"}
+    # The new location is scanned at the next dispatcher run, not an interval later.
+    assert schedules(server)["outside"] <= timezone.now()
+
+
+def test_the_locations_field_is_absent_while_only_the_default_exists(db, admin):
+    server = Server.objects.create(name="mail01", host="pop.example.com")
+    page = admin.get(reverse("inventory:server_edit", args=[server.pk])).content.decode()
+    assert 'name="locations"' not in page

@@ -280,6 +280,7 @@ class ServerWriteSerializer(serializers.ModelSerializer):
             "host",
             "service_name",
             "protocols",
+            "locations",
             *PORT_FIELDS,
             "site",
             "tags",
