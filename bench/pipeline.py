@@ -48,10 +48,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import scan_fleet  # noqa: E402
 from bench._support import postgres_database, stop_group  # noqa: E402
 from bench.scan_fleet import (  # noqa: E402
     ALL_PROTOCOLS,
-    BASE,
     PORTS,
     SERVICE_NAME,
     cpu_seconds,
@@ -162,7 +162,7 @@ def add_fleet(count: int, ca_pem: str, protocols: str, locations: str) -> None:
             next_scan_at=later,
             **PORTS,
         )
-        for i, address in enumerate(addresses(BASE, count))
+        for i, address in enumerate(addresses(scan_fleet.BASE, count))
     )
 
 
@@ -307,7 +307,14 @@ def dispatch_and_wait(workers: Workers, emulator_pid: int) -> list[Pass]:
         seconds = finished.get(worker.location, time.perf_counter() - started)
         worker_cpu = cpu_seconds(pid) - cpu
         passes.append(
-            Pass(worker.concurrency, stored, seconds, worker_cpu, emulator_cpu, worker.location)
+            Pass(
+                worker.concurrency,
+                stored,
+                seconds,
+                location=worker.location,
+                worker_cpu=worker_cpu,
+                emulator_cpu=emulator_cpu,
+            )
         )
     return passes
 
@@ -389,7 +396,7 @@ def task_queries(protocols: str, locations: str) -> tuple[int, int]:
 
     server = Server.objects.create(
         name=f"queries {protocols}",
-        host=addresses(BASE, 1)[0],
+        host=addresses(scan_fleet.BASE, 1)[0],
         service_name=SERVICE_NAME,
         protocols=protocols,
         locations=locations,
@@ -494,9 +501,9 @@ def report(
             best,
             located,
             seconds,
-            sum(p.worker_cpu for p in mine),
-            sum(p.emulator_cpu for p in mine),
-            location,
+            location=location,
+            worker_cpu=sum(p.worker_cpu for p in mine),
+            emulator_cpu=sum(p.emulator_cpu for p in mine),
         )
         print(f"  CPU:                {together.cpu_per_scan()}")
     print(f"  rows they added:    {', '.join(f'{n} +{c}' for n, c in added.items())}")
@@ -526,7 +533,12 @@ def main() -> None:
     parser.add_argument(
         "--locations", default="external,dmz", help="probe locations, one worker each"
     )
+    parser.add_argument(
+        "--base", default=scan_fleet.BASE, help="the fleet's first loopback address"
+    )
     args = parser.parse_args()
+    # Another range lets this bench run beside bench/scan_fleet.py on one machine.
+    scan_fleet.BASE = args.base
     concurrencies = [int(value) for value in args.concurrency.split(",")]
     protocols = ",".join(parse_protocols(args.protocols))
     locations = [name.strip() for name in args.locations.split(",") if name.strip()]
