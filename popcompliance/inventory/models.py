@@ -372,18 +372,6 @@ class Server(models.Model):
         except OverflowError:
             return FAR_FUTURE
 
-    def finish_scan(self, scheduled: bool, now: datetime) -> list[str]:
-        """A scan made at `now` was recorded (or crashed): no scan is queued any more, and a
-        scheduled one sets the next time (its claim had moved it only a lease ahead) unless an
-        edit or a resume meanwhile asked for one sooner (a time already reached): that scan of
-        the new settings must not wait a whole interval. Manual and confirmation scans leave the
-        schedule alone, so they never cut a claim's lease short. The columns to save."""
-        self.scan_queued_at = None
-        if not scheduled or self.next_scan_at <= now:
-            return ["scan_queued_at"]
-        self.next_scan_at = self.next_scan_after(now)
-        return ["scan_queued_at", "next_scan_at"]
-
     def as_target(self, *, with_credentials: bool = True) -> scanner.Target:
         """What the scanner probes, with the monitoring account when one is set. Decrypting
         its password raises credentials.UndecryptablePassword when no configured key can."""
@@ -536,7 +524,12 @@ class ServerLocation(models.Model):
         return self.server.get_absolute_url()
 
     def finish_scan(self, scheduled: bool, now: datetime) -> list[str]:
-        """As Server.finish_scan, for this location (the server gives the interval)."""
+        """A scan from here made at `now` was recorded (or crashed): no scan is queued any
+        more, and a scheduled one sets the next time (its claim had moved it only a lease
+        ahead; the server gives the interval) unless an edit or a resume meanwhile asked for
+        one sooner (a time already reached): that scan of the new settings must not wait a
+        whole interval. Manual and confirmation scans leave the schedule alone, so they never
+        cut a claim's lease short. The columns to save."""
         self.scan_queued_at = None
         if not scheduled or self.next_scan_at <= now:
             return ["scan_queued_at"]
