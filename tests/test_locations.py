@@ -289,3 +289,10 @@ def test_the_locations_field_is_absent_while_only_the_default_exists(db, admin):
     server = Server.objects.create(name="mail01", host="pop.example.com")
     page = admin.get(reverse("inventory:server_edit", args=[server.pk])).content.decode()
     assert 'name="locations"' not in page
+
+
+def test_the_history_says_from_which_location_a_change_was_seen(scanned, viewer):
+    page = viewer.get(reverse("dashboard:server_history", args=[scanned.pk])).content.decode()
+    assert "pop3.plaintext_login</strong>" in page
+    item = page[page.index("pop3.plaintext_login</strong>") :].split("</li>")[0]
+    assert "from location inside" in item

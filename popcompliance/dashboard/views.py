@@ -97,7 +97,9 @@ def server_compare(request: HttpRequest, pk: int) -> HttpResponse:
     runs = list(server.scan_runs.defer("facts")[:50])
     chosen = [_run_id(request.GET.get(k)) for k in ("a", "b")]
     if not all(chosen):
-        chosen = [run.pk for run in runs[1::-1]]
+        # The last two scans from the newest one's location: two locations differ by design.
+        same = [run for run in runs if run.location == runs[0].location] if runs else []
+        chosen = [run.pk for run in same[1::-1]]
     picked = {run.pk: run for run in server.scan_runs.filter(pk__in=chosen)}
     if len(chosen) == 2 and not all(pk in picked for pk in chosen):
         raise Http404("No such scan of this server (it may have been pruned).")
