@@ -127,12 +127,15 @@ def scan_server(
     server = Server.objects.select_related("policy").filter(pk=server_id).first()
     if server is None:
         return "gone"
-    schedule = server.schedules.filter(location=location).first()
-    if schedule is None and location not in server.probe_locations:
+    if location not in _listed_locations(server):
+        # Taken off the server's locations after this scan was sent.
+        logger.warning("%s is no longer probed from %s: scan dropped", server, location)
         return f"not probed from {location}"
-    if schedule is not None and _already_done(schedule, purpose, dispatched_at):
-        _schedule_after_covering_scan(server, schedule)
-        return "already scanned"
+    if purpose == ScanPurpose.SCHEDULED and dispatched_at:
+        schedule = server.schedules.filter(location=location).first()
+        if schedule is not None and _already_done(schedule, purpose, dispatched_at):
+            _schedule_after_covering_scan(server, schedule)
+            return "already scanned"
     worker = getattr(getattr(self, "request", None), "hostname", "") or ""
     try:
         # Scheduled scans reuse a recent TLS enumeration; manual and confirming ones redo it.
@@ -157,6 +160,14 @@ def scan_server(
             countdown=settings.POPC_CONFIRMATION_DELAY,
         )
     return f"{len(recorded.changes)} changes"
+
+
+def _listed_locations(server: Server) -> list[str]:
+    """The locations the server's row lists, read as written: a worker whose POPC_LOCATIONS
+    lacks one must still scan for it, not drop its scans."""
+    return [name.strip() for name in server.locations.split(",") if name.strip()] or [
+        locations.DEFAULT_LOCATION
+    ]
 
 
 def _schedule_after_covering_scan(server: Server, schedule: ServerLocation) -> None:
