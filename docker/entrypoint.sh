@@ -1,5 +1,5 @@
 #!/bin/sh
-# Entry point of the app image: `web`, `worker` or `beat` (see docker-compose.yml), or any
+# Entry point of the app image: `web`, `worker [LOCATION]` or `beat` (see docker-compose.yml), or any
 # other command, run as given. Every role first waits until the database answers; `web` then
 # applies migrations and makes sure the admin account exists (DJANGO_SUPERUSER_*).
 set -eu
@@ -37,7 +37,9 @@ case "${1:-web}" in
         ;;
     worker)
         wait_for_database
-        exec celery -A popcompliance worker --pool threads --concurrency 16 --loglevel info
+        # `worker dmz`: a probe location's worker, which takes that location's queue only.
+        exec celery -A popcompliance worker --pool threads --concurrency 16 --loglevel info \
+            ${2:+--queues "$2"}
         ;;
     beat)
         wait_for_database

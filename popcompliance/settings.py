@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 from popcompliance.accounts.sso_settings import sign_in_settings
 from popcompliance.env import ConfigurationError, env_bool, env_int, env_list, env_str
 from popcompliance.local_secrets import INSECURE_DEFAULT_SECRET_KEY, saved, var_dir
+from popcompliance.locations import validate_all as validate_locations
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state of the embedded defaults: SQLite, the filesystem broker, beat's schedule.
@@ -399,6 +400,13 @@ if POPC_SCAN_LEASE <= CELERY_TASK_TIME_LIMIT:
         f"POPC_SCAN_LEASE ({POPC_SCAN_LEASE} s) must be longer than POPC_TASK_TIME_LIMIT "
         f"({CELERY_TASK_TIME_LIMIT} s), the longest a scan may run."
     )
+# Probe locations: each is a Celery queue served by workers started with `-Q <name>` in that
+# network (docs/locations.md). `default` always exists: the queue plain workers consume.
+POPC_LOCATIONS = env_list("POPC_LOCATIONS", [])
+try:
+    validate_locations(POPC_LOCATIONS)
+except ValueError as _exc:
+    raise ConfigurationError(f"POPC_LOCATIONS: {_exc}") from None
 # How many "Scan now" requests (dashboard and API together) one person may make a minute.
 POPC_SCAN_REQUESTS_PER_MINUTE = env_int("POPC_SCAN_REQUESTS_PER_MINUTE", 10)
 # A CSV upload of more rows than this is imported by a worker, on a page showing its progress.

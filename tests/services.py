@@ -298,9 +298,14 @@ class CeleryProcesses:
             PYTHONUNBUFFERED="1",
         )
 
-    def worker(self, name: str = "w1", concurrency: int = 2, **env: object) -> Child:
-        """A worker named `name@host`; returns once it is ready to consume."""
+    def worker(
+        self, name: str = "w1", concurrency: int = 2, queues: str | None = None, **env: object
+    ) -> Child:
+        """A worker named `name@host` (consuming `queues`, comma-separated, when given: a probe
+        location's worker); returns once it is ready to consume."""
         command = ["worker", "-n", f"{name}@%h", "-c", str(concurrency), "-P", "prefork"]
+        if queues:
+            command += ["-Q", queues]
         # Mingle and gossip only slow start-up and add broker traffic the tests do not need.
         command += ["--without-mingle", "--without-gossip", "--without-heartbeat"]
         child = self._spawn(name, command, env)

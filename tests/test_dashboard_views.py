@@ -33,14 +33,11 @@ from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import scan_servers
 from popcompliance.dashboard import views
 from popcompliance.dashboard.compare import compare
-from popcompliance.dashboard.queries import (
-    BEAT_STALE_AFTER,
-    EXPIRING_PANEL_SECONDS,
-    WORKERS_STALE_AFTER,
-    liveness,
-)
+from popcompliance.dashboard.queries import EXPIRING_PANEL_SECONDS
 from popcompliance.dashboard.templatetags.dashboard import countdown
 from popcompliance.inventory.models import Policy, Server, Tag
+from popcompliance.ops import heartbeats as recording
+from popcompliance.ops.heartbeats import BEAT_STALE_AFTER, WORKERS_STALE_AFTER, liveness
 from tests.conftest import SERVICE_NAME, lab_policy
 from tests.people import client_as
 from tests.services import RedisServer, queued_tasks
@@ -412,10 +409,10 @@ def test_sending_a_task_refreshes_beats_heartbeat_only_in_beat(
     # What keeps beat's heartbeat fresh after beat_init: each task it sends. Web and workers
     # send tasks too ("scan now", deliver), and must not pass for beat. Outside a transaction,
     # as in beat, where the heartbeat recycles its connection first.
-    monkeypatch.setattr(tasks, "_in_beat", in_beat)
-    monkeypatch.setattr(tasks, "_last_heartbeat", 0.0)
+    monkeypatch.setattr(recording, "RECORDER", recording.Recorder())
+    recording.RECORDER.in_beat = in_beat
     Heartbeat.beat("beat", timezone.now() - timedelta(hours=1))
-    tasks._task_sent(sender="alerts.deliver")
+    recording._task_sent(sender="alerts.deliver")
     fresh = timezone.now() - Heartbeat.objects.get(name="beat").last_seen_at < timedelta(minutes=1)
     assert fresh is beats
 

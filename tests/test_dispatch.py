@@ -26,8 +26,8 @@ from popcompliance.compliance.tasks import (
     request_scan,
     scan_server,
 )
-from popcompliance.dashboard.queries import liveness
-from popcompliance.inventory.models import FAR_FUTURE, Policy, Server
+from popcompliance.inventory.models import FAR_FUTURE, Policy, Server, ServerLocation
+from popcompliance.ops.heartbeats import liveness
 from scanner import DnsFacts, ScanReport, Target
 from tests.services import queued_tasks
 
@@ -92,7 +92,10 @@ def test_an_edit_during_a_scheduled_scan_keeps_its_scan_sooner(db):
     (server,) = add_servers(1, T0)
     assert dispatch_due_scans() == 1
     # The admin changes the host while the scan runs: the edit asks for a scan now.
-    Server.objects.filter(pk=server.pk).update(host="127.0.0.9", next_scan_at=T0)
+    server.refresh_from_db()
+    server.host = "127.0.0.9"
+    assert server.reschedule_after_edit({"host"}, T0)
+    server.save(update_fields=["host", "next_scan_at", "updated_at"])
     record_scan(server, ScanPurpose.SCHEDULED, T0 + timedelta(seconds=30))
     assert next_scan_at(server) == T0
     with time_machine.travel(T0 + timedelta(seconds=60), tick=False):
@@ -372,7 +375,7 @@ def test_a_broker_that_is_down_fails_the_dispatch_in_words_and_quickly(
     assert not Server.objects.filter(scan_queued_at__isnull=False).exists()
     assert queued_tasks(redis_broker) == []
     # Their leases end as usual: then they are dispatched again.
-    Server.objects.update(next_scan_at=timezone.now())
+    ServerLocation.objects.update(next_scan_at=timezone.now())
     assert dispatch_due_scans() == 50
     assert queued_server_ids(redis_broker) == sorted(server.pk for server in servers)
 

@@ -38,9 +38,9 @@ def test_a_claim_moves_the_next_scan_one_lease_on(server, settings):
 def test_a_finished_scheduled_scan_schedules_from_when_it_finished_not_the_missed_slot(server):
     late = T0 + timedelta(hours=5)
     claim_due_servers(late, 100)
-    server.refresh_from_db()
-    server.save(update_fields=server.finish_scan(True, late + SECOND))
-    assert Server.objects.get(pk=server.pk).next_scan_at == late + SECOND + timedelta(minutes=15)
+    schedule = server.schedules.get()
+    schedule.save(update_fields=schedule.finish_scan(True, late + SECOND))
+    assert schedule.next_scan_at == late + SECOND + timedelta(minutes=15)
 
 
 def test_paused_servers_are_never_claimed(server):

@@ -11,10 +11,12 @@ from django.utils import timezone
 
 from pop3lab.config import EndpointConfig
 from pop3lab.hostile import HostileConfig
-from popcompliance.compliance.models import Change, CheckState, ScanRun
+from popcompliance.compliance.models import Change, CheckState, Heartbeat, ScanRun
 from popcompliance.compliance.tasks import dispatch_due_scans, scan_server
-from popcompliance.inventory.models import Server
+from popcompliance.inventory.models import Server, ServerLocation
+from tests import split_horizon
 from tests.conftest import create_lab_policy, lab_server
+from tests.test_dispatch import twice_at_once
 
 pytestmark = pytest.mark.slow
 
@@ -56,8 +58,10 @@ def reloaded(server):
 
 
 def duplicated_changes():
-    """(server, address, check) that more than one Change was recorded for."""
-    rows = Change.objects.values("server", "address", "check_id").annotate(n=Count("id"))
+    """(server, location, address, check) that more than one Change was recorded for."""
+    rows = Change.objects.values("server", "location", "address", "check_id").annotate(
+        n=Count("id")
+    )
     return list(rows.filter(n__gt=1))
 
 
@@ -111,7 +115,7 @@ def test_every_due_server_is_scanned_after_redis_restarts_mid_fleet(
     redis_broker.start()
     restarted = timezone.now()
     # One interval passes: every server's next slot, and the lease of every lost scan, ends.
-    Server.objects.update(next_scan_at=F("next_scan_at") - timedelta(minutes=1))
+    ServerLocation.objects.update(next_scan_at=F("next_scan_at") - timedelta(minutes=1))
     celery_processes.wait_until(
         lambda: scanned_since(restarted) == len(servers), 90, "every server was scanned again"
     )
@@ -136,3 +140,56 @@ def test_two_deliveries_of_one_scan_record_no_duplicate_change(
     changes = Change.objects.filter(server=server).values_list("check_id", "previous_status")
     assert sorted(changes) == [("dns.srv", ""), ("pop3.plaintext_login", "")]
     assert reloaded(server).status == "non_compliant"
+
+
+# --- probe locations: one worker per queue ---------------------------------------------------
+
+
+@pytest.fixture
+def horizon(settings):
+    yield from split_horizon.running(settings)
+
+
+def location_worker(celery_processes, horizon, location):
+    """A worker of `location`: it takes that queue only, and resolves names with that
+    location's DNS, as a worker on a machine in that network would."""
+    return celery_processes.worker(
+        location,
+        queues=location,
+        POPC_LOCATIONS=",".join(split_horizon.LOCATIONS),
+        POPC_DNS_RESOLVER=horizon.resolver(location),
+    )
+
+
+def test_workers_on_two_queues_scan_each_server_once_from_each_location(
+    celery_processes, horizon, policy
+):
+    servers = [
+        horizon.server(f"mail{i}", policy, next_scan_at=timezone.now() - timedelta(seconds=1))
+        for i in range(3)
+    ]
+    for location in split_horizon.LOCATIONS:
+        location_worker(celery_processes, horizon, location)
+    # Each worker's heartbeat is its queue's: the dispatcher sends scans to live locations.
+    queues = Heartbeat.objects.filter(name__startswith="queue ").values_list("name", "detail")
+    assert sorted((name, detail.split("@")[0]) for name, detail in queues) == [
+        ("queue inside", "inside"),
+        ("queue outside", "outside"),
+    ]
+    # Two dispatchers at once: each server × location is claimed and sent once.
+    assert sum(twice_at_once(dispatch_due_scans)) == 6
+    celery_processes.wait_until(lambda: ScanRun.objects.count() == 6, 60, "six scans stored")
+    time.sleep(1)  # room for a wrong second scan to show up
+    runs = ScanRun.objects.values_list("server", "location", "worker")
+    assert sorted((server, location) for server, location, _ in runs) == sorted(
+        (s.pk, location) for s in servers for location in split_horizon.LOCATIONS
+    )
+    assert all(worker.startswith(f"{location}@") for _, location, worker in runs)
+    for server in servers:
+        login = CheckState.objects.filter(server=server, check_id="pop3.plaintext_login")
+        assert dict(login.values_list("location", "status")) == {
+            "inside": "fail",
+            "outside": "skip",
+        }
+        assert reloaded(server).status == "non_compliant"  # the worst of the two
+    assert duplicated_changes() == []

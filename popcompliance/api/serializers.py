@@ -148,13 +148,13 @@ class CheckStateSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CheckState
-        fields = ["id", "status", "summary", "remediation", "address", "since"]
+        fields = ["id", "status", "summary", "remediation", "location", "address", "since"]
 
 
 class AddressSerializer(serializers.ModelSerializer):
     class Meta:
         model = ServerAddress
-        fields = ["address", "product", "login_type", "first_seen_at", "last_seen_at"]
+        fields = ["location", "address", "product", "login_type", "first_seen_at", "last_seen_at"]
 
 
 class CertificateSerializer(serializers.ModelSerializer):
@@ -281,6 +281,7 @@ class ServerWriteSerializer(serializers.ModelSerializer):
             "host",
             "service_name",
             "protocols",
+            "locations",
             *PORT_FIELDS,
             "site",
             "tags",

@@ -37,6 +37,6 @@ class HeartbeatScheduler(PersistentScheduler):
 
 
 def _failed(what: str, exc: Exception) -> None:
-    from popcompliance.compliance.tasks import beat_failed
+    from popcompliance.ops.heartbeats import beat_failed
 
     beat_failed(f"{what}: {exc}")

@@ -1,6 +1,10 @@
 """What the scans found, kept so that storage grows with changes, not with scans.
 
-- CheckState: the current settled status per server × address × check (updated in place).
+Each of them but certificates and snapshots is kept per probe location (popcompliance.locations):
+what a server looks like from the DMZ and from outside are two sets of facts.
+
+- CheckState: the current settled status per server × location × address × check (updated in
+  place).
 - Change: one row per real status change; the compliance history and the alert outbox.
 - ScanRun: each scan with its raw facts, kept for POPC_SCAN_RUN_RETENTION_DAYS.
 - Certificate / CertificateSighting: every leaf certificate seen, and where it is served.
@@ -19,6 +23,7 @@ from django.urls import reverse
 
 import scanner
 from popcompliance.inventory.models import Server
+from popcompliance.locations import DEFAULT_LOCATION
 from scanner import PASSING, STATUS_RANK, login_type_label
 
 
@@ -46,9 +51,10 @@ def is_regression(previous: str, status: str) -> bool:
 
 
 class ServerAddress(models.Model):
-    """One address a server resolved to, with the product seen there."""
+    """One address a server resolved to from one location, with the product seen there."""
 
     server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="addresses")
+    location = models.CharField(max_length=50, default=DEFAULT_LOCATION)
     address = models.CharField(max_length=45)
     product = models.CharField(max_length=100, blank=True)
     login_type = models.CharField(max_length=40, blank=True)
@@ -56,9 +62,11 @@ class ServerAddress(models.Model):
     last_seen_at = models.DateTimeField()
 
     class Meta:
-        ordering = ["server", "address"]
+        ordering = ["server", "location", "address"]
         constraints = [
-            models.UniqueConstraint(fields=["server", "address"], name="unique_server_address")
+            models.UniqueConstraint(
+                fields=["server", "location", "address"], name="unique_server_location_address"
+            )
         ]
 
     def __str__(self) -> str:
@@ -73,7 +81,8 @@ class ServerAddress(models.Model):
 
 
 class CheckState(models.Model):
-    """The settled status of one check on one address of a server ("" = about the name).
+    """The settled status of one check on one address of a server ("" = about the name), as
+    seen from one location.
 
     A suspected regression or a run of errors is not settled yet: it is held as a candidate
     (`candidate_status`, counted in `candidate_count`) until it is confirmed, so one lost
@@ -81,6 +90,7 @@ class CheckState(models.Model):
     """
 
     server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="check_states")
+    location = models.CharField(max_length=50, default=DEFAULT_LOCATION)
     address = models.CharField(max_length=45, blank=True)
     check_id = models.CharField(max_length=40)
     status = models.CharField(max_length=10, choices=CheckStatus.choices)
@@ -92,10 +102,10 @@ class CheckState(models.Model):
     candidate_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["server", "address", "check_id"]
+        ordering = ["server", "location", "address", "check_id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["server", "address", "check_id"], name="unique_check_state"
+                fields=["server", "location", "address", "check_id"], name="unique_check_state"
             )
         ]
         indexes = [
@@ -142,14 +152,15 @@ class ScanPurpose(models.TextChoices):
 
 
 class ScanRun(models.Model):
-    """One scan of one server with its raw facts (the scanner's JSON report).
+    """One scan of one server from one location with its raw facts (the scanner's JSON report).
 
-    Kept for POPC_SCAN_RUN_RETENTION_DAYS; the latest run of each server is always kept.
-    `error` is set when the scan itself crashed (a bug or a bad row), not when the server
-    misbehaved: that is in the facts.
+    Kept for POPC_SCAN_RUN_RETENTION_DAYS; the latest run of each server from each location is
+    always kept. `error` is set when the scan itself crashed (a bug or a bad row), not when the
+    server misbehaved: that is in the facts.
     """
 
     server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="scan_runs")
+    location = models.CharField(max_length=50, default=DEFAULT_LOCATION)
     purpose = models.CharField(max_length=20, choices=ScanPurpose.choices)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()
@@ -178,6 +189,7 @@ class Change(models.Model):
     """
 
     server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="changes")
+    location = models.CharField(max_length=50, default=DEFAULT_LOCATION)
     address = models.CharField(max_length=45, blank=True)
     check_id = models.CharField(max_length=40)
     previous_status = models.CharField(max_length=10, choices=CheckStatus.choices, blank=True)

@@ -1,5 +1,9 @@
 """Turn one scan report into stored state: the one path workers and `manage.py scan` share.
 
+A report is a scan from one location (popcompliance.locations): it settles that location's
+check states, changes and addresses, and that location's schedule; the server's status is
+judged over every location's states, so it is the worst over them.
+
 `record_report` runs in one transaction with the server row locked, so two deliveries of the
 same task (acks_late) or a manual scan racing a scheduled one are serialised, and the second
 finds the state the first left: it writes no duplicate Change.
@@ -34,7 +38,8 @@ from popcompliance.compliance.models import (
     ServerAddress,
     is_regression,
 )
-from popcompliance.inventory.models import Server, ServerStatus
+from popcompliance.inventory.models import Server, ServerLocation, ServerStatus
+from popcompliance.locations import DEFAULT_LOCATION
 from popcompliance.maintenance.windows import in_maintenance
 
 # A regression settles on its second consecutive sighting: the scan that saw it and the
@@ -55,6 +60,7 @@ class Recorded:
 class Observation:
     address: str
     check: scanner.CheckResult
+    location: str = DEFAULT_LOCATION
 
 
 def record_report(
@@ -64,8 +70,10 @@ def record_report(
     purpose: str,
     worker: str = "",
     now: datetime | None = None,
+    location: str = DEFAULT_LOCATION,
 ) -> Recorded:
-    """Store a scan of one server and settle what it shows. Touches only the database."""
+    """Store a scan of one server from `location` and settle what it shows. Touches only the
+    database, in as many queries whatever the number of checks."""
     now = now or timezone.now()
     with transaction.atomic():
         server = (
@@ -75,6 +83,7 @@ def record_report(
         )
         run = ScanRun.objects.create(
             server=server,
+            location=location,
             purpose=purpose,
             started_at=report.started_at,
             finished_at=now,
@@ -84,8 +93,10 @@ def record_report(
             worker=worker,
         )
         recorded = Recorded(run)
-        states = {(s.address, s.check_id): s for s in server.check_states.all()}
-        seen = observations(report, known_addresses(states))
+        every_state = list(server.check_states.all())
+        states = {(s.address, s.check_id): s for s in every_state if s.location == location}
+        elsewhere = [s for s in every_state if s.location != location]
+        seen = observations(report, known_addresses(states), location)
         altered = [
             state
             for observation in seen
@@ -98,9 +109,10 @@ def record_report(
             CheckState.objects.bulk_update(altered, STORED_FIELDS)
         if report.endpoints:
             _forget_vanished(states, seen)
-        remember_addresses(server, report.endpoints, now)
+        remember_addresses(server, location, report.endpoints, now)
         remember_certificates(server, report.endpoints, now)
-        _save_server(server, settled_status(states.values()), purpose, now)
+        status = settled_status([*states.values(), *elsewhere])
+        _save_server(server, location, status, purpose, now)
         if recorded.changes and in_maintenance(server, now):
             for change in recorded.changes:
                 change.during_maintenance = True
@@ -112,7 +124,9 @@ def known_addresses(states: dict[tuple[str, str], CheckState]) -> list[str]:
     return sorted({address for address, _ in states if address})
 
 
-def observations(report: scanner.ScanReport, known: list[str]) -> list[Observation]:
+def observations(
+    report: scanner.ScanReport, known: list[str], location: str = DEFAULT_LOCATION
+) -> list[Observation]:
     """Every (address, check) the report speaks about.
 
     When no address could be probed (the name did not resolve), the per-address verdicts are
@@ -120,13 +134,13 @@ def observations(report: scanner.ScanReport, known: list[str]) -> list[Observati
     counts runs there instead of inventing a new, address-less state.
     """
     target_checks = [c for c in report.checks if c.id in scanner.TARGET_CHECK_IDS]
-    found = [Observation("", check) for check in target_checks]
+    found = [Observation("", check, location) for check in target_checks]
     if report.endpoints:
-        found += [Observation(c.address or "", c) for c in report.address_checks]
+        found += [Observation(c.address or "", c, location) for c in report.address_checks]
         return found
     address_checks = [c for c in report.checks if c.id in scanner.ADDRESS_CHECK_IDS]
     for address in known or [""]:
-        found += [Observation(address, check) for check in address_checks]
+        found += [Observation(address, check, location) for check in address_checks]
     return found
 
 
@@ -204,6 +218,7 @@ def _first_sighting(server: Server, observation: Observation, now: datetime) -> 
     check = observation.check
     return CheckState(
         server=server,
+        location=observation.location,
         address=observation.address,
         check_id=check.id,
         status=check.status,
@@ -219,6 +234,7 @@ def _change(
     check = observation.check
     return Change(
         server=server,
+        location=observation.location,
         address=observation.address,
         check_id=check.id,
         previous_status=previous,
@@ -242,16 +258,21 @@ def _forget_vanished(states: dict[tuple[str, str], CheckState], seen: list[Obser
 
 
 def remember_addresses(
-    server: Server, endpoints: Iterable[scanner.EndpointFacts], now: datetime
+    server: Server, location: str, endpoints: Iterable[scanner.EndpointFacts], now: datetime
 ) -> None:
-    """Upsert the addresses probed, with the product and LoginType seen there."""
+    """Upsert the addresses probed from `location` (the name may resolve differently inside
+    and outside), with the product and LoginType seen there."""
     endpoints = list(endpoints)
     if not endpoints:
         return
-    existing = {a.address: a for a in server.addresses.all()}
+    existing = {a.address: a for a in server.addresses.filter(location=location)}
     for endpoint in endpoints:
         row = existing.pop(endpoint.address, None) or ServerAddress(
-            server=server, address=endpoint.address, first_seen_at=now, last_seen_at=now
+            server=server,
+            location=location,
+            address=endpoint.address,
+            first_seen_at=now,
+            last_seen_at=now,
         )
         seen = (endpoint.product or "", endpoint.login_type or "")
         unchanged = row.pk and (row.product, row.login_type) == seen
@@ -279,9 +300,26 @@ def settled_status(states: Iterable[CheckState]) -> str:
     return SERVER_STATUS_OF[scanner.compliance_of(statuses)]
 
 
-def _save_server(server: Server, status: str, purpose: str, now: datetime) -> None:
+def _save_server(server: Server, location: str, status: str, purpose: str, now: datetime) -> None:
+    """Settle the server's status, and finish the scan of this location: its schedule moves
+    on (ServerLocation.finish_scan), the server's next time and "scan queued" follow all its
+    locations'."""
+    schedules = {row.location: row for row in server.schedules.all()}
+    schedule = schedules.get(location)
+    if schedule is None:
+        # A server inserted in bulk and scanned before the dispatcher gave it its schedules.
+        schedule = ServerLocation.objects.create(
+            server=server, location=location, next_scan_at=server.next_scan_at
+        )
+        schedules[location] = schedule
+    schedule.server = server
+    schedule.last_scan_at = now
+    moved = schedule.finish_scan(purpose == ScanPurpose.SCHEDULED, now)
+    schedule.save(update_fields=[*moved, "last_scan_at"])
     server.settle_status(status, now)
     server.last_scan_at = now
-    scheduling = server.finish_scan(purpose == ScanPurpose.SCHEDULED, now)
-    fields = ["status", "status_changed_at", "last_scan_at", "updated_at", *scheduling]
-    server.save(update_fields=fields)
+    server.next_scan_at = min(row.next_scan_at for row in schedules.values())
+    if not any(row.scan_queued_at for row in schedules.values()):
+        server.scan_queued_at = None
+    fields = ["status", "status_changed_at", "last_scan_at", "updated_at"]
+    server.save(update_fields=[*fields, "next_scan_at", "scan_queued_at"])

@@ -1,6 +1,7 @@
 """How long each kind of row lives, and the prune that enforces it.
 
-- ScanRun (raw facts): POPC_SCAN_RUN_RETENTION_DAYS (30); the latest run of a server is kept.
+- ScanRun (raw facts): POPC_SCAN_RUN_RETENTION_DAYS (30); the latest run of a server from
+  each location is kept.
 - Change (history, alert outbox): POPC_CHANGE_RETENTION_DAYS (730).
 - Heartbeat: 7 days after a process was last seen (a worker that is gone for good).
 - ImportJob (a background CSV import's report): 30 days.
@@ -28,7 +29,9 @@ def prune(now: datetime) -> dict[str, int]:
     """Delete what has outlived its retention; how many rows of each kind went."""
     run_cutoff = now - timedelta(days=settings.POPC_SCAN_RUN_RETENTION_DAYS)
     change_cutoff = now - timedelta(days=settings.POPC_CHANGE_RETENTION_DAYS)
-    latest_runs = ScanRun.objects.values("server").annotate(latest=Max("id")).values("latest")
+    latest_runs = (
+        ScanRun.objects.values("server", "location").annotate(latest=Max("id")).values("latest")
+    )
     deleted = {
         "scan_runs": ScanRun.objects.filter(started_at__lt=run_cutoff)
         .exclude(pk__in=latest_runs)

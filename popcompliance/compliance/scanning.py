@@ -16,6 +16,7 @@ from django.conf import settings
 import scanner
 from popcompliance.inventory.credentials import UndecryptablePassword
 from popcompliance.inventory.models import Policy, Server, scanner_guard
+from popcompliance.locations import DEFAULT_LOCATION
 
 LOGIN_CHECK_ID = "pop3.tls_login"
 UNDECRYPTABLE_SUMMARY = (
@@ -97,14 +98,18 @@ def scan_servers(
     return reports
 
 
-def earlier_tls_support(server: Server, now: datetime) -> tuple[scanner.EarlierSupport, ...]:
-    """The TLS enumerations of the server's last scan with facts that its policy lets a
-    scheduled scan reuse: complete (no error) and younger than `tls_enumeration_hours`. One
-    query. The scanner still enumerates again where the server now negotiates differently."""
+def earlier_tls_support(
+    server: Server, now: datetime, location: str = DEFAULT_LOCATION
+) -> tuple[scanner.EarlierSupport, ...]:
+    """The TLS enumerations of the server's last scan from `location` with facts that its
+    policy lets a scheduled scan reuse: complete (no error) and younger than
+    `tls_enumeration_hours` (another location may reach another TLS front end). One query.
+    The scanner still enumerates again where the server now negotiates differently."""
     hours = server.policy.tls_enumeration_hours
     if not hours:
         return ()
-    run = server.scan_runs.exclude(facts__isnull=True).only("facts").first()
+    runs = server.scan_runs.filter(location=location).exclude(facts__isnull=True)
+    run = runs.only("facts").first()
     oldest = now - timedelta(hours=hours)
     reusable = []
     for address, port, after_stls, data in _supports_in(run.facts if run else None):

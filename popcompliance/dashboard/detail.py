@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db.models import Max, Subquery
+
 import scanner
 from popcompliance.alerts.models import Alert
 from popcompliance.compliance.models import (
@@ -21,7 +23,9 @@ from popcompliance.compliance.models import (
 )
 from popcompliance.dashboard import facts as report
 from popcompliance.dashboard.catalog import CHECK_GROUPS, CheckGroup
+from popcompliance.dashboard.locations import side_by_side
 from popcompliance.inventory.models import Server
+from popcompliance.locations import DEFAULT_LOCATION, declared
 from popcompliance.maintenance.windows import server_panel
 
 RECENT_CHANGES = 10
@@ -59,25 +63,30 @@ def check_rows(states: list[CheckState]) -> list[CheckRow]:
 
 @dataclass(frozen=True)
 class AddressRow:
-    """One probed address: what runs there, and its state per per-address check."""
+    """One address probed from one location: what runs there, and its state per per-address
+    check."""
 
     address: str
     known: ServerAddress | None
     cells: list[tuple[str, CheckState | None]]
+    location: str = DEFAULT_LOCATION
 
 
 def address_rows(
     states: list[CheckState], known: list[ServerAddress], ids: list[str]
 ) -> list[AddressRow]:
-    """Rows for every address with states, sorted, with a cell for each of `ids`."""
-    cells: dict[str, dict[str, CheckState]] = defaultdict(dict)
+    """Rows for every address with states, by location then address, with a cell for each of
+    `ids`."""
+    cells: dict[tuple[str, str], dict[str, CheckState]] = defaultdict(dict)
     for state in states:
         if state.address:
-            cells[state.address][state.check_id] = state
-    by_address = {row.address: row for row in known}
+            cells[state.location, state.address][state.check_id] = state
+    by_address = {(row.location, row.address): row for row in known}
+    order = {name: n for n, name in enumerate(declared())}
+    keys = sorted(cells, key=lambda key: (order.get(key[0], len(order)), key))
     return [
-        AddressRow(address, by_address.get(address), [(i, cells[address].get(i)) for i in ids])
-        for address in sorted(cells)
+        AddressRow(key[1], by_address.get(key), [(i, cells[key].get(i)) for i in ids], key[0])
+        for key in keys
     ]
 
 
@@ -128,11 +137,33 @@ def address_groups(applying: list[Section]) -> list[tuple[str, list[scanner.Chec
     return groups
 
 
+def latest_facts_by_location(server: Server) -> dict[str, ScanRun]:
+    """The newest scan with facts from each location of the server (one query)."""
+    newest = (
+        server.scan_runs.exclude(facts__isnull=True)
+        .order_by()
+        .values("location")
+        .annotate(newest=Max("pk"))
+        .values("newest")
+    )
+    return {run.location: run for run in ScanRun.objects.filter(pk__in=Subquery(newest))}
+
+
+def shown_run(server: Server, runs: dict[str, ScanRun]) -> ScanRun | None:
+    """Whose facts the sections show: the first of the server's locations (in declared order)
+    that has some, else the newest of any location it was probed from before."""
+    for name in server.probe_locations:
+        if name in runs:
+            return runs[name]
+    return max(runs.values(), key=lambda run: run.started_at, default=None)
+
+
 def server_context(server: Server, now: datetime) -> dict[str, Any]:
     """Everything the server page shows about `server` (fetched with policy and tags)."""
     states = list(server.check_states.all())
     runs = list(server.scan_runs.defer("facts")[:COMPARABLE_RUNS])
-    latest = server.scan_runs.exclude(facts__isnull=True).first()
+    by_location = latest_facts_by_location(server)
+    latest = shown_run(server, by_location)
     facts = latest.facts if latest else None
     rows = check_rows(states)
     endpoints = report.endpoints(facts)
@@ -159,6 +190,7 @@ def server_context(server: Server, now: datetime) -> dict[str, Any]:
         "changes": list(server.changes.all()[:RECENT_CHANGES]),
         "alerts": _unresolved_alerts(server, now),
         "maintenance": server_panel(server, now),
+        "locations": side_by_side(server.probe_locations, states, by_location),
         "now": now,
     }
 

@@ -33,14 +33,12 @@ from django.utils.safestring import SafeString
 import scanner
 from popcompliance.alerts.models import Alert, AlertState
 from popcompliance.alerts.outbox import EmailHealth, email_health
-from popcompliance.celery import DISPATCH_EVERY
 from popcompliance.compliance.certificates import seen_at_last_scan
 from popcompliance.compliance.models import (
     Certificate,
     CertificateSighting,
     CheckState,
     FleetSnapshot,
-    Heartbeat,
 )
 from popcompliance.dashboard.catalog import (
     CLEARTEXT_CHECKS,
@@ -51,11 +49,6 @@ from popcompliance.dashboard.catalog import (
 )
 from popcompliance.inventory.models import Server
 
-# Beat sends tasks every DISPATCH_EVERY seconds (and alerts.deliver every minute); three
-# rounds without a heartbeat (at least three minutes) mean it stopped, not that it is busy.
-# Workers record theirs after a task, at most every 30 s, and beat gives them one a minute.
-BEAT_STALE_AFTER = timedelta(seconds=max(180.0, 3 * DISPATCH_EVERY))
-WORKERS_STALE_AFTER = timedelta(minutes=3)
 EXPIRING_WITHIN = timedelta(days=30)
 EXPIRING_PANEL_KEY = "dashboard:expiring-certificates"
 EXPIRING_PANEL_SECONDS = 60
@@ -363,47 +356,6 @@ def open_alerts(now: datetime, limit: int = 8) -> OpenAlerts:
         .order_by("-opened_at", "-id")
     )
     return OpenAlerts(newest[0].total if newest else 0, newest)
-
-
-@dataclass(frozen=True)
-class Liveness:
-    """When beat, the dispatcher and the workers last proved they were alive, and what that
-    shows (compliance/tasks.py records the heartbeats).
-
-    Beat records its own heartbeat as it sends tasks: a stale one means no scheduled scan is
-    being made. While beat runs it sends alerts.deliver every minute, so some worker runs a
-    task every minute: no worker heartbeat for WORKERS_STALE_AFTER means none is taking tasks.
-    Without beat, an idle worker is as silent as a dead one, so workers are not judged then."""
-
-    beat: Heartbeat | None
-    dispatcher: Heartbeat | None
-    workers: list[Heartbeat]  # the newest five
-    beat_dead: bool
-    workers_dead: bool
-
-    @property
-    def beat_failing(self) -> bool:
-        """Beat runs but could not send its last task (the broker is away)."""
-        return not self.beat_dead and self.beat is not None and bool(self.beat.failure)
-
-    @property
-    def dispatcher_failing(self) -> bool:
-        """The dispatcher's last round failed, wholly or for some servers."""
-        return self.dispatcher is not None and bool(self.dispatcher.failure)
-
-
-def liveness(now: datetime) -> Liveness:
-    """One query: every heartbeat, newest first."""
-    rows = list(Heartbeat.objects.order_by("-last_seen_at"))
-    named = {row.name: row for row in rows}
-    beat, dispatcher = named.get("beat"), named.get("dispatcher")
-    workers = [row for row in rows if row.name.startswith("worker ")]
-    beat_dead = beat is None or now - beat.last_seen_at > BEAT_STALE_AFTER
-    newest_worker_age = now - workers[0].last_seen_at if workers else None
-    workers_dead = not beat_dead and (
-        newest_worker_age is None or newest_worker_age > WORKERS_STALE_AFTER
-    )
-    return Liveness(beat, dispatcher, workers[:5], beat_dead, workers_dead)
 
 
 def email_health_banner(now: datetime) -> EmailHealth:

@@ -23,6 +23,7 @@ from popcompliance.dashboard.detail import newest_run_after, scan_result, server
 from popcompliance.dashboard.forms import CertificateFilter, ServerFilter
 from popcompliance.inventory.models import Server, Tag
 from popcompliance.maintenance.windows import fleet_panel
+from popcompliance.ops import heartbeats
 
 SERVERS_PER_PAGE = 50
 CHANGES_PER_PAGE = 50
@@ -61,7 +62,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "expiring": queries.expiring_certificates_panel(now),
         "open_alerts": queries.open_alerts(now),
         "maintenance": fleet_panel(now),
-        "liveness": queries.liveness(now),
+        "liveness": heartbeats.liveness(now),
         "email_health": queries.email_health_banner(now),
         "now": now,
     }
@@ -98,7 +99,9 @@ def server_compare(request: HttpRequest, pk: int) -> HttpResponse:
     runs = list(server.scan_runs.defer("facts")[:50])
     chosen = [_run_id(request.GET.get(k)) for k in ("a", "b")]
     if not all(chosen):
-        chosen = [run.pk for run in runs[1::-1]]
+        # The last two scans from the newest one's location: two locations differ by design.
+        same = [run for run in runs if run.location == runs[0].location] if runs else []
+        chosen = [run.pk for run in same[1::-1]]
     picked = {run.pk: run for run in server.scan_runs.filter(pk__in=chosen)}
     if len(chosen) == 2 and not all(pk in picked for pk in chosen):
         raise Http404("No such scan of this server (it may have been pruned).")

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import scanner
+from popcompliance import locations
 from popcompliance.inventory.credentials import account_errors
 from popcompliance.inventory.models import PORT_FIELDS, Policy, Server, Tag
 from popcompliance.limits import (
@@ -119,11 +120,13 @@ class ServerForm(forms.ModelForm):
             "site",
             "policy",
             "scan_interval",
+            "locations",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields.update(port_fields())
+        self._location_boxes()
         # Stored as "pop3,imap"; the checkboxes (and changed_data) compare lists of names.
         self.initial["protocols"] = [p.name for p in self.instance.declared_protocols]
         if self.instance.pk:
@@ -136,6 +139,29 @@ class ServerForm(forms.ModelForm):
             self.fields["monitor_password"].help_text = NO_STORED_PASSWORD_HELP
         if not (self.instance.monitor_username or self.instance.has_monitor_password):
             del self.fields["remove_monitor_credentials"]  # nothing stored to remove
+
+    def _location_boxes(self) -> None:
+        """One box per declared probe location; no field at all while there is only the
+        default one (the server keeps its `locations`)."""
+        names = locations.declared()
+        if len(names) < 2:
+            del self.fields["locations"]
+            return
+        self.fields["locations"] = forms.MultipleChoiceField(
+            choices=[(name, name) for name in names],
+            widget=forms.CheckboxSelectMultiple,
+            label="Probed from",
+            help_text="The locations whose workers probe it (see POPC_LOCATIONS); its status "
+            "is the worst over them.",
+        )
+        self.initial["locations"] = list(self.instance.probe_locations)
+
+    def clean_locations(self) -> str:
+        """The ticked locations as the model stores them, in the declared order."""
+        try:
+            return ",".join(locations.parse(",".join(self.cleaned_data["locations"])))
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
 
     @property
     def main_fields(self) -> list[forms.BoundField]:

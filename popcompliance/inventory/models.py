@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -14,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import scanner
+from popcompliance import locations
 from popcompliance.inventory import credentials
 from popcompliance.limits import (
     ERROR_RUNS_VALIDATORS,
@@ -200,12 +202,22 @@ def validate_protocols(value: str) -> None:
         raise ValidationError(str(exc)) from exc
 
 
+def validate_locations(value: str) -> None:
+    try:
+        locations.parse(value)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
+
+
 class Server(models.Model):
     """One mail server to watch: where it is, the client protocols it serves (POP3 by default,
     IMAP4, SMTP submission) on which ports, who owns it, how often to scan it.
 
     `status` is settled: it changes only through `settle_status` after the pipeline has
-    confirmed what it saw. `next_scan_at` is when the dispatcher should next claim it.
+    confirmed what it saw; with several locations it is the worst over them. Each location has
+    its own schedule (ServerLocation), which the dispatcher claims; `next_scan_at` is the
+    earliest of them, kept for the pages, and an edit that sets it sooner (an edit calling for
+    a rescan, a resume) brings every location's scan forward with it (see `save`).
     """
 
     name = models.CharField(max_length=200, unique=True, validators=[validate_plain_text])
@@ -219,6 +231,13 @@ class Server(models.Model):
         validators=[validate_protocols],
         help_text="The client protocols it serves, comma-separated (pop3, imap, submission); "
         "only these are probed and judged.",
+    )
+    locations = models.CharField(
+        max_length=200,
+        default=locations.DEFAULT_LOCATION,
+        validators=[validate_locations],
+        help_text="The locations it is probed from, comma-separated (declared in "
+        "POPC_LOCATIONS; `default` is where the plain workers run).",
     )
     pop3_port = models.PositiveIntegerField(default=110, validators=PORT_VALIDATORS)
     pop3s_port = models.PositiveIntegerField(default=995, validators=PORT_VALIDATORS)
@@ -272,8 +291,56 @@ class Server(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        """Save, then keep the per-location schedules in step: a new server, or a full save or
+        one of `locations`, adds and removes them; a scan asked sooner (`scan_sooner`) moves
+        each one that is later."""
+        adding = self._state.adding
+        super().save(*args, **kwargs)
+        fields = kwargs.get("update_fields")
+        if adding or fields is None or "locations" in fields:
+            self.sync_locations(new=adding)
+        sooner = self.__dict__.pop("_sooner", None)
+        if sooner is not None and not adding and (fields is None or "next_scan_at" in fields):
+            self.schedules.filter(next_scan_at__gt=sooner).update(next_scan_at=sooner)
+
     def get_absolute_url(self) -> str:
         return reverse("dashboard:server", args=[self.pk])
+
+    def scan_sooner(self, due: datetime) -> None:
+        """Ask for the next scan from every location at `due` at the latest (saved by `save`
+        with `next_scan_at`)."""
+        self.next_scan_at = due
+        self._sooner = due
+
+    @property
+    def probe_locations(self) -> tuple[str, ...]:
+        """The locations it is probed from (an unreadable value reads as `default`, so a bad
+        row never stops its scans)."""
+        try:
+            return locations.parse(self.locations)
+        except ValueError:
+            return (locations.DEFAULT_LOCATION,)
+
+    def sync_locations(self, new: bool = False) -> None:
+        """Give each of its locations a schedule (due with the server when it is `new`, at once
+        when a location is added later) and drop those of locations it no longer lists, with
+        their check states and addresses: its status is judged over the locations it is probed
+        from. Their history stays."""
+        wanted = set(self.probe_locations)
+        have = set(self.schedules.values_list("location", flat=True))
+        if gone := have - wanted:
+            self.schedules.filter(location__in=gone).delete()
+            self.check_states.filter(location__in=gone).delete()  # type: ignore[attr-defined]
+            self.addresses.filter(location__in=gone).delete()  # type: ignore[attr-defined]
+        due = self.next_scan_at if new else min(self.next_scan_at, timezone.now())
+        ServerLocation.objects.bulk_create(
+            [
+                ServerLocation(server=self, location=name, next_scan_at=due)
+                for name in wanted - have
+            ],
+            ignore_conflicts=True,
+        )
 
     def clean(self) -> None:
         if not self.host:
@@ -304,18 +371,6 @@ class Server(models.Model):
             return now + self.interval
         except OverflowError:
             return FAR_FUTURE
-
-    def finish_scan(self, scheduled: bool, now: datetime) -> list[str]:
-        """A scan made at `now` was recorded (or crashed): no scan is queued any more, and a
-        scheduled one sets the next time (its claim had moved it only a lease ahead) unless an
-        edit or a resume meanwhile asked for one sooner (a time already reached): that scan of
-        the new settings must not wait a whole interval. Manual and confirmation scans leave the
-        schedule alone, so they never cut a claim's lease short. The columns to save."""
-        self.scan_queued_at = None
-        if not scheduled or self.next_scan_at <= now:
-            return ["scan_queued_at"]
-        self.next_scan_at = self.next_scan_after(now)
-        return ["scan_queued_at", "next_scan_at"]
 
     def as_target(self, *, with_credentials: bool = True) -> scanner.Target:
         """What the scanner probes, with the monitoring account when one is set. Decrypting
@@ -413,7 +468,7 @@ class Server(models.Model):
             due = min(due, now + self.interval)
         if due == self.next_scan_at:
             return False
-        self.next_scan_at = due
+        self.scan_sooner(due)
         return True
 
     def settle_status(self, status: str, now: datetime) -> bool:
@@ -429,12 +484,57 @@ class Server(models.Model):
 
     def resume(self, now: datetime) -> None:
         """Unpause and scan soon; the status stays unknown until a scan settles it."""
-        self.paused, self.next_scan_at = False, now
+        self.paused = False
+        self.scan_sooner(now)
         self.status = ServerStatus.NEW if self.last_scan_at is None else ServerStatus.UNKNOWN
         self.status_changed_at = now
         self.save(
             update_fields=["paused", "status", "status_changed_at", "next_scan_at", "updated_at"]
         )
+
+
+class ServerLocation(models.Model):
+    """One server as probed from one location: that location's own schedule, so that each
+    server × location is claimed, leased and scanned on its own (compliance.dispatch).
+
+    Created and removed with the server's `locations` (Server.sync_locations); the dispatcher
+    also creates the missing ones of a due server (servers inserted in bulk have none)."""
+
+    server = models.ForeignKey(Server, on_delete=models.CASCADE, related_name="schedules")
+    location = models.CharField(max_length=50)
+    next_scan_at = models.DateTimeField()
+    # Set while a claimed or requested scan from here is queued or running.
+    scan_queued_at = models.DateTimeField(null=True, blank=True)
+    last_scan_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["server", "location"]
+        constraints = [
+            models.UniqueConstraint(fields=["server", "location"], name="unique_server_location")
+        ]
+        indexes = [
+            # Read by compliance.dispatch.claim_due every minute: the due rows, soonest first.
+            models.Index(fields=["next_scan_at"], name="serverlocation_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server} from {self.location}"
+
+    def get_absolute_url(self) -> str:
+        return self.server.get_absolute_url()
+
+    def finish_scan(self, scheduled: bool, now: datetime) -> list[str]:
+        """A scan from here made at `now` was recorded (or crashed): no scan is queued any
+        more, and a scheduled one sets the next time (its claim had moved it only a lease
+        ahead; the server gives the interval) unless an edit or a resume meanwhile asked for
+        one sooner (a time already reached): that scan of the new settings must not wait a
+        whole interval. Manual and confirmation scans leave the schedule alone, so they never
+        cut a claim's lease short. The columns to save."""
+        self.scan_queued_at = None
+        if not scheduled or self.next_scan_at <= now:
+            return ["scan_queued_at"]
+        self.next_scan_at = self.server.next_scan_after(now)
+        return ["scan_queued_at", "next_scan_at"]
 
 
 # The longest a background CSV import may run (its task's hard time limit): a job still

@@ -11,7 +11,8 @@ so scraping costs the same eight queries whatever the size of the fleet:
     popc_scan_duration_seconds                 histogram of the scans started in the last hour
     popc_queue_lag_seconds                     age of the oldest due, unclaimed, unpaused server
     popc_servers_dispatch_failing              servers the dispatcher could not dispatch
-    popc_heartbeat_timestamp_seconds{process,name}  beat's, the dispatcher's, each worker's (unix)
+    popc_heartbeat_timestamp_seconds{process,name}  beat's, the dispatcher's, each worker's and
+                                               each location queue's (unix; ops.heartbeats)
     popc_heartbeat_failing{process,name}       1 when that process's last round failed
     popc_notifications{status}                 emails in the outbox: pending, sent, failed (sent
                                                and failed ones are kept 90 days)
@@ -37,8 +38,9 @@ from django.db.models import Count, Min, Q, Sum
 from popcompliance.alerts.models import Channel, Notification, NotificationStatus
 from popcompliance.alerts.outbox import EMAILS, LONG_PENDING, channel_undelivered, undelivered
 from popcompliance.compliance.certificates import seen_at_last_scan
-from popcompliance.compliance.models import CertificateSighting, CheckState, Heartbeat, ScanRun
+from popcompliance.compliance.models import CertificateSighting, CheckState, ScanRun
 from popcompliance.inventory.models import Server, ServerStatus
+from popcompliance.ops import heartbeats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Upper bounds of the scan duration buckets, in seconds.
@@ -130,17 +132,6 @@ def schedule(now: datetime) -> tuple[float, int]:
     return age_seconds(now, totals["oldest"]), totals["failing"]
 
 
-def heartbeats() -> tuple[list[Sample], list[Sample]]:
-    """When each process last ran, and whether its last round failed (1) or not (0)."""
-    rows = Heartbeat.objects.order_by("name").values_list("name", "last_seen_at", "failure")
-    seen, failing = [], []
-    for name, last_seen_at, failure in rows:
-        labels = {"process": name.split()[0], "name": name}
-        seen.append((labels, int(last_seen_at.timestamp())))
-        failing.append((labels, int(bool(failure))))
-    return seen, failing
-
-
 def outbox(now: datetime) -> tuple[list[Sample], float, int]:
     """Emails by status, the age in seconds of the oldest pending one (0 if none), and how
     many are undelivered as the overview's banner counts them."""
@@ -177,7 +168,7 @@ def render(now: datetime) -> str:
     """The whole exposition, as of `now`."""
     by_status, oldest_pending, stuck = outbox(now)
     lag, dispatch_failing = schedule(now)
-    seen, failing = heartbeats()
+    seen, failing = heartbeats.samples()
     lines = [
         *family("popc_servers", "gauge", "Servers by settled status.", servers_by_status()),
         *family(
@@ -205,7 +196,8 @@ def render(now: datetime) -> str:
         *family(
             "popc_heartbeat_timestamp_seconds",
             "gauge",
-            "When beat, the dispatcher and each worker last ran (unix time).",
+            "When beat, the dispatcher, each worker and each location's queue last ran"
+            " (unix time).",
             seen,
         ),
         *family(
