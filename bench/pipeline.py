@@ -11,7 +11,7 @@ location and enqueues one task on that location's queue; one worker process per 
   ScanRun stored, first scans and rescans, for each worker concurrency asked for (the best one
   is used for the rest);
 - rows written per scan, by table, on the first scan;
-- ten unchanged rescans: they must add no CheckState or Change rows (ScanRun: one per scan,
+- three unchanged rescans: they must add no CheckState or Change rows (ScanRun: one per scan,
   by design, pruned by retention);
 - the database queries of one scan task (the worker's reads, the recording and its writes),
   first scan and unchanged rescan, for a server declaring the three protocols and for one
@@ -22,7 +22,7 @@ database `popc_bench` on 127.0.0.1:5432 (user postgres, dropped at the end). `--
 what `make run` uses instead: SQLite (WAL) and kombu's filesystem broker in a temporary folder.
 DNS goes only to a DnsServer of our own. Prints figures; it is not a test.
 
-    python bench/pipeline.py [--count 1000] [--concurrency 8,16,32] [--rescans 10] [--embedded]
+    python bench/pipeline.py [--count 1000] [--concurrency 8,16,32] [--rescans 3] [--embedded]
                              [--protocols pop3,imap,submission] [--locations external,dmz]
 
 `--locations default` is the single-location pipeline of earlier versions (one worker, the
@@ -527,7 +527,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--concurrency", default="8,16,32", help="worker concurrencies to try")
-    parser.add_argument("--rescans", type=int, default=10)
+    parser.add_argument("--rescans", type=int, default=3)
     parser.add_argument("--embedded", action="store_true", help="SQLite + filesystem broker")
     parser.add_argument("--protocols", default=ALL_PROTOCOLS, help="declared by every server")
     parser.add_argument(

@@ -12,7 +12,8 @@ scheduled scan. Prints hosts per second, connections and hellos per host, peak m
 the verdicts came out (errors mean overload), then one host's enumeration alone.
 
     python bench/scan_fleet.py [--fleet mixed|windows] [--count 1000] [--concurrency 100]
-                               [--protocols pop3,imap,submission]
+                               [--protocols pop3,imap,submission] [--posture-runs 1]
+                               [--posture-only]
 """
 
 from __future__ import annotations
@@ -215,7 +216,9 @@ def describe_run(label: str, run: Run) -> None:
         d.support.hellos
         for report in reports
         for d in door_supports(report)
-        if d.support.measured_at is not None and d.support.measured_at >= report.started_at
+        # measured_at is kept to the second.
+        if d.support.measured_at is not None
+        and d.support.measured_at >= report.started_at.replace(microsecond=0)
     )
     connections = sum(counter.by_port.values())
     split = ", ".join(
@@ -244,6 +247,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--protocols", default=ALL_PROTOCOLS, help="declared on every host")
+    parser.add_argument(
+        "--posture-runs", type=int, default=1, help="scan the posture this many times (best kept)"
+    )
+    parser.add_argument("--posture-only", action="store_true", help="skip the TLS enumeration")
     args = parser.parse_args()
     protocols = parse_protocols(args.protocols)
 
@@ -253,20 +260,29 @@ def main() -> None:
     try:
         policy = Policy(ca_bundle_pem=ca_file.read_text(), use_system_trust=False)
         fleet = targets(args.count, protocols)
-        runs = []
-        for enumerate_tls in (False, True):
-            settings = Settings(
+
+        def settings(enumerate_tls: bool) -> Settings:
+            return Settings(
                 timeout=args.timeout,
                 resolver=dns_server.address,
                 concurrency=args.concurrency,
                 enumerate_tls=enumerate_tls,
             )
-            runs.append(scan_fleet(fleet, settings, policy, emulator.pid))
-        # A scheduled rescan: each enumeration reused once checked (scanner._enumerate).
-        rescan = scan_fleet(
-            offering_earlier(fleet, runs[1].reports), settings, policy, emulator.pid
-        )
-        single = scan_fleet(fleet[:1], settings, policy, emulator.pid)
+
+        # On a shared machine a neighbour's burst slows one run: the best shows what we cost.
+        postures = [
+            scan_fleet(fleet, settings(False), policy, emulator.pid)
+            for _ in range(args.posture_runs)
+        ]
+        posture = max(postures, key=lambda run: len(run.reports) / run.seconds)
+        full = rescan = single = None
+        if not args.posture_only:
+            full = scan_fleet(fleet, settings(True), policy, emulator.pid)
+            # A scheduled rescan: each enumeration reused once checked (scanner._enumerate).
+            rescan = scan_fleet(
+                offering_earlier(fleet, full.reports), settings(True), policy, emulator.pid
+            )
+            single = scan_fleet(fleet[:1], settings(True), policy, emulator.pid)
         emulator_mb = emulator_peak_mb(emulator)
     finally:
         emulator.terminate()
@@ -277,18 +293,25 @@ def main() -> None:
     print(f"hosts:                {args.count} ({args.fleet} fleet, one address each)")
     print(f"protocols:            {', '.join(protocols)} declared and served on every host")
     print(f"concurrency:          {args.concurrency} hosts, 3 connections per address")
-    describe_run("posture probe only", runs[0])
-    describe_run("with full TLS enumeration", runs[1])
-    describe_run("rescan reusing those enumerations", rescan)
-    posture, full = runs[0].seconds, runs[1].seconds
-    print(f"enumeration cost:     {full / posture:.1f}x the posture probe's wall time")
-    print(f"reuse cost:           {rescan.seconds / posture:.1f}x the posture probe's wall time")
-    print(f"one host alone:       {single.seconds * 1000:.0f} ms with every enumeration")
-    for door in door_supports(single.reports[0]):
+    if len(postures) > 1:
+        rates = ", ".join(f"{len(run.reports) / run.seconds:.1f}" for run in postures)
+        print(f"posture runs:         {rates} hosts/s (the best is described)")
+    describe_run("posture probe only", posture)
+    if full and rescan and single:
+        describe_run("with full TLS enumeration", full)
+        describe_run("rescan reusing those enumerations", rescan)
         print(
-            f"  {door.door + ':':<20}{door.support.duration_ms} ms, {door.support.hellos} hellos "
-            f"({', '.join(door.support.cipher_suites)})"
+            f"enumeration cost:     {full.seconds / posture.seconds:.1f}x the posture's wall time"
         )
+        print(
+            f"reuse cost:           {rescan.seconds / posture.seconds:.1f}x the posture's wall time"
+        )
+        print(f"one host alone:       {single.seconds * 1000:.0f} ms with every enumeration")
+        for door in door_supports(single.reports[0]):
+            print(
+                f"  {door.door + ':':<20}{door.support.duration_ms} ms, "
+                f"{door.support.hellos} hellos ({', '.join(door.support.cipher_suites)})"
+            )
     print(f"scanner peak memory:  {scanner_mb:.0f} MB (target < 300)")
     print(f"emulator peak memory: {emulator_mb:.0f} MB")
 
