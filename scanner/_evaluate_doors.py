@@ -71,7 +71,7 @@ def _implicit_verdict(protocol: ClientProtocol, facts: ImplicitTlsFacts) -> Verd
         return "fail", _plaintext_instead_of_tls(protocol, port, facts.plaintext_reply)
     if facts.outcome == "tls_error":
         return "fail", f"the TLS handshake on port {port} failed ({facts.error or 'no reason'})"
-    if facts.outcome == "ok" and protocol.is_greeting(facts.greeting):
+    if facts.outcome == "ok" and facts.greeting and protocol.is_greeting(facts.greeting):
         version = PROTOCOL_LABEL.get(facts.tls.version, "TLS") if facts.tls else "TLS"
         greeting = quoted(stable_greeting(facts.greeting))
         return "pass", f"{protocol.label} over {version} on port {port} works (greeting {greeting})"
