@@ -10,10 +10,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 # Dependencies first: the layer is reused until requirements.txt changes. python-ldap (LDAP
 # sign-in) has no wheel: it is built against OpenLDAP's and Cyrus SASL's headers, whose
-# packages also bring the libraries it loads at run time.
+# packages also bring the libraries it loads at run time. WeasyPrint lays out the PDF reports
+# with Pango and HarfBuzz, in the DejaVu fonts.
 COPY requirements.txt .
 RUN apt-get update \
     && apt-get install -y --no-install-recommends gcc libc6-dev libldap2-dev libsasl2-dev \
+       libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/* \
     && pip install -r requirements.txt
 

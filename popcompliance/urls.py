@@ -16,6 +16,8 @@ urlpatterns = [
     path("alerts/", include("popcompliance.alerts.urls")),
     # Maintenance windows: planned spans whose changes send no alert email until they end.
     path("maintenance/", include("popcompliance.maintenance.urls")),
+    # Compliance reports as of any date (PDF, CSV, XLSX), and the monthly one to auditors.
+    path("reports/", include("popcompliance.reports.urls")),
     # The audit log, for admins: who changed what, when.
     path("audit/", include("popcompliance.audit.urls")),
     # The JSON API and its OpenAPI schema (/api/v1/schema/), see popcompliance.api.

@@ -14,11 +14,14 @@ interpreter="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin/python"
 headers=$("$interpreter" -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null || true)
 [ -n "$headers" ] && [ -f "$headers/Python.h" ] || build+=(python3-dev)
 postgres=yes
+# What WeasyPrint renders the PDF reports with (the web app and workers make them, so `make run`
+# needs them too): Pango, HarfBuzz's subsetter, and DejaVu, the fonts the report's styles name.
+pdf=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core)
 
 case "${1:-test}" in
   # Before `pip install -r requirements.txt` (make run, make deps): the build of python-ldap.
   build)
-    wanted=("${build[@]}")
+    wanted=("${build[@]}" "${pdf[@]}")
     courier=()
     postfix=()
     postgres=no
@@ -33,10 +36,11 @@ case "${1:-test}" in
   # libnsl2 and libsasl2-2 are what the unpacked Postfix links to, and libsasl2-modules has the
   # Cyrus SASL NTLM plugin of the Postfix that discloses its host name by NTLM. slapd (with
   # ldap-utils' slapadd) is the OpenLDAP directory the single sign-on tests start privately.
+  # poppler-utils' pdftoppm and pdftotext read the PDF reports back (a blank page is caught).
   test)
     wanted=(dovecot-pop3d dovecot-imapd dovecot-submissiond redis-server postgresql chromium
       gnutls-bin mailutils-pop3d mailutils-imap4d libidn12 libgdbm6 libdb5.3 libicu72 libnsl2
-      libsasl2-2 libsasl2-modules slapd ldap-utils "${build[@]}")
+      libsasl2-2 libsasl2-modules slapd ldap-utils poppler-utils "${build[@]}" "${pdf[@]}")
     # Courier's pop3d and couriertls, and the libraries that ship with them. As packages they
     # conflict with dovecot-pop3d and mailutils-pop3d, so they are unpacked, never installed.
     courier=(courier-pop courier-base courier-authlib libcourier-unicode4)
@@ -48,7 +52,7 @@ case "${1:-test}" in
   # bench/peers.py times testssl.sh (and sslyze, which it installs into a venv of its own)
   # beside the scanner; strace is how it can show whom they connect to.
   bench)
-    wanted=(redis-server postgresql testssl.sh strace)
+    wanted=(redis-server postgresql testssl.sh strace "${pdf[@]}")
     courier=()
     postfix=()
     ;;

@@ -304,6 +304,7 @@ class NotificationKind(models.TextChoices):
     EXPIRY = "expiry", "Certificate expiry"
     DIGEST = "digest", "Daily digest"
     TEST = "test", "Test message"
+    REPORT = "report", "Monthly compliance report"
 
 
 class ChannelScope(models.TextChoices):
@@ -466,6 +467,14 @@ class Notification(models.Model):
         blank=True,
         related_name="notifications",
     )
+    # The PDF attached to a monthly report's email (popcompliance.reports).
+    report = models.ForeignKey(
+        "reports.StoredReport",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="notifications",
+    )
     status = models.CharField(
         max_length=10, choices=NotificationStatus.choices, default=NotificationStatus.PENDING
     )
@@ -509,6 +518,8 @@ class Notification(models.Model):
             self.subject, self.body_text, settings.DEFAULT_FROM_EMAIL, [self.to], headers=headers
         )
         message.attach_alternative(self.body_html, "text/html")
+        if self.report_id is not None:
+            message.attach(self.report.filename, bytes(self.report.pdf), "application/pdf")
         return message
 
     def backoff(self) -> timedelta:

@@ -159,8 +159,28 @@ CHANNEL = Audited(
     ),
 )
 
+# Who receives the monthly compliance report (popcompliance.reports).
+REPORT_SCHEDULE = Audited(
+    "report schedule",
+    fields=(
+        Tracked("recipients", "recipients"),
+        Tracked("scope", "scope"),
+        Tracked("tls_profile", "TLS profile"),
+    ),
+)
+
 OBJECT_TYPES = tuple(
-    spec.object_type for spec in (SERVER, POLICY, TAG, USER, API_TOKEN, CHANNEL, MAINTENANCE_WINDOW)
+    spec.object_type
+    for spec in (
+        SERVER,
+        POLICY,
+        TAG,
+        USER,
+        API_TOKEN,
+        CHANNEL,
+        MAINTENANCE_WINDOW,
+        REPORT_SCHEDULE,
+    )
 )
 
 
@@ -175,6 +195,7 @@ def audited_models() -> dict[type[Model], Audited]:
         "accounts.ApiToken": API_TOKEN,
         "alerts.Channel": CHANNEL,
         "maintenance.MaintenanceWindow": MAINTENANCE_WINDOW,
+        "reports.ReportSchedule": REPORT_SCHEDULE,
     }
     models = {apps.get_model(label): spec for label, spec in specs.items()}
     return {model: _with_attnames(model, spec) for model, spec in models.items()}

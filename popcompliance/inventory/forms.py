@@ -39,6 +39,22 @@ def split_list(text: str) -> list[str]:
     return list(dict.fromkeys(part for part in parts if part))
 
 
+def email_list(text: str) -> list[str]:
+    """The addresses of a text field (split_list), each valid and not too many; a
+    ValidationError naming the bad ones otherwise."""
+    emails = split_list(text)
+    bad = []
+    for email in emails:
+        try:
+            validate_email(email)
+        except ValidationError:
+            bad.append(email)
+    if bad:
+        raise ValidationError(f"Not a valid email address: {', '.join(bad)}.")
+    validate_owner_count(emails)
+    return emails
+
+
 # The password's help when none is stored (a new server, or one without credentials).
 NO_STORED_PASSWORD_HELP = "Needed with a username; it is stored encrypted and never shown."
 PROTOCOLS_HELP = "The client protocols this server serves; only these are probed and judged."
@@ -183,17 +199,7 @@ class ServerForm(forms.ModelForm):
         return [self[name] for name in self.MONITORING_FIELDSET if name in self.fields]
 
     def clean_owners(self) -> list[str]:
-        emails = split_list(self.cleaned_data["owners"])
-        bad = []
-        for email in emails:
-            try:
-                validate_email(email)
-            except ValidationError:
-                bad.append(email)
-        if bad:
-            raise ValidationError(f"Not a valid email address: {', '.join(bad)}.")
-        validate_owner_count(emails)
-        return emails
+        return email_list(self.cleaned_data["owners"])
 
     def clean_protocols(self) -> str:
         """The ticked protocols as the model stores them, in the catalog's order."""
