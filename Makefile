@@ -68,6 +68,7 @@ bench: deps
 	$(PY) bench/dashboard.py
 	$(PY) bench/digest.py
 	$(PY) bench/csv_io.py
+	$(PY) bench/reports.py
 
 # Migrates, creates the admin account, then web + worker + beat until Ctrl-C (popcompliance/run.py).
 run: $(RUNTIME_STAMP)

@@ -1,7 +1,8 @@
 """TEMPORARY STAND-IN for popcompliance.compliance.history (the as-of layer, on its way to main).
 
-It answers for "now" only, from CheckState and Server.status, with the signatures the real layer
-has; a past moment is refused. Delete this file once history.py is merged and import from it.
+It answers with the current state (CheckState and Server.status) whatever moment it is asked
+about, with the signatures the real layer has. Delete this file once history.py is merged, and
+import from it.
 """
 
 from __future__ import annotations
@@ -29,13 +30,7 @@ class CheckAsOf:
     remediation: str
 
 
-def _now_only(when: datetime | None) -> None:
-    if when is not None:
-        raise NotImplementedError("the as-of stand-in answers for now only")
-
-
 def checks_as_of(when: datetime | None, servers: QuerySet[Server]) -> Iterator[CheckAsOf]:
-    _now_only(when)
     rows = (
         CheckState.objects.filter(server__in=servers.order_by().values("pk"))
         .order_by("server_id", "location", "address", "check_id")
@@ -55,11 +50,9 @@ def checks_as_of(when: datetime | None, servers: QuerySet[Server]) -> Iterator[C
 
 
 def statuses_as_of(when: datetime | None, servers: QuerySet[Server]) -> dict[int, str]:
-    _now_only(when)
     return dict(servers.order_by().values_list("pk", "status"))
 
 
 def counts_as_of(when: datetime | None, servers: QuerySet[Server]) -> dict[str, int]:
-    _now_only(when)
     found = dict(servers.order_by().values_list("status").annotate(n=Count("pk")))
     return {status.value: found.get(status.value, 0) for status in SERVER_STATUS_ORDER}
