@@ -11,7 +11,7 @@ their settled check states, certificates and daily snapshots), written as the pi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from popcompliance.compliance.models import (
     Certificate,
@@ -121,5 +121,5 @@ def _snapshots(today: date) -> None:
             non_compliant=1,
             unknown=1,
             new=1,
-            taken_at=datetime.combine(today, datetime.min.time()),
+            taken_at=datetime.combine(today, time.min, tzinfo=UTC),
         )

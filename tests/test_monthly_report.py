@@ -10,9 +10,8 @@ import time_machine
 
 from popcompliance.alerts.delivery import deliver_pending
 from popcompliance.alerts.models import Notification, NotificationKind
-from popcompliance.reports.models import ReportSchedule, StoredReport
+from popcompliance.reports.models import RETENTION_DAYS, ReportSchedule, StoredReport
 from popcompliance.reports.monthly import last_month_end, send_monthly
-from popcompliance.reports.tasks import send_monthly_report
 from tests.report_fleet import make_fleet
 
 pytest_plugins = ["tests.smtp"]
@@ -45,14 +44,15 @@ def test_smtp_down_then_up_sends_the_report_once_to_each_auditor_with_its_pdf(sm
     set_recipients(AUDITORS)
     smtp_sink.stop()
     with time_machine.travel(FIRST, tick=False):
-        assert send_monthly_report() == 2
+        assert send_monthly(FIRST) == 2
         assert deliver_pending()["sent"] == 0
-        assert send_monthly_report() == 0
+        assert send_monthly(FIRST) == 0
     assert set(Notification.objects.values_list("status", flat=True)) == {"pending"}
     smtp_sink.start()
-    with time_machine.travel(FIRST + timedelta(minutes=20), tick=False):
+    later = FIRST + timedelta(minutes=20)
+    with time_machine.travel(later, tick=False):
         assert deliver_pending()["sent"] == 2
-        assert send_monthly_report() == 0
+        assert send_monthly(later) == 0
         assert deliver_pending()["sent"] == 0
     assert sorted(r.rcpt_tos[0] for r in smtp_sink.received) == AUDITORS
     assert set(smtp_sink.message_ids().values()) == {1}
@@ -77,3 +77,13 @@ def test_an_auditor_added_later_in_the_month_gets_the_same_report():
     stored = StoredReport.objects.get()
     rows = Notification.objects.filter(kind=NotificationKind.REPORT, report=stored)
     assert sorted(rows.values_list("to", flat=True)) == AUDITORS
+
+
+def test_stored_reports_go_after_their_retention_with_their_emails():
+    make_fleet(FIRST - timedelta(days=1))
+    set_recipients(AUDITORS)
+    with time_machine.travel(FIRST, tick=False):
+        send_monthly(FIRST)
+    assert StoredReport.prune(FIRST + timedelta(days=RETENTION_DAYS - 1)) == 0
+    assert StoredReport.prune(FIRST + timedelta(days=RETENTION_DAYS + 1)) == 1
+    assert not Notification.objects.filter(kind=NotificationKind.REPORT).exists()

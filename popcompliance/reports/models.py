@@ -91,8 +91,7 @@ class StoredReport(models.Model):
 
     @classmethod
     def prune(cls, now: datetime) -> int:
-        """Delete those older than RETENTION_DAYS (and their notifications)."""
-        deleted, _ = cls.objects.filter(
-            created_at__lt=now - timedelta(days=RETENTION_DAYS)
-        ).delete()
-        return deleted
+        """Delete those older than RETENTION_DAYS (and their notifications); how many."""
+        old = cls.objects.filter(created_at__lt=now - timedelta(days=RETENTION_DAYS))
+        _, deleted = old.delete()
+        return deleted.get(cls._meta.label, 0)
