@@ -67,4 +67,4 @@ def test_a_viewer_downloads_the_fleets_report_as_pdf_and_csv(
 
     saved = download(viewer_page, "csv", "Berlin", tmp_path)
     rows = list(csv.DictReader(io.StringIO(saved.read_text())))
-    assert {row["server"] for row in rows} == {"cas05-berlin"}
+    assert {row["server"] for row in rows} == {"cas05-berlin", "pop-berlin"}
