@@ -37,6 +37,7 @@ from popcompliance.compliance.models import (
     ScanRun,
     ServerAddress,
     is_regression,
+    retire_states,
 )
 from popcompliance.inventory.models import Server, ServerLocation, ServerStatus
 from popcompliance.locations import DEFAULT_LOCATION
@@ -108,7 +109,7 @@ def record_report(
         if altered:
             CheckState.objects.bulk_update(altered, STORED_FIELDS)
         if report.endpoints:
-            _forget_vanished(states, seen)
+            _forget_vanished(states, seen, now)
         remember_addresses(server, location, report.endpoints, now)
         remember_certificates(server, report.endpoints, now)
         status = settled_status([*states.values(), *elsewhere])
@@ -246,15 +247,17 @@ def _change(
     )
 
 
-def _forget_vanished(states: dict[tuple[str, str], CheckState], seen: list[Observation]) -> None:
-    """Drop the states of addresses the name no longer resolves to. Only called when the
+def _forget_vanished(
+    states: dict[tuple[str, str], CheckState], seen: list[Observation], now: datetime
+) -> None:
+    """Retire the states of addresses the name no longer resolves to. Only called when the
     scan found addresses (so `seen` does not depend on the known ones): a DNS failure must
     not wipe what we know."""
     current = {(o.address, o.check.id) for o in seen}
     vanished = [key for key in states if key not in current]
     if vanished:
         ids = [states.pop(key).pk for key in vanished]
-        CheckState.objects.filter(pk__in=ids).delete()
+        retire_states(CheckState.objects.filter(pk__in=ids), "address", now)
 
 
 def remember_addresses(
