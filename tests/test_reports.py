@@ -20,7 +20,8 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from popcompliance.audit.models import AuditEntry
-from popcompliance.reports.content import build_report, counts_as_of
+from popcompliance.compliance.history import counts_as_of
+from popcompliance.reports.content import build_report
 from popcompliance.reports.formats import csv_lines, pdf_bytes, xlsx_bytes
 from popcompliance.reports.models import ReportSchedule
 from popcompliance.reports.params import ReportParams, Scope, parse_params
@@ -178,16 +179,17 @@ def test_parameters_are_refused_in_words(fleet):
         ("", "colour:red", ""): "is not a scope: write all, site:NAME",
         ("", "all", "strict"): "No TLS profile named 'strict'",
         ((today + timedelta(days=1)).isoformat(), "all", ""): "has not come yet",
+        ((today - timedelta(days=3000)).isoformat(), "all", ""): "History is kept for",
     }
     for (day, scope, profile), message in cases.items():
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
-            parse_params(day, scope, profile, today)
+            parse_params(day, scope, profile, timezone.now())
 
 
 def test_a_profile_keeps_only_the_servers_it_judged(fleet):
-    params = parse_params("", "all", "mozilla-modern", timezone.localdate())
+    params = parse_params("", "all", "mozilla-modern", timezone.now())
     assert build_report(params, timezone.now()).total == 0
-    params = parse_params("", "all", "mozilla-intermediate", timezone.localdate())
+    params = parse_params("", "all", "mozilla-intermediate", timezone.now())
     assert build_report(params, timezone.now()).total == 4
 
 

@@ -25,7 +25,7 @@ from popcompliance.reports.formats import FORMATS
 from popcompliance.reports.params import (
     SCOPE_HELP,
     ReportParams,
-    check_past,
+    check_day,
     parse_day,
     parse_profile,
     parse_scope,
@@ -41,11 +41,11 @@ PARAMETERS = [
 
 def params_of(request: Request) -> ReportParams:
     """The query's report; a 400 naming each bad parameter otherwise."""
-    query, today = request.query_params, timezone.localdate()
+    query, now = request.query_params, timezone.now()
     problems: dict[str, list[str]] = {}
     values: dict[str, Any] = {}
     readers = {
-        "as_of": lambda text: check_past(parse_day(text), today) if text else today,
+        "as_of": lambda text: check_day(parse_day(text), now) if text else timezone.localdate(now),
         "scope": parse_scope,
         "profile": parse_profile,
     }

@@ -1,6 +1,6 @@
 """A compliance report's content, the same for every format (PDF, CSV, XLSX, the API).
 
-Every status comes from the as-of layer (`checks_as_of`, `statuses_as_of`, `counts_as_of`),
+Every status comes from the as-of layer (compliance.history: `checks_as_of`, `statuses_as_of`),
 the one that feeds the overview's "as of" view, so a report and the dashboard agree on any
 date. Two readings:
 
@@ -22,15 +22,15 @@ from django.db.models import Count, QuerySet
 
 import scanner
 from popcompliance.compliance.certificates import seen_at_last_scan
+from popcompliance.compliance.history import (
+    CheckAsOf,
+    checks_as_of,
+    count_statuses,
+    statuses_as_of,
+)
 from popcompliance.compliance.models import CertificateSighting, FleetSnapshot
 from popcompliance.dashboard.catalog import SERVER_STATUS_ORDER
 from popcompliance.inventory.models import Server, ServerStatus
-from popcompliance.reports._asof_standin import (
-    CheckAsOf,
-    checks_as_of,
-    counts_as_of,
-    statuses_as_of,
-)
 from popcompliance.reports.method import Method, method
 from popcompliance.reports.params import ReportParams, moment_of
 
@@ -91,12 +91,15 @@ def exceptions_section(when: datetime | None, servers: QuerySet[Server]) -> list
     return []
 
 
-def check_rows(params: ReportParams, moment: datetime | None) -> Iterator[CheckRow]:
+def check_rows(
+    params: ReportParams, moment: datetime | None, statuses: dict[int, str] | None = None
+) -> Iterator[CheckRow]:
     """Every check of every server in scope as of `moment`, by server id (constant memory
-    but the server → status map, a few bytes per server). Servers created after the moment
-    are left out."""
+    but the server → status map, a few bytes per server, read unless `statuses` gives it).
+    Servers created after the moment are left out."""
     servers = params.servers()
-    statuses = statuses_as_of(moment, servers)
+    if statuses is None:
+        statuses = statuses_as_of(moment, servers)
     infos = servers.order_by("pk").values_list("pk", "name", "host", "site")
     checks = checks_as_of(moment, servers)
     pending = next(checks, None)
@@ -228,13 +231,14 @@ def build_report(params: ReportParams, now: datetime) -> Report:
     layer's; memory grows with the failing servers only)."""
     moment = moment_of(params.day, now)
     servers = params.servers()
-    failing, remediations, excepted = _failing(check_rows(params, moment))
+    statuses = statuses_as_of(moment, servers)
+    failing, remediations, excepted = _failing(check_rows(params, moment, statuses))
     return Report(
         params=params,
         moment=moment or now,
         is_now=moment is None,
         generated_at=now,
-        counts=counts_as_of(moment, servers),
+        counts=count_statuses(statuses),
         excepted=excepted,
         failing=failing,
         remediations=remediations,

@@ -3,17 +3,18 @@ monthly schedule's recipients (admins)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 import scanner
 from popcompliance.inventory.forms import email_list
 from popcompliance.reports.formats import FORMATS
 from popcompliance.reports.models import ReportSchedule
-from popcompliance.reports.params import ReportParams, check_past, parse_profile, parse_scope
+from popcompliance.reports.params import ReportParams, check_day, parse_profile, parse_scope
 
 PROFILE_CHOICES = [("", "Each server's policy"), *((p.name, p.title) for p in scanner.PROFILES)]
 
@@ -42,15 +43,15 @@ class ReportForm(forms.Form):
     profile = forms.ChoiceField(label="TLS profile", required=False, choices=PROFILE_CHOICES)
     format = forms.ChoiceField(choices=[(key, label) for key, (_, label) in FORMATS.items()])
 
-    def __init__(self, data: Any, *, scopes: list[Any], today: date) -> None:
+    def __init__(self, data: Any, *, scopes: list[Any], now: datetime) -> None:
         super().__init__(data)
-        self.today = today
+        self.now = now
         self.fields["scope"].choices = scopes
 
     def clean_as_of(self) -> date:
-        day = self.cleaned_data["as_of"] or self.today
+        day = self.cleaned_data["as_of"] or timezone.localdate(self.now)
         try:
-            return check_past(day, self.today)
+            return check_day(day, self.now)
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
 

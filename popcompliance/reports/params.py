@@ -3,25 +3,25 @@
 
 A report "as of" a day describes the fleet at the end of that day in the dashboard's time zone
 (settings.TIME_ZONE, UTC by default): the last instant of 30 June, so every change recorded on
-30 June counts. A day that has not ended yet (today) means now.
+30 June counts (compliance.history.end_of_day, as the overview's "as of" day). A day that has
+not ended yet (today) means now; a day before the history kept is refused.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime
 
-from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 
 import scanner
+from popcompliance.compliance import history
+from popcompliance.compliance.history import end_of_day
 from popcompliance.inventory.models import Policy, Server, Tag
 
 SCOPE_KINDS = ("site", "tag", "policy")
 SCOPE_HELP = "all, site:NAME, tag:NAME or policy:NAME"
-# The last instant a day still holds: an as-of query counts changes at or before it.
-LAST_INSTANT = timedelta(microseconds=1)
 
 
 def parse_day(text: str) -> date:
@@ -32,16 +32,10 @@ def parse_day(text: str) -> date:
         raise ValueError(f"{text!r} is not a date: write it as YYYY-MM-DD (2026-06-30).") from None
 
 
-def end_of_day(day: date) -> datetime:
-    """The last instant of `day` in the dashboard's time zone."""
-    zone = ZoneInfo(settings.TIME_ZONE)
-    return datetime.combine(day + timedelta(days=1), time.min, tzinfo=zone) - LAST_INSTANT
-
-
 def moment_of(day: date, now: datetime) -> datetime | None:
-    """The moment a report as of `day` describes: its end, or None (now) for a day not over."""
-    end = end_of_day(day)
-    return None if end >= now else end
+    """The moment a report as of `day` describes: its end, or None (now) for a day not over;
+    HistoryPruned (a ValueError in words) for a day older than the history kept."""
+    return history.moment(end_of_day(day), now)
 
 
 @dataclass(frozen=True)
@@ -128,14 +122,16 @@ class ReportParams:
         return f"popcompliance-report-{self.day.isoformat()}-{safe}"
 
 
-def check_past(day: date, today: date) -> date:
-    """`day` when it is not after `today`: a report describes what was, not what will be."""
-    if day > today:
+def check_day(day: date, now: datetime) -> date:
+    """`day` when a report can describe it: not after today (a report says what was, not what
+    will be), nor before the history kept; ValueError in words otherwise."""
+    if day > timezone.localdate(now):
         raise ValueError(f"{day.isoformat()} has not come yet: choose today or a day before.")
+    moment_of(day, now)
     return day
 
 
-def parse_params(day: str, scope: str, profile: str, today: date) -> ReportParams:
-    """ReportParams from typed text (an empty day is `today`); ValueError in words."""
-    chosen = check_past(parse_day(day), today) if day.strip() else today
+def parse_params(day: str, scope: str, profile: str, now: datetime) -> ReportParams:
+    """ReportParams from typed text (an empty day is today); ValueError in words."""
+    chosen = check_day(parse_day(day), now) if day.strip() else timezone.localdate(now)
     return ReportParams(chosen, parse_scope(scope), parse_profile(profile))

@@ -37,7 +37,7 @@ def report_form(data: object, now: datetime) -> ReportForm:
     tags = list(Tag.objects.values_list("name", flat=True))
     policies = list(Policy.objects.values_list("name", flat=True))
     scopes = scope_choices(queries.sites(), tags, policies)
-    return ReportForm(data, scopes=scopes, today=timezone.localdate(now))
+    return ReportForm(data, scopes=scopes, now=now)
 
 
 @role_required(VIEWER)

@@ -27,9 +27,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         now = timezone.now()
         try:
-            params = parse_params(
-                options["as_of"], options["scope"], options["profile"], timezone.localdate(now)
-            )
+            params = parse_params(options["as_of"], options["scope"], options["profile"], now)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         if options["output"] == "-":
