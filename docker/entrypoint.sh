@@ -32,8 +32,10 @@ case "${1:-web}" in
         wait_for_database
         python manage.py migrate --noinput
         python manage.py ensure_admin
+        # --timeout 120: a compliance report's PDF of 10,000 servers takes up to a minute on a
+        # loaded machine (bench/reports.py), and a sync worker is killed at its timeout.
         exec gunicorn popcompliance.wsgi --bind 0.0.0.0:8000 --access-logfile - \
-            --workers "${WEB_CONCURRENCY:-3}" --timeout 60
+            --workers "${WEB_CONCURRENCY:-3}" --timeout 120
         ;;
     worker)
         wait_for_database

@@ -93,8 +93,10 @@ def checks_as_of(
     two queries per SERVERS_PER_BATCH servers, whatever their history."""
     server_ids = servers.order_by("pk").values_list("pk", flat=True)
     for batch in _batches(server_ids.iterator(), SERVERS_PER_BATCH):
-        found = _now(batch, problems_only) if when is None else _past(when, batch, problems_only)
-        yield from sorted(found, key=_order)
+        if when is None:
+            yield from _now(batch, problems_only)
+        else:
+            yield from sorted(_past(when, batch, problems_only), key=_order)
 
 
 def _batches(items: Iterator[int], size: int) -> Iterator[tuple[int, ...]]:
@@ -107,10 +109,18 @@ def _order(check: CheckAsOf) -> Key:
 
 
 def _now(server_ids: tuple[int, ...], problems_only: bool) -> list[CheckAsOf]:
-    states = CheckState.objects.filter(server_id__in=server_ids).order_by()
+    # In the order of unique_check_state's index, which PostgreSQL reads in order.
+    states = CheckState.objects.filter(server_id__in=server_ids).order_by(*STATE_FIELDS[:4])
     if problems_only:
         states = states.exclude(status__in=scanner.PASSING)
-    return [_from_state(state) for state in states]
+    # Tuples, not model instances: a report of 10,000 servers reads 220,000 states, and building
+    # a model per row was half its time (bench/reports.py).
+    return [CheckAsOf(*row) for row in states.values_list(*STATE_FIELDS)]
+
+
+STATE_FIELDS = (
+    "server_id", "location", "address", "check_id", "status", "since", "summary", "remediation",
+)  # fmt: skip
 
 
 def _from_state(state: CheckState) -> CheckAsOf:

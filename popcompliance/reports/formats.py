@@ -16,7 +16,7 @@ from django.template.loader import render_to_string
 
 import scanner
 from popcompliance.inventory.csvio import formula_safe
-from popcompliance.reports.content import CheckRow, Report, build_report, check_rows, evidence_for
+from popcompliance.reports.content import Report, build_report, check_rows, evidence_for
 from popcompliance.reports.params import ReportParams, moment_of
 
 FORMATS = {
@@ -41,24 +41,8 @@ def filename(params: ReportParams, file_format: str) -> str:
     return f"{params.slug}.{file_format}"
 
 
-def _cells(row: CheckRow, as_of: str) -> list[Any]:
-    server, check = row.server, row.check
-    head = [as_of, server.name, server.host, server.site, row.server_status]
-    if check is None:
-        return head + [""] * (len(COLUMNS) - len(head))
-    remediation = "" if check.status in NO_REMEDIATION else check.remediation
-    since = check.since.isoformat() if check.since else ""
-    return [
-        *head,
-        check.location,
-        check.address,
-        check.check_id,
-        scanner.check_title(check.check_id),
-        check.status,
-        since,
-        evidence_for(check),
-        remediation,
-    ]
+# Rows written per chunk of the streamed CSV: one write per row would cost more than the row.
+CHUNK_ROWS = 500
 
 
 def _safe(cells: list[Any]) -> list[Any]:
@@ -70,22 +54,47 @@ def _as_of(params: ReportParams, now: datetime) -> tuple[datetime | None, str]:
     return moment, (moment or now).isoformat()
 
 
+def check_cells(params: ReportParams, now: datetime) -> Iterator[list[Any]]:
+    """The CSV's and the Checks sheet's rows (COLUMNS), formula-safe. The server's cells are
+    made safe once per server; of a check's, only the texts from outside the catalog (the
+    evidence and the remediation) can start like a formula."""
+    moment, as_of = _as_of(params, now)
+    server_pk, head = 0, []
+    for row in check_rows(params, moment):
+        server, check = row.server, row.check
+        if server.pk != server_pk:
+            server_pk = server.pk
+            head = _safe([as_of, server.name, server.host, server.site, row.server_status])
+        if check is None:
+            yield head + [""] * (len(COLUMNS) - len(head))
+            continue
+        remediation = "" if check.status in NO_REMEDIATION else formula_safe(check.remediation)
+        yield [
+            *head,
+            check.location,
+            check.address,
+            check.check_id,
+            scanner.check_title(check.check_id),
+            check.status,
+            check.since.isoformat() if check.since else "",
+            formula_safe(evidence_for(check)),
+            remediation,
+        ]
+
+
 def csv_lines(params: ReportParams, now: datetime) -> Iterator[str]:
-    """The CSV, a header then a line per check row, each produced as the as-of layer yields
-    it (for StreamingHttpResponse or a file)."""
+    """The CSV: a header, then the rows in chunks of CHUNK_ROWS, each written as the as-of
+    layer yields its rows (for StreamingHttpResponse or a file)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-
-    def line(cells: list[Any]) -> str:
-        buffer.seek(0)
-        buffer.truncate()
+    writer.writerow(COLUMNS)
+    for count, cells in enumerate(check_cells(params, now), start=1):
         writer.writerow(cells)
-        return buffer.getvalue()
-
-    moment, as_of = _as_of(params, now)
-    yield line(list(COLUMNS))
-    for row in check_rows(params, moment):
-        yield line(_safe(_cells(row, as_of)))
+        if count % CHUNK_ROWS == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
 def write_xlsx(params: ReportParams, now: datetime, out: IO[bytes]) -> None:
@@ -100,9 +109,8 @@ def write_xlsx(params: ReportParams, now: datetime, out: IO[bytes]) -> None:
     _failing_sheet(book.create_sheet("Failing"), report)
     checks = book.create_sheet("Checks")
     checks.append(list(COLUMNS))
-    moment, as_of = _as_of(params, now)
-    for row in check_rows(params, moment):
-        checks.append(_safe(_cells(row, as_of)))
+    for cells in check_cells(params, now):
+        checks.append(cells)
     _certificates_sheet(book.create_sheet("Certificates"), report)
     _exceptions_sheet(book.create_sheet("Exceptions"), report)
     method = book.create_sheet("Method")
