@@ -169,6 +169,7 @@ def test_the_pdf_renders_with_ink_and_says_what_failed(fleet, tmp_path):
     assert TRUST_SUMMARY in text and "ok.example.test" in text
     assert "never sent" in text and "Method" in text
     assert "The other 3 servers in scope fail no check" in text
+    assert "{#" not in text and "{%" not in text
 
 
 def test_parameters_are_refused_in_words(fleet):
