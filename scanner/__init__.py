@@ -17,6 +17,7 @@ from scanner._catalog import (
 from scanner._certs import whole_days_left
 from scanner._cli import exit_status
 from scanner._errors import ScanError
+from scanner._evidence import evidence_for
 from scanner._facts import (
     PASSING,
     STATUS_RANK,
@@ -96,6 +97,7 @@ __all__ = [
     "check_title",
     "compliance",
     "compliance_of",
+    "evidence_for",
     "exit_status",
     "login_type_label",
     "parse_protocols",

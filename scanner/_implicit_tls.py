@@ -31,7 +31,9 @@ async def probe_implicit_tls(session: AddressSession, dialect: Dialect) -> Impli
         return greeting
 
     try:
-        greeting = await session.converse(port, talk, tls=probe_context(), kind=dialect.kind)
+        greeting = await session.converse(
+            port, talk, tls=probe_context(), kind=dialect.kind, record="implicit"
+        )
     except TlsHandshakeError as exc:
         said = await _plaintext_reply(session.address, port, session.settings.timeout)
         return ImplicitTlsFacts(port, "tls_error", _with_said(str(exc), said), plaintext_reply=said)
