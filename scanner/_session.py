@@ -25,7 +25,7 @@ from scanner._facts import (
 from scanner._services import CLIENT_PROTOCOLS, ClientProtocol
 from scanner._target import Settings, Target
 from scanner._tls import probe_context, reconciled, sni_name, tls_facts
-from scanner._transcript import Transcript, error_line
+from scanner._transcript import NOTE, Transcript, error_line, trimmed
 from scanner._wire import LineConnection, Pop3Connection, Reply, parse_capabilities
 
 T = TypeVar("T")
@@ -139,6 +139,17 @@ class AddressSession:
             if self.target.declares(protocol.name) and port in (cleartext, implicit):
                 return protocol.name if port == cleartext else protocol.implicit_tls_name
         return str(port)
+
+    def annotate(self, port: int, purpose: str, note: str) -> None:
+        """Add a note to the last kept conversation of `purpose` on `port`: what was learnt
+        about it afterwards, on a connection of its own."""
+        door = self.door(port)
+        for index in reversed(range(len(self.transcripts))):
+            found = self.transcripts[index]
+            if (found.door, found.purpose) == (door, purpose):
+                lines = (*found.lines, f"{NOTE}: {trimmed(note)}")
+                self.transcripts[index] = replace(found, lines=lines)
+                return
 
     def _transcript(self, port: int, purpose: str | None) -> Transcript | None:
         return Transcript(self.address, self.door(port), port, purpose) if purpose else None
