@@ -67,8 +67,8 @@ def redacted_command(line: str, *, secret: bool = False) -> str:
 
 
 def handshake_line(ssl_object: ssl.SSLObject | None) -> str:
-    """`TLS handshake: TLSv1.3 TLS_AES_256_GCM_SHA384, certificate CN=…, issuer CN=…, valid
-    until 2027-06-01`."""
+    """`TLS handshake: TLSv1.3 TLS_AES_256_GCM_SHA384, certificate CN=…, valid until
+    2027-06-01` (the chain itself is in the facts)."""
     if ssl_object is None:
         return f"{HANDSHAKE}: completed (no session details)"
     cipher = ssl_object.cipher()
@@ -81,8 +81,7 @@ def handshake_line(ssl_object: ssl.SSLObject | None) -> str:
     except ValueError:
         return f"{said}, a certificate that could not be parsed"
     until = leaf.not_after.date().isoformat()
-    subject = leaf.subject or "(no subject)"
-    return f"{said}, certificate {subject}, issuer {leaf.issuer}, valid until {until}"
+    return f"{said}, certificate {leaf.subject or '(no subject)'}, valid until {until}"
 
 
 def error_line(error: ScanError) -> str:

@@ -211,10 +211,12 @@ def test_json_lists_transcripts_once_at_the_top_and_checks_point_at_them() -> No
     assert "transcripts" not in data["endpoints"][0]
     evidence = {check["id"]: check["evidence"] for check in data["checks"]}
     assert evidence["pop3.plaintext_login"] == [login.id]
-    assert evidence["pop3s.available"] == evidence["cert.trusted"] == [implicit.id]
-    assert evidence["pop3.stls"] == evidence["dns.srv"] == []
-    for check in [*data["checks"], *data["address_checks"]]:
+    assert evidence["pop3s.available"] == evidence["cert.validity"] == [implicit.id]
+    assert evidence["tls.protocols"] == [implicit.id]
+    assert evidence["dns.srv"] == []
+    for check in data["checks"]:
         assert set(check["evidence"]) <= set(data["transcripts"])
+    assert "evidence" not in data["address_checks"][0]  # evidence_for reads them
 
 
 def test_json_certificate_has_every_field_plus_days_left() -> None:
