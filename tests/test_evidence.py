@@ -18,9 +18,10 @@ from django.utils import timezone
 
 from pop3lab.config import EndpointConfig
 from pop3lab.hostile import HostileConfig
-from popcompliance.compliance.models import ScanRun
+from popcompliance.compliance.models import CheckState, ScanRun
 from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import scan_servers
+from popcompliance.dashboard.detail import CheckRow, with_evidence
 from popcompliance.inventory.models import Server
 from scanner import Settings, evidence_for, report_to_dict
 from scanner._probe import scan
@@ -161,6 +162,26 @@ def test_evidence_for_a_check_without_a_conversation_or_an_older_report_is_empty
     assert evidence_for(FACTS, "pop3.plaintext_login", "10.0.0.2") == []
     assert evidence_for({"checks": []}, "pop3.plaintext_login", "10.0.0.1") == []
     assert evidence_for(None, "pop3.plaintext_login", "10.0.0.1") == []
+
+
+def test_the_server_page_shows_evidence_only_from_the_location_that_saw_the_state():
+    run = ScanRun(location="default", facts=FACTS)
+    rows = [
+        CheckRow(
+            "pop3.plaintext_login",
+            "t",
+            CheckState(check_id="pop3.plaintext_login", address="10.0.0.1", location=place),
+            [],
+        )
+        for place in ("default", "dmz")
+    ]
+    here, elsewhere = with_evidence(rows, run)
+    assert [line["text"] for line in here.evidence][1:] == [
+        "+OK hi",
+        "USER popcompliance-probe-1",
+        "+OK",
+    ]
+    assert elsewhere.evidence == []
 
 
 # --- Real scans of the emulator ---------------------------------------------------------------

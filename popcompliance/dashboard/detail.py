@@ -56,14 +56,17 @@ class CheckRow:
         return self.check_id in scanner.CLEARTEXT_PASSWORD_CHECK_IDS
 
 
-def with_evidence(rows: list[CheckRow], facts: dict[str, Any] | None) -> list[CheckRow]:
-    """Each row with what its worst state rests on in `facts`, at that state's address. Reads
-    the already loaded facts only: no query, whatever the number of checks."""
-    if not facts:
+def with_evidence(rows: list[CheckRow], run: ScanRun | None) -> list[CheckRow]:
+    """Each row with what its worst state rests on in `run`'s facts, at that state's address,
+    where the state was seen from the run's location (another location's scan saw another
+    conversation). Reads the already loaded facts only: no query, whatever the checks."""
+    if run is None or not run.facts:
         return rows
     return [
-        replace(row, evidence=scanner.evidence_for(facts, row.check_id, row.worst.address or None))
-        if row.worst is not None
+        replace(
+            row, evidence=scanner.evidence_for(run.facts, row.check_id, row.worst.address or None)
+        )
+        if row.worst is not None and row.worst.location == run.location
         else row
         for row in rows
     ]
@@ -187,7 +190,7 @@ def server_context(server: Server, now: datetime) -> dict[str, Any]:
     by_location = latest_facts_by_location(server)
     latest = shown_run(server, by_location)
     facts = latest.facts if latest else None
-    rows = with_evidence(check_rows(states), facts)
+    rows = with_evidence(check_rows(states), latest)
     endpoints = report.endpoints(facts)
     declared = server.declared_protocols
     applying = sections(server, rows, endpoints)
