@@ -17,6 +17,7 @@ from scanner._catalog import (
 from scanner._certs import whole_days_left
 from scanner._cli import exit_status
 from scanner._errors import ScanError
+from scanner._evidence import evidence_for
 from scanner._facts import (
     PASSING,
     STATUS_RANK,
@@ -34,6 +35,7 @@ from scanner._facts import (
     TlsFacts,
     TlsLoginFacts,
     TlsSupport,
+    TranscriptFacts,
     compliance,
     compliance_of,
     worst_status,
@@ -93,9 +95,11 @@ __all__ = [
     "TlsLoginFacts",
     "TlsProfile",
     "TlsSupport",
+    "TranscriptFacts",
     "check_title",
     "compliance",
     "compliance_of",
+    "evidence_for",
     "exit_status",
     "login_type_label",
     "parse_protocols",

@@ -237,12 +237,29 @@ NOT_JUDGED = frozenset({"SYS/TEMP", "SYS/PERM", "LOGIN-DELAY"})
 
 
 @dataclass(frozen=True)
+class TranscriptFacts:
+    """The conversation of one probe connection, bounded and redacted (scanner._transcript):
+    `lines` each start with `C: ` (we sent), `S: ` (the server answered) or `N: ` (a note of
+    ours: the TLS handshake, the step that failed). `door` is the port's name (pop3, pop3s,
+    imap, …), `purpose` what the connection was for (login, upgrade, implicit, ntlm,
+    monitor)."""
+
+    id: str
+    address: str
+    door: str
+    port: int
+    purpose: str
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class EndpointFacts:
     """Everything learnt about one address of the target, per declared protocol: the facts of
     a protocol the target does not declare are None. `tls_login` is None when no login was
     attempted: no credentials, or no POP3 TLS entry point worked. `ntlm` has one entry per
     protocol whose cleartext port offered NTLM. `login_type` is Exchange's POP3 LoginType and
-    `imap_login_type` its IMAP one, inferred from what the ports said."""
+    `imap_login_type` its IMAP one, inferred from what the ports said. `transcripts` are the
+    probe connections' conversations (the JSON lists them at its top level)."""
 
     address: str
     pop3: Pop3Facts | None
@@ -257,6 +274,7 @@ class EndpointFacts:
     submissions: ImplicitTlsFacts | None = None
     ntlm: tuple[NtlmFacts, ...] = ()
     imap_login_type: str | None = None
+    transcripts: tuple[TranscriptFacts, ...] = ()
 
     def doors(
         self, protocol: ClientProtocol

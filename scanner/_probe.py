@@ -182,6 +182,7 @@ async def probe_address(
         tls_login=tls_login,
         ntlm=tuple(ntlm),
         duration_ms=round((time.monotonic() - clock) * 1000),
+        transcripts=tuple(sorted(session.transcripts, key=lambda t: t.id)),
         **doors,  # type: ignore[arg-type]
     )
     return _with_hints(endpoint)

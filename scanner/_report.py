@@ -15,6 +15,7 @@ from typing import Any
 
 from scanner._certs import whole_days_left
 from scanner._errors import escape_controls, quote_reply
+from scanner._evidence import evidence_ids
 from scanner._facts import (
     CertificateFacts,
     CheckResult,
@@ -43,6 +44,7 @@ def report_to_dict(report: ScanReport) -> JsonObject:
     to equal text; `days_left` is counted from `started_at`, so it says what the scan saw."""
     target = report.target
     convert = _Converter(report.started_at)
+    transcripts = _transcripts(report, convert)
     return {
         "target": target.host,
         "service_name": target.service_name,
@@ -52,11 +54,30 @@ def report_to_dict(report: ScanReport) -> JsonObject:
         "started_at": iso_utc(report.started_at),
         "duration_ms": report.duration_ms,
         "addresses": list(report.addresses),
-        "checks": convert(report.checks),
+        "checks": _with_evidence(convert(report.checks), transcripts),
         "address_checks": convert(report.address_checks),
         "dns": convert(report.dns),
         "endpoints": convert(report.endpoints),
+        "transcripts": transcripts,
     }
+
+
+def _transcripts(report: ScanReport, convert: _Converter) -> JsonObject:
+    """Every probe connection's conversation, by id (unique in the report), in id order."""
+    found = [transcript for endpoint in report.endpoints for transcript in endpoint.transcripts]
+    return {
+        transcript.id: {key: value for key, value in convert(transcript).items() if key != "id"}
+        for transcript in sorted(found, key=lambda transcript: transcript.id)
+    }
+
+
+def _with_evidence(checks: list[JsonObject], transcripts: JsonObject) -> list[JsonObject]:
+    """Each check with `evidence`: the ids of the transcripts it rests on. Not the per-address
+    results behind them: their ids would double what evidence costs in stored facts, and
+    evidence_for reads any address's evidence by the same rules."""
+    for check in checks:
+        check["evidence"] = evidence_ids(check["id"], check["address"], transcripts)
+    return checks
 
 
 def _ports(target: Target) -> dict[str, int]:
@@ -117,6 +138,9 @@ class _Converter:
 
     def _dataclass(self, value: Any) -> JsonObject:
         result = {f.name: self(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, EndpointFacts):
+            # The report lists them once, at its top level, by id.
+            del result["transcripts"]
         if isinstance(value, CertificateFacts):
             result["days_left"] = whole_days_left(value.not_after, self.scanned_at)
         if isinstance(value, ImplicitTlsFacts | StlsFacts) and value.tls and value.support:

@@ -19,6 +19,7 @@ from scanner import (
     Target,
     TlsFacts,
     TlsSupport,
+    TranscriptFacts,
 )
 from scanner._report import render_text, report_to_dict
 
@@ -149,6 +150,7 @@ def test_json_starts_with_the_contract_fields_in_a_fixed_order() -> None:
         "address_checks",
         "dns",
         "endpoints",
+        "transcripts",
     ]
 
 
@@ -174,7 +176,7 @@ def test_json_top_level_values_have_the_documented_types() -> None:
     assert data["addresses"] == [ADDRESS]
 
 
-def test_json_checks_are_objects_with_the_five_contract_keys() -> None:
+def test_json_checks_are_objects_with_the_five_contract_keys_and_their_evidence() -> None:
     checks = report_to_dict(make_report())["checks"]
     assert checks[1] == {
         "id": "pop3.plaintext_login",
@@ -182,8 +184,39 @@ def test_json_checks_are_objects_with_the_five_contract_keys() -> None:
         "summary": "USER accepted before TLS on 192.0.2.10",
         "remediation": "Set-PopSettings -LoginType SecureLogin\nRestart-Service MSExchangePOP3",
         "address": ADDRESS,
+        "evidence": [],  # this report kept no transcript
     }
     assert checks[4]["address"] is None
+
+
+def transcript(door: str, purpose: str, *lines: str) -> TranscriptFacts:
+    port = {"pop3": 110, "pop3s": 995}[door]
+    return TranscriptFacts(f"{ADDRESS}/{door}/{purpose}", ADDRESS, door, port, purpose, lines)
+
+
+def test_json_lists_transcripts_once_at_the_top_and_checks_point_at_them() -> None:
+    report = make_report()
+    login = transcript("pop3", "login", "S: +OK hi", "C: USER popcompliance-probe-1", "S: +OK")
+    implicit = transcript("pop3s", "implicit", "N: TLS handshake: TLSv1.3 X", "S: +OK hi")
+    endpoint = dataclasses.replace(report.endpoints[0], transcripts=(login, implicit))
+    data = report_to_dict(dataclasses.replace(report, endpoints=(endpoint,)))
+    assert list(data["transcripts"]) == [login.id, implicit.id]
+    assert data["transcripts"][login.id] == {
+        "address": ADDRESS,
+        "door": "pop3",
+        "port": 110,
+        "purpose": "login",
+        "lines": list(login.lines),
+    }
+    assert "transcripts" not in data["endpoints"][0]
+    evidence = {check["id"]: check["evidence"] for check in data["checks"]}
+    assert evidence["pop3.plaintext_login"] == [login.id]
+    assert evidence["pop3s.available"] == evidence["cert.validity"] == [implicit.id]
+    assert evidence["tls.protocols"] == [implicit.id]
+    assert evidence["dns.srv"] == []
+    for check in data["checks"]:
+        assert set(check["evidence"]) <= set(data["transcripts"])
+    assert "evidence" not in data["address_checks"][0]  # evidence_for reads them
 
 
 def test_json_certificate_has_every_field_plus_days_left() -> None:

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -35,16 +35,41 @@ COMPARABLE_RUNS = 50
 
 @dataclass(frozen=True)
 class CheckRow:
-    """One check of the catalog: its worst settled state and the state on each address."""
+    """One check of the catalog: its worst settled state and the state on each address, and
+    the conversation that state rests on in the shown scan (`evidence`, scanner.evidence_for's
+    lines)."""
 
     check_id: str
     title: str
     worst: CheckState | None
     states: list[CheckState]
+    evidence: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def per_address(self) -> bool:
         return len(self.states) > 1
+
+    @property
+    def in_the_clear(self) -> bool:
+        """Whether its evidence is a conversation before TLS, which anyone on the path reads:
+        the checks of passwords in the clear."""
+        return self.check_id in scanner.CLEARTEXT_PASSWORD_CHECK_IDS
+
+
+def with_evidence(rows: list[CheckRow], run: ScanRun | None) -> list[CheckRow]:
+    """Each row with what its worst state rests on in `run`'s facts, at that state's address,
+    where the state was seen from the run's location (another location's scan saw another
+    conversation). Reads the already loaded facts only: no query, whatever the checks."""
+    if run is None or not run.facts:
+        return rows
+    return [
+        replace(
+            row, evidence=scanner.evidence_for(run.facts, row.check_id, row.worst.address or None)
+        )
+        if row.worst is not None and row.worst.location == run.location
+        else row
+        for row in rows
+    ]
 
 
 def check_rows(states: list[CheckState]) -> list[CheckRow]:
@@ -165,7 +190,7 @@ def server_context(server: Server, now: datetime) -> dict[str, Any]:
     by_location = latest_facts_by_location(server)
     latest = shown_run(server, by_location)
     facts = latest.facts if latest else None
-    rows = check_rows(states)
+    rows = with_evidence(check_rows(states), latest)
     endpoints = report.endpoints(facts)
     declared = server.declared_protocols
     applying = sections(server, rows, endpoints)
