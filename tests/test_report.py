@@ -13,6 +13,8 @@ from scanner import (
     EndpointFacts,
     ImplicitTlsFacts,
     Pop3Facts,
+    RevocationFacts,
+    RevocationLookup,
     ScanReport,
     SrvRecord,
     StlsFacts,
@@ -90,7 +92,31 @@ def make_endpoint(address: str = ADDRESS, greeting: str = "+OK Dovecot ready.") 
         port=995, outcome="ok", tls=make_tls(), greeting="+OK ready", support=make_support()
     )
     return EndpointFacts(
-        address, pop3, pop3s, product="Dovecot", login_type="PlainTextLogin", duration_ms=80
+        address,
+        pop3,
+        pop3s,
+        product="Dovecot",
+        login_type="PlainTextLogin",
+        duration_ms=80,
+        revocation=(make_revocation(),),
+    )
+
+
+def make_revocation() -> RevocationFacts:
+    ocsp = RevocationLookup(
+        "ocsp",
+        "http://ocsp.example.com/",
+        "good",
+        this_update=STARTED - timedelta(hours=2),
+        next_update=STARTED + timedelta(days=5),
+    )
+    return RevocationFacts(
+        "AB:CD",
+        ocsp_urls=("http://ocsp.example.com/",),
+        crl_urls=("http://crl.example.com/ca.crl",),
+        issuer="CN=Example CA",
+        lookups=(ocsp,),
+        stapled={"995": "not stapled"},
     )
 
 
