@@ -44,7 +44,12 @@ from scanner._hints import login_type_label
 from scanner._ntlm import NtlmChallenge
 from scanner._probe import scan, scan_async
 from scanner._profiles import DEFAULT_PROFILE, PROFILES, TlsProfile, profile_named
-from scanner._report import report_to_dict, support_from_dict
+from scanner._report import (
+    report_to_dict,
+    revocation_from_dict,
+    revocation_lines,
+    support_from_dict,
+)
 from scanner._services import (
     CLIENT_PROTOCOLS,
     DEFAULT_PROTOCOLS,
@@ -105,6 +110,8 @@ __all__ = [
     "parse_protocols",
     "profile_named",
     "report_to_dict",
+    "revocation_from_dict",
+    "revocation_lines",
     "scan",
     "scan_async",
     "support_from_dict",

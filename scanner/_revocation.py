@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
+from scanner._errors import quoted
 from scanner._evaluate_common import tls_sessions
 from scanner._facts import (
     CertificateFacts,
@@ -110,6 +111,21 @@ OCSP_ANSWERS: AnswerCache[tuple[bytes, int], RevocationLookup] = AnswerCache(20_
 CRLS: AnswerCache[tuple[str, bytes], x509.CertificateRevocationList] = AnswerCache(
     256, 64 * 1024 * 1024
 )
+
+
+# A responder or CRL host that gave no answer is not asked again for this long: in a network
+# that cannot reach the CA, every scan would otherwise wait out its timeout there again.
+UNREACHABLE_HOLD = timedelta(minutes=5)
+UNREACHABLE: AnswerCache[str, str] = AnswerCache(10_000, 10_000)
+
+
+class Remembered(FetchError):
+    """The failure a URL gave less than UNREACHABLE_HOLD ago, not asked again."""
+
+
+def _unreached(method: LookupMethod, url: str, error: FetchError) -> RevocationLookup:
+    cached = isinstance(error, Remembered)
+    return RevocationLookup(method, url, "error", error=str(error), cached=cached)
 
 
 class BadAnswer(Exception):
@@ -302,14 +318,24 @@ class _Asked:
 
     async def _ocsp_answer(self, url: str, request: bytes) -> RevocationLookup:
         try:
-            body = await fetch(
-                Request(url, OCSP_LIMIT, request, "application/ocsp-request"), self.settings
-            )
+            body = await self._fetch(Request(url, OCSP_LIMIT, request, "application/ocsp-request"))
             return self.read_ocsp("ocsp", url, body)
         except FetchError as error:
-            return RevocationLookup("ocsp", url, "error", error=f"no answer: {error}")
+            return _unreached("ocsp", url, error)
         except BadAnswer as error:
             return RevocationLookup("ocsp", url, "error", error=f"an unusable answer: {error}")
+
+    async def _fetch(self, request: Request) -> bytes:
+        """`fetch`, except that a URL which gave no answer is not asked again for
+        UNREACHABLE_HOLD: its failure is raised again, as a Remembered one."""
+        known = UNREACHABLE.get(request.url, self.now)
+        if known is not None:
+            raise Remembered(known)
+        try:
+            return await fetch(request, self.settings)
+        except FetchError as error:
+            UNREACHABLE.put(request.url, str(error), self.now + UNREACHABLE_HOLD)
+            raise
 
     def read_ocsp(self, method: LookupMethod, url: str, body: bytes) -> RevocationLookup:
         """The OCSP response `body` about our leaf, checked; raises BadAnswer."""
@@ -364,10 +390,10 @@ class _Asked:
         cached = crl is not None
         if crl is None:
             try:
-                body = await fetch(Request(url, CRL_LIMIT), self.settings)
+                body = await self._fetch(Request(url, CRL_LIMIT))
                 crl = self._verified_crl(body)
             except FetchError as error:
-                return RevocationLookup("crl", url, "error", error=f"no CRL: {error}")
+                return _unreached("crl", url, error)
             except BadAnswer as error:
                 return RevocationLookup("crl", url, "error", error=f"an unusable CRL: {error}")
             CRLS.put(key, crl, _keep_until(crl.next_update_utc, self.now), len(body))
@@ -470,4 +496,4 @@ def _when(moment: datetime) -> str:
 
 
 def _bytes(body: bytes) -> str:
-    return "empty" if not body else f"{len(body)} bytes starting {body[:16]!r}"
+    return "empty" if not body else f"{len(body)} bytes starting {quoted(body[:24])}"

@@ -22,7 +22,7 @@ from scanner import (
     TlsFacts,
     TlsSupport,
 )
-from scanner._report import render_text, report_to_dict
+from scanner._report import render_text, report_to_dict, revocation_from_dict
 
 STARTED = datetime(2025, 6, 1, 12, 0, 0, 500000, tzinfo=UTC)
 ADDRESS = "192.0.2.10"
@@ -255,6 +255,18 @@ def test_text_report_lists_suites_per_version_in_the_servers_order() -> None:
     assert "TLS 1.2 suites" in text
     assert "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_RSA_WITH_3DES_EDE_CBC_SHA" in text
     assert "the server's" in text
+
+
+def test_text_report_says_what_the_ca_said_of_each_leaf() -> None:
+    text = render_text([make_report()], colour=False)
+    assert "Revocation of sha256 abcd" in text and "issuer CN=Example CA" in text
+    assert "good, next update 2025-06-06T12:00:00Z" in text
+    assert "Stapling on 995:" in text and "not stapled" in text
+
+
+def test_revocation_facts_come_back_from_their_json() -> None:
+    data = report_to_dict(make_report())["endpoints"][0]["revocation"][0]
+    assert revocation_from_dict(json.loads(json.dumps(data))) == make_revocation()
 
 
 def test_json_carries_endpoint_and_dns_facts() -> None:

@@ -17,7 +17,7 @@ import pytest
 from scanner import Policy, ScanReport, Settings, Target, report_to_dict, scan
 from scanner._facts import RevocationFacts
 from scanner._guard import DENY_NETWORKS
-from scanner._revocation import CRLS, OCSP_ANSWERS
+from scanner._revocation import CRLS, OCSP_ANSWERS, UNREACHABLE
 from scanner._stapling import NOT_STAPLED, stapled_response
 from tests.ports import free_port
 from tests.revocation_lab import (
@@ -112,6 +112,7 @@ def no_kept_answers() -> None:
     """Each test asks the CA afresh: the answers kept by earlier tests are dropped."""
     OCSP_ANSWERS.clear()
     CRLS.clear()
+    UNREACHABLE.clear()
 
 
 def revocation(report: ScanReport) -> tuple[str, str]:
@@ -173,10 +174,21 @@ def test_a_responder_that_hangs_warns_within_the_timeout(lab: Lab) -> None:
     assert time.monotonic() - started < 3 * TIMEOUT
 
 
+def test_a_responder_that_hung_is_not_waited_for_again_at_once(lab: Lab) -> None:
+    first = revocation(lab.scan("hangs"))
+    asked = lab.http.hits["/hang"]
+    started = time.monotonic()
+    second = lab.scan("hangs")
+    assert time.monotonic() - started < TIMEOUT
+    assert revocation(second) == first
+    assert lab.http.hits["/hang"] == asked
+    assert facts(second).lookups[0].cached
+
+
 def test_a_responder_that_answers_garbage_warns(lab: Lab) -> None:
     status, summary = revocation(lab.scan("garbage"))
     assert status == "warn"
-    assert "an unusable answer: not an OCSP response (32 bytes starting b'<html>" in summary
+    assert "an unusable answer: not an OCSP response (32 bytes starting “<html>Service" in summary
 
 
 def test_a_certificate_without_revocation_information_warns(lab: Lab) -> None:
@@ -208,6 +220,7 @@ def test_without_the_issuer_certificate_it_warns_and_says_so(lab: Lab) -> None:
 def test_a_second_scan_within_next_update_asks_nothing(lab: Lab) -> None:
     first = lab.scan("good")
     asked, downloads = lab.responder.requests, lab.http.hits.get("/ca.crl", 0)
+    assert (asked, downloads) >= (1, 1)
     second = lab.scan("good")
     assert (lab.responder.requests, lab.http.hits.get("/ca.crl", 0)) == (asked, downloads)
     assert revocation(second) == revocation(first)
