@@ -344,9 +344,7 @@ def _render_ntlm(out: _Lines, ntlm: NtlmFacts) -> None:
 def _render_revocation(out: _Lines, revocation: RevocationFacts) -> None:
     """What the CA said of one leaf (named by the start of its fingerprint), source by source."""
     leaf = revocation.fingerprint_sha256.replace(":", "").lower()[:16]
-    out.field(
-        1, f"Revocation of sha256 {leaf}…", revocation.issuer and f"issuer {revocation.issuer}"
-    )
+    out.add(1, f"Revocation of sha256 {leaf}…:")
     for label, text in revocation_lines(revocation):
         out.field(2, label, text)
 

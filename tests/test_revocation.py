@@ -22,12 +22,12 @@ from scanner._stapling import NOT_STAPLED, stapled_response
 from tests.ports import free_port
 from tests.revocation_lab import (
     HOST,
+    Authority,
     HttpLab,
     Leaf,
     OcspResponder,
     Pop3sServer,
     StaplingServer,
-    TestCa,
     ocsp_response,
 )
 
@@ -36,7 +36,7 @@ TIMEOUT = 2.0
 
 @dataclass
 class Lab:
-    ca: TestCa
+    ca: Authority
     http: HttpLab
     responder: OcspResponder
     leaves: dict[str, Leaf]
@@ -58,7 +58,7 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     directory = tmp_path_factory.mktemp("revocation")
-    ca = TestCa(directory)
+    ca = Authority(directory)
     http = HttpLab(ca)
     ocsp = f"http://{HOST}:{(ocsp_port := free_port(HOST))}/"
     crl = f"{http.base}/ca.crl"
