@@ -42,10 +42,10 @@ def judge_revocation(facts: RevocationFacts) -> Verdict:
     if revoked:
         return "fail", _revoked(revoked)
     good = [lookup for lookup in lookups if lookup.status == "good"]
-    if not good and not (facts.ocsp_urls or facts.crl_urls):
-        return "warn", NO_INFORMATION
     if not good and facts.error:
         return "warn", f"could not check revocation: {facts.error}"
+    if not good and not (facts.ocsp_urls or facts.crl_urls):
+        return "warn", NO_INFORMATION
     unknown = [lookup for lookup in lookups if lookup.status == "unknown"]
     if unknown:
         return "warn", "; ".join(

@@ -150,7 +150,7 @@ async def with_revocation(
     ]
     sni = sni_name(target.service_name)
     leaves, staples = await asyncio.gather(
-        asyncio.gather(*(_leaf(chain, settings, policy) for chain in chains.values())),
+        asyncio.gather(*(_leaf_safely(chain, settings, policy) for chain in chains.values())),
         asyncio.gather(*(stapled_response(a, port, sni, settings) for a, port in doors)),
     )
     by_leaf = dict(zip(chains, leaves, strict=True))
@@ -175,7 +175,10 @@ def _may_staple(leaf: CertificateFacts) -> bool:
     fetches it there. Asking the others would cost a connection per port for nothing."""
     if leaf.self_signed:
         return False
-    return bool(_ocsp_urls(x509.load_pem_x509_certificate(leaf.pem.encode())))
+    try:
+        return bool(_ocsp_urls(x509.load_pem_x509_certificate(leaf.pem.encode())))
+    except ValueError:
+        return False
 
 
 def _endpoint_revocation(
@@ -218,6 +221,16 @@ class _Leaf:
             return RevocationLookup("stapled", entry, "error", error=f"an unusable answer: {error}")
 
 
+async def _leaf_safely(chain: Chain, settings: Settings, policy: Policy) -> _Leaf:
+    """`_leaf`, with a certificate too strange to ask about (a name or extension cryptography
+    cannot decode) recorded as such: one odd certificate never stops a scan."""
+    try:
+        return await _leaf(chain, settings, policy)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+        unread = f"could not read the certificate to ask about it: {error}"
+        return _Leaf(RevocationFacts(chain[0].fingerprint_sha256, error=unread), None)
+
+
 async def _leaf(chain: Chain, settings: Settings, policy: Policy) -> _Leaf:
     """What the leaf's CA says of it, by OCSP and by CRL at once."""
     facts = chain[0]
@@ -233,10 +246,12 @@ async def _leaf(chain: Chain, settings: Settings, policy: Policy) -> _Leaf:
         crl_urls=_crl_urls(leaf),
         issuer=issuer.subject.rfc4514_string() if issuer else None,
     )
+    publishes = bool(found.ocsp_urls or found.crl_urls)
     if issuer is None:
-        return _Leaf(replace(found, error=_no_issuer(leaf)), None)
+        # With nothing published there was nothing to ask: that, not the issuer, is the news.
+        return _Leaf(replace(found, error=_no_issuer(leaf)) if publishes else found, None)
     asked = _Asked(leaf, issuer, settings, datetime.now(UTC))
-    if not (found.ocsp_urls or found.crl_urls):
+    if not publishes:
         return _Leaf(found, asked)
     answers = await asyncio.gather(asked.ocsp(found.ocsp_urls), asked.crl(found.crl_urls))
     lookups = tuple(answer for answer in answers if answer is not None)

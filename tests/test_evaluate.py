@@ -514,6 +514,14 @@ def test_revocation_without_answers_warns_with_the_reasons() -> None:
     )
 
 
+def test_revocation_that_could_not_be_asked_warns_with_the_reason() -> None:
+    result = revocation_of(ocsp_urls=(), error="could not read the certificate to ask about it")
+    assert (result.status, result.summary) == (
+        "warn",
+        "could not check revocation: could not read the certificate to ask about it on 995",
+    )
+
+
 def test_revocation_of_a_self_signed_leaf_is_skipped() -> None:
     result = check("cert.revocation", only_995("exchange_self_signed"))
     assert result.status == "skip"

@@ -80,6 +80,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             "watched.example.test", ocsp_url=f"http://127.0.0.3:{watcher.getsockname()[1]}/"
         ),
         "bare": ca.issue("bare.example.test"),
+        "ldap": ca.issue(
+            "ldap.example.test", crl_url="ldap:///CN=Test%20CA,CN=CDP?certificateRevocationList"
+        ),
         # Its responder is out of our reach, as a server behind a firewall staples it anyway.
         "staples": ca.issue("staples.example.test", ocsp_url=f"http://{HOST}:{free_port(HOST)}/"),
     }
@@ -195,6 +198,12 @@ def test_a_certificate_without_revocation_information_warns(lab: Lab) -> None:
     status, summary = revocation(lab.scan("bare"))
     assert status == "warn"
     assert summary.startswith("the CA publishes no revocation information")
+
+
+def test_an_ldap_only_distribution_point_warns_that_it_is_not_fetched(lab: Lab) -> None:
+    status, summary = revocation(lab.scan("ldap"))
+    assert status == "warn"
+    assert "only ldap:// distribution points, which are not fetched" in summary
 
 
 def test_the_guard_refuses_a_metadata_address_without_connecting(lab: Lab) -> None:
