@@ -19,6 +19,7 @@ from scanner._facts import RevocationFacts
 from scanner._guard import DENY_NETWORKS
 from scanner._revocation import CRLS, OCSP_ANSWERS, UNREACHABLE
 from scanner._stapling import NOT_STAPLED, stapled_response
+from tests.dnsserver import DnsServer
 from tests.ports import free_port
 from tests.revocation_lab import (
     HOST,
@@ -32,6 +33,8 @@ from tests.revocation_lab import (
 )
 
 TIMEOUT = 2.0
+# The responder's name, which only the lab's DNS server resolves.
+OCSP_NAME = "ocsp.revocation.test"
 
 
 @dataclass
@@ -80,6 +83,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
             "watched.example.test", ocsp_url=f"http://127.0.0.3:{watcher.getsockname()[1]}/"
         ),
         "bare": ca.issue("bare.example.test"),
+        "named": ca.issue("named.example.test", ocsp_url=f"http://{OCSP_NAME}:{ocsp_port}/"),
         "ldap": ca.issue(
             "ldap.example.test", crl_url="ldap:///CN=Test%20CA,CN=CDP?certificateRevocationList"
         ),
@@ -224,6 +228,17 @@ def test_without_the_issuer_certificate_it_warns_and_says_so(lab: Lab) -> None:
     status, summary = revocation(lab.scan("good", policy=Policy(use_system_trust=False)))
     assert status == "warn"
     assert "was neither served nor in the trust store" in summary
+
+
+def test_a_responder_named_in_dns_is_found_through_the_scanners_resolver(lab: Lab) -> None:
+    dns = DnsServer({OCSP_NAME: {"A": [HOST]}}).start()
+    try:
+        status, summary = revocation(lab.scan("named", resolver=dns.address))
+    finally:
+        dns.stop()
+    assert (OCSP_NAME, "A") in dns.queries
+    assert status == "pass"
+    assert summary.startswith(f"not revoked per OCSP (http://{OCSP_NAME}:")
 
 
 def test_a_second_scan_within_next_update_asks_nothing(lab: Lab) -> None:
