@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from scanner import Policy, ScanReport, Settings, Target, report_to_dict, scan
+from scanner._ca_answers import CRLS, OCSP_ANSWERS, UNREACHABLE
 from scanner._facts import RevocationFacts
 from scanner._guard import DENY_NETWORKS
-from scanner._revocation import CRLS, OCSP_ANSWERS, UNREACHABLE
 from scanner._stapling import NOT_STAPLED, stapled_response
 from tests.dnsserver import DnsServer
 from tests.ports import free_port
