@@ -11,14 +11,21 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from popcompliance.compliance.models import CheckState
+from popcompliance.compliance.recording import Recorded, record_report
+from popcompliance.compliance.scanning import scan_servers
+from popcompliance.inventory.models import Policy as PolicyRow
+from popcompliance.inventory.models import Server
 from scanner import Policy, ScanReport, Settings, Target, report_to_dict, scan
 from scanner._ca_answers import CRLS, OCSP_ANSWERS, UNREACHABLE
 from scanner._facts import RevocationFacts
 from scanner._guard import DENY_NETWORKS
 from scanner._stapling import NOT_STAPLED, stapled_response
+from tests.conftest import lab_server
 from tests.dnsserver import DnsServer
 from tests.ports import free_port
 from tests.revocation_lab import (
@@ -324,3 +331,34 @@ def test_a_server_that_does_not_staple_says_so(
     server = _stapling_server(lab, stapling, tmp_path, "bare", None)
     got = asyncio.run(stapled_response(HOST, server.port, None, Settings(timeout=TIMEOUT)))
     assert got == NOT_STAPLED
+
+
+# --- the dashboard's record path --------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_revoked_certificate_is_recorded_and_an_unchanged_rescan_writes_nothing(
+    lab: Lab, lab_dns: DnsServer, settings: Any
+) -> None:
+    settings.POPC_DNS_RESOLVER, settings.POPC_SCAN_TIMEOUT = lab_dns.address, TIMEOUT
+    policy = PolicyRow.objects.create(
+        name="revocation lab", ca_bundle_pem=lab.ca.pem, use_system_trust=False
+    )
+    server = lab_server("revoked01", HOST, lab.closed_port, lab.servers["revoked"].port, policy)
+    first = _scan_and_record(server)
+    assert ("cert.revocation", "", "fail") in [
+        (c.check_id, c.previous_status, c.status) for c in first.changes
+    ]
+    stored = list(CheckState.objects.filter(server=server).values_list("pk", "summary", "since"))
+    second = _scan_and_record(server)
+    assert second.changes == []
+    assert list(CheckState.objects.filter(server=server).values_list("pk", "summary", "since")) == (
+        stored
+    )
+    (revocation,) = second.scan_run.facts["endpoints"][0]["revocation"]
+    assert [lookup["cached"] for lookup in revocation["lookups"]] == [True, True]
+
+
+def _scan_and_record(server: Server) -> Recorded:
+    loaded = Server.objects.select_related("policy").get(pk=server.pk)
+    return record_report(server.pk, scan_servers([loaded])[server.pk], purpose="manual")
