@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from popcompliance.compliance.scanning import scan_servers
 from popcompliance.inventory.models import Policy as PolicyRow
 from popcompliance.inventory.models import Server
 from scanner import Policy, ScanReport, Settings, Target, report_to_dict, scan
-from scanner._ca_answers import CRLS, OCSP_ANSWERS, UNREACHABLE
+from scanner._ca_answers import CRLS, OCSP_ANSWERS, UNREACHABLE, AnswerCache
 from scanner._facts import RevocationFacts
 from scanner._guard import DENY_NETWORKS
 from scanner._stapling import NOT_STAPLED, stapled_response
@@ -267,6 +268,31 @@ def test_the_json_report_carries_the_revocation_facts(lab: Lab) -> None:
     ocsp = found["lookups"][0]
     assert (ocsp["method"], ocsp["status"], ocsp["reason"]) == ("ocsp", "revoked", "keyCompromise")
     assert ocsp["revoked_at"] == "2026-11-20T09:30:00Z"
+
+
+# --- the answer cache ---------------------------------------------------------------------
+
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+
+
+def test_a_kept_answer_holds_until_its_next_update_and_not_at_it() -> None:
+    cache: AnswerCache[str, str] = AnswerCache(10, 100)
+    cache.put("ocsp", "good", until=NOW)
+    assert cache.get("ocsp", NOW - SECOND) == "good"
+    assert cache.get("ocsp", NOW) is None
+    assert cache.get("ocsp", NOW - SECOND) is None  # dropped once past, not kept for later
+
+
+def test_the_cache_drops_the_least_recently_used_beyond_its_bytes() -> None:
+    cache: AnswerCache[str, str] = AnswerCache(10, 100)
+    later = NOW + timedelta(hours=1)
+    cache.put("a", "crl a", later, size=60)
+    cache.put("b", "crl b", later, size=30)
+    assert cache.get("a", NOW) == "crl a"  # a is now the most recently used
+    cache.put("c", "crl c", later, size=30)
+    assert [cache.get(key, NOW) for key in "abc"] == ["crl a", None, "crl c"]
 
 
 # --- stapling (OpenSSL's s_server -status_file) --------------------------------------------
