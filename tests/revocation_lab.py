@@ -13,6 +13,7 @@ import ssl
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -61,6 +62,14 @@ class Leaf:
     @property
     def chain_pem(self) -> bytes:
         return _pem(self.certificate)
+
+    def write(self, directory: Path) -> tuple[Path, Path]:
+        """The certificate and its key as PEM files in `directory`, named by its serial."""
+        name = format(self.certificate.serial_number, "x")
+        certificate, key = directory / f"{name}.pem", directory / f"{name}.key"
+        certificate.write_bytes(self.chain_pem)
+        key.write_bytes(_key_pem(self.key))
+        return certificate, key
 
 
 @dataclass
@@ -210,12 +219,10 @@ class OcspResponder:
             self._process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + 10
-        while "waiting for OCSP client connections" not in self.log.read_text():
-            if time.monotonic() > deadline or self._process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"openssl ocsp did not start: {self.log.read_text()}")
-            time.sleep(0.05)
+        _wait_until_ready(self._process, self._listening, self.stop, "openssl ocsp")
+
+    def _listening(self) -> bool:
+        return "waiting for OCSP client connections" in self.log.read_text()
 
     @property
     def requests(self) -> int:
@@ -283,10 +290,7 @@ class Pop3sServer:
     to anything but QUIT. Enough for the scanner to see the certificate."""
 
     def __init__(self, leaf: Leaf, directory: Path) -> None:
-        name = format(leaf.certificate.serial_number, "x")
-        certificate, key = directory / f"{name}.pem", directory / f"{name}.key"
-        certificate.write_bytes(leaf.chain_pem)
-        key.write_bytes(_key_pem(leaf.key))
+        certificate, key = leaf.write(directory)
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(certificate, key)
         self.listener = socket.create_server((HOST, 0))
@@ -344,14 +348,11 @@ class StaplingServer:
     for a greeting that never comes."""
 
     def __init__(self, leaf: Leaf, directory: Path, port: int, stapled: bytes | None) -> None:
-        name = format(leaf.certificate.serial_number, "x")
-        certificate, key = directory / f"{name}.pem", directory / f"{name}.key"
-        certificate.write_bytes(leaf.chain_pem)
-        key.write_bytes(_key_pem(leaf.key))
+        certificate, key = leaf.write(directory)
         command = ["openssl", "s_server", "-quiet", "-accept", f"{HOST}:{port}"]
         command += ["-cert", str(certificate), "-key", str(key)]
         if stapled is not None:
-            status = directory / f"{name}.ocsp"
+            status = certificate.with_suffix(".ocsp")
             status.write_bytes(stapled)
             command += ["-status_file", str(status)]
         self.port, self.stapled = port, stapled
@@ -362,13 +363,20 @@ class StaplingServer:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        deadline = time.monotonic() + 10
-        while not answers(HOST, port):
-            if time.monotonic() > deadline or self._process.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"openssl s_server did not start on port {port}")
-            time.sleep(0.05)
+        _wait_until_ready(self._process, lambda: answers(HOST, port), self.stop, "openssl s_server")
 
     def stop(self) -> None:
         self._process.terminate()
         wait_or_kill_group(self._process)
+
+
+def _wait_until_ready(
+    process: subprocess.Popen[bytes], ready: Callable[[], bool], stop: Callable[[], None], what: str
+) -> None:
+    """Wait up to 10 s for `ready()`; stop the process and raise if it exits or is late."""
+    deadline = time.monotonic() + 10
+    while not ready():
+        if time.monotonic() > deadline or process.poll() is not None:
+            stop()
+            raise RuntimeError(f"{what} did not start")
+        time.sleep(0.05)
