@@ -29,6 +29,8 @@ from scanner._facts import (
     ImplicitTlsFacts,
     NtlmFacts,
     Pop3Facts,
+    RevocationFacts,
+    RevocationLookup,
     ScanReport,
     SrvRecord,
     StlsFacts,
@@ -44,7 +46,12 @@ from scanner._hints import login_type_label
 from scanner._ntlm import NtlmChallenge
 from scanner._probe import scan, scan_async
 from scanner._profiles import DEFAULT_PROFILE, PROFILES, TlsProfile, profile_named
-from scanner._report import report_to_dict, support_from_dict
+from scanner._report import (
+    report_to_dict,
+    revocation_from_dict,
+    revocation_lines,
+    support_from_dict,
+)
 from scanner._services import (
     CLIENT_PROTOCOLS,
     DEFAULT_PROTOCOLS,
@@ -85,6 +92,8 @@ __all__ = [
     "NtlmFacts",
     "Policy",
     "Pop3Facts",
+    "RevocationFacts",
+    "RevocationLookup",
     "ScanError",
     "ScanReport",
     "Settings",
@@ -105,6 +114,8 @@ __all__ = [
     "parse_protocols",
     "profile_named",
     "report_to_dict",
+    "revocation_from_dict",
+    "revocation_lines",
     "scan",
     "scan_async",
     "support_from_dict",

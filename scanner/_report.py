@@ -25,6 +25,8 @@ from scanner._facts import (
     ImplicitTlsFacts,
     NtlmFacts,
     Pop3Facts,
+    RevocationFacts,
+    RevocationLookup,
     ScanReport,
     SrvRecord,
     StlsFacts,
@@ -284,6 +286,8 @@ def _render_endpoint(
     _render_tls_login(out, endpoint.tls_login, report.target.credentials)
     for ntlm in endpoint.ntlm:
         _render_ntlm(out, ntlm)
+    for revocation in endpoint.revocation:
+        _render_revocation(out, revocation)
 
 
 def _outcome(outcome: str, error: str | None) -> str:
@@ -359,6 +363,65 @@ def _render_ntlm(out: _Lines, ntlm: NtlmFacts) -> None:
     if ntlm.challenge is not None:
         for what, value in ntlm.challenge.disclosed.items():
             out.field(2, what, _reply(value))
+
+
+def _render_revocation(out: _Lines, revocation: RevocationFacts) -> None:
+    """What the CA said of one leaf (named by the start of its fingerprint), source by source."""
+    leaf = revocation.fingerprint_sha256.replace(":", "").lower()[:16]
+    out.add(1, f"Revocation of sha256 {leaf}…:")
+    for label, text in revocation_lines(revocation):
+        out.field(2, label, text)
+
+
+def revocation_lines(revocation: RevocationFacts) -> list[tuple[str, str]]:
+    """What was learnt of one leaf's revocation as (label, text) lines, source by source: for
+    the text report and the dashboard's server page."""
+    lines = [("Not asked", revocation.error)] if revocation.error else []
+    if not (revocation.ocsp_urls or revocation.crl_urls):
+        lines.append(("Published", "no OCSP responder, no CRL distribution point"))
+    for lookup in revocation.lookups:
+        lines.append((f"{_LOOKUP_WORDS[lookup.method]} {lookup.url}", _lookup_text(lookup)))
+    lines += [(f"Stapling on {port}", fact) for port, fact in sorted(revocation.stapled.items())]
+    return lines
+
+
+def revocation_from_dict(data: JsonObject) -> RevocationFacts:
+    """RevocationFacts back from its JSON (what report_to_dict wrote). Raises KeyError,
+    TypeError or ValueError for JSON that is not one."""
+    times = ("this_update", "next_update", "revoked_at")
+    lookups = tuple(
+        RevocationLookup(**(lookup | {t: _time(lookup.get(t)) for t in times}))
+        for lookup in data.get("lookups") or ()
+    )
+    return RevocationFacts(
+        data["fingerprint_sha256"],
+        ocsp_urls=tuple(data.get("ocsp_urls") or ()),
+        crl_urls=tuple(data.get("crl_urls") or ()),
+        issuer=data.get("issuer"),
+        lookups=lookups,
+        stapled=dict(data.get("stapled") or {}),
+        error=data.get("error"),
+    )
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+_LOOKUP_WORDS = {"ocsp": "OCSP", "crl": "CRL", "stapled": "Stapled on"}
+
+
+def _lookup_text(lookup: RevocationLookup) -> str:
+    if lookup.status == "error":
+        return f"no usable answer ({_reply(lookup.error)})"
+    text: str = lookup.status
+    if lookup.revoked_at is not None:
+        text += f" on {iso_utc(lookup.revoked_at)}" + (
+            f" ({lookup.reason})" if lookup.reason else ""
+        )
+    if lookup.next_update is not None:
+        text += f", next update {iso_utc(lookup.next_update)}"
+    return text + (", kept from an earlier lookup" if lookup.cached else "")
 
 
 _ENTRY_WORDS = {"pop3s": "POP3S", "stls": "STLS"}

@@ -548,6 +548,7 @@ def test_the_server_page_shows_the_facts_of_a_real_scan(viewer, scanned):
         "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",  # an accepted suite
         "DNS:mail.example.test",  # SANs
         "CN=PopCompliance Test Intermediate CA",  # issuer and chain
+        "Published: no OCSP responder, no CRL distribution point",  # revocation
         endpoint.address,
     ]:
         assert fact in page, fact
@@ -669,6 +670,46 @@ def facts_with(plaintext: str, login_type: str, tls10: bool) -> dict:
         },
     }
     return {"addresses": [ADDRESS], "checks": [check], "endpoints": [endpoint]}
+
+
+def test_the_server_page_says_what_the_ca_said_of_the_certificate(viewer):
+    server = make_server("mail01")
+    facts = facts_with("pass", "SecureLogin", False)
+    leaf = {
+        "subject": "CN=mail01",
+        "fingerprint_sha256": "ab12",
+        "not_after": "2027-01-01T00:00:00Z",
+    }
+    facts["endpoints"][0]["pop3s"]["tls"]["chain"] = [leaf]
+    revoked = {
+        "method": "ocsp",
+        "url": "http://ocsp.example.com/",
+        "status": "revoked",
+        "this_update": "2026-12-04T10:00:00Z",
+        "next_update": "2026-12-05T10:00:00Z",
+        "revoked_at": "2026-11-20T09:30:00Z",
+        "reason": "keyCompromise",
+        "error": None,
+        "cached": False,
+    }
+    facts["endpoints"][0]["revocation"] = [
+        {
+            "fingerprint_sha256": "ab12",
+            "ocsp_urls": ["http://ocsp.example.com/"],
+            "crl_urls": [],
+            "issuer": "CN=Example CA",
+            "lookups": [revoked],
+            "stapled": {"995": "not stapled"},
+            "error": None,
+        }
+    ]
+    run_with(server, 5, facts)
+    page = viewer.get(server.get_absolute_url()).content.decode()
+    assert (
+        "OCSP http://ocsp.example.com/: revoked on 2026-11-20T09:30:00Z (keyCompromise), "
+        "next update 2026-12-05T10:00:00Z"
+    ) in page
+    assert "Stapling on 995: not stapled" in page
 
 
 def test_the_server_page_names_the_tls_profile_and_lists_the_accepted_suites(viewer):

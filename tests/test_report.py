@@ -13,6 +13,8 @@ from scanner import (
     EndpointFacts,
     ImplicitTlsFacts,
     Pop3Facts,
+    RevocationFacts,
+    RevocationLookup,
     ScanReport,
     SrvRecord,
     StlsFacts,
@@ -21,7 +23,7 @@ from scanner import (
     TlsSupport,
     TranscriptFacts,
 )
-from scanner._report import render_text, report_to_dict
+from scanner._report import render_text, report_to_dict, revocation_from_dict
 
 STARTED = datetime(2025, 6, 1, 12, 0, 0, 500000, tzinfo=UTC)
 ADDRESS = "192.0.2.10"
@@ -91,7 +93,32 @@ def make_endpoint(address: str = ADDRESS, greeting: str = "+OK Dovecot ready.") 
         port=995, outcome="ok", tls=make_tls(), greeting="+OK ready", support=make_support()
     )
     return EndpointFacts(
-        address, pop3, pop3s, product="Dovecot", login_type="PlainTextLogin", duration_ms=80
+        address,
+        pop3,
+        pop3s,
+        product="Dovecot",
+        login_type="PlainTextLogin",
+        duration_ms=80,
+        revocation=(make_revocation(),),
+    )
+
+
+def make_revocation() -> RevocationFacts:
+    ocsp = RevocationLookup(
+        "ocsp",
+        "http://ocsp.example.com/",
+        "good",
+        # Whole seconds: the JSON keeps no more.
+        this_update=STARTED.replace(microsecond=0) - timedelta(hours=2),
+        next_update=STARTED.replace(microsecond=0) + timedelta(days=5),
+    )
+    return RevocationFacts(
+        "AB:CD",
+        ocsp_urls=("http://ocsp.example.com/",),
+        crl_urls=("http://crl.example.com/ca.crl",),
+        issuer="CN=Example CA",
+        lookups=(ocsp,),
+        stapled={"995": "not stapled"},
     )
 
 
@@ -262,6 +289,18 @@ def test_text_report_lists_suites_per_version_in_the_servers_order() -> None:
     assert "TLS 1.2 suites" in text
     assert "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_RSA_WITH_3DES_EDE_CBC_SHA" in text
     assert "the server's" in text
+
+
+def test_text_report_says_what_the_ca_said_of_each_leaf() -> None:
+    text = render_text([make_report()], colour=False)
+    assert "Revocation of sha256 abcd" in text
+    assert "good, next update 2025-06-06T12:00:00Z" in text
+    assert "Stapling on 995:" in text and "not stapled" in text
+
+
+def test_revocation_facts_come_back_from_their_json() -> None:
+    data = report_to_dict(make_report())["endpoints"][0]["revocation"][0]
+    assert revocation_from_dict(json.loads(json.dumps(data))) == make_revocation()
 
 
 def test_json_carries_endpoint_and_dns_facts() -> None:
