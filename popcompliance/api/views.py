@@ -26,6 +26,7 @@ from popcompliance.api.schema import ALERT_RESOLVED, QUEUE_UNAVAILABLE, SERVER_E
 from popcompliance.compliance.models import CertificateSighting, CheckState, ScanPurpose
 from popcompliance.compliance.tasks import ScanNotQueued, TooManyScanRequests, request_scan
 from popcompliance.inventory.models import Server, ServerStatus
+from popcompliance.waivers.effect import waived_pairs
 
 RECENT_CHANGES = 50
 
@@ -147,11 +148,25 @@ class ServerViewSet(
     def perform_update(self, serializer: Any) -> None:
         serializer.save()
 
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """A page of servers, with the waivers in force over the whole page in one or two
+        queries (their checks show as excepted)."""
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        servers = list(page or [])
+        context = self._with_waivers([server.pk for server in servers])
+        data = self.get_serializer(servers, many=True, context=context).data
+        return self.get_paginated_response(data)
+
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         server = self.get_object()
         server.recent_changes = list(server.changes.all()[:RECENT_CHANGES])
         server.current_sightings = current_sightings(server)
-        return Response(self.get_serializer(server).data)
+        context = self._with_waivers([server.pk])
+        return Response(self.get_serializer(server, context=context).data)
+
+    def _with_waivers(self, server_ids: list[int]) -> dict[str, Any]:
+        waived = waived_pairs(server_ids, timezone.now())
+        return {**self.get_serializer_context(), "waived": waived}
 
     @extend_schema(
         summary="Pause a server (admin)",

@@ -21,7 +21,7 @@ Changes recorded while a maintenance window covers the server are marked `during
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -41,6 +41,7 @@ from popcompliance.compliance.models import (
 from popcompliance.inventory.models import Server, ServerLocation, ServerStatus
 from popcompliance.locations import DEFAULT_LOCATION
 from popcompliance.maintenance.windows import in_maintenance
+from popcompliance.waivers.effect import EXCEPTED, shown_status, waived_checks
 
 # A regression settles on its second consecutive sighting: the scan that saw it and the
 # confirming re-probe.
@@ -111,7 +112,7 @@ def record_report(
             _forget_vanished(states, seen)
         remember_addresses(server, location, report.endpoints, now)
         remember_certificates(server, report.endpoints, now)
-        status = settled_status([*states.values(), *elsewhere])
+        status = _status_with_waivers(server, [*states.values(), *elsewhere], now)
         _save_server(server, location, status, purpose, now)
         if recorded.changes and in_maintenance(server, now):
             for change in recorded.changes:
@@ -291,13 +292,31 @@ SERVER_STATUS_OF = {
 }
 
 
-def settled_status(states: Iterable[CheckState]) -> str:
+def settled_status(states: Iterable[CheckState], waived: Collection[str] = ()) -> str:
     """The server's status from its settled check states, judged as the scanner judges a
-    report (scanner.compliance_of); unknown while nothing is settled."""
-    statuses = [state.status for state in states]
-    if not statuses:
+    report (scanner.compliance_of); unknown while nothing is settled. The checks in `waived`
+    (a waiver holds for them, popcompliance.waivers) do not count as failing: a server that
+    fails only those is excepted."""
+    states = list(states)
+    shown = [shown_status(state.status, state.check_id in waived) for state in states]
+    if not shown:
         return ServerStatus.UNKNOWN
-    return SERVER_STATUS_OF[scanner.compliance_of(statuses)]
+    judged = SERVER_STATUS_OF[scanner.compliance_of(s for s in shown if s != EXCEPTED)]
+    if judged == ServerStatus.COMPLIANT and _waived_failure(states, waived):
+        return ServerStatus.EXCEPTED
+    return judged
+
+
+def _status_with_waivers(server: Server, states: list[CheckState], now: datetime) -> str:
+    """settled_status, asking for the server's waivers (one query) only when it fails."""
+    status = settled_status(states)
+    if status != ServerStatus.NON_COMPLIANT:
+        return status
+    return settled_status(states, waived_checks(server, now))
+
+
+def _waived_failure(states: Iterable[CheckState], waived: Collection[str]) -> bool:
+    return any(state.status == "fail" and state.check_id in waived for state in states)
 
 
 def _save_server(server: Server, location: str, status: str, purpose: str, now: datetime) -> None:

@@ -48,6 +48,7 @@ from popcompliance.dashboard.catalog import (
     not_declared_html,
 )
 from popcompliance.inventory.models import Server
+from popcompliance.waivers.effect import shown_status, waived_pairs
 
 EXPIRING_WITHIN = timedelta(days=30)
 EXPIRING_PANEL_KEY = "dashboard:expiring-certificates"
@@ -219,14 +220,17 @@ class MatrixRow:
         ]
 
 
-def matrix(servers: Iterable[Server]) -> list[MatrixRow]:
+def matrix(servers: Iterable[Server], now: datetime) -> list[MatrixRow]:
     """Rows for a page of servers (already fetched, tags prefetched): one grouped query gives
     each server's worst status per check over its addresses, and whether it is confirming a
-    change. Which checks apply comes from the server's own row (its declared protocols)."""
+    change; one or two more the waivers in force (a waived fail shows as excepted). Which
+    checks apply comes from the server's own row (its declared protocols)."""
     servers = list(servers)
+    ids = [s.pk for s in servers]
     worst: dict[int, dict[str, tuple[str, bool]]] = defaultdict(dict)
-    for server_id, check_id, rank, confirming in _worst_states([s.pk for s in servers]):
+    for server_id, check_id, rank, confirming in _worst_states(ids):
         worst[server_id][check_id] = (_RANK_STATUS[rank], bool(confirming))
+    waived = waived_pairs(ids, now)
     rows = []
     for server in servers:
         found = worst.get(server.pk, {})
@@ -234,6 +238,8 @@ def matrix(servers: Iterable[Server]) -> list[MatrixRow]:
         cells = []
         for spec in scanner.CATALOG:
             status, confirming = found.get(spec.id, (None, False))
+            if status is not None:
+                status = shown_status(status, (server.pk, spec.id) in waived)
             cells.append(Cell(spec, status, confirming, applies(spec, declared)))
         rows.append(MatrixRow(server, cells))
     return rows
@@ -262,7 +268,7 @@ def _worst_states(server_ids: list[int]) -> QuerySet[Any]:
 def trend(now: datetime) -> list[dict[str, Any]]:
     """The daily snapshots of the last TREND_DAYS days, oldest first, for the chart."""
     since = (now - timedelta(days=TREND_DAYS)).date()
-    fields = ("total", "compliant", "non_compliant", "unknown", "paused", "new")
+    fields = ("total", "compliant", "non_compliant", "excepted", "unknown", "paused", "new")
     # values(): the chart needs no model instances, nor each day's failing_checks JSON.
     rows = FleetSnapshot.objects.filter(day__gt=since).order_by("day").values("day", *fields)
     return [{**row, "day": row["day"].isoformat()} for row in rows]

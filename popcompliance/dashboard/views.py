@@ -56,7 +56,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         "cleartext": queries.cleartext_counts(),
         "cleartext_label": CLEARTEXT_LABEL,
         "page": page,
-        "rows": queries.matrix(page),
+        "rows": queries.matrix(page, now),
         "groups": CHECK_GROUPS,
         "trend": queries.trend(now),
         "expiring": queries.expiring_certificates_panel(now),
