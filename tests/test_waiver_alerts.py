@@ -53,10 +53,10 @@ def beat(moment: datetime) -> None:
     alerts_beat(moment)
 
 
-def grant(server: Server, moment: datetime, **fields: object) -> Waiver:
-    """A waiver of CHECK on `server` from `moment` to EXPIRY, granted as the views do."""
+def grant(on: Server | None, moment: datetime, **fields: object) -> Waiver:
+    """A waiver of CHECK on server `on` from `moment` to EXPIRY, granted as the views do."""
     values: dict[str, object] = {
-        "server": server,
+        "server": on,
         "check_id": CHECK,
         "justification": "legacy scanners until the migration",
         "approver": User.objects.get_or_create(username="boss")[0],
@@ -184,7 +184,6 @@ def test_the_owners_are_warned_once_a_week_before_expiry(
 ):
     grant(server, START)
     beat(moment)
-    beat(moment + timedelta(hours=1))
     found = warnings(smtp_sink)
     assert len(found) == warned
     if warned:
@@ -192,6 +191,9 @@ def test_the_owners_are_warned_once_a_week_before_expiry(
         assert f"Exception for {CHECK} on server mail01 expires" in found[0].subject
         assert "legacy scanners until the migration" in found[0].text
         assert f"expires on {EXPIRY:%Y-%m-%d %H:%M}" in found[0].text
+    for later in (moment + timedelta(hours=1), moment + timedelta(days=2)):
+        beat(later)
+    assert len(warnings(smtp_sink)) == 1
 
 
 def test_the_warning_is_not_lost_while_smtp_is_down(server, smtp_sink):
