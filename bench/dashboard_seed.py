@@ -373,6 +373,11 @@ def write_servers(seeded: Seeded, rng: random.Random, now: datetime) -> None:
     ]  # fmt: skip
     for plan, server in zip(seeded.plans, seeded.bulk("Server", servers), strict=True):
         plan.pk = server.pk
+        server.created_at = plan.start
+    # Added when their history starts (auto_now_add stamped them now): the fleet as of a past
+    # day (compliance.history) counts only the servers that existed then.
+    with seeded.table("Server"):
+        Server.objects.bulk_update(servers, ["created_at"], batch_size=2000)
     links = [
         Server.tags.through(server_id=plan.pk, tag_id=tag.pk)
         for plan in seeded.plans

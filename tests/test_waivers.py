@@ -163,10 +163,12 @@ def test_a_waiver_shows_a_fail_or_warn_as_excepted_and_nothing_else(status, show
         ({"a": "fail", "b": "pass"}, {"a"}, ServerStatus.EXCEPTED),
         ({"a": "fail", "b": "fail"}, {"a"}, ServerStatus.NON_COMPLIANT),
         ({"a": "fail", "b": "error"}, {"a"}, ServerStatus.UNKNOWN),
-        ({"a": "warn", "b": "pass"}, {"a"}, ServerStatus.COMPLIANT),
+        ({"a": "warn", "b": "pass"}, {"a"}, ServerStatus.EXCEPTED),
+        ({"a": "fail", "b": "warn"}, {"a"}, ServerStatus.EXCEPTED),
+        ({"a": "warn", "b": "pass"}, set(), ServerStatus.COMPLIANT),
         ({"a": "pass", "b": "pass"}, {"a"}, ServerStatus.COMPLIANT),
         ({"a": "fail", "b": "pass"}, set(), ServerStatus.NON_COMPLIANT),
     ],
 )
-def test_a_server_failing_only_waived_checks_is_excepted(found, waived, expected):
+def test_a_server_whose_only_failures_and_warnings_are_waived_is_excepted(found, waived, expected):
     assert settled_status(states(**found), waived) == expected

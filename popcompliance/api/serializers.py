@@ -11,12 +11,14 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 import scanner
 from popcompliance.alerts.forms import COMMENT_MAX_LENGTH
 from popcompliance.alerts.models import Alert, AlertState
+from popcompliance.compliance import history
 from popcompliance.compliance.models import (
     Certificate,
     CertificateSighting,
@@ -103,7 +105,55 @@ def port_help() -> dict[str, str]:
     return texts
 
 
-class ServerFilterSerializer(serializers.Serializer):
+AS_OF_HELP = (
+    "A past moment: a day (`2026-06-30`, the end of that day, UTC) or an ISO 8601 date and "
+    "time. Statuses and checks are then rebuilt from the history as they were at that moment; "
+    "names, sites and tags are today's. Omitted, or today: now."
+)
+
+
+class AsOfField(serializers.Field):
+    """`?as_of=`: a day (its end) or a date and time; the moment, or None for now."""
+
+    default_error_messages = {
+        "invalid": "Give a day (2026-06-30) or an ISO 8601 date and time (2026-06-30T12:00Z)."
+    }
+
+    def to_internal_value(self, data: Any) -> datetime | None:
+        when = _parse_moment(str(data))
+        if when is None:
+            self.fail("invalid")
+        try:
+            return history.moment(when)
+        except history.HistoryPruned as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def _parse_moment(text: str) -> datetime | None:
+    if day := parse_date(text):
+        return history.end_of_day(day)
+    try:
+        moment = parse_datetime(text)
+    except ValueError:
+        return None
+    if moment is not None and timezone.is_naive(moment):
+        moment = timezone.make_aware(moment)
+    return moment
+
+
+@extend_schema_field({"type": "string", "example": "2026-06-30"})
+class AsOfSchemaField(AsOfField):
+    pass
+
+
+class AsOfSerializer(serializers.Serializer):
+    as_of = AsOfSchemaField(required=False, help_text=AS_OF_HELP)
+
+
+class ServerFilterSerializer(AsOfSerializer):
     """The list's query parameters, all optional."""
 
     status = serializers.ChoiceField(choices=ServerStatus.choices, required=False)
@@ -142,7 +192,11 @@ class ServerSerializer(serializers.ModelSerializer):
     )
     def get_checks(self, server: Server) -> dict[str, str]:
         """The worst status of each check; `excepted` where a waiver in force covers a fail
-        or warn (the view puts the page's waived pairs in the context)."""
+        or warn (the view puts the page's waived pairs in the context; as of a past moment,
+        the history has applied the waivers in force then)."""
+        as_of = self.context.get("as_of_checks")
+        if as_of is not None:
+            return dict(sorted(as_of.get(server.pk, {}).items()))
         waived = self.context.get("waived", frozenset())
         worst = worst_checks(list(server.check_states.all()))
         return {

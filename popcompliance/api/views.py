@@ -5,10 +5,12 @@ writes need the role in each view's `action_roles` (see permissions.py).
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -23,6 +25,7 @@ from popcompliance.alerts.models import Alert, AlertState
 from popcompliance.api import serializers as s
 from popcompliance.api.permissions import RolePermission
 from popcompliance.api.schema import ALERT_RESOLVED, QUEUE_UNAVAILABLE, SERVER_EXAMPLE, errors
+from popcompliance.compliance import history
 from popcompliance.compliance.models import CertificateSighting, CheckState, ScanPurpose
 from popcompliance.compliance.tasks import ScanNotQueued, TooManyScanRequests, request_scan
 from popcompliance.inventory.models import Server, ServerStatus
@@ -64,7 +67,8 @@ def _check_states() -> Prefetch:
     list=extend_schema(
         summary="List servers",
         description="Filtered by `?status`, `?site`, `?tag` and `?search` (part of the name), "
-        "by name, 50 a page. `checks` is the worst status of each check over the server's "
+        "by name, 50 a page; `?as_of=` gives statuses and checks as they were at a past "
+        "moment. `checks` is the worst status of each check over the server's "
         "addresses; `compliant` is null while the server is new, unknown or paused.",
         parameters=[s.ServerFilterSerializer],
         examples=[SERVER_EXAMPLE],
@@ -124,12 +128,16 @@ class ServerViewSet(
             )
         return Server.objects.all()
 
-    def _filtered(self, servers: QuerySet[Server]) -> QuerySet[Server]:
-        """Apply ?status, ?site, ?tag and ?search; an invalid value is a 400."""
+    def _params(self) -> dict[str, Any]:
+        """The list's query parameters; an invalid value is a 400."""
         params = s.ServerFilterSerializer(data=self.request.query_params)
         params.is_valid(raise_exception=True)
-        wanted = params.validated_data
-        if "status" in wanted:
+        return params.validated_data  # type: ignore[no-any-return]
+
+    def _filtered(self, servers: QuerySet[Server]) -> QuerySet[Server]:
+        """Apply ?status (today's), ?site, ?tag and ?search."""
+        wanted = self._params()
+        if "status" in wanted and wanted.get("as_of") is None:
             servers = servers.filter(status=wanted["status"])
         if "site" in wanted:
             servers = servers.filter(site=wanted["site"])
@@ -139,6 +147,46 @@ class ServerViewSet(
             servers = servers.filter(name__icontains=wanted["search"])
         return servers.order_by("name", "pk")
 
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        when = self._params().get("as_of")
+        if when is None:
+            return self._list_now()
+        return self._list_as_of(when)
+
+    def _list_now(self) -> Response:
+        """A page of servers, with the waivers in force over the whole page in one query
+        (their checks show as excepted)."""
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        servers = list(page or [])
+        context = self._with_waivers([server.pk for server in servers])
+        data = self.get_serializer(servers, many=True, context=context).data
+        return self.get_paginated_response(data)
+
+    def _list_as_of(self, when: datetime) -> Response:
+        """The list as it was at `when`: statuses and checks from the history (?status
+        filters on the status then)."""
+        servers = self._filtered(Server.objects.all())
+        fleet = history.fleet_as_of(when, servers)
+        status_wanted = self._params().get("status")
+        ids = [
+            pk
+            for pk in servers.values_list("pk", flat=True)
+            if pk in fleet.statuses and status_wanted in (None, fleet.statuses[pk])
+        ]
+        page_ids = self.paginate_queryset(ids) or []
+        page = Server.objects.filter(pk__in=page_ids)
+        found = page.in_bulk()
+        checks = history.worst_by_check(history.checks_as_of(when, page))
+        shown = []
+        for pk in page_ids:
+            server = found[pk]
+            server.status = fleet.statuses[pk]  # shown, never saved
+            shown.append(server)
+        context = self.get_serializer_context() | {"as_of_checks": checks}
+        return self.get_paginated_response(
+            s.ServerSerializer(shown, many=True, context=context).data
+        )
+
     # Writes and their audit entries commit together, or not at all.
     @transaction.atomic
     def perform_create(self, serializer: Any) -> None:
@@ -147,15 +195,6 @@ class ServerViewSet(
     @transaction.atomic
     def perform_update(self, serializer: Any) -> None:
         serializer.save()
-
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """A page of servers, with the waivers in force over the whole page in one or two
-        queries (their checks show as excepted)."""
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        servers = list(page or [])
-        context = self._with_waivers([server.pk for server in servers])
-        data = self.get_serializer(servers, many=True, context=context).data
-        return self.get_paginated_response(data)
 
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         server = self.get_object()
@@ -298,9 +337,18 @@ class SummaryView(APIView):
     permission_classes = [RolePermission]
 
     @extend_schema(
-        summary="The fleet at a glance", responses={200: s.SummarySerializer, **errors(401)}
+        summary="The fleet at a glance",
+        description="`?as_of=` gives it as it was at a past moment; `open_alerts` then counts "
+        "the alerts opened by then and not yet resolved.",
+        parameters=[s.AsOfSerializer],
+        responses={200: s.SummarySerializer, **errors(400, 401)},
     )
     def get(self, request: Request) -> Response:
+        params = s.AsOfSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        when = params.validated_data.get("as_of")
+        if when is not None:
+            return Response(s.SummarySerializer(_summary_as_of(when)).data)
         rows = Server.objects.order_by().values_list("status").annotate(n=Count("pk"))
         found = dict(rows)
         by_status = {value: found.get(value, 0) for value in ServerStatus.values}
@@ -317,3 +365,22 @@ class SummaryView(APIView):
             "open_alerts": Alert.objects.open().count(),
         }
         return Response(s.SummarySerializer(body).data)
+
+
+def _summary_as_of(when: datetime) -> dict[str, Any]:
+    """The summary as it was at `when`: statuses and failing checks from the history, the
+    alerts opened by then and not yet resolved."""
+    fleet = history.fleet_as_of(when, Server.objects.all())
+    counted = Counter(fleet.statuses.values())
+    failing: dict[str, set[int]] = {}
+    for server_id, checks in fleet.problems.items():
+        for check in checks:
+            if check.status == "fail":
+                failing.setdefault(check.check_id, set()).add(server_id)
+    unresolved = Q(resolved_at__isnull=True) | Q(resolved_at__gt=when)
+    return {
+        "total": len(fleet.statuses),
+        "by_status": {value: counted.get(value, 0) for value in ServerStatus.values},
+        "failing_checks": {check_id: len(ids) for check_id, ids in sorted(failing.items())},
+        "open_alerts": Alert.objects.filter(unresolved, opened_at__lte=when).count(),
+    }

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 
 import scanner
@@ -143,6 +143,37 @@ class CheckState(models.Model):
 
     def clear_candidate(self) -> None:
         self.candidate_status, self.candidate_count, self.candidate_since = "", 0, None
+
+
+RETIRED_SUMMARY = {
+    "address": "No longer probed: the name stopped resolving to this address.",
+    "location": "No longer probed: the server is no longer probed from this location.",
+}
+
+
+def retire_states(states: QuerySet[CheckState], why: str, now: datetime) -> int:
+    """Delete check states that stopped applying (`why`: "address" or "location"), leaving for
+    each a Change to `skip` (from `skip` too: without it the state's earlier life would vanish
+    from the history with it), so the history as of a later moment (compliance.history) does
+    not show them as they last were. Those Changes are not alerted on: the alerts follow the states
+    that remain. How many went."""
+    retired = list(states.order_by())
+    Change.objects.bulk_create(
+        Change(
+            server_id=state.server_id,
+            location=state.location,
+            address=state.address,
+            check_id=state.check_id,
+            previous_status=state.status,
+            status=CheckStatus.SKIP,
+            summary=RETIRED_SUMMARY[why],
+            created_at=now,
+            alerted_at=now,
+        )
+        for state in retired
+    )
+    CheckState.objects.filter(pk__in=[state.pk for state in retired]).delete()
+    return len(retired)
 
 
 class ScanPurpose(models.TextChoices):

@@ -37,11 +37,12 @@ from popcompliance.compliance.models import (
     ScanRun,
     ServerAddress,
     is_regression,
+    retire_states,
 )
 from popcompliance.inventory.models import Server, ServerLocation, ServerStatus
 from popcompliance.locations import DEFAULT_LOCATION
 from popcompliance.maintenance.windows import in_maintenance
-from popcompliance.waivers.effect import EXCEPTED, shown_status, waived_checks
+from popcompliance.waivers.effect import EXCEPTED, WAIVABLE, shown_status, waived_checks
 
 # A regression settles on its second consecutive sighting: the scan that saw it and the
 # confirming re-probe.
@@ -109,7 +110,7 @@ def record_report(
         if altered:
             CheckState.objects.bulk_update(altered, STORED_FIELDS)
         if report.endpoints:
-            _forget_vanished(states, seen)
+            _forget_vanished(states, seen, now)
         remember_addresses(server, location, report.endpoints, now)
         remember_certificates(server, report.endpoints, now)
         status = _status_with_waivers(server, [*states.values(), *elsewhere], now)
@@ -247,15 +248,17 @@ def _change(
     )
 
 
-def _forget_vanished(states: dict[tuple[str, str], CheckState], seen: list[Observation]) -> None:
-    """Drop the states of addresses the name no longer resolves to. Only called when the
+def _forget_vanished(
+    states: dict[tuple[str, str], CheckState], seen: list[Observation], now: datetime
+) -> None:
+    """Retire the states of addresses the name no longer resolves to. Only called when the
     scan found addresses (so `seen` does not depend on the known ones): a DNS failure must
     not wipe what we know."""
     current = {(o.address, o.check.id) for o in seen}
     vanished = [key for key in states if key not in current]
     if vanished:
         ids = [states.pop(key).pk for key in vanished]
-        CheckState.objects.filter(pk__in=ids).delete()
+        retire_states(CheckState.objects.filter(pk__in=ids), "address", now)
 
 
 def remember_addresses(
@@ -295,28 +298,24 @@ SERVER_STATUS_OF = {
 def settled_status(states: Iterable[CheckState], waived: Collection[str] = ()) -> str:
     """The server's status from its settled check states, judged as the scanner judges a
     report (scanner.compliance_of); unknown while nothing is settled. The checks in `waived`
-    (a waiver holds for them, popcompliance.waivers) do not count as failing: a server that
-    fails only those is excepted."""
+    (a waiver holds for them, popcompliance.waivers) show as excepted when they fail or warn:
+    a server whose only failures and warnings are excepted is excepted."""
     states = list(states)
     shown = [shown_status(state.status, state.check_id in waived) for state in states]
     if not shown:
         return ServerStatus.UNKNOWN
     judged = SERVER_STATUS_OF[scanner.compliance_of(s for s in shown if s != EXCEPTED)]
-    if judged == ServerStatus.COMPLIANT and _waived_failure(states, waived):
+    if judged == ServerStatus.COMPLIANT and EXCEPTED in shown:
         return ServerStatus.EXCEPTED
     return judged
 
 
 def _status_with_waivers(server: Server, states: list[CheckState], now: datetime) -> str:
-    """settled_status, asking for the server's waivers (one query) only when it fails."""
-    status = settled_status(states)
-    if status != ServerStatus.NON_COMPLIANT:
-        return status
+    """settled_status, asking for the server's waivers (one query) only when something fails
+    or warns: nothing else is waived."""
+    if not any(state.status in WAIVABLE for state in states):
+        return settled_status(states)
     return settled_status(states, waived_checks(server, now))
-
-
-def _waived_failure(states: Iterable[CheckState], waived: Collection[str]) -> bool:
-    return any(state.status == "fail" and state.check_id in waived for state in states)
 
 
 def _save_server(server: Server, location: str, status: str, purpose: str, now: datetime) -> None:

@@ -3,10 +3,12 @@ certificates page's: GET forms, reading, never changing."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
 from django import forms
 
+from popcompliance.compliance import history
 from popcompliance.dashboard.catalog import CHECK_GROUPS, CLEARTEXT_LABEL, SERVER_STATUS_ORDER
 from popcompliance.dashboard.queries import CLEARTEXT
 from popcompliance.inventory.models import Policy
@@ -98,6 +100,33 @@ class ServerFilter(forms.Form):
     def page_size(self) -> int:
         valid = self.is_valid()
         return (self.cleaned_data.get("per_page") if valid else None) or PER_PAGE_CHOICES[1]
+
+
+class AsOfForm(forms.Form):
+    """The overview's "as of" day: the fleet as it was at the end of that day, read-only."""
+
+    as_of = forms.DateField(
+        required=False,
+        label="As of",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="The fleet as it was at the end of that day; empty for now.",
+    )
+
+    def clean_as_of(self) -> date | None:
+        day = self.cleaned_data.get("as_of")
+        if day is not None:
+            try:
+                history.moment(history.end_of_day(day))
+            except history.HistoryPruned as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return day
+
+    @property
+    def moment(self) -> datetime | None:
+        """The moment asked for; None for now (no day, today, a future day or a bad one)."""
+        if not self.is_valid() or self.cleaned_data["as_of"] is None:
+            return None
+        return history.moment(history.end_of_day(self.cleaned_data["as_of"]))
 
 
 class CertificateFilter(forms.Form):

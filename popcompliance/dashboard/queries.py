@@ -4,6 +4,7 @@ whatever the fleet's size (tests/test_dashboard_views.py pins the counts).
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,12 +29,15 @@ from django.db.models import (
     Value,
     When,
 )
+from django.utils import timezone
 from django.utils.safestring import SafeString
 
 import scanner
 from popcompliance.alerts.models import Alert, AlertState
 from popcompliance.alerts.outbox import EmailHealth, email_health
+from popcompliance.compliance import history
 from popcompliance.compliance.certificates import seen_at_last_scan
+from popcompliance.compliance.history import FleetAsOf
 from popcompliance.compliance.models import (
     Certificate,
     CertificateSighting,
@@ -178,6 +182,62 @@ def _matching_states(filters: dict[str, str]) -> QuerySet[CheckState]:
     return states
 
 
+# The filters that read a server's checks or status, which a past moment answers from the
+# history; the others (name, site, tag, policy) read today's inventory.
+AS_OF_FILTERS = ("status", "check", "result", "exposure")
+
+
+def filtered_server_ids_as_of(filters: dict[str, Any], fleet: FleetAsOf) -> list[int]:
+    """The ids of the servers matching `filters` as they were at `fleet.when`, sorted as
+    `filtered_servers` sorts (the status sort by the status then)."""
+    inventory = {name: value for name, value in filters.items() if name not in AS_OF_FILTERS}
+    sort = filters.get("sort") or "name"
+    by_status = sort.removeprefix("-") == "status"
+    if by_status:
+        inventory["sort"] = "name"
+    servers = filtered_servers(inventory).filter(created_at__lte=fleet.when)
+    ids = list(servers.values_list("pk", flat=True))
+    if filters.get("status"):
+        ids = [pk for pk in ids if fleet.statuses.get(pk) == filters["status"]]
+    if filters.get("exposure") == CLEARTEXT:
+        leaking = fleet.failing(scanner.CLEARTEXT_PASSWORD_CHECK_IDS)
+        ids = [pk for pk in ids if pk in leaking]
+    if filters.get("check") or filters.get("result"):
+        matching = _matching_as_of(filters, fleet, ids)
+        ids = [pk for pk in ids if pk in matching]
+    if by_status:
+        rank = {status: i for i, status in enumerate(SERVER_STATUS_ORDER)}
+        ids.sort(key=lambda pk: rank[fleet.statuses[pk]], reverse=sort.startswith("-"))
+    return ids
+
+
+def _matching_as_of(filters: dict[str, Any], fleet: FleetAsOf, ids: list[int]) -> set[int]:
+    """The servers whose check (`check`, any by default) had the result asked for then on some
+    address (`problem`: fail, warn or error; any by default)."""
+    check, result = filters.get("check"), filters.get("result")
+    if result == "problem":
+        wanted = set(PROBLEM_STATUSES)
+    else:
+        wanted = {result} if result else set(scanner.STATUS_RANK)
+    checks: Iterable[history.CheckAsOf]
+    if wanted <= set(PROBLEM_STATUSES):
+        checks = itertools.chain.from_iterable(fleet.problems.values())
+    else:
+        checks = history.checks_as_of(fleet.when, Server.objects.filter(pk__in=ids))
+    return {
+        c.server_id for c in checks if c.raw_status in wanted and (not check or c.check_id == check)
+    }
+
+
+def cleartext_counts_as_of(fleet: FleetAsOf) -> CleartextCounts:
+    """The "Accepts passwords in the clear" tile at a past moment."""
+    total = len(fleet.failing(scanner.CLEARTEXT_PASSWORD_CHECK_IDS))
+    by_protocol = [
+        (spec.group, spec.id, len(fleet.failing([spec.id]))) for spec in CLEARTEXT_CHECKS
+    ]
+    return CleartextCounts(total, by_protocol)
+
+
 @dataclass(frozen=True)
 class Cell:
     """One check of one server in the matrix: its worst status over the addresses, or not
@@ -201,10 +261,12 @@ class Cell:
 
 @dataclass
 class MatrixRow:
-    """One server in the overview's matrix: its worst status per check, in catalog order, and
-    the protocols on which it accepts a password in the clear (`leaks`, their headings)."""
+    """One server in the overview's matrix: its status, its worst status per check, in catalog
+    order, and the protocols on which it accepts a password in the clear (`leaks`, their
+    headings)."""
 
     server: Server
+    status: str
     cells: list[Cell] = field(default_factory=list)
 
     @property
@@ -220,17 +282,18 @@ class MatrixRow:
         ]
 
 
-def matrix(servers: Iterable[Server], now: datetime) -> list[MatrixRow]:
+def matrix(servers: Iterable[Server], fleet: FleetAsOf | None = None) -> list[MatrixRow]:
     """Rows for a page of servers (already fetched, tags prefetched): one grouped query gives
     each server's worst status per check over its addresses, and whether it is confirming a
-    change; one or two more the waivers in force (a waived fail shows as excepted). Which
-    checks apply comes from the server's own row (its declared protocols)."""
+    change; as of a past moment (`fleet`), their history does. Which checks apply comes from
+    the server's own row (its declared protocols)."""
     servers = list(servers)
-    ids = [s.pk for s in servers]
-    worst: dict[int, dict[str, tuple[str, bool]]] = defaultdict(dict)
-    for server_id, check_id, rank, confirming in _worst_states(ids):
-        worst[server_id][check_id] = (_RANK_STATUS[rank], bool(confirming))
-    waived = waived_pairs(ids, now)
+    if fleet is None:
+        worst = _worst_now(servers)
+        statuses = {server.pk: server.status for server in servers}
+    else:
+        worst = _worst_as_of(servers, fleet.when)
+        statuses = fleet.statuses
     rows = []
     for server in servers:
         found = worst.get(server.pk, {})
@@ -238,11 +301,34 @@ def matrix(servers: Iterable[Server], now: datetime) -> list[MatrixRow]:
         cells = []
         for spec in scanner.CATALOG:
             status, confirming = found.get(spec.id, (None, False))
-            if status is not None:
-                status = shown_status(status, (server.pk, spec.id) in waived)
             cells.append(Cell(spec, status, confirming, applies(spec, declared)))
-        rows.append(MatrixRow(server, cells))
+        rows.append(MatrixRow(server, statuses[server.pk], cells))
     return rows
+
+
+Worst = dict[int, dict[str, tuple[str, bool]]]
+
+
+def _worst_now(servers: list[Server]) -> Worst:
+    """The stored states, with the waivers in force now (one more query): a waived fail or
+    warn shows as excepted."""
+    ids = [s.pk for s in servers]
+    waived = waived_pairs(ids, timezone.now())
+    worst: Worst = defaultdict(dict)
+    for server_id, check_id, rank, confirming in _worst_states(ids):
+        status = shown_status(_RANK_STATUS[rank], (server_id, check_id) in waived)
+        worst[server_id][check_id] = (status, bool(confirming))
+    return worst
+
+
+def _worst_as_of(servers: list[Server], when: datetime) -> Worst:
+    """Settled statuses only: what was still being confirmed then is not kept."""
+    page = Server.objects.filter(pk__in=[s.pk for s in servers])
+    found = history.worst_by_check(history.checks_as_of(when, page))
+    return {
+        server_id: {check_id: (status, False) for check_id, status in by_check.items()}
+        for server_id, by_check in found.items()
+    }
 
 
 _RANK_STATUS = {rank: status for status, rank in scanner.STATUS_RANK.items()}

@@ -4,6 +4,9 @@ now"), and certificates. Every view needs a signed-in user; "scan now" needs an 
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -14,13 +17,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from popcompliance.accounts.roles import OPERATOR, role_required
+from popcompliance.compliance import history
 from popcompliance.compliance.models import Certificate, ScanRun
 from popcompliance.compliance.tasks import ScanNotQueued, TooManyScanRequests, request_scan
 from popcompliance.dashboard import queries
 from popcompliance.dashboard.catalog import CHECK_GROUPS, CLEARTEXT_LABEL
 from popcompliance.dashboard.compare import compare
 from popcompliance.dashboard.detail import newest_run_after, scan_result, server_context
-from popcompliance.dashboard.forms import CertificateFilter, ServerFilter
+from popcompliance.dashboard.forms import AsOfForm, CertificateFilter, ServerFilter
 from popcompliance.inventory.models import Server, Tag
 from popcompliance.maintenance.windows import fleet_panel
 from popcompliance.ops import heartbeats
@@ -40,33 +44,59 @@ def _server(pk: int) -> Server:
 def overview(request: HttpRequest) -> HttpResponse:
     """Fleet counts, the servers × checks matrix (filtered, sorted, paginated), the trend,
     open alerts, maintenance windows on now or soon, expiring certificates, the liveness of
-    beat and workers, and whether email is leaving."""
+    beat and workers, and whether email is leaving. `?as_of=<day>` shows the counts and the
+    matrix as they were at the end of that day instead, read-only."""
     now = timezone.now()
+    as_of = AsOfForm(request.GET or None)
     tags = list(Tag.objects.values_list("name", flat=True))
     form = ServerFilter(request.GET or None, sites=queries.sites(), tags=tags)
     filters = form.filters()
+    context = {
+        "form": form,
+        "as_of_form": as_of,
+        "filtered": bool(filters),
+        "groups": CHECK_GROUPS,
+        "cleartext_label": CLEARTEXT_LABEL,
+        "now": now,
+    }
+    when = as_of.moment
+    if when is not None:
+        return render(request, "dashboard/overview.html", context | _as_of(request, filters, when))
     servers = queries.filtered_servers(filters).prefetch_related("tags")
     page = Paginator(servers, SERVERS_PER_PAGE).get_page(request.GET.get("page"))
     counts = queries.status_counts()
-    context = {
-        "form": form,
-        "filtered": bool(filters),
+    context |= {
         "counts": counts,
         "no_servers": not any(counts.values()),
         "cleartext": queries.cleartext_counts(),
-        "cleartext_label": CLEARTEXT_LABEL,
         "page": page,
-        "rows": queries.matrix(page, now),
-        "groups": CHECK_GROUPS,
+        "rows": queries.matrix(page),
         "trend": queries.trend(now),
         "expiring": queries.expiring_certificates_panel(now),
         "open_alerts": queries.open_alerts(now),
         "maintenance": fleet_panel(now),
         "liveness": heartbeats.liveness(now),
         "email_health": queries.email_health_banner(now),
-        "now": now,
     }
     return render(request, "dashboard/overview.html", context)
+
+
+def _as_of(request: HttpRequest, filters: dict[str, Any], when: datetime) -> dict[str, Any]:
+    """The overview's counts and matrix as they were at `when`, from the history."""
+    fleet = history.fleet_as_of(when, Server.objects.all())
+    ids = queries.filtered_server_ids_as_of(filters, fleet)
+    page = Paginator(ids, SERVERS_PER_PAGE).get_page(request.GET.get("page"))
+    found = Server.objects.filter(pk__in=list(page)).prefetch_related("tags").in_bulk()
+    counts = history.count_statuses(fleet.statuses)
+    return {
+        "as_of": when,
+        "as_of_day": when.date().isoformat(),
+        "counts": counts,
+        "no_servers": not any(counts.values()),
+        "cleartext": queries.cleartext_counts_as_of(fleet),
+        "page": page,
+        "rows": queries.matrix([found[pk] for pk in page], fleet),
+    }
 
 
 @login_required

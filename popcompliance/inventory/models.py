@@ -335,7 +335,11 @@ class Server(models.Model):
         have = set(self.schedules.values_list("location", flat=True))
         if gone := have - wanted:
             self.schedules.filter(location__in=gone).delete()
-            self.check_states.filter(location__in=gone).delete()  # type: ignore[attr-defined]
+            # Imported here: compliance's models build on this module's.
+            from popcompliance.compliance.models import retire_states
+
+            states = self.check_states.filter(location__in=gone)  # type: ignore[attr-defined]
+            retire_states(states, "location", timezone.now())
             self.addresses.filter(location__in=gone).delete()  # type: ignore[attr-defined]
         due = self.next_scan_at if new else min(self.next_scan_at, timezone.now())
         ServerLocation.objects.bulk_create(

@@ -5,8 +5,9 @@ force covers the check, `fail` and `warn` are shown as `excepted` (not compliant
 failing). `error` ("could not determine") and the passing statuses are shown as they are: a
 waiver accepts a known finding, it does not vouch for what we could not see.
 
-The server's status follows (compliance.recording.settled_status with `waived`): a server
-whose only failing checks are waived is `excepted`; any other failure, or an undetermined
+The server's status follows (compliance.recording.settled_status with `waived`, and
+compliance.history as of a past moment): a server that would be compliant once its excepted
+checks are set aside, and has some, is `excepted`; any other failure, or an undetermined
 check, decides as before.
 """
 

@@ -1,0 +1,308 @@
+"""The fleet's compliance as of any moment: what each check of each server was, and so each
+server's status, read from the history. The overview's "as of" view, the API's `?as_of=` and
+the compliance reports all read it, so their numbers agree.
+
+`when=None` is now: it reads what the dashboard reads (Server.status, CheckState). A past moment
+is rebuilt from the Change rows, one per settled transition of a check of an address seen from
+a location (a "key"), by these rules:
+
+- the key's latest Change at or before `when` gives its status then (and since when);
+- with none, but a later Change: that Change's `previous_status` ("": not yet observed);
+- with no Change at all: its check state, if that was settled by then. A first sighting that
+  passes writes no Change, so such a check has been passing since its state's `since`.
+
+A check state that stops applying (an address the name no longer resolves to, a location the
+server is no longer probed from) leaves a Change to `skip` (compliance.models.retire_states),
+so the moments after it do not show it still failing.
+
+Waivers (popcompliance.waivers) in force at the moment apply as they do on today's pages: a
+waived `fail` or `warn` reads `excepted` (the scanner's verdict stays in `verdict`), and a
+server whose only problems are excepted is excepted. Paused servers count as paused from
+their pause on; earlier pauses are not kept. History older than POPC_CHANGE_RETENTION_DAYS is
+pruned: a moment before that is refused (HistoryPruned).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
+from itertools import islice
+
+from django.conf import settings
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+import scanner
+from popcompliance.compliance.models import Change, CheckState
+from popcompliance.dashboard.catalog import SERVER_STATUS_ORDER
+from popcompliance.inventory.models import Server, ServerStatus
+from popcompliance.waivers.effect import EXCEPTED, WaivedPairs, shown_status, waived_pairs
+
+# Servers whose history is read at once: bounds memory (a flapping server has a few hundred
+# Changes) while keeping the queries per page of servers at two.
+SERVERS_PER_BATCH = 500
+
+Key = tuple[int, str, str, str]  # server id, location, address, check id
+
+
+class HistoryPruned(ValueError):
+    """The moment asked for is older than the history kept."""
+
+
+@dataclass(frozen=True)
+class CheckAsOf:
+    """One check of one address of a server, seen from one location, as it was at a moment."""
+
+    server_id: int
+    location: str
+    address: str  # "" = about the name
+    check_id: str
+    status: str
+    since: datetime | None  # when it entered this status; None when that is not known
+    summary: str
+    remediation: str
+    # The scanner's verdict when a waiver changed `status` to excepted ("": it did not).
+    verdict: str = ""
+
+    @property
+    def raw_status(self) -> str:
+        """The scanner's verdict, before any waiver: what the failing counts count."""
+        return self.verdict or self.status
+
+
+def moment(when: datetime | None, now: datetime | None = None) -> datetime | None:
+    """`when` checked against the history kept: None (now) for now or a future moment; a moment
+    before the oldest Change kept raises HistoryPruned."""
+    now = now or timezone.now()
+    if when is None or when >= now:
+        return None
+    oldest = now - timedelta(days=settings.POPC_CHANGE_RETENTION_DAYS)
+    if when < oldest:
+        raise HistoryPruned(
+            f"History is kept for {settings.POPC_CHANGE_RETENTION_DAYS} days "
+            f"(POPC_CHANGE_RETENTION_DAYS): the oldest moment that can be shown is "
+            f"{oldest:%Y-%m-%d %H:%M} UTC."
+        )
+    return when
+
+
+def end_of_day(day: date) -> datetime:
+    """The last moment of `day` in the configured time zone: "as of 30 June" includes what
+    happened on 30 June."""
+    start = datetime.combine(
+        day + timedelta(days=1), time.min, tzinfo=timezone.get_current_timezone()
+    )
+    return start - timedelta(microseconds=1)
+
+
+def checks_as_of(
+    when: datetime | None, servers: QuerySet[Server], *, problems_only: bool = False
+) -> Iterator[CheckAsOf]:
+    """Every check of every address of `servers` as it was at `when` (None: now), ordered by
+    server id, location, address and check id; `problems_only` keeps those not passing. The
+    waivers in force then apply (a waived fail or warn is `excepted`). Streams: three queries
+    per SERVERS_PER_BATCH servers, whatever their history."""
+    server_ids = servers.order_by("pk").values_list("pk", flat=True)
+    for batch in _batches(server_ids.iterator(), SERVERS_PER_BATCH):
+        found = _now(batch, problems_only) if when is None else _past(when, batch, problems_only)
+        waived = waived_pairs(batch, when or timezone.now())
+        yield from sorted((_waived(check, waived) for check in found), key=_order)
+
+
+def _waived(check: CheckAsOf, waived: WaivedPairs) -> CheckAsOf:
+    shown = shown_status(check.status, (check.server_id, check.check_id) in waived)
+    return check if shown == check.status else replace(check, status=shown, verdict=check.status)
+
+
+def _batches(items: Iterator[int], size: int) -> Iterator[tuple[int, ...]]:
+    while batch := tuple(islice(items, size)):
+        yield batch
+
+
+def _order(check: CheckAsOf) -> Key:
+    return (check.server_id, check.location, check.address, check.check_id)
+
+
+def _now(server_ids: tuple[int, ...], problems_only: bool) -> list[CheckAsOf]:
+    states = CheckState.objects.filter(server_id__in=server_ids).order_by()
+    if problems_only:
+        states = states.exclude(status__in=scanner.PASSING)
+    return [_from_state(state) for state in states]
+
+
+def _from_state(state: CheckState) -> CheckAsOf:
+    return CheckAsOf(
+        state.server_id,
+        state.location,
+        state.address,
+        state.check_id,
+        state.status,
+        state.since,
+        state.summary,
+        state.remediation,
+    )
+
+
+def _past(when: datetime, server_ids: tuple[int, ...], problems_only: bool) -> list[CheckAsOf]:
+    """The checks of a batch of servers at `when`: their Changes decide where they have any,
+    their states where they have none (see the module's rules)."""
+    changes = _changes_by_key(server_ids)
+    found = [
+        check
+        for key, history in changes.items()
+        if (check := _from_history(key, history, when)) is not None
+    ]
+    states = CheckState.objects.filter(server_id__in=server_ids, since__lte=when).order_by()
+    if problems_only:
+        # A state without Changes passes, unless the history that said otherwise was pruned.
+        states = states.exclude(status__in=scanner.PASSING)
+    found += [
+        _from_state(state)
+        for state in states
+        if (state.server_id, state.location, state.address, state.check_id) not in changes
+    ]
+    if problems_only:
+        return [check for check in found if check.status not in scanner.PASSING]
+    return found
+
+
+def _changes_by_key(server_ids: tuple[int, ...]) -> dict[Key, list[Change]]:
+    """The batch's Changes, oldest first, by key (only what the rules read)."""
+    rows = (
+        Change.objects.filter(server_id__in=server_ids)
+        .only(
+            "server_id",
+            "location",
+            "address",
+            "check_id",
+            "previous_status",
+            "status",
+            "summary",
+            "remediation",
+            "created_at",
+        )
+        .order_by("created_at", "id")
+    )
+    by_key: dict[Key, list[Change]] = {}
+    for change in rows:
+        key = (change.server_id, change.location, change.address, change.check_id)
+        by_key.setdefault(key, []).append(change)
+    return by_key
+
+
+def _from_history(key: Key, history: list[Change], when: datetime) -> CheckAsOf | None:
+    """The check at `when` from its Changes, oldest first; None when it was not yet observed."""
+    before = [change for change in history if change.created_at <= when]
+    if before:
+        last = before[-1]
+        return CheckAsOf(*key, last.status, last.created_at, last.summary, last.remediation)
+    status = history[0].previous_status
+    if not status:
+        return None
+    # Its status from before its first Change kept: since when, and in which words, is gone.
+    return CheckAsOf(*key, status, None, "", "")
+
+
+@dataclass(frozen=True)
+class FleetAsOf:
+    """Servers at a past moment: each one's status, and the checks that did not pass, by
+    server id (servers added after the moment are left out)."""
+
+    when: datetime
+    statuses: dict[int, str]
+    problems: dict[int, list[CheckAsOf]]
+
+    def failing(self, check_ids: Iterable[str]) -> set[int]:
+        """The servers failing one of `check_ids` on some address."""
+        wanted = set(check_ids)
+        return {
+            server_id
+            for server_id, checks in self.problems.items()
+            if any(c.check_id in wanted and c.raw_status == "fail" for c in checks)
+        }
+
+
+def fleet_as_of(when: datetime, servers: QuerySet[Server]) -> FleetAsOf:
+    """`servers` at the past moment `when`. Each status is judged as compliance.recording
+    settles it: a failing check makes a server non-compliant, a check that could not be
+    determined unknown; a server with no check observed yet is new."""
+    existing = servers.filter(created_at__lte=when).order_by()
+    problems: dict[int, list[CheckAsOf]] = {}
+    for check in checks_as_of(when, existing, problems_only=True):
+        problems.setdefault(check.server_id, []).append(check)
+    observed = set(existing.filter(_observed_by(when)).values_list("pk", flat=True))
+    statuses = {
+        pk: _status_of(
+            [c.status for c in problems.get(pk, [])],
+            pk in observed,
+            paused and _before(changed, when),
+        )
+        for pk, paused, changed in existing.values_list("pk", "paused", "status_changed_at")
+    }
+    return FleetAsOf(when, statuses, problems)
+
+
+def statuses_as_of(when: datetime | None, servers: QuerySet[Server]) -> dict[int, str]:
+    """Each server's status at `when` (None: now, the stored status), by server id."""
+    if when is None:
+        return dict(servers.order_by().values_list("pk", "status"))
+    return fleet_as_of(when, servers).statuses
+
+
+def _observed_by(when: datetime) -> Q:
+    """Whether some check of the server had been observed by `when`."""
+    return Q(
+        Exists(CheckState.objects.filter(server=OuterRef("pk"), since__lte=when))
+        | Exists(Change.objects.filter(server=OuterRef("pk"), created_at__lte=when))
+        | Exists(
+            Change.objects.filter(server=OuterRef("pk"), created_at__gt=when).exclude(
+                previous_status=""
+            )
+        )
+    )
+
+
+def _before(moment: datetime | None, when: datetime) -> bool:
+    return moment is not None and moment <= when
+
+
+def _status_of(problems: list[str], observed: bool, paused: bool) -> str:
+    if paused:
+        return ServerStatus.PAUSED
+    if not observed:
+        return ServerStatus.NEW
+    compliant = scanner.compliance_of(status for status in problems if status != EXCEPTED)
+    if compliant is None:
+        return ServerStatus.UNKNOWN
+    if not compliant:
+        return ServerStatus.NON_COMPLIANT
+    return ServerStatus.EXCEPTED if EXCEPTED in problems else ServerStatus.COMPLIANT
+
+
+def counts_as_of(when: datetime | None, servers: QuerySet[Server]) -> dict[str, int]:
+    """Servers per status at `when`, every status present, in the dashboard's order."""
+    return count_statuses(statuses_as_of(when, servers))
+
+
+def count_statuses(statuses: dict[int, str]) -> dict[str, int]:
+    counted = Counter(statuses.values())
+    return {status.value: counted.get(status.value, 0) for status in SERVER_STATUS_ORDER}
+
+
+def worst_by_check(checks: Iterable[CheckAsOf]) -> dict[int, dict[str, str]]:
+    """Each server's worst status of each check over its addresses and locations: the worst
+    verdict, excepted when a waiver covered the check (as today's matrix shows it)."""
+    found: dict[int, dict[str, list[CheckAsOf]]] = {}
+    for check in checks:
+        found.setdefault(check.server_id, {}).setdefault(check.check_id, []).append(check)
+    return {
+        server_id: {check_id: _worst(checks) for check_id, checks in by.items()}
+        for server_id, by in found.items()
+    }
+
+
+def _worst(checks: list[CheckAsOf]) -> str:
+    worst = scanner.worst_status([check.raw_status for check in checks])
+    return shown_status(worst, any(check.status == EXCEPTED for check in checks))
