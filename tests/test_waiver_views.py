@@ -9,11 +9,13 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from popcompliance.audit.models import AuditEntry
+from popcompliance.compliance.snapshots import take_snapshot
 from popcompliance.inventory.models import Server, Tag
 from popcompliance.waivers.models import Waiver
 from tests.people import make_user, token_for
@@ -248,3 +250,35 @@ def test_the_api_names_what_is_wrong():
     body |= {"tag": "nope", "expires_at": (start + timedelta(days=1)).isoformat()}
     assert "tag" in api.post(API, body, format="json").json()
     assert not Waiver.objects.exists()
+
+
+def test_the_waivers_page_and_a_waived_server_page_run_fixed_numbers_of_queries(
+    admin, viewer, django_assert_num_queries
+):
+    server = failing(tags=("prod",))
+    admin.post(ADD, form_data(server))
+    # Session, user, role, the waivers with their servers, tags, approvers and revokers.
+    with django_assert_num_queries(4):
+        viewer.get(LIST)
+    # As tests/test_dashboard_views.py pins it, the waivers in force included.
+    with django_assert_num_queries(14):
+        viewer.get(server.get_absolute_url())
+    tag = Tag.objects.get(name="prod")
+    for check in ("cert.name", "cert.trusted", "dns.srv"):
+        admin.post(ADD, form_data(server, server="", tag=tag.pk, check_id=check))
+    admin.post(reverse("waivers:revoke", args=[Waiver.objects.first().pk]))
+    with django_assert_num_queries(4):
+        assert len(viewer.get(LIST).context["rows"]) == 4
+    with django_assert_num_queries(14):
+        viewer.get(server.get_absolute_url())
+
+
+def test_excepted_servers_have_their_tile_metric_and_daily_count(admin, viewer, settings):
+    admin.post(ADD, form_data(failing()))
+    failing("mail02")
+    counts = viewer.get(reverse("dashboard:overview")).context["counts"]
+    assert (counts["excepted"], counts["non_compliant"]) == (1, 1)
+    settings.POPC_METRICS_TOKEN = "metrics-token"
+    metrics = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer metrics-token")
+    assert 'popc_servers{status="excepted"} 1' in metrics.content.decode()
+    assert take_snapshot(timezone.now()).excepted == 1
