@@ -17,6 +17,10 @@ The confirmation rules:
 
 Changes recorded while a maintenance window covers the server are marked `during_maintenance`
 (one more query, only for a scan that changed something): alerts hold their emails for them.
+
+The server's status counts the waivers in force (popcompliance.waivers; one more query, only
+for a server with a check that fails or warns): a server whose only failures and warnings are
+waived is excepted. The states themselves keep the scanner's verdicts.
 """
 
 from __future__ import annotations
