@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import pytest
 import time_machine
 from django.contrib.auth.models import User
+from django.urls import reverse
 from django.utils import timezone
 
 from popcompliance.alerts.delivery import deliver_pending
@@ -74,13 +75,21 @@ def status_of(server: Server) -> str:
     return Server.objects.get(pk=server.pk).status
 
 
-def test_a_regression_under_a_waiver_is_excepted_and_sends_no_email(server, reports, smtp_sink):
+def test_a_regression_under_a_waiver_is_excepted_and_sends_no_email(
+    server, reports, smtp_sink, viewer
+):
     grant(server, START)
     regress(server, reports, START + timedelta(hours=5))
     assert smtp_sink.received == []
     assert status_of(server) == "excepted"
     assert CheckState.objects.filter(check_id=CHECK, status="fail").exists()  # the raw facts
-    assert Alert.objects.get(check_id=CHECK).maintenance == "held"
+    alert = Alert.objects.get(check_id=CHECK)
+    assert alert.maintenance == "held"
+    with time_machine.travel(START + timedelta(hours=6), tick=False):
+        listed = viewer.get(reverse("alerts:list")).content.decode()
+        page = viewer.get(alert.get_absolute_url()).content.decode()
+    assert "Waived: email held until the waiver ends" in listed
+    assert "Waived: email held until the waiver ends" in page and "During maintenance" not in page
 
 
 @pytest.mark.parametrize(
