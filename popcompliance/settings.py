@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "popcompliance.dashboard",
     "popcompliance.audit",
     "popcompliance.maintenance",
+    "popcompliance.waivers",
     "rest_framework",
     "drf_spectacular",
     # Swagger UI and Redoc as static files, for the API's documentation pages.

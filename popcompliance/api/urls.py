@@ -1,5 +1,6 @@
-"""/api/v1/: servers, alerts, maintenance windows, the fleet summary, the OpenAPI schema and
-its documentation pages (Swagger UI at docs/, Redoc at redoc/; see popcompliance.api.docs)."""
+"""/api/v1/: servers, alerts, maintenance windows, waivers, the fleet summary, the OpenAPI
+schema and its documentation pages (Swagger UI at docs/, Redoc at redoc/; see
+popcompliance.api.docs)."""
 
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
@@ -9,6 +10,7 @@ from popcompliance.api import docs, views
 from popcompliance.api.channels import ChannelViewSet
 from popcompliance.audit.api import AuditEntryViewSet
 from popcompliance.maintenance.api import WindowViewSet
+from popcompliance.waivers.api import WaiverViewSet
 
 app_name = "api"
 
@@ -19,6 +21,7 @@ router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("audit", AuditEntryViewSet, basename="audit")
 router.register("channels", ChannelViewSet, basename="channel")
 router.register("maintenance", WindowViewSet, basename="maintenance")
+router.register("waivers", WaiverViewSet, basename="waiver")
 
 urlpatterns = [
     path("", include(router.urls)),

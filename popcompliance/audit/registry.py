@@ -145,6 +145,22 @@ MAINTENANCE_WINDOW = Audited(
     ),
 )
 
+# A waiver: granted (created) and revoked (revoked_at and revoked_by changed); never deleted.
+WAIVER = Audited(
+    "waiver",
+    fields=(
+        Tracked("server", "server", shown_as="name"),
+        Tracked("tag", "tag", shown_as="name"),
+        Tracked("check_id", "check"),
+        Tracked("justification", "justification"),
+        Tracked("approver", "approver", shown_as="username"),
+        Tracked("starts_at", "starts (UTC)"),
+        Tracked("expires_at", "expires (UTC)"),
+        Tracked("revoked_at", "revoked (UTC)"),
+        Tracked("revoked_by", "revoked by", shown_as="username"),
+    ),
+)
+
 # An alert channel: its URL holds the webhook's secret, recorded as set or changed only.
 CHANNEL = Audited(
     "channel",
@@ -160,7 +176,8 @@ CHANNEL = Audited(
 )
 
 OBJECT_TYPES = tuple(
-    spec.object_type for spec in (SERVER, POLICY, TAG, USER, API_TOKEN, CHANNEL, MAINTENANCE_WINDOW)
+    spec.object_type
+    for spec in (SERVER, POLICY, TAG, USER, API_TOKEN, CHANNEL, MAINTENANCE_WINDOW, WAIVER)
 )
 
 
@@ -175,6 +192,7 @@ def audited_models() -> dict[type[Model], Audited]:
         "accounts.ApiToken": API_TOKEN,
         "alerts.Channel": CHANNEL,
         "maintenance.MaintenanceWindow": MAINTENANCE_WINDOW,
+        "waivers.Waiver": WAIVER,
     }
     models = {apps.get_model(label): spec for label, spec in specs.items()}
     return {model: _with_attnames(model, spec) for model, spec in models.items()}

@@ -13,7 +13,11 @@ a location (a "key"), by these rules:
 
 A check state that stops applying (an address the name no longer resolves to, a location the
 server is no longer probed from) leaves a Change to `skip` (compliance.models.retire_states),
-so the moments after it do not show it still failing. Paused servers count as paused from
+so the moments after it do not show it still failing.
+
+Waivers (popcompliance.waivers) in force at the moment apply as they do on today's pages: a
+waived `fail` or `warn` reads `excepted` (the scanner's verdict stays in `verdict`), and a
+server whose only problems are excepted is excepted. Paused servers count as paused from
 their pause on; earlier pauses are not kept. History older than POPC_CHANGE_RETENTION_DAYS is
 pruned: a moment before that is refused (HistoryPruned).
 """
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from itertools import islice
 
@@ -34,6 +38,7 @@ import scanner
 from popcompliance.compliance.models import Change, CheckState
 from popcompliance.dashboard.catalog import SERVER_STATUS_ORDER
 from popcompliance.inventory.models import Server, ServerStatus
+from popcompliance.waivers.effect import EXCEPTED, WaivedPairs, shown_status, waived_pairs
 
 # Servers whose history is read at once: bounds memory (a flapping server has a few hundred
 # Changes) while keeping the queries per page of servers at two.
@@ -58,6 +63,13 @@ class CheckAsOf:
     since: datetime | None  # when it entered this status; None when that is not known
     summary: str
     remediation: str
+    # The scanner's verdict when a waiver changed `status` to excepted ("": it did not).
+    verdict: str = ""
+
+    @property
+    def raw_status(self) -> str:
+        """The scanner's verdict, before any waiver: what the failing counts count."""
+        return self.verdict or self.status
 
 
 def moment(when: datetime | None, now: datetime | None = None) -> datetime | None:
@@ -89,12 +101,19 @@ def checks_as_of(
     when: datetime | None, servers: QuerySet[Server], *, problems_only: bool = False
 ) -> Iterator[CheckAsOf]:
     """Every check of every address of `servers` as it was at `when` (None: now), ordered by
-    server id, location, address and check id; `problems_only` keeps those not passing. Streams:
-    two queries per SERVERS_PER_BATCH servers, whatever their history."""
+    server id, location, address and check id; `problems_only` keeps those not passing. The
+    waivers in force then apply (a waived fail or warn is `excepted`). Streams: three queries
+    per SERVERS_PER_BATCH servers, whatever their history."""
     server_ids = servers.order_by("pk").values_list("pk", flat=True)
     for batch in _batches(server_ids.iterator(), SERVERS_PER_BATCH):
         found = _now(batch, problems_only) if when is None else _past(when, batch, problems_only)
-        yield from sorted(found, key=_order)
+        waived = waived_pairs(batch, when or timezone.now())
+        yield from sorted((_waived(check, waived) for check in found), key=_order)
+
+
+def _waived(check: CheckAsOf, waived: WaivedPairs) -> CheckAsOf:
+    shown = shown_status(check.status, (check.server_id, check.check_id) in waived)
+    return check if shown == check.status else replace(check, status=shown, verdict=check.status)
 
 
 def _batches(items: Iterator[int], size: int) -> Iterator[tuple[int, ...]]:
@@ -201,7 +220,7 @@ class FleetAsOf:
         return {
             server_id
             for server_id, checks in self.problems.items()
-            if any(c.check_id in wanted and c.status == "fail" for c in checks)
+            if any(c.check_id in wanted and c.raw_status == "fail" for c in checks)
         }
 
 
@@ -254,10 +273,12 @@ def _status_of(problems: list[str], observed: bool, paused: bool) -> str:
         return ServerStatus.PAUSED
     if not observed:
         return ServerStatus.NEW
-    compliant = scanner.compliance_of(problems)
+    compliant = scanner.compliance_of(status for status in problems if status != EXCEPTED)
     if compliant is None:
         return ServerStatus.UNKNOWN
-    return ServerStatus.COMPLIANT if compliant else ServerStatus.NON_COMPLIANT
+    if not compliant:
+        return ServerStatus.NON_COMPLIANT
+    return ServerStatus.EXCEPTED if EXCEPTED in problems else ServerStatus.COMPLIANT
 
 
 def counts_as_of(when: datetime | None, servers: QuerySet[Server]) -> dict[str, int]:
@@ -271,11 +292,17 @@ def count_statuses(statuses: dict[int, str]) -> dict[str, int]:
 
 
 def worst_by_check(checks: Iterable[CheckAsOf]) -> dict[int, dict[str, str]]:
-    """Each server's worst status of each check over its addresses and locations."""
-    found: dict[int, dict[str, list[str]]] = {}
+    """Each server's worst status of each check over its addresses and locations: the worst
+    verdict, excepted when a waiver covered the check (as today's matrix shows it)."""
+    found: dict[int, dict[str, list[CheckAsOf]]] = {}
     for check in checks:
-        found.setdefault(check.server_id, {}).setdefault(check.check_id, []).append(check.status)
+        found.setdefault(check.server_id, {}).setdefault(check.check_id, []).append(check)
     return {
-        server_id: {check_id: scanner.worst_status(statuses) for check_id, statuses in by.items()}
+        server_id: {check_id: _worst(checks) for check_id, checks in by.items()}
         for server_id, by in found.items()
     }
+
+
+def _worst(checks: list[CheckAsOf]) -> str:
+    worst = scanner.worst_status([check.raw_status for check in checks])
+    return shown_status(worst, any(check.status == EXCEPTED for check in checks))
