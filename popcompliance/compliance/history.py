@@ -29,9 +29,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from itertools import islice
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery, Window
+from django.db.models.functions import FirstValue, RowNumber
 from django.utils import timezone
 
 import scanner
@@ -205,6 +207,83 @@ def _from_history(key: Key, history: list[Change], when: datetime) -> CheckAsOf 
     return CheckAsOf(*key, status, None, "", "")
 
 
+KEY_COLUMNS = ("server_id", "location", "address", "check_id")
+CHANGE_FIELDS = (*KEY_COLUMNS, "status", "created_at", "summary", "remediation")
+NOT_PASSING = tuple(sorted(set(scanner.STATUS_RANK) - scanner.PASSING))
+
+
+def _problems_at(when: datetime, servers: QuerySet[Server]) -> list[CheckAsOf]:
+    """The checks of `servers` not passing at `when`, by the module's rules, each rule one
+    query for the whole fleet that returns only the checks not passing: the database picks
+    each check's latest Change (a window function), not Python (bench/dashboard.py: the whole
+    fleet's history read in Python took seconds)."""
+    fleet = Subquery(servers.values("pk"))
+    changes = Change.objects.filter(server_id__in=fleet)
+    return [
+        *_latest_not_passing(changes, when),
+        *_pruned_not_passing(changes, when),
+        *_states_without_changes(when, fleet),
+    ]
+
+
+def _per_key(expression: Any, *order: Any) -> Window:
+    return Window(expression, partition_by=[F(c) for c in KEY_COLUMNS], order_by=list(order))
+
+
+def _latest_not_passing(changes: QuerySet[Change], when: datetime) -> list[CheckAsOf]:
+    """Rule 1: the checks whose latest Change by `when` left them not passing. Both filters
+    are on window functions, so they apply to each check's latest Change, after the window."""
+    newest = (F("created_at").desc(), F("id").desc())
+    rows = (
+        changes.filter(created_at__lte=when)
+        .order_by()  # Change's default order would sort every row again, on disk
+        .annotate(
+            rank=_per_key(RowNumber(), *newest),
+            latest=_per_key(FirstValue("status"), *newest),
+        )
+        .filter(rank=1, latest__in=NOT_PASSING)
+        .values_list(*CHANGE_FIELDS)
+    )
+    return [CheckAsOf(*row) for row in rows]
+
+
+def _pruned_not_passing(changes: QuerySet[Change], when: datetime) -> list[CheckAsOf]:
+    """Rule 2: the checks with no Change by `when` whose first later Change left a status not
+    passing (their earlier history was pruned): since when, and in which words, is gone."""
+    earlier = Change.objects.filter(
+        **{column: OuterRef(column) for column in KEY_COLUMNS}, created_at__lte=when
+    )
+    oldest = (F("created_at").asc(), F("id").asc())
+    rows = (
+        changes.filter(created_at__gt=when)
+        .exclude(Exists(earlier))
+        .order_by()
+        .annotate(
+            rank=_per_key(RowNumber(), *oldest),
+            before=_per_key(FirstValue("previous_status"), *oldest),
+        )
+        .filter(rank=1, before__in=NOT_PASSING)
+        .values_list(*KEY_COLUMNS, "previous_status")
+    )
+    return [CheckAsOf(*key, status, None, "", "") for *key, status in rows]
+
+
+def _states_without_changes(when: datetime, fleet: Subquery) -> list[CheckAsOf]:
+    """Rule 3: the check states settled by `when` that no Change ever touched and do not pass
+    (history pruned: a state without Changes has passed since its first sighting)."""
+    changed = Change.objects.filter(**{column: OuterRef(column) for column in KEY_COLUMNS})
+    rows = (
+        CheckState.objects.filter(server_id__in=fleet, since__lte=when)
+        .exclude(status__in=scanner.PASSING)
+        .exclude(Exists(changed))
+        .values_list(*STATE_FIELDS)
+    )
+    return [CheckAsOf(*row) for row in rows]
+
+
+STATE_FIELDS = (*KEY_COLUMNS, "status", "since", "summary", "remediation")
+
+
 @dataclass(frozen=True)
 class FleetAsOf:
     """Servers at a past moment: each one's status, and the checks that did not pass, by
@@ -229,9 +308,10 @@ def fleet_as_of(when: datetime, servers: QuerySet[Server]) -> FleetAsOf:
     settles it: a failing check makes a server non-compliant, a check that could not be
     determined unknown; a server with no check observed yet is new."""
     existing = servers.filter(created_at__lte=when).order_by()
+    waived = waived_pairs(existing, when)
     problems: dict[int, list[CheckAsOf]] = {}
-    for check in checks_as_of(when, existing, problems_only=True):
-        problems.setdefault(check.server_id, []).append(check)
+    for check in sorted(_problems_at(when, existing), key=_order):
+        problems.setdefault(check.server_id, []).append(_waived(check, waived))
     observed = set(existing.filter(_observed_by(when)).values_list("pk", flat=True))
     statuses = {
         pk: _status_of(
