@@ -36,6 +36,9 @@ app.conf.beat_schedule = {
     "alerts-prune": {"task": "alerts.prune", "schedule": 86400.0},
     # The alerts held during a maintenance window go out within a minute of its end.
     "alerts-release-held": {"task": "alerts.release_held", "schedule": 60.0},
+    # Waivers that started or expired re-settle their servers' statuses within a minute; the
+    # owners hear a week before one expires.
+    "waivers-settle": {"task": "waivers.settle", "schedule": 60.0},
     # The monthly compliance report to auditors, once the first of the month comes.
     "reports-send-monthly": {"task": "reports.send_monthly", "schedule": 3600.0},
 }

@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "popcompliance.dashboard",
     "popcompliance.audit",
     "popcompliance.maintenance",
+    "popcompliance.waivers",
     "popcompliance.reports",
     "rest_framework",
     "drf_spectacular",

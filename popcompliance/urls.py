@@ -16,6 +16,8 @@ urlpatterns = [
     path("alerts/", include("popcompliance.alerts.urls")),
     # Maintenance windows: planned spans whose changes send no alert email until they end.
     path("maintenance/", include("popcompliance.maintenance.urls")),
+    # Waivers: exceptions an admin grants for a check, with a justification and an expiry.
+    path("waivers/", include("popcompliance.waivers.urls")),
     # Compliance reports as of any date (PDF, CSV, XLSX), and the monthly one to auditors.
     path("reports/", include("popcompliance.reports.urls")),
     # The audit log, for admins: who changed what, when.

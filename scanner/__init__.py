@@ -17,6 +17,7 @@ from scanner._catalog import (
 from scanner._certs import whole_days_left
 from scanner._cli import exit_status
 from scanner._errors import ScanError
+from scanner._evidence import evidence_for
 from scanner._facts import (
     PASSING,
     STATUS_RANK,
@@ -28,12 +29,15 @@ from scanner._facts import (
     ImplicitTlsFacts,
     NtlmFacts,
     Pop3Facts,
+    RevocationFacts,
+    RevocationLookup,
     ScanReport,
     SrvRecord,
     StlsFacts,
     TlsFacts,
     TlsLoginFacts,
     TlsSupport,
+    TranscriptFacts,
     compliance,
     compliance_of,
     worst_status,
@@ -42,7 +46,12 @@ from scanner._hints import login_type_label
 from scanner._ntlm import NtlmChallenge
 from scanner._probe import scan, scan_async
 from scanner._profiles import DEFAULT_PROFILE, PROFILES, TlsProfile, profile_named
-from scanner._report import report_to_dict, support_from_dict
+from scanner._report import (
+    report_to_dict,
+    revocation_from_dict,
+    revocation_lines,
+    support_from_dict,
+)
 from scanner._services import (
     CLIENT_PROTOCOLS,
     DEFAULT_PROTOCOLS,
@@ -83,6 +92,8 @@ __all__ = [
     "NtlmFacts",
     "Policy",
     "Pop3Facts",
+    "RevocationFacts",
+    "RevocationLookup",
     "ScanError",
     "ScanReport",
     "Settings",
@@ -93,14 +104,18 @@ __all__ = [
     "TlsLoginFacts",
     "TlsProfile",
     "TlsSupport",
+    "TranscriptFacts",
     "check_title",
     "compliance",
     "compliance_of",
+    "evidence_for",
     "exit_status",
     "login_type_label",
     "parse_protocols",
     "profile_named",
     "report_to_dict",
+    "revocation_from_dict",
+    "revocation_lines",
     "scan",
     "scan_async",
     "support_from_dict",

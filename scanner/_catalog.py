@@ -33,6 +33,7 @@ from scanner._evaluate_doors import implicit_tls_check, plaintext_login_check, u
 from scanner._evaluate_login import check_tls_login
 from scanner._evaluate_ntlm import check_ntlm_disclosure
 from scanner._evaluate_pop3 import check_plaintext_login
+from scanner._evaluate_revocation import check_revocation
 from scanner._evaluate_tls import check_tls_ciphers, check_tls_protocols
 from scanner._facts import STATUS_RANK, EndpointFacts, Status
 from scanner._services import IMAP, POP3, PROTOCOL_BY_NAME, SUBMISSION
@@ -550,6 +551,40 @@ CATALOG: tuple[CheckSpec, ...] = (
             "intermediates likewise."
         ),
         evaluate=check_strength,
+    ),
+    AddressCheck(
+        id="cert.revocation",
+        title="certificate not revoked",
+        short="Not revoked",
+        question="Is the leaf revoked, per its CA's OCSP responder (AIA), its CRL (distribution "
+        "points) or an OCSP response stapled in the handshake? Answers count only signed by the "
+        "issuer and fresh.",
+        meanings={
+            "pass": "not revoked per a fresh, signed answer",
+            "warn": "the CA publishes no revocation information, its OCSP responder does not know "
+            "the certificate, or no usable answer came (unreachable, refused by the scanner "
+            "guard, garbage, stale, no issuer certificate to check it with: said which)",
+            "fail": "revoked (by whom, since when and why is said)",
+            "error": _NO_TLS_ERROR,
+            "skip": _NO_CERTIFICATE + ", or a self-signed leaf (no CA can revoke it; "
+            "`cert.trusted` fails it)",
+        },
+        remediation=(
+            "Revoked: replace the certificate at once, as its key may be known to others. "
+            "Exchange: `New-ExchangeCertificate -GenerateRequest -SubjectName CN=mail.contoso.com "
+            "-DomainName mail.contoso.com -PrivateKeyExportable $true` with a new key, "
+            "`Import-ExchangeCertificate`, `Enable-ExchangeCertificate -Thumbprint <new> "
+            "-Services POP,IMAP,SMTP` (the services you serve), then remove the revoked one "
+            "(`Remove-ExchangeCertificate -Thumbprint <thumb>`); " + _RESTART + " "
+            "No revocation information: issue from a CA that publishes it (Active Directory "
+            "Certificate Services: add an http:// CRL distribution point and an OCSP (Online "
+            "Responder) or CA issuers location in the CA's Extensions tab, then reissue). "
+            "No usable answer: let the scanner reach the responder and CRL hosts on TCP 80 "
+            "(`certutil -url` on Windows shows them), and check that they serve current, signed "
+            "answers. Generic: reissue and redeploy the certificate (ACME clients renew with a "
+            "new key) and reload the server."
+        ),
+        evaluate=check_revocation,
     ),
     TargetCheck(
         id="cert.consistent",

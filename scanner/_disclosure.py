@@ -21,7 +21,7 @@ async def probe_ntlm(session: AddressSession, dialect: Dialect) -> NtlmFacts:
     name = dialect.protocol.name
     try:
         text = await session.converse(
-            port, lambda c: dialect.ntlm_challenge(c, negotiate), kind=dialect.kind
+            port, lambda c: dialect.ntlm_challenge(c, negotiate), kind=dialect.kind, record="ntlm"
         )
         challenge = parse_challenge(_decoded(text))
     except ScanError as exc:

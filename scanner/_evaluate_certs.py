@@ -38,13 +38,13 @@ def check_trusted(endpoint: EndpointFacts, context: Context) -> Verdict:
         except ValueError as error:
             # A policy CA bundle with no certificate in it, or a chain we could not reload: a
             # fault on our side, so "could not determine" rather than a verdict on the server.
-            return "error", f"could not check trust for {_describe(chain[0])}: {error}"
+            return "error", f"could not check trust for {describe(chain[0])}: {error}"
         if verdict.trusted:
             return "pass", verdict.reason
         problem = (verdict.problem or "untrusted").replace("_", " ")
         return "fail", f"the certificate is not trusted ({problem}): {verdict.reason}"
 
-    return _per_chain(endpoint, judge)
+    return per_chain(endpoint, judge)
 
 
 def check_name(endpoint: EndpointFacts, context: Context) -> Verdict:
@@ -62,7 +62,7 @@ def check_name(endpoint: EndpointFacts, context: Context) -> Verdict:
             return "pass", f"the certificate covers {name}{via}"
         return "fail", f"the certificate ({_names(leaf)}) does not cover {name}{via}"
 
-    return _per_chain(endpoint, judge)
+    return per_chain(endpoint, judge)
 
 
 def check_validity(endpoint: EndpointFacts, context: Context) -> Verdict:
@@ -77,7 +77,7 @@ def check_validity(endpoint: EndpointFacts, context: Context) -> Verdict:
         verdicts = [_validity_verdict(cert, context.policy, context.now) for cert in served]
         return max(verdicts, key=lambda verdict: STATUS_RANK[verdict[0]])
 
-    return _per_chain(endpoint, judge)
+    return per_chain(endpoint, judge)
 
 
 def check_strength(endpoint: EndpointFacts, context: Context) -> Verdict:
@@ -103,12 +103,12 @@ def check_strength(endpoint: EndpointFacts, context: Context) -> Verdict:
             # A key type we cannot size (an explicit-curve EC key, a new algorithm) is not
             # known to be strong: say so rather than pass it.
             return "error", f"could not read the size of the {unread[0].key_type} key of " + (
-                _describe(unread[0])
+                describe(unread[0])
             )
         leaf = chain[0]
         return "pass", f"{leaf.key_type} {leaf.key_bits}-bit key, {leaf.signature_hash} signature"
 
-    return _per_chain(endpoint, judge)
+    return per_chain(endpoint, judge)
 
 
 def check_consistent(facts: TargetFacts, context: Context) -> Verdict:
@@ -139,7 +139,7 @@ def _served_chains(endpoint: EndpointFacts) -> list[tuple[str, Chain]]:
     return [(label, tls.chain) for label, tls in tls_sessions(endpoint) if tls.chain]
 
 
-def _per_chain(endpoint: EndpointFacts, judge: Callable[[Chain], Verdict]) -> Verdict:
+def per_chain(endpoint: EndpointFacts, judge: Callable[[Chain], Verdict]) -> Verdict:
     """Judge every served chain of this address; skip when no certificate was served."""
     chains = _served_chains(endpoint)
     if not chains:
@@ -150,7 +150,7 @@ def _per_chain(endpoint: EndpointFacts, judge: Callable[[Chain], Verdict]) -> Ve
     return combine([(label, judge(chain)) for label, chain in chains])
 
 
-def _describe(cert: CertificateFacts) -> str:
+def describe(cert: CertificateFacts) -> str:
     return f"CN={cert.common_name}" if cert.common_name else cert.subject or "no subject"
 
 
@@ -158,13 +158,13 @@ def _names(cert: CertificateFacts) -> str:
     """The names a certificate carries, shortened for a one-line summary."""
     names = list(cert.dns_names) + list(cert.ip_addresses)
     if not names:
-        return f"no SAN, {_describe(cert)}"
+        return f"no SAN, {describe(cert)}"
     more = f" and {len(names) - 3} more" if len(names) > 3 else ""
     return "SAN " + ", ".join(names[:3]) + more
 
 
 def _validity_verdict(cert: CertificateFacts, policy: Policy, now: datetime) -> Verdict:
-    who = _describe(cert)
+    who = describe(cert)
     if now < cert.not_before:
         return "fail", f"{who} is not valid before {cert.not_before:%Y-%m-%d %H:%M} UTC"
     left = days_left(cert, now)
@@ -185,7 +185,7 @@ def _in_days(whole: int) -> str:
 
 def _weaknesses(cert: CertificateFacts, profile: TlsProfile, *, is_leaf: bool) -> list[str]:
     """The key and signature problems of one certificate; key sizes by the policy's profile."""
-    who = _describe(cert)
+    who = describe(cert)
     problems = []
     key = cert.key_type.lower()
     minimum = {"rsa": profile.min_rsa_bits, "ec": profile.min_ec_bits}.get(key)
@@ -204,4 +204,4 @@ def _weaknesses(cert: CertificateFacts, profile: TlsProfile, *, is_leaf: bool) -
 
 def _fingerprint(cert: CertificateFacts) -> str:
     prefix = cert.fingerprint_sha256.replace(":", "").lower()[:16]
-    return f"{_describe(cert)} (sha256 {prefix}…)"
+    return f"{describe(cert)} (sha256 {prefix}…)"

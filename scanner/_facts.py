@@ -236,13 +236,77 @@ _RESPONSE_CODE = re.compile(r"-ERR \[([A-Z/-]+)\]", re.IGNORECASE)
 NOT_JUDGED = frozenset({"SYS/TEMP", "SYS/PERM", "LOGIN-DELAY"})
 
 
+RevocationStatus = Literal["good", "revoked", "unknown", "error"]
+LookupMethod = Literal["ocsp", "crl", "stapled"]
+
+
+@dataclass(frozen=True)
+class RevocationLookup:
+    """One answer about a leaf's revocation: from its OCSP responder (`ocsp`), its CRL
+    (`crl`), or the OCSP response the server stapled into a TLS 1.2 handshake (`stapled`,
+    `url` then names the entry point). `status` is good, revoked or unknown as the CA signed
+    it, or error when no signed, fresh answer came (`error` says why, in operator words).
+    `this_update` and `next_update` are the answer's own; `revoked_at` and `reason` are set
+    when revoked. `cached` says the answer was kept from an earlier lookup (until its
+    nextUpdate) instead of fetched again."""
+
+    method: LookupMethod
+    url: str
+    status: RevocationStatus
+    this_update: datetime | None = None
+    next_update: datetime | None = None
+    revoked_at: datetime | None = None
+    reason: str | None = None
+    error: str | None = None
+    cached: bool = False
+
+
+@dataclass(frozen=True)
+class RevocationFacts:
+    """What was learnt about the revocation of one served leaf (by `fingerprint_sha256`).
+
+    `ocsp_urls` and `crl_urls` are what the leaf publishes (its AIA OCSP responders and its
+    CRL distribution points); `issuer` is the subject of the issuer certificate the answers
+    were checked against (served, or found in the trust store), None when none was found.
+    `lookups` holds one answer per method asked; `stapled` says per TLS entry point whether
+    the server stapled an OCSP response (`stapled`, `not stapled`, or why it could not be
+    told). `error` says why nothing could be asked (no issuer certificate, a self-signed
+    leaf)."""
+
+    fingerprint_sha256: str
+    ocsp_urls: tuple[str, ...] = ()
+    crl_urls: tuple[str, ...] = ()
+    issuer: str | None = None
+    lookups: tuple[RevocationLookup, ...] = ()
+    stapled: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TranscriptFacts:
+    """The conversation of one probe connection, bounded and redacted (scanner._transcript):
+    `lines` each start with `C: ` (we sent), `S: ` (the server answered) or `N: ` (a note of
+    ours: the TLS handshake, the step that failed). `door` is the port's name (pop3, pop3s,
+    imap, …), `purpose` what the connection was for (login, upgrade, implicit, ntlm,
+    monitor)."""
+
+    id: str
+    address: str
+    door: str
+    port: int
+    purpose: str
+    lines: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class EndpointFacts:
     """Everything learnt about one address of the target, per declared protocol: the facts of
     a protocol the target does not declare are None. `tls_login` is None when no login was
     attempted: no credentials, or no POP3 TLS entry point worked. `ntlm` has one entry per
     protocol whose cleartext port offered NTLM. `login_type` is Exchange's POP3 LoginType and
-    `imap_login_type` its IMAP one, inferred from what the ports said."""
+    `imap_login_type` its IMAP one, inferred from what the ports said. `transcripts` are the
+    probe connections' conversations (the JSON lists them at its top level). `revocation` has
+    one entry per distinct leaf certificate the address served."""
 
     address: str
     pop3: Pop3Facts | None
@@ -257,6 +321,8 @@ class EndpointFacts:
     submissions: ImplicitTlsFacts | None = None
     ntlm: tuple[NtlmFacts, ...] = ()
     imap_login_type: str | None = None
+    transcripts: tuple[TranscriptFacts, ...] = ()
+    revocation: tuple[RevocationFacts, ...] = ()
 
     def doors(
         self, protocol: ClientProtocol

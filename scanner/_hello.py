@@ -49,6 +49,7 @@ _SIGNATURE_SCHEMES = (
 )  # fmt: skip
 
 _EXT_SERVER_NAME = 0
+_EXT_STATUS_REQUEST = 5
 _EXT_SUPPORTED_GROUPS = 10
 _EXT_POINT_FORMATS = 11
 _EXT_SIGNATURE_ALGORITHMS = 13
@@ -65,6 +66,9 @@ _SERVER_HELLO = 2
 _CERTIFICATE = 11
 _SERVER_KEY_EXCHANGE = 12
 _SERVER_HELLO_DONE = 14
+_CERTIFICATE_STATUS = 22
+# status_request (RFC 6066 §8): type ocsp, no responder ids, no request extensions.
+_OCSP_STATUS_REQUEST = b"\x01\x00\x00\x00\x00"
 
 # Alert descriptions (RFC 8446 §6), for messages an operator reads.
 _ALERTS = {
@@ -80,13 +84,15 @@ class Offer:
     """What one ClientHello offers. `groups` go in supported_groups, the RFC 7919 finite
     field ones included: a server without DH parameters of its own (GnuTLS's default) serves
     DHE only to a client that lists them. For TLS 1.3, x25519 also gets a key share when
-    offered (any other group makes the server ask again)."""
+    offered (any other group makes the server ask again). `status_request` asks the server
+    to staple an OCSP response (RFC 6066), which TLS 1.2 sends in the clear."""
 
     protocol: str
     suites: tuple[int, ...]
     groups: tuple[int, ...] = ALL_GROUPS
     sni: str | None = None
     compression: bool = False
+    status_request: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,8 @@ def _extensions(offer: Offer, tls13: bool, body_length: int) -> bytes:
         parts.append(_extension(_EXT_POINT_FORMATS, _vector(1, b"\x00")))
     if offer.protocol in ("TLSv1.2", "TLSv1.3"):
         parts.append(_SIGNATURE_ALGORITHMS)
+    if offer.status_request:
+        parts.append(_extension(_EXT_STATUS_REQUEST, _OCSP_STATUS_REQUEST))
     if tls13:
         parts.append(_extension(_EXT_SUPPORTED_VERSIONS, _vector(1, b"\x03\x04")))
         parts.append(_extension(_EXT_KEY_SHARE, _vector(2, _key_share(offer.groups))))
@@ -200,16 +208,40 @@ async def read_answer(
     alert it sent, or a refusal when it closed without a word. A ServerHello that picks
     something we did not offer is a ProtocolError: the server is broken or hostile."""
     messages = _HandshakeMessages(reader)
+    answer = await _server_hello(messages, offer)
+    if want_key_exchange and answer.accepted and answer.protocol != "TLSv1.3":
+        return await _with_key_exchange(messages, answer)
+    return answer
+
+
+async def read_stapled(
+    reader: asyncio.StreamReader, offer: Offer
+) -> tuple[ServerAnswer, bytes | None]:
+    """The server's answer to a TLS 1.2 `offer` with `status_request`, and the OCSP response
+    (DER) it stapled in its CertificateStatus, or None when its flight ended without one."""
+    messages = _HandshakeMessages(reader)
+    answer = await _server_hello(messages, offer)
+    while answer.accepted:
+        message = await messages.next()
+        if isinstance(message, ServerAnswer):
+            break
+        kind, body = message
+        if kind == _CERTIFICATE_STATUS and len(body) >= 4 and body[0] == 1:
+            return answer, body[4 : 4 + int.from_bytes(body[1:4], "big")]
+        if kind == _SERVER_HELLO_DONE:
+            break
+    return answer, None
+
+
+async def _server_hello(messages: _HandshakeMessages, offer: Offer) -> ServerAnswer:
+    """The ServerHello's choice, or the refusal (alert, close) that came instead."""
     first = await messages.next()
     if isinstance(first, ServerAnswer):
         return first
     kind, body = first
     if kind != _SERVER_HELLO:
         raise ProtocolError("TLS hello", f"the server's first handshake message was type {kind}")
-    answer = _parse_server_hello(body, offer)
-    if want_key_exchange and answer.protocol != "TLSv1.3":
-        return await _with_key_exchange(messages, answer)
-    return answer
+    return _parse_server_hello(body, offer)
 
 
 async def _with_key_exchange(messages: _HandshakeMessages, answer: ServerAnswer) -> ServerAnswer:

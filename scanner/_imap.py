@@ -186,14 +186,15 @@ async def probe_cleartext(session: AddressSession) -> CleartextFacts:
     port, _ = session.target.ports(IMAP)
     notes = LoginNotes()
     try:
+        authenticate = _authenticate_conversation
         await session.converse(
-            port, lambda c: _authenticate_conversation(c, notes), kind=ImapConnection
+            port, lambda c: authenticate(c, notes), kind=ImapConnection, record="login"
         )
         if notes.plaintext_login == "unknown" and not has_capability(
             notes.capabilities, "LOGINDISABLED"
         ):
             await session.converse(
-                port, lambda c: _login_conversation(c, notes), kind=ImapConnection
+                port, lambda c: _login_conversation(c, notes), kind=ImapConnection, record="login"
             )
     except ScanError as exc:
         return notes.facts(port, exc)

@@ -31,9 +31,13 @@ async def probe_implicit_tls(session: AddressSession, dialect: Dialect) -> Impli
         return greeting
 
     try:
-        greeting = await session.converse(port, talk, tls=probe_context(), kind=dialect.kind)
+        greeting = await session.converse(
+            port, talk, tls=probe_context(), kind=dialect.kind, record="implicit"
+        )
     except TlsHandshakeError as exc:
         said = await _plaintext_reply(session.address, port, session.settings.timeout)
+        if said:
+            session.annotate(port, "implicit", f"in the clear, the port said {quoted(said)}")
         return ImplicitTlsFacts(port, "tls_error", _with_said(str(exc), said), plaintext_reply=said)
     except ScanError as exc:
         return ImplicitTlsFacts(port, exc.outcome, str(exc), tls=tls[0] if tls else None)  # type: ignore[arg-type]

@@ -89,10 +89,13 @@ async def _log_in(
     # reads a wrong password as an error, not a fail.
     try:
         if entry == "pop3s":
-            await session.converse(pop3s.port, login.over_implicit_tls, tls=probe_context())
+            await session.converse(
+                pop3s.port, login.over_implicit_tls, tls=probe_context(), record="monitor"
+            )
         else:
             port = session.target.pop3_port
-            await session.converse(port, lambda c: login.over_stls(c, session.sni))
+            over_stls = login.over_stls
+            await session.converse(port, lambda c: over_stls(c, session.sni), record="monitor")
     except ScanError as exc:
         error = login.mask(str(exc))
         return TlsLoginFacts(entry, exc.outcome, error, **vars(login.notes))  # type: ignore[arg-type]
@@ -119,11 +122,21 @@ class _Login:
         secret = f"\0{credentials.username}\0{credentials.password}".encode()
         self.plain_response = base64.b64encode(secret).decode("ascii")
 
+    def conceal(self, connection: Pop3Connection) -> None:
+        """Keep the credentials out of the connection's transcript, should the server echo
+        them (the lines that send them are redacted whatever they hold)."""
+        if connection.transcript is not None:
+            credentials = self.credentials
+            secrets = (credentials.password, self.plain_response, credentials.username)
+            connection.transcript.conceal(*secrets)
+
     async def over_implicit_tls(self, connection: Pop3Connection) -> None:
+        self.conceal(connection)
         await read_greeting(connection)
         await self.log_in(connection)
 
     async def over_stls(self, connection: Pop3Connection, sni: str | None) -> None:
+        self.conceal(connection)
         await POP3_DIALECT.request_upgrade(connection)
         await connection.start_tls(probe_context(), sni)
         await self.log_in(connection)

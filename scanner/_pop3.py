@@ -55,7 +55,9 @@ async def probe_cleartext(session: AddressSession) -> Pop3Facts:
     port = session.target.pop3_port
     notes = _LoginNotes()
     try:
-        await session.converse(port, lambda connection: _login_conversation(connection, notes))
+        await session.converse(
+            port, lambda connection: _login_conversation(connection, notes), record="login"
+        )
     except ScanError as exc:
         return _facts(port, notes, outcome=exc.outcome, error=str(exc))
     return _facts(port, notes, outcome="ok", error=None)

@@ -35,6 +35,7 @@ from scanner._imap import IMAP_DIALECT
 from scanner._implicit_tls import probe_implicit_tls, with_implicit_tls_support
 from scanner._login import probe_tls_login
 from scanner._pop3 import POP3_DIALECT
+from scanner._revocation import with_revocation
 from scanner._session import (
     AddressSession,
     Dialect,
@@ -96,6 +97,7 @@ async def scan_target(target: Target, settings: Settings, policy: Policy) -> Sca
             *(_probe_guarded(address, target, settings, policy, gate) for address in addresses)
         )
     )
+    endpoints = await with_revocation(endpoints, target, settings, policy)
     checks, address_checks = evaluate(target, dns, endpoints, policy, started_at)
     return ScanReport(
         target=target,
@@ -182,6 +184,7 @@ async def probe_address(
         tls_login=tls_login,
         ntlm=tuple(ntlm),
         duration_ms=round((time.monotonic() - clock) * 1000),
+        transcripts=tuple(sorted(session.transcripts, key=lambda t: t.id)),
         **doors,  # type: ignore[arg-type]
     )
     return _with_hints(endpoint)

@@ -15,6 +15,7 @@ from typing import Any
 
 from scanner._certs import whole_days_left
 from scanner._errors import escape_controls, quote_reply
+from scanner._evidence import evidence_ids
 from scanner._facts import (
     CertificateFacts,
     CheckResult,
@@ -24,6 +25,8 @@ from scanner._facts import (
     ImplicitTlsFacts,
     NtlmFacts,
     Pop3Facts,
+    RevocationFacts,
+    RevocationLookup,
     ScanReport,
     SrvRecord,
     StlsFacts,
@@ -43,6 +46,7 @@ def report_to_dict(report: ScanReport) -> JsonObject:
     to equal text; `days_left` is counted from `started_at`, so it says what the scan saw."""
     target = report.target
     convert = _Converter(report.started_at)
+    transcripts = _transcripts(report, convert)
     return {
         "target": target.host,
         "service_name": target.service_name,
@@ -52,11 +56,30 @@ def report_to_dict(report: ScanReport) -> JsonObject:
         "started_at": iso_utc(report.started_at),
         "duration_ms": report.duration_ms,
         "addresses": list(report.addresses),
-        "checks": convert(report.checks),
+        "checks": _with_evidence(convert(report.checks), transcripts),
         "address_checks": convert(report.address_checks),
         "dns": convert(report.dns),
         "endpoints": convert(report.endpoints),
+        "transcripts": transcripts,
     }
+
+
+def _transcripts(report: ScanReport, convert: _Converter) -> JsonObject:
+    """Every probe connection's conversation, by id (unique in the report), in id order."""
+    found = [transcript for endpoint in report.endpoints for transcript in endpoint.transcripts]
+    return {
+        transcript.id: {key: value for key, value in convert(transcript).items() if key != "id"}
+        for transcript in sorted(found, key=lambda transcript: transcript.id)
+    }
+
+
+def _with_evidence(checks: list[JsonObject], transcripts: JsonObject) -> list[JsonObject]:
+    """Each check with `evidence`: the ids of the transcripts it rests on. Not the per-address
+    results behind them: their ids would double what evidence costs in stored facts, and
+    evidence_for reads any address's evidence by the same rules."""
+    for check in checks:
+        check["evidence"] = evidence_ids(check["id"], check["address"], transcripts)
+    return checks
 
 
 def _ports(target: Target) -> dict[str, int]:
@@ -117,6 +140,9 @@ class _Converter:
 
     def _dataclass(self, value: Any) -> JsonObject:
         result = {f.name: self(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, EndpointFacts):
+            # The report lists them once, at its top level, by id.
+            del result["transcripts"]
         if isinstance(value, CertificateFacts):
             result["days_left"] = whole_days_left(value.not_after, self.scanned_at)
         if isinstance(value, ImplicitTlsFacts | StlsFacts) and value.tls and value.support:
@@ -260,6 +286,8 @@ def _render_endpoint(
     _render_tls_login(out, endpoint.tls_login, report.target.credentials)
     for ntlm in endpoint.ntlm:
         _render_ntlm(out, ntlm)
+    for revocation in endpoint.revocation:
+        _render_revocation(out, revocation)
 
 
 def _outcome(outcome: str, error: str | None) -> str:
@@ -335,6 +363,65 @@ def _render_ntlm(out: _Lines, ntlm: NtlmFacts) -> None:
     if ntlm.challenge is not None:
         for what, value in ntlm.challenge.disclosed.items():
             out.field(2, what, _reply(value))
+
+
+def _render_revocation(out: _Lines, revocation: RevocationFacts) -> None:
+    """What the CA said of one leaf (named by the start of its fingerprint), source by source."""
+    leaf = revocation.fingerprint_sha256.replace(":", "").lower()[:16]
+    out.add(1, f"Revocation of sha256 {leaf}…:")
+    for label, text in revocation_lines(revocation):
+        out.field(2, label, text)
+
+
+def revocation_lines(revocation: RevocationFacts) -> list[tuple[str, str]]:
+    """What was learnt of one leaf's revocation as (label, text) lines, source by source: for
+    the text report and the dashboard's server page."""
+    lines = [("Not asked", revocation.error)] if revocation.error else []
+    if not (revocation.ocsp_urls or revocation.crl_urls):
+        lines.append(("Published", "no OCSP responder, no CRL distribution point"))
+    for lookup in revocation.lookups:
+        lines.append((f"{_LOOKUP_WORDS[lookup.method]} {lookup.url}", _lookup_text(lookup)))
+    lines += [(f"Stapling on {port}", fact) for port, fact in sorted(revocation.stapled.items())]
+    return lines
+
+
+def revocation_from_dict(data: JsonObject) -> RevocationFacts:
+    """RevocationFacts back from its JSON (what report_to_dict wrote). Raises KeyError,
+    TypeError or ValueError for JSON that is not one."""
+    times = ("this_update", "next_update", "revoked_at")
+    lookups = tuple(
+        RevocationLookup(**(lookup | {t: _time(lookup.get(t)) for t in times}))
+        for lookup in data.get("lookups") or ()
+    )
+    return RevocationFacts(
+        data["fingerprint_sha256"],
+        ocsp_urls=tuple(data.get("ocsp_urls") or ()),
+        crl_urls=tuple(data.get("crl_urls") or ()),
+        issuer=data.get("issuer"),
+        lookups=lookups,
+        stapled=dict(data.get("stapled") or {}),
+        error=data.get("error"),
+    )
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+_LOOKUP_WORDS = {"ocsp": "OCSP", "crl": "CRL", "stapled": "Stapled on"}
+
+
+def _lookup_text(lookup: RevocationLookup) -> str:
+    if lookup.status == "error":
+        return f"no usable answer ({_reply(lookup.error)})"
+    text: str = lookup.status
+    if lookup.revoked_at is not None:
+        text += f" on {iso_utc(lookup.revoked_at)}" + (
+            f" ({lookup.reason})" if lookup.reason else ""
+        )
+    if lookup.next_update is not None:
+        text += f", next update {iso_utc(lookup.next_update)}"
+    return text + (", kept from an earlier lookup" if lookup.cached else "")
 
 
 _ENTRY_WORDS = {"pop3s": "POP3S", "stls": "STLS"}

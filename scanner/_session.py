@@ -20,10 +20,12 @@ from scanner._facts import (
     StlsFacts,
     TlsFacts,
     TlsSupport,
+    TranscriptFacts,
 )
 from scanner._services import CLIENT_PROTOCOLS, ClientProtocol
 from scanner._target import Settings, Target
 from scanner._tls import probe_context, reconciled, sni_name, tls_facts
+from scanner._transcript import NOTE, Transcript, error_line, trimmed
 from scanner._wire import LineConnection, Pop3Connection, Reply, parse_capabilities
 
 T = TypeVar("T")
@@ -107,13 +109,15 @@ class AddressSession:
     each service of it at once, because mail servers throttle clients that open many in
     parallel. A service is one protocol on both its ports: Exchange limits connections per
     client address in each of its POP3, IMAP4 and transport services separately, so the
-    protocols of one address do not wait for each other."""
+    protocols of one address do not wait for each other. `transcripts` collects the
+    conversations of the connections opened with a `record` purpose, as they end."""
 
     address: str
     target: Target
     settings: Settings
     login_gate: LoginGate
     _slots: dict[str, asyncio.Semaphore] = field(init=False, default_factory=dict)
+    transcripts: list[TranscriptFacts] = field(init=False, default_factory=list)
 
     def slots(self, port: int) -> asyncio.Semaphore:
         """The connection cap of the service listening on `port`."""
@@ -128,6 +132,40 @@ class AddressSession:
     def sni(self) -> str | None:
         return sni_name(self.target.service_name)
 
+    def door(self, port: int) -> str:
+        """The name of the door on `port` (pop3, pop3s, imap, …; the port number if none)."""
+        for protocol in CLIENT_PROTOCOLS:
+            cleartext, implicit = self.target.ports(protocol)
+            if self.target.declares(protocol.name) and port in (cleartext, implicit):
+                return protocol.name if port == cleartext else protocol.implicit_tls_name
+        return str(port)
+
+    def annotate(self, port: int, purpose: str, note: str) -> None:
+        """Add a note to the last kept conversation of `purpose` on `port`: what was learnt
+        about it afterwards, on a connection of its own."""
+        door = self.door(port)
+        for index in reversed(range(len(self.transcripts))):
+            found = self.transcripts[index]
+            if (found.door, found.purpose) == (door, purpose):
+                lines = (*found.lines, f"{NOTE}: {trimmed(note)}")
+                self.transcripts[index] = replace(found, lines=lines)
+                return
+
+    def _transcript(self, port: int, purpose: str | None) -> Transcript | None:
+        return Transcript(self.address, self.door(port), port, purpose) if purpose else None
+
+    def _keep(self, transcript: Transcript | None) -> None:
+        """Store a finished conversation under an id unique in the scan: address, door and
+        purpose (`#2` for a second connection of the same purpose)."""
+        if transcript is None:
+            return
+        base = f"{self.address}/{transcript.door}/{transcript.purpose}"
+        taken = {t.id for t in self.transcripts}
+        number = 1
+        while (found := base if number == 1 else f"{base}#{number}") in taken:
+            number += 1
+        self.transcripts.append(transcript.facts(found))
+
     async def converse(
         self,
         port: int,
@@ -135,24 +173,36 @@ class AddressSession:
         *,
         tls: ssl.SSLContext | None = None,
         kind: type[LineConnection] = Pop3Connection,
+        record: str | None = None,
     ) -> T:
         """Open a connection of class `kind`, run `talk` on it, close it; all within one
-        deadline, so a server that trickles bytes is cut off like one that sends nothing."""
+        deadline, so a server that trickles bytes is cut off like one that sends nothing.
+        With a `record` purpose (login, upgrade, …) its conversation is kept in
+        `transcripts`, ending with the step that failed if one did."""
         timeout = self.settings.timeout
         connection: LineConnection | None = None
+        transcript = self._transcript(port, record)
         async with self.slots(port):
             try:
                 async with asyncio.timeout(timeout):
                     connection = await kind.open(
-                        self.address, port, tls=tls, server_hostname=self.sni
+                        self.address, port, tls=tls, server_hostname=self.sni, transcript=transcript
                     )
                     return await talk(connection)
             except TimeoutError:
                 step = connection.step if connection else f"connect to {self.address} port {port}"
-                raise ProbeTimeout(step, f"no answer within {timeout:g} s") from None
+                error = ProbeTimeout(step, f"no answer within {timeout:g} s")
+                if transcript is not None:
+                    transcript.note(error_line(error))
+                raise error from None
+            except ScanError as exc:
+                if transcript is not None:
+                    transcript.note(error_line(exc))
+                raise
             finally:
                 if connection is not None:
                     connection.close()
+                self._keep(transcript)
 
     async def tls_support(
         self, port: int, *, upgrade: Dialect | None, session: TlsFacts | None = None
@@ -218,7 +268,7 @@ async def probe_upgrade(session: AddressSession, dialect: Dialect) -> StlsFacts:
         return StlsFacts(outcome="ok", reply=reply, tls=tls, capabilities=capabilities)
 
     try:
-        return await session.converse(port, talk, kind=dialect.kind)
+        return await session.converse(port, talk, kind=dialect.kind, record="upgrade")
     except ScanError as exc:
         return StlsFacts(outcome=exc.outcome, error=str(exc), reply=said[0] if said else None)  # type: ignore[arg-type]
 

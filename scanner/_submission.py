@@ -144,7 +144,9 @@ async def probe_cleartext(session: AddressSession) -> CleartextFacts:
     port, _ = session.target.ports(SUBMISSION)
     notes = LoginNotes()
     try:
-        await session.converse(port, lambda c: _auth_conversation(c, notes), kind=SmtpConnection)
+        await session.converse(
+            port, lambda c: _auth_conversation(c, notes), kind=SmtpConnection, record="login"
+        )
     except ScanError as exc:
         return notes.facts(port, exc)
     return notes.facts(port)

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 from OpenSSL import crypto
@@ -134,3 +135,37 @@ def _label(name: x509.Name) -> str:
         return str(attributes[0].value) if attributes else name.rfc4514_string()
     except ValueError:
         return "(undecodable name)"
+
+
+def issuer_of_leaf(
+    chain: tuple[CertificateFacts, ...], *, use_system_trust: bool, ca_bundle_pem: str | None
+) -> x509.Certificate | None:
+    """The certificate that issued the leaf of `chain`, for asking about its revocation: the
+    one OpenSSL's chain builder picks (served, or one of the trust anchors), else a served one
+    named as its issuer whose key verifies the leaf's signature (an untrusted chain still has
+    an issuer to ask about). None when neither is there."""
+    if not chain:
+        return None
+    try:
+        leaf, *rest = (_to_openssl(cert) for cert in chain)
+        store = _trust_store(use_system_trust, ca_bundle_pem)
+        verified = crypto.X509StoreContext(store, leaf, rest).get_verified_chain()
+        if len(verified) > 1:
+            return verified[1].to_cryptography()
+    except (crypto.X509StoreContextError, crypto.Error, ValueError):
+        pass
+    return _served_issuer(chain)
+
+
+def _served_issuer(chain: tuple[CertificateFacts, ...]) -> x509.Certificate | None:
+    leaf = x509.load_pem_x509_certificate(chain[0].pem.encode())
+    for served in chain[1:]:
+        candidate = x509.load_pem_x509_certificate(served.pem.encode())
+        if candidate.subject != leaf.issuer:
+            continue
+        try:
+            leaf.verify_directly_issued_by(candidate)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            continue
+        return candidate
+    return None

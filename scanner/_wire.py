@@ -23,6 +23,7 @@ from scanner._errors import (
     Unreachable,
     quoted,
 )
+from scanner._transcript import Transcript, handshake_line
 
 # RFC 2449 limits a reply line to 512 octets; allow slack for servers that stretch it, but no
 # more: a server that sends longer lines is broken or hostile.
@@ -89,6 +90,9 @@ class LineConnection:
 
     # What the protocol calls its upgrade, for the step names of the TLS handshake.
     upgrade_command = "STARTTLS"
+    # Where the conversation is recorded, when it is (scanner._transcript); None for the TLS
+    # enumeration's many hellos, whose findings the facts already hold.
+    transcript: Transcript | None = None
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
@@ -103,8 +107,10 @@ class LineConnection:
         *,
         tls: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
+        transcript: Transcript | None = None,
     ) -> Self:
-        """Connect (and for implicit TLS, handshake). Maps socket errors to ScanErrors."""
+        """Connect (and for implicit TLS, handshake), recording into `transcript` if given.
+        Maps socket errors to ScanErrors."""
         step = f"connect to {address} port {port}" + (" with TLS" if tls else "")
         try:
             reader, writer = await asyncio.open_connection(
@@ -122,7 +128,11 @@ class LineConnection:
             raise TlsHandshakeError(step, "the server reset the connection mid-handshake") from exc
         except OSError as exc:
             raise connect_error(step, exc) from exc
-        return cls(reader, writer)
+        connection = cls(reader, writer)
+        connection.transcript = transcript
+        if tls is not None and transcript is not None:
+            transcript.note(handshake_line(connection.ssl_object))
+        return connection
 
     async def read_line(self) -> bytes:
         """One line, at most MAX_LINE bytes, ending in LF."""
@@ -136,11 +146,16 @@ class LineConnection:
             raise TlsHandshakeError(self.step, describe_tls_error(exc)) from exc
         except ConnectionError as exc:
             raise ProtocolError(self.step, "the server reset the connection") from exc
+        if self.transcript is not None:
+            self.transcript.received(line)
         return line
 
-    async def send_line(self, line: bytes, step: str) -> None:
-        """Send one command line (CRLF added); the step is what we then wait for."""
+    async def send_line(self, line: bytes, step: str, *, secret: bool = False) -> None:
+        """Send one command line (CRLF added); the step is what we then wait for. A `secret`
+        line (one carrying credentials) is recorded redacted."""
         self.step = step
+        if self.transcript is not None:
+            self.transcript.sent(line.decode("utf-8", errors="replace"), secret=secret)
         self.writer.write(line + b"\r\n")
         try:
             await self.writer.drain()
@@ -171,6 +186,8 @@ class LineConnection:
             raise TlsHandshakeError(self.step, describe_tls_error(exc)) from exc
         except ConnectionError as exc:
             raise TlsHandshakeError(self.step, "the server reset the connection") from exc
+        if self.transcript is not None:
+            self.transcript.note(handshake_line(self.ssl_object))
 
     @property
     def ssl_object(self) -> ssl.SSLObject | None:
@@ -222,7 +239,7 @@ class Pop3Connection(LineConnection):
         raises CleartextCredentialsError before a byte is sent. `step` names the command
         without its argument, since step names end up in error messages and facts."""
         self.require_tls(step)
-        await self.send_line(command.encode("utf-8"), step)
+        await self.send_line(command.encode("utf-8"), step, secret=True)
         return await self.read_reply()
 
 

@@ -36,11 +36,12 @@ case "${1:-test}" in
   # libnsl2 and libsasl2-2 are what the unpacked Postfix links to, and libsasl2-modules has the
   # Cyrus SASL NTLM plugin of the Postfix that discloses its host name by NTLM. slapd (with
   # ldap-utils' slapadd) is the OpenLDAP directory the single sign-on tests start privately.
+  # openssl's `ocsp` responder and `s_server` are the revocation tests' CA and stapling server;
   # poppler-utils' pdftoppm and pdftotext read the PDF reports back (a blank page is caught).
   test)
     wanted=(dovecot-pop3d dovecot-imapd dovecot-submissiond redis-server postgresql chromium
       gnutls-bin mailutils-pop3d mailutils-imap4d libidn12 libgdbm6 libdb5.3 libicu72 libnsl2
-      libsasl2-2 libsasl2-modules slapd ldap-utils poppler-utils "${build[@]}" "${pdf[@]}")
+      libsasl2-2 libsasl2-modules slapd ldap-utils openssl poppler-utils "${build[@]}" "${pdf[@]}")
     # Courier's pop3d and couriertls, and the libraries that ship with them. As packages they
     # conflict with dovecot-pop3d and mailutils-pop3d, so they are unpacked, never installed.
     courier=(courier-pop courier-base courier-authlib libcourier-unicode4)

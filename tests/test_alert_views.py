@@ -388,12 +388,12 @@ def test_the_overview_with_alerts_runs_a_constant_number_of_queries(
 ):
     # As tests/test_dashboard_views.py pins it; one query for the open alerts and their count.
     make_alert(make_server("a0"))
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(18):
         viewer.get(reverse("dashboard:overview"))
     for i in range(1, 12):
         make_alert(make_server(f"a{i}"))
     cache.clear()  # the expiring-certificates panel and the email health are cached
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(18):
         viewer.get(reverse("dashboard:overview"))
 
 

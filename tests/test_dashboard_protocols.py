@@ -69,7 +69,7 @@ def test_the_matrix_heads_each_group_once_over_its_checks(viewer):
     assert [name for _, name in headings] == GROUPS
     sizes = {group.name: len(group.checks) for group in CHECK_GROUPS}
     assert [int(span) for span, _ in headings] == [sizes[name] for name in GROUPS]
-    assert sum(sizes.values()) == len(scanner.CATALOG) == 20
+    assert sum(sizes.values()) == len(scanner.CATALOG) == 21
 
 
 def test_each_check_column_reads_its_short_title_and_names_its_id_in_a_tooltip(viewer):
@@ -180,16 +180,16 @@ def test_the_exposure_filter_says_it_covers_every_protocol(viewer):
 def test_the_wider_matrix_runs_as_many_queries_whatever_the_protocols(
     viewer, django_assert_num_queries
 ):
-    # The same 17 as tests/test_dashboard_views.py: which checks apply is read from each
+    # The same 18 as tests/test_dashboard_views.py: which checks apply is read from each
     # server's own row, and the tile's counts are one query however many protocols.
     for i, protocols in enumerate(("pop3", EVERY_PROTOCOL, "imap,submission")):
         server_with(f"a{i}", protocols, {"imap.plaintext_login": "fail"})
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(18):
         viewer.get(OVERVIEW)
     for i in range(9):
         server_with(f"b{i}", ("pop3", EVERY_PROTOCOL, "submission")[i % 3])
     cache.clear()
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(18):
         viewer.get(OVERVIEW)
 
 
@@ -281,7 +281,7 @@ def test_the_server_page_runs_as_many_queries_for_three_protocols(
     viewer, three_protocols, django_assert_num_queries
 ):
     # As for a POP3 server (tests/test_dashboard_views.py): the facts are one stored JSON.
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(14):
         viewer.get(three_protocols.get_absolute_url())
 
 

@@ -266,7 +266,14 @@ def test_the_overview_counts_servers_by_status(viewer):
     make_server("c", "non_compliant", checks={"cert.name": "fail"})
     Server.objects.create(name="d", host="d.example.com")
     counts = viewer.get(reverse("dashboard:overview")).context["counts"]
-    assert counts == {"non_compliant": 1, "unknown": 0, "new": 1, "compliant": 2, "paused": 0}
+    assert counts == {
+        "non_compliant": 1,
+        "unknown": 0,
+        "excepted": 0,
+        "new": 1,
+        "compliant": 2,
+        "paused": 0,
+    }
 
 
 def test_the_matrix_shows_each_checks_worst_status_as_a_symbol_and_a_word(viewer):
@@ -487,8 +494,8 @@ def test_the_expiring_panel_is_cached_for_a_minute(viewer, django_assert_num_que
     make_certificate("soon.example.com", 3, server)
     viewer.get(reverse("dashboard:overview"))
     make_certificate("sooner.example.com", 2, server)
-    # 17 queries without the caches (test_the_overview_runs_a_constant_number_of_queries).
-    with django_assert_num_queries(15):
+    # 18 queries without the caches (test_the_overview_runs_a_constant_number_of_queries).
+    with django_assert_num_queries(16):
         cached = viewer.get(reverse("dashboard:overview")).context["expiring"]
     assert [c.common_name for c in cached] == ["soon.example.com"]
     with time_machine.travel(timezone.now() + timedelta(seconds=EXPIRING_PANEL_SECONDS + 1)):
@@ -498,16 +505,16 @@ def test_the_expiring_panel_is_cached_for_a_minute(viewer, django_assert_num_que
 
 def test_the_overview_runs_a_constant_number_of_queries(viewer, django_assert_num_queries):
     # Session, user, role, tags, sites, counts, cleartext count, page count, servers, their
-    # tags, matrix, trend, open alerts (with their count, in one query), maintenance windows,
-    # expiring certificates, heartbeats, the outbox's health.
+    # tags, matrix, the waivers in force, trend, open alerts (with their count, in one query),
+    # maintenance windows, expiring certificates, heartbeats, the outbox's health.
     for i in range(3):
         make_certificate(f"c{i}.example.com", 10, make_server(f"a{i}", tags=("prod",)))
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(18):
         viewer.get(reverse("dashboard:overview") + "?tag=prod&check=cert.name&result=pass")
     for i in range(8):
         make_certificate(f"d{i}.example.com", 10, make_server(f"b{i}", tags=("prod", "eu")))
     cache.clear()  # the expiring-certificates panel and the email health are cached
-    with django_assert_num_queries(17):
+    with django_assert_num_queries(18):
         viewer.get(reverse("dashboard:overview") + "?tag=prod&check=cert.name&result=pass")
 
 
@@ -548,6 +555,7 @@ def test_the_server_page_shows_the_facts_of_a_real_scan(viewer, scanned):
         "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",  # an accepted suite
         "DNS:mail.example.test",  # SANs
         "CN=PopCompliance Test Intermediate CA",  # issuer and chain
+        "Published: no OCSP responder, no CRL distribution point",  # revocation
         endpoint.address,
     ]:
         assert fact in page, fact
@@ -631,16 +639,16 @@ def test_the_server_page_and_history_run_a_constant_number_of_queries(
     server = make_server("mail01")
     add_changes(server, 3)
     make_certificate("mail.example.com", 30, server)
-    # Server page: session, user, role, server, tags, states, runs, facts, addresses,
-    # certificates, changes, unresolved alerts, maintenance windows. History: session, user,
-    # role, server, tags, count, page.
-    with django_assert_num_queries(13):
+    # Server page: session, user, role, server, tags, states, runs, facts, waivers in force,
+    # addresses, certificates, changes, unresolved alerts, maintenance windows. History:
+    # session, user, role, server, tags, count, page.
+    with django_assert_num_queries(14):
         viewer.get(server.get_absolute_url())
     with django_assert_num_queries(7):
         viewer.get(reverse("dashboard:server_history", args=[server.pk]))
     add_changes(server, 30)
     make_certificate("other.example.com", 30, server)
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(14):
         viewer.get(server.get_absolute_url())
     with django_assert_num_queries(7):
         viewer.get(reverse("dashboard:server_history", args=[server.pk]))
@@ -669,6 +677,46 @@ def facts_with(plaintext: str, login_type: str, tls10: bool) -> dict:
         },
     }
     return {"addresses": [ADDRESS], "checks": [check], "endpoints": [endpoint]}
+
+
+def test_the_server_page_says_what_the_ca_said_of_the_certificate(viewer):
+    server = make_server("mail01")
+    facts = facts_with("pass", "SecureLogin", False)
+    leaf = {
+        "subject": "CN=mail01",
+        "fingerprint_sha256": "ab12",
+        "not_after": "2027-01-01T00:00:00Z",
+    }
+    facts["endpoints"][0]["pop3s"]["tls"]["chain"] = [leaf]
+    revoked = {
+        "method": "ocsp",
+        "url": "http://ocsp.example.com/",
+        "status": "revoked",
+        "this_update": "2026-12-04T10:00:00Z",
+        "next_update": "2026-12-05T10:00:00Z",
+        "revoked_at": "2026-11-20T09:30:00Z",
+        "reason": "keyCompromise",
+        "error": None,
+        "cached": False,
+    }
+    facts["endpoints"][0]["revocation"] = [
+        {
+            "fingerprint_sha256": "ab12",
+            "ocsp_urls": ["http://ocsp.example.com/"],
+            "crl_urls": [],
+            "issuer": "CN=Example CA",
+            "lookups": [revoked],
+            "stapled": {"995": "not stapled"},
+            "error": None,
+        }
+    ]
+    run_with(server, 5, facts)
+    page = viewer.get(server.get_absolute_url()).content.decode()
+    assert (
+        "OCSP http://ocsp.example.com/: revoked on 2026-11-20T09:30:00Z (keyCompromise), "
+        "next update 2026-12-05T10:00:00Z"
+    ) in page
+    assert "Stapling on 995: not stapled" in page
 
 
 def test_the_server_page_names_the_tls_profile_and_lists_the_accepted_suites(viewer):

@@ -55,6 +55,7 @@ def emitted() -> dict[str, Any]:
         "### tls": endpoint["pop3s"]["tls"],
         "### support": endpoint["pop3s"]["support"],
         "### certificate": endpoint["pop3s"]["tls"]["chain"][0],
+        "### revocation": endpoint["revocation"][0],
     }
 
 

@@ -16,6 +16,7 @@ from scanner import ADDRESS_CHECK_IDS, CHECK_IDS
 from scanner._certs import parse_certificate
 from scanner._errors import quoted
 from scanner._evaluate import evaluate
+from scanner._evaluate_common import tls_sessions
 from scanner._facts import (
     CertificateFacts,
     CheckResult,
@@ -23,6 +24,8 @@ from scanner._facts import (
     EndpointFacts,
     ImplicitTlsFacts,
     Pop3Facts,
+    RevocationFacts,
+    RevocationLookup,
     SrvRecord,
     StlsFacts,
     TlsFacts,
@@ -111,7 +114,18 @@ def pop3s(**changes: Any) -> ImplicitTlsFacts:
 
 
 def endpoint(address: str = "127.0.0.2", **changes: Any) -> EndpointFacts:
-    return EndpointFacts(address, changes.pop("pop3", pop3()), changes.pop("pop3s", pop3s()))
+    facts = EndpointFacts(address, changes.pop("pop3", pop3()), changes.pop("pop3s", pop3s()))
+    return replace(facts, revocation=changes.pop("revocation", not_revoked(facts)))
+
+
+OCSP_URL = "http://ocsp.example.test/"
+
+
+def not_revoked(facts: EndpointFacts) -> tuple[RevocationFacts, ...]:
+    """A good OCSP answer for each leaf the address served, as from a CA that publishes one."""
+    leaves = dict.fromkeys(tls.chain[0].fingerprint_sha256 for _, tls in tls_sessions(facts))
+    good = RevocationLookup("ocsp", OCSP_URL, "good")
+    return tuple(RevocationFacts(leaf, ocsp_urls=(OCSP_URL,), lookups=(good,)) for leaf in leaves)
 
 
 def only_995(kind: str = "good") -> EndpointFacts:
@@ -449,6 +463,73 @@ def test_cert_checks_are_skipped_without_a_certificate(check_id: str) -> None:
         pop3s=pop3s(outcome="tls_error", tls=None, greeting=None),
     )
     assert check(check_id, facts).status == "skip"
+
+
+# --- cert.revocation (tests/test_revocation.py asks a real CA) --------------------------------
+
+
+def revocation_of(*lookups: RevocationLookup, **changes: Any) -> CheckResult:
+    """cert.revocation for an address (implicit TLS only) whose leaf got these answers."""
+    served = only_995()
+    leaf = served.pop3s.tls.chain[0].fingerprint_sha256  # type: ignore[union-attr]
+    found = RevocationFacts(leaf, ocsp_urls=(OCSP_URL,), lookups=lookups)
+    return check("cert.revocation", replace(served, revocation=(replace(found, **changes),)))
+
+
+CRL_URL = "http://crl.example.test/ca.crl"
+GOOD_CRL = RevocationLookup("crl", CRL_URL, "good")
+
+
+def test_revocation_passes_when_one_source_is_good_and_notes_the_other() -> None:
+    broken = RevocationLookup("ocsp", OCSP_URL, "error", error="no answer within 5 s")
+    result = revocation_of(broken, GOOD_CRL)
+    assert (result.status, result.summary) == (
+        "pass",
+        f"not revoked per the CRL ({CRL_URL}) (OCSP ({OCSP_URL}) gave no usable answer) on 995",
+    )
+
+
+def test_revocation_fails_when_any_source_says_revoked() -> None:
+    revoked = RevocationLookup(
+        "crl", CRL_URL, "revoked", revoked_at=NOW - timedelta(days=3), reason="superseded"
+    )
+    result = revocation_of(RevocationLookup("ocsp", OCSP_URL, "good"), revoked)
+    assert result.status == "fail"
+    assert result.summary == (
+        f"revoked on {NOW - timedelta(days=3):%Y-%m-%d} (superseded) per the CRL ({CRL_URL}) on 995"
+    )
+    assert "Remove-ExchangeCertificate" in result.remediation
+
+
+def test_revocation_unknown_to_the_responder_warns_even_with_a_good_crl() -> None:
+    result = revocation_of(RevocationLookup("ocsp", OCSP_URL, "unknown"), GOOD_CRL)
+    assert result.status == "warn"
+
+
+def test_revocation_without_answers_warns_with_the_reasons() -> None:
+    result = revocation_of(RevocationLookup("ocsp", OCSP_URL, "error", error="connection refused"))
+    assert (result.status, result.summary) == (
+        "warn",
+        f"could not learn the revocation status: OCSP ({OCSP_URL}): connection refused on 995",
+    )
+
+
+def test_revocation_that_could_not_be_asked_warns_with_the_reason() -> None:
+    result = revocation_of(ocsp_urls=(), error="could not read the certificate to ask about it")
+    assert (result.status, result.summary) == (
+        "warn",
+        "could not check revocation: could not read the certificate to ask about it on 995",
+    )
+
+
+def test_revocation_of_a_self_signed_leaf_is_skipped() -> None:
+    result = check("cert.revocation", only_995("exchange_self_signed"))
+    assert result.status == "skip"
+    assert "self-signed" in result.summary
+
+
+def test_revocation_not_looked_up_is_an_error_not_a_pass() -> None:
+    assert check("cert.revocation", replace(only_995(), revocation=())).status == "error"
 
 
 # --- cert.consistent ---------------------------------------------------------------------------

@@ -350,3 +350,29 @@ def test_a_location_no_longer_probed_is_retired_from_the_history(reports, fixed,
     assert not CheckState.objects.filter(server=server, location="dmz").exists()
     retired = Change.objects.filter(server=server, location="dmz", status="skip")
     assert retired.filter(previous_status="fail").exists()
+
+
+def test_a_check_whose_early_history_was_pruned_keeps_its_status_from_later_changes(timeline):
+    """mail02 took passwords in the clear from its first scan (day 0) and recovered on day 2.
+    With day 0's Changes pruned, day 1 still shows it failing, from the recovery's previous
+    status, since an unknown moment."""
+    mail02 = Server.objects.get(name="mail02")
+    day_one = START + timedelta(days=1, hours=12)
+    before = statuses_as_of(day_one, Server.objects.all())[mail02.pk]
+    Change.objects.filter(server=mail02, created_at__lt=START + timedelta(hours=1)).delete()
+    assert before == statuses_as_of(day_one, Server.objects.all())[mail02.pk] == "non_compliant"
+    failing = [
+        c
+        for c in checks_as_of(day_one, Server.objects.filter(pk=mail02.pk), problems_only=True)
+        if c.check_id == "pop3.plaintext_login"
+    ]
+    assert [(c.status, c.since) for c in failing] == [("fail", None)]
+
+
+def test_a_failing_state_whose_whole_history_was_pruned_still_counts(timeline):
+    """mail01 has failed at its new address since day 4: with every Change of it pruned, its
+    state alone says so."""
+    mail01 = Server.objects.get(name="mail01")
+    day_five = START + timedelta(days=5, hours=12)
+    Change.objects.filter(server=mail01).delete()
+    assert statuses_as_of(day_five, Server.objects.all())[mail01.pk] == "non_compliant"

@@ -58,6 +58,7 @@ def test_a_fully_secure_exchange_server_is_compliant_apart_from_srv(emulated):
     assert statuses.pop("auth.ntlm_disclosure") == "skip"  # SecureLogin lists no NTLM before TLS
     assert statuses.pop("dns.srv") == "warn"  # the lab DNS has no SRV records
     assert statuses.pop("pop3.tls_login") == "skip"  # no monitoring credentials given
+    assert statuses.pop("cert.revocation") == "warn"  # the lab CA publishes no OCSP nor CRL
     assert set(statuses.values()) == {"pass"}, statuses
     assert report.compliant is True
 

@@ -300,6 +300,7 @@ def test_an_exchange_host_reports_pop3_imap_and_submission_side_by_side(doors: D
     assert statuses.pop("auth.ntlm_disclosure") == "warn"
     assert statuses.pop("dns.srv") == "warn"  # the lab DNS has no SRV records
     assert statuses.pop("pop3.tls_login") == "skip"  # no monitoring credentials
+    assert statuses.pop("cert.revocation") == "warn"  # the lab CA publishes no OCSP nor CRL
     assert set(statuses.values()) == {"pass"}, statuses
     assert report.compliant is True
     # On each cleartext door, two connections started one authentication each: the login

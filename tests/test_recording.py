@@ -38,9 +38,11 @@ def status_of(server):
 
 def test_a_first_compliant_scan_records_no_passing_check(server, fixed):
     recorded = scan_and_record(server, fixed, SECURE)
-    # The lab DNS publishes no SRV records: the one non-pass is that warning.
+    # The lab DNS publishes no SRV records and the lab CA no OCSP nor CRL: the two non-passes
+    # are those warnings.
     assert [(c.check_id, c.previous_status, c.status) for c in recorded.changes] == [
-        ("dns.srv", "", "warn")
+        ("dns.srv", "", "warn"),
+        ("cert.revocation", "", "warn"),
     ]
     assert status_of(server) == "compliant"
     assert CheckState.objects.filter(server=server).count() == len(CHECK_IDS)  # one address
@@ -50,6 +52,7 @@ def test_a_first_non_compliant_scan_records_only_the_bad_checks(server, fixed):
     recorded = scan_and_record(server, fixed, PLAINTEXT)
     assert {(c.check_id, c.previous_status, c.status) for c in recorded.changes} == {
         ("pop3.plaintext_login", "", "fail"),
+        ("cert.revocation", "", "warn"),
         ("dns.srv", "", "warn"),
     }
     assert status_of(server) == "non_compliant"

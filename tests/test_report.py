@@ -13,14 +13,17 @@ from scanner import (
     EndpointFacts,
     ImplicitTlsFacts,
     Pop3Facts,
+    RevocationFacts,
+    RevocationLookup,
     ScanReport,
     SrvRecord,
     StlsFacts,
     Target,
     TlsFacts,
     TlsSupport,
+    TranscriptFacts,
 )
-from scanner._report import render_text, report_to_dict
+from scanner._report import render_text, report_to_dict, revocation_from_dict
 
 STARTED = datetime(2025, 6, 1, 12, 0, 0, 500000, tzinfo=UTC)
 ADDRESS = "192.0.2.10"
@@ -90,7 +93,32 @@ def make_endpoint(address: str = ADDRESS, greeting: str = "+OK Dovecot ready.") 
         port=995, outcome="ok", tls=make_tls(), greeting="+OK ready", support=make_support()
     )
     return EndpointFacts(
-        address, pop3, pop3s, product="Dovecot", login_type="PlainTextLogin", duration_ms=80
+        address,
+        pop3,
+        pop3s,
+        product="Dovecot",
+        login_type="PlainTextLogin",
+        duration_ms=80,
+        revocation=(make_revocation(),),
+    )
+
+
+def make_revocation() -> RevocationFacts:
+    ocsp = RevocationLookup(
+        "ocsp",
+        "http://ocsp.example.com/",
+        "good",
+        # Whole seconds: the JSON keeps no more.
+        this_update=STARTED.replace(microsecond=0) - timedelta(hours=2),
+        next_update=STARTED.replace(microsecond=0) + timedelta(days=5),
+    )
+    return RevocationFacts(
+        "AB:CD",
+        ocsp_urls=("http://ocsp.example.com/",),
+        crl_urls=("http://crl.example.com/ca.crl",),
+        issuer="CN=Example CA",
+        lookups=(ocsp,),
+        stapled={"995": "not stapled"},
     )
 
 
@@ -149,6 +177,7 @@ def test_json_starts_with_the_contract_fields_in_a_fixed_order() -> None:
         "address_checks",
         "dns",
         "endpoints",
+        "transcripts",
     ]
 
 
@@ -174,7 +203,7 @@ def test_json_top_level_values_have_the_documented_types() -> None:
     assert data["addresses"] == [ADDRESS]
 
 
-def test_json_checks_are_objects_with_the_five_contract_keys() -> None:
+def test_json_checks_are_objects_with_the_five_contract_keys_and_their_evidence() -> None:
     checks = report_to_dict(make_report())["checks"]
     assert checks[1] == {
         "id": "pop3.plaintext_login",
@@ -182,8 +211,39 @@ def test_json_checks_are_objects_with_the_five_contract_keys() -> None:
         "summary": "USER accepted before TLS on 192.0.2.10",
         "remediation": "Set-PopSettings -LoginType SecureLogin\nRestart-Service MSExchangePOP3",
         "address": ADDRESS,
+        "evidence": [],  # this report kept no transcript
     }
     assert checks[4]["address"] is None
+
+
+def transcript(door: str, purpose: str, *lines: str) -> TranscriptFacts:
+    port = {"pop3": 110, "pop3s": 995}[door]
+    return TranscriptFacts(f"{ADDRESS}/{door}/{purpose}", ADDRESS, door, port, purpose, lines)
+
+
+def test_json_lists_transcripts_once_at_the_top_and_checks_point_at_them() -> None:
+    report = make_report()
+    login = transcript("pop3", "login", "S: +OK hi", "C: USER popcompliance-probe-1", "S: +OK")
+    implicit = transcript("pop3s", "implicit", "N: TLS handshake: TLSv1.3 X", "S: +OK hi")
+    endpoint = dataclasses.replace(report.endpoints[0], transcripts=(login, implicit))
+    data = report_to_dict(dataclasses.replace(report, endpoints=(endpoint,)))
+    assert list(data["transcripts"]) == [login.id, implicit.id]
+    assert data["transcripts"][login.id] == {
+        "address": ADDRESS,
+        "door": "pop3",
+        "port": 110,
+        "purpose": "login",
+        "lines": list(login.lines),
+    }
+    assert "transcripts" not in data["endpoints"][0]
+    evidence = {check["id"]: check["evidence"] for check in data["checks"]}
+    assert evidence["pop3.plaintext_login"] == [login.id]
+    assert evidence["pop3s.available"] == evidence["cert.validity"] == [implicit.id]
+    assert evidence["tls.protocols"] == [implicit.id]
+    assert evidence["dns.srv"] == []
+    for check in data["checks"]:
+        assert set(check["evidence"]) <= set(data["transcripts"])
+    assert "evidence" not in data["address_checks"][0]  # evidence_for reads them
 
 
 def test_json_certificate_has_every_field_plus_days_left() -> None:
@@ -229,6 +289,18 @@ def test_text_report_lists_suites_per_version_in_the_servers_order() -> None:
     assert "TLS 1.2 suites" in text
     assert "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_RSA_WITH_3DES_EDE_CBC_SHA" in text
     assert "the server's" in text
+
+
+def test_text_report_says_what_the_ca_said_of_each_leaf() -> None:
+    text = render_text([make_report()], colour=False)
+    assert "Revocation of sha256 abcd" in text
+    assert "good, next update 2025-06-06T12:00:00Z" in text
+    assert "Stapling on 995:" in text and "not stapled" in text
+
+
+def test_revocation_facts_come_back_from_their_json() -> None:
+    data = report_to_dict(make_report())["endpoints"][0]["revocation"][0]
+    assert revocation_from_dict(json.loads(json.dumps(data))) == make_revocation()
 
 
 def test_json_carries_endpoint_and_dns_facts() -> None:

@@ -25,6 +25,7 @@ from popcompliance.reports.content import build_report
 from popcompliance.reports.formats import csv_lines, pdf_bytes, xlsx_bytes
 from popcompliance.reports.models import ReportSchedule
 from popcompliance.reports.params import ReportParams, Scope, parse_params
+from popcompliance.waivers.models import Waiver
 from tests.people import make_user, token_for
 from tests.report_fleet import PLAINTEXT_FIX, PLAINTEXT_SUMMARY, TRUST_SUMMARY, make_fleet
 
@@ -88,8 +89,27 @@ def test_the_trend_covers_the_snapshots_up_to_the_day(fleet):
 
 
 def test_building_a_report_takes_a_fixed_number_of_queries(fleet, django_assert_max_num_queries):
-    with django_assert_max_num_queries(8):
+    # Statuses, servers, their ids, one batch's waivers and states, then one query per section.
+    with django_assert_max_num_queries(9):
         build_report(today_params(), timezone.now())
+
+
+def test_a_waived_failure_is_an_exception_not_a_failing_check(fleet):
+    now = timezone.now()
+    Waiver.objects.create(
+        server=fleet.leaky,
+        check_id="cert.trusted",
+        justification="Internal CA, distributed to every client.",
+        approver=make_user("admin", "ciso"),
+        starts_at=now - timedelta(days=1),
+        expires_at=now + timedelta(days=90),
+    )
+    report = build_report(today_params(), now)
+    [exception] = report.exceptions
+    assert (exception.applies_to, exception.approver) == ("server leaky", "ciso")
+    assert exception.justification.startswith("Internal CA")
+    assert [c.check_id for c in report.failing[0].checks] == ["pop3.plaintext_login"]
+    assert report.excepted == 1
 
 
 def test_the_csv_counts_the_servers_as_the_as_of_layer_does(fleet):

@@ -9,6 +9,10 @@ held alert of a server no window covers any more:
 - the problem went away without a Change (say its address left DNS): the alert resolves
   without an email, as one resolved during the window did.
 
+A waiver of the check (popcompliance.waivers) holds an alert the same way: it is released
+once no window covers the server and no waiver covers the check, and its email then says
+the exception ended.
+
 Touches only the database. The server row is locked as lifecycle.process_server locks it, so
 a release and a pass over the same server's Changes never both decide about one alert.
 """
@@ -24,13 +28,15 @@ from popcompliance.alerts.messages import queue, recipients_for
 from popcompliance.alerts.models import Alert, MaintenanceHold, NotificationKind
 from popcompliance.inventory.models import Server
 from popcompliance.maintenance.windows import servers_in_maintenance
+from popcompliance.waivers.effect import ended_waiver, waived_now
 
 
 def release_held(now: datetime) -> int:
-    """Settle the held alerts of the servers out of maintenance; how many emails were queued
-    (two queries, then a few per alert released)."""
+    """Settle the held alerts of the servers out of maintenance whose check no waiver covers;
+    how many emails were queued (two queries, then a few per alert released)."""
     held = Alert.objects.open().filter(maintenance=MaintenanceHold.HELD)
-    over = held.exclude(server__in=servers_in_maintenance(now)).order_by("opened_at", "pk")
+    over = held.exclude(server__in=servers_in_maintenance(now)).exclude(waived_now(now))
+    over = over.order_by("opened_at", "pk")
     batch = list(over.values_list("pk", "server")[:BATCH])
     return sum(release(pk, server_id, now) for pk, server_id in batch)
 
@@ -54,7 +60,8 @@ def release(alert_id: int, server_id: int, now: datetime) -> int:
         alert.release(first_reminder_at(now))
         if alert.is_acknowledged(now):
             return 0
-        context = alert_context(alert, None, states, now) | {"released": True}
+        ended = ended_waiver(server, alert.check_id, now)
+        context = alert_context(alert, None, states, now) | {"released": True, "waiver": ended}
         # A later window may hold (and release) the same alert again, after an escalation.
         key = f"{NotificationKind.ALERT}:released:{alert.pk}:{now.isoformat()}"
         recipients = recipients_for([server])

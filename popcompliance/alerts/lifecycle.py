@@ -30,6 +30,9 @@ The rules (docs/alerts.md says the same for operators):
   emails are queued) and alerts.holding mails it once when the window ends if the problem is
   still there; a recovery during a window is not mailed. Reminders wait for the window's
   end, and changes during a window count neither towards flapping nor for its notice.
+- Waivers (popcompliance.waivers): the emails of a check a waiver covers are held the same
+  way, until the waiver ends (expiry or revocation); alerts.holding mails it once then if the
+  check still alerts.
 
 Each server's pending Changes are processed with the server row locked (as recording does)
 and marked `alerted_at` in the same transaction, so two runs never alert twice. A backlog is
@@ -40,6 +43,7 @@ fails now (as a new server's first scan would), none for what has been fixed sin
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -73,6 +77,7 @@ from popcompliance.compliance.models import CertificateSighting, Change, CheckSt
 from popcompliance.compliance.recording import REGRESSION_SIGHTINGS
 from popcompliance.inventory.models import Policy, Server
 from popcompliance.maintenance.windows import servers_in_maintenance
+from popcompliance.waivers.effect import waived_checks
 from scanner import PASSING, check_title, whole_days_left, worst_status
 
 FLAP_WINDOW = timedelta(hours=24)
@@ -245,8 +250,14 @@ class ServerPass:
         since = self.now - FLAP_WINDOW
         return self.server.alerts.filter(check_id=check_id, resolved_at__gt=since).exists()
 
+    @functools.cached_property
+    def waived(self) -> frozenset[str]:
+        """The checks a waiver covers now (one query, asked only when an email is due)."""
+        return waived_checks(self.server, self.now)
+
     def notify(self, kind: str, alert: Alert, change: Change, **extra: Any) -> None:
-        if alert.withholds(kind, change.during_maintenance):
+        held = change.during_maintenance or alert.check_id in self.waived
+        if alert.withholds(kind, held):
             return
         context = alert_context(alert, change, self.states[alert.check_id], self.now) | extra
         recipients = recipients_for([self.server])

@@ -62,7 +62,8 @@ class AlertLevel(models.TextChoices):
 
 
 class MaintenanceHold(models.TextChoices):
-    """What a maintenance window did to an alert's emails (Alert.withholds, alerts.holding)."""
+    """What a maintenance window did to an alert's emails (Alert.withholds, alerts.holding).
+    A waiver of the check (popcompliance.waivers) holds them the same way."""
 
     NONE = "", "Not held"
     HELD = "held", "During maintenance: email held until the window ends"
@@ -304,6 +305,7 @@ class NotificationKind(models.TextChoices):
     EXPIRY = "expiry", "Certificate expiry"
     DIGEST = "digest", "Daily digest"
     TEST = "test", "Test message"
+    WAIVER_EXPIRY = "waiver_expiry", "Exception expiry"
     REPORT = "report", "Monthly compliance report"
 
 

@@ -37,6 +37,7 @@ from popcompliance.alerts.models import (
 )
 from popcompliance.compliance.models import Change, CheckState
 from popcompliance.dashboard.catalog import Badge
+from popcompliance.waivers.effect import waived_checks, waived_pairs
 
 ALERTS_PER_PAGE = 50
 # How many of the check's changes during the alert its page shows, newest first.
@@ -86,6 +87,8 @@ class AlertRow:
     alert: Alert
     state: str
     findings: list[CheckState] = field(default_factory=list)
+    # Held by a waiver of its check (popcompliance.waivers) rather than a maintenance window.
+    waived: bool = False
 
     @property
     def badge(self) -> Badge:
@@ -136,11 +139,19 @@ def findings(alerts: Iterable[Alert]) -> dict[tuple[int, str], list[CheckState]]
 
 
 def rows(alerts: Iterable[Alert], now: datetime) -> list[AlertRow]:
-    """A page of alerts as rows (one more query, for the addresses; see `findings`)."""
+    """A page of alerts as rows (one more query, for the addresses; see `findings`; and one
+    for the waivers when some alert is held)."""
     alerts = list(alerts)
     current = findings(alerts)
+    held = {alert.server_id for alert in alerts if alert.held}
+    waived = waived_pairs(held, now) if held else frozenset()
     return [
-        AlertRow(alert, alert.state(now), current.get((alert.server_id, alert.check_id), []))
+        AlertRow(
+            alert,
+            alert.state(now),
+            current.get((alert.server_id, alert.check_id), []),
+            alert.held and (alert.server_id, alert.check_id) in waived,
+        )
         for alert in alerts
     ]
 
@@ -194,6 +205,11 @@ def _current_acknowledgement(alert: Alert, now: datetime) -> dict[str, Any]:
     return {"comment": alert.ack_comment, "until": alert.ack_until}
 
 
+def _held_by_waiver(alert: Alert, now: datetime) -> bool:
+    """Whether a waiver of its check holds the alert (one query, for a held alert only)."""
+    return alert.held and alert.check_id in waived_checks(alert.server, now)
+
+
 def _detail_context(alert: Alert, form: AcknowledgeForm, now: datetime) -> dict[str, Any]:
     """What the alert page shows; a fixed number of queries (states, changes, emails and
     their attempts)."""
@@ -208,7 +224,7 @@ def _detail_context(alert: Alert, form: AcknowledgeForm, now: datetime) -> dict[
     notifications = list(alert.notifications.prefetch_related("attempts"))
     return {
         "alert": alert,
-        "row": AlertRow(alert, alert.state(now)),
+        "row": AlertRow(alert, alert.state(now), waived=_held_by_waiver(alert, now)),
         "states": list(states.order_by("address")),
         "changes": list(changes[:CHANGES_SHOWN]),
         "notifications": [

@@ -101,6 +101,7 @@ SERVER_EXAMPLE = OpenApiExample(
         "last_scan_at": "2026-03-02T09:14:05Z",
         "checks": {
             "cert.name": "pass",
+            "cert.revocation": "pass",
             "cert.strength": "pass",
             "cert.trusted": "pass",
             "cert.validity": "warn",

@@ -33,6 +33,7 @@ from popcompliance.limits import (
     validate_owner_count,
     validate_plain_text,
 )
+from popcompliance.waivers.effect import shown_status
 
 # What Server.clean reads (it builds the scanner's Target).
 PROBED_FIELDS = ("host", "service_name", "protocols", *PORT_FIELDS)
@@ -190,10 +191,18 @@ class ServerSerializer(serializers.ModelSerializer):
         {"type": "object", "additionalProperties": {"type": "string"}, "example": {"x": "pass"}}
     )
     def get_checks(self, server: Server) -> dict[str, str]:
+        """The worst status of each check; `excepted` where a waiver in force covers a fail
+        or warn (the view puts the page's waived pairs in the context; as of a past moment,
+        the history has applied the waivers in force then)."""
         as_of = self.context.get("as_of_checks")
         if as_of is not None:
             return dict(sorted(as_of.get(server.pk, {}).items()))
-        return worst_checks(list(server.check_states.all()))
+        waived = self.context.get("waived", frozenset())
+        worst = worst_checks(list(server.check_states.all()))
+        return {
+            check_id: shown_status(status, (server.pk, check_id) in waived)
+            for check_id, status in worst.items()
+        }
 
 
 class CheckStateSerializer(serializers.ModelSerializer):

@@ -1,5 +1,5 @@
-"""/api/v1/: servers, alerts, maintenance windows, the fleet summary, compliance reports, the
-OpenAPI schema and its documentation pages (Swagger UI at docs/, Redoc at redoc/; see
+"""/api/v1/: servers, alerts, maintenance windows, waivers, the fleet summary, compliance reports,
+the OpenAPI schema and its documentation pages (Swagger UI at docs/, Redoc at redoc/; see
 popcompliance.api.docs)."""
 
 from django.urls import include, path, re_path
@@ -11,6 +11,7 @@ from popcompliance.api.channels import ChannelViewSet
 from popcompliance.audit.api import AuditEntryViewSet
 from popcompliance.maintenance.api import WindowViewSet
 from popcompliance.reports.api import ReportFileView, ReportView
+from popcompliance.waivers.api import WaiverViewSet
 
 app_name = "api"
 
@@ -21,6 +22,7 @@ router.register("alerts", views.AlertViewSet, basename="alert")
 router.register("audit", AuditEntryViewSet, basename="audit")
 router.register("channels", ChannelViewSet, basename="channel")
 router.register("maintenance", WindowViewSet, basename="maintenance")
+router.register("waivers", WaiverViewSet, basename="waiver")
 
 urlpatterns = [
     path("", include(router.urls)),

@@ -29,6 +29,7 @@ from popcompliance.compliance import history
 from popcompliance.compliance.models import CertificateSighting, CheckState, ScanPurpose
 from popcompliance.compliance.tasks import ScanNotQueued, TooManyScanRequests, request_scan
 from popcompliance.inventory.models import Server, ServerStatus
+from popcompliance.waivers.effect import waived_pairs
 
 RECENT_CHANGES = 50
 
@@ -149,8 +150,17 @@ class ServerViewSet(
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         when = self._params().get("as_of")
         if when is None:
-            return super().list(request, *args, **kwargs)
+            return self._list_now()
         return self._list_as_of(when)
+
+    def _list_now(self) -> Response:
+        """A page of servers, with the waivers in force over the whole page in one query
+        (their checks show as excepted)."""
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        servers = list(page or [])
+        context = self._with_waivers([server.pk for server in servers])
+        data = self.get_serializer(servers, many=True, context=context).data
+        return self.get_paginated_response(data)
 
     def _list_as_of(self, when: datetime) -> Response:
         """The list as it was at `when`: statuses and checks from the history (?status
@@ -190,7 +200,12 @@ class ServerViewSet(
         server = self.get_object()
         server.recent_changes = list(server.changes.all()[:RECENT_CHANGES])
         server.current_sightings = current_sightings(server)
-        return Response(self.get_serializer(server).data)
+        context = self._with_waivers([server.pk])
+        return Response(self.get_serializer(server, context=context).data)
+
+    def _with_waivers(self, server_ids: list[int]) -> dict[str, Any]:
+        waived = waived_pairs(server_ids, timezone.now())
+        return {**self.get_serializer_context(), "waived": waived}
 
     @extend_schema(
         summary="Pause a server (admin)",

@@ -145,6 +145,22 @@ MAINTENANCE_WINDOW = Audited(
     ),
 )
 
+# A waiver: granted (created) and revoked (revoked_at and revoked_by changed); never deleted.
+WAIVER = Audited(
+    "waiver",
+    fields=(
+        Tracked("server", "server", shown_as="name"),
+        Tracked("tag", "tag", shown_as="name"),
+        Tracked("check_id", "check"),
+        Tracked("justification", "justification"),
+        Tracked("approver", "approver", shown_as="username"),
+        Tracked("starts_at", "starts (UTC)"),
+        Tracked("expires_at", "expires (UTC)"),
+        Tracked("revoked_at", "revoked (UTC)"),
+        Tracked("revoked_by", "revoked by", shown_as="username"),
+    ),
+)
+
 # An alert channel: its URL holds the webhook's secret, recorded as set or changed only.
 CHANNEL = Audited(
     "channel",
@@ -179,6 +195,7 @@ OBJECT_TYPES = tuple(
         API_TOKEN,
         CHANNEL,
         MAINTENANCE_WINDOW,
+        WAIVER,
         REPORT_SCHEDULE,
     )
 )
@@ -195,6 +212,7 @@ def audited_models() -> dict[type[Model], Audited]:
         "accounts.ApiToken": API_TOKEN,
         "alerts.Channel": CHANNEL,
         "maintenance.MaintenanceWindow": MAINTENANCE_WINDOW,
+        "waivers.Waiver": WAIVER,
         "reports.ReportSchedule": REPORT_SCHEDULE,
     }
     models = {apps.get_model(label): spec for label, spec in specs.items()}

@@ -57,7 +57,7 @@ class ServerAddressAdmin(admin.ModelAdmin):
 
 @admin.register(FleetSnapshot)
 class FleetSnapshotAdmin(admin.ModelAdmin):
-    list_display = ["day", "total", "compliant", "non_compliant", "unknown", "paused"]
+    list_display = ["day", "total", "compliant", "non_compliant", "excepted", "unknown", "paused"]
 
 
 @admin.register(Heartbeat)

@@ -13,7 +13,11 @@ a location (a "key"), by these rules:
 
 A check state that stops applying (an address the name no longer resolves to, a location the
 server is no longer probed from) leaves a Change to `skip` (compliance.models.retire_states),
-so the moments after it do not show it still failing. Paused servers count as paused from
+so the moments after it do not show it still failing.
+
+Waivers (popcompliance.waivers) in force at the moment apply as they do on today's pages: a
+waived `fail` or `warn` reads `excepted` (the scanner's verdict stays in `verdict`), and a
+server whose only problems are excepted is excepted. Paused servers count as paused from
 their pause on; earlier pauses are not kept. History older than POPC_CHANGE_RETENTION_DAYS is
 pruned: a moment before that is refused (HistoryPruned).
 """
@@ -22,18 +26,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from itertools import islice
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet, Subquery, Window
+from django.db.models.functions import FirstValue, RowNumber
 from django.utils import timezone
 
 import scanner
 from popcompliance.compliance.models import Change, CheckState
 from popcompliance.dashboard.catalog import SERVER_STATUS_ORDER
 from popcompliance.inventory.models import Server, ServerStatus
+from popcompliance.waivers.effect import EXCEPTED, WaivedPairs, shown_status, waived_pairs
 
 # Servers whose history is read at once: bounds memory (a flapping server has a few hundred
 # Changes) while keeping the queries per page of servers at two.
@@ -58,6 +65,13 @@ class CheckAsOf:
     since: datetime | None  # when it entered this status; None when that is not known
     summary: str
     remediation: str
+    # The scanner's verdict when a waiver changed `status` to excepted ("": it did not).
+    verdict: str = ""
+
+    @property
+    def raw_status(self) -> str:
+        """The scanner's verdict, before any waiver: what the failing counts count."""
+        return self.verdict or self.status
 
 
 def moment(when: datetime | None, now: datetime | None = None) -> datetime | None:
@@ -89,14 +103,23 @@ def checks_as_of(
     when: datetime | None, servers: QuerySet[Server], *, problems_only: bool = False
 ) -> Iterator[CheckAsOf]:
     """Every check of every address of `servers` as it was at `when` (None: now), ordered by
-    server id, location, address and check id; `problems_only` keeps those not passing. Streams:
-    two queries per SERVERS_PER_BATCH servers, whatever their history."""
+    server id, location, address and check id; `problems_only` keeps those not passing. The
+    waivers in force then apply (a waived fail or warn is `excepted`). Streams: three queries
+    per SERVERS_PER_BATCH servers, whatever their history."""
     server_ids = servers.order_by("pk").values_list("pk", flat=True)
     for batch in _batches(server_ids.iterator(), SERVERS_PER_BATCH):
+        waived = waived_pairs(batch, when or timezone.now())
         if when is None:
-            yield from _now(batch, problems_only)
+            # Already in order (see _now).
+            yield from (_waived(check, waived) for check in _now(batch, problems_only))
         else:
-            yield from sorted(_past(when, batch, problems_only), key=_order)
+            found = _past(when, batch, problems_only)
+            yield from sorted((_waived(check, waived) for check in found), key=_order)
+
+
+def _waived(check: CheckAsOf, waived: WaivedPairs) -> CheckAsOf:
+    shown = shown_status(check.status, (check.server_id, check.check_id) in waived)
+    return check if shown == check.status else replace(check, status=shown, verdict=check.status)
 
 
 def _batches(items: Iterator[int], size: int) -> Iterator[tuple[int, ...]]:
@@ -196,6 +219,83 @@ def _from_history(key: Key, history: list[Change], when: datetime) -> CheckAsOf 
     return CheckAsOf(*key, status, None, "", "")
 
 
+KEY_COLUMNS = ("server_id", "location", "address", "check_id")
+CHANGE_FIELDS = (*KEY_COLUMNS, "status", "created_at", "summary", "remediation")
+NOT_PASSING = tuple(sorted(set(scanner.STATUS_RANK) - scanner.PASSING))
+
+
+def _problems_at(when: datetime, servers: QuerySet[Server]) -> list[CheckAsOf]:
+    """The checks of `servers` not passing at `when`, by the module's rules, each rule one
+    query for the whole fleet that returns only the checks not passing: the database picks
+    each check's latest Change (a window function), not Python (bench/dashboard.py: the whole
+    fleet's history read in Python took seconds)."""
+    fleet = Subquery(servers.values("pk"))
+    changes = Change.objects.filter(server_id__in=fleet)
+    return [
+        *_latest_not_passing(changes, when),
+        *_pruned_not_passing(changes, when),
+        *_states_without_changes(when, fleet),
+    ]
+
+
+def _per_key(expression: Any, *order: Any) -> Window:
+    return Window(expression, partition_by=[F(c) for c in KEY_COLUMNS], order_by=list(order))
+
+
+def _latest_not_passing(changes: QuerySet[Change], when: datetime) -> list[CheckAsOf]:
+    """Rule 1: the checks whose latest Change by `when` left them not passing. Both filters
+    are on window functions, so they apply to each check's latest Change, after the window."""
+    newest = (F("created_at").desc(), F("id").desc())
+    rows = (
+        changes.filter(created_at__lte=when)
+        .order_by()  # Change's default order would sort every row again, on disk
+        .annotate(
+            rank=_per_key(RowNumber(), *newest),
+            latest=_per_key(FirstValue("status"), *newest),
+        )
+        .filter(rank=1, latest__in=NOT_PASSING)
+        .values_list(*CHANGE_FIELDS)
+    )
+    return [CheckAsOf(*row) for row in rows]
+
+
+def _pruned_not_passing(changes: QuerySet[Change], when: datetime) -> list[CheckAsOf]:
+    """Rule 2: the checks with no Change by `when` whose first later Change left a status not
+    passing (their earlier history was pruned): since when, and in which words, is gone."""
+    earlier = Change.objects.filter(
+        **{column: OuterRef(column) for column in KEY_COLUMNS}, created_at__lte=when
+    )
+    oldest = (F("created_at").asc(), F("id").asc())
+    rows = (
+        changes.filter(created_at__gt=when)
+        .exclude(Exists(earlier))
+        .order_by()
+        .annotate(
+            rank=_per_key(RowNumber(), *oldest),
+            before=_per_key(FirstValue("previous_status"), *oldest),
+        )
+        .filter(rank=1, before__in=NOT_PASSING)
+        .values_list(*KEY_COLUMNS, "previous_status")
+    )
+    return [CheckAsOf(*key, status, None, "", "") for *key, status in rows]
+
+
+def _states_without_changes(when: datetime, fleet: Subquery) -> list[CheckAsOf]:
+    """Rule 3: the check states settled by `when` that no Change ever touched and do not pass
+    (history pruned: a state without Changes has passed since its first sighting)."""
+    changed = Change.objects.filter(**{column: OuterRef(column) for column in KEY_COLUMNS})
+    rows = (
+        CheckState.objects.filter(server_id__in=fleet, since__lte=when)
+        .exclude(status__in=scanner.PASSING)
+        .exclude(Exists(changed))
+        .values_list(*STATE_FIELDS)
+    )
+    return [CheckAsOf(*row) for row in rows]
+
+
+STATE_FIELDS = (*KEY_COLUMNS, "status", "since", "summary", "remediation")
+
+
 @dataclass(frozen=True)
 class FleetAsOf:
     """Servers at a past moment: each one's status, and the checks that did not pass, by
@@ -211,7 +311,7 @@ class FleetAsOf:
         return {
             server_id
             for server_id, checks in self.problems.items()
-            if any(c.check_id in wanted and c.status == "fail" for c in checks)
+            if any(c.check_id in wanted and c.raw_status == "fail" for c in checks)
         }
 
 
@@ -220,9 +320,10 @@ def fleet_as_of(when: datetime, servers: QuerySet[Server]) -> FleetAsOf:
     settles it: a failing check makes a server non-compliant, a check that could not be
     determined unknown; a server with no check observed yet is new."""
     existing = servers.filter(created_at__lte=when).order_by()
+    waived = waived_pairs(existing, when)
     problems: dict[int, list[CheckAsOf]] = {}
-    for check in checks_as_of(when, existing, problems_only=True):
-        problems.setdefault(check.server_id, []).append(check)
+    for check in sorted(_problems_at(when, existing), key=_order):
+        problems.setdefault(check.server_id, []).append(_waived(check, waived))
     observed = set(existing.filter(_observed_by(when)).values_list("pk", flat=True))
     statuses = {
         pk: _status_of(
@@ -264,10 +365,12 @@ def _status_of(problems: list[str], observed: bool, paused: bool) -> str:
         return ServerStatus.PAUSED
     if not observed:
         return ServerStatus.NEW
-    compliant = scanner.compliance_of(problems)
+    compliant = scanner.compliance_of(status for status in problems if status != EXCEPTED)
     if compliant is None:
         return ServerStatus.UNKNOWN
-    return ServerStatus.COMPLIANT if compliant else ServerStatus.NON_COMPLIANT
+    if not compliant:
+        return ServerStatus.NON_COMPLIANT
+    return ServerStatus.EXCEPTED if EXCEPTED in problems else ServerStatus.COMPLIANT
 
 
 def counts_as_of(when: datetime | None, servers: QuerySet[Server]) -> dict[str, int]:
@@ -281,11 +384,17 @@ def count_statuses(statuses: dict[int, str]) -> dict[str, int]:
 
 
 def worst_by_check(checks: Iterable[CheckAsOf]) -> dict[int, dict[str, str]]:
-    """Each server's worst status of each check over its addresses and locations."""
-    found: dict[int, dict[str, list[str]]] = {}
+    """Each server's worst status of each check over its addresses and locations: the worst
+    verdict, excepted when a waiver covered the check (as today's matrix shows it)."""
+    found: dict[int, dict[str, list[CheckAsOf]]] = {}
     for check in checks:
-        found.setdefault(check.server_id, {}).setdefault(check.check_id, []).append(check.status)
+        found.setdefault(check.server_id, {}).setdefault(check.check_id, []).append(check)
     return {
-        server_id: {check_id: scanner.worst_status(statuses) for check_id, statuses in by.items()}
+        server_id: {check_id: _worst(checks) for check_id, checks in by.items()}
         for server_id, by in found.items()
     }
+
+
+def _worst(checks: list[CheckAsOf]) -> str:
+    worst = scanner.worst_status([check.raw_status for check in checks])
+    return shown_status(worst, any(check.status == EXCEPTED for check in checks))

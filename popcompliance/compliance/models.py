@@ -336,6 +336,7 @@ class FleetSnapshot(models.Model):
     total = models.PositiveIntegerField(default=0)
     compliant = models.PositiveIntegerField(default=0)
     non_compliant = models.PositiveIntegerField(default=0)
+    excepted = models.PositiveIntegerField(default=0)
     unknown = models.PositiveIntegerField(default=0)
     paused = models.PositiveIntegerField(default=0)
     new = models.PositiveIntegerField(default=0)

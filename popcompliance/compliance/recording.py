@@ -17,11 +17,15 @@ The confirmation rules:
 
 Changes recorded while a maintenance window covers the server are marked `during_maintenance`
 (one more query, only for a scan that changed something): alerts hold their emails for them.
+
+The server's status counts the waivers in force (popcompliance.waivers; one more query, only
+for a server with a check that fails or warns): a server whose only failures and warnings are
+waived is excepted. The states themselves keep the scanner's verdicts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -42,6 +46,7 @@ from popcompliance.compliance.models import (
 from popcompliance.inventory.models import Server, ServerLocation, ServerStatus
 from popcompliance.locations import DEFAULT_LOCATION
 from popcompliance.maintenance.windows import in_maintenance
+from popcompliance.waivers.effect import EXCEPTED, WAIVABLE, shown_status, waived_checks
 
 # A regression settles on its second consecutive sighting: the scan that saw it and the
 # confirming re-probe.
@@ -112,7 +117,7 @@ def record_report(
             _forget_vanished(states, seen, now)
         remember_addresses(server, location, report.endpoints, now)
         remember_certificates(server, report.endpoints, now)
-        status = settled_status([*states.values(), *elsewhere])
+        status = _status_with_waivers(server, [*states.values(), *elsewhere], now)
         _save_server(server, location, status, purpose, now)
         if recorded.changes and in_maintenance(server, now):
             for change in recorded.changes:
@@ -294,13 +299,27 @@ SERVER_STATUS_OF = {
 }
 
 
-def settled_status(states: Iterable[CheckState]) -> str:
+def settled_status(states: Iterable[CheckState], waived: Collection[str] = ()) -> str:
     """The server's status from its settled check states, judged as the scanner judges a
-    report (scanner.compliance_of); unknown while nothing is settled."""
-    statuses = [state.status for state in states]
-    if not statuses:
+    report (scanner.compliance_of); unknown while nothing is settled. The checks in `waived`
+    (a waiver holds for them, popcompliance.waivers) show as excepted when they fail or warn:
+    a server whose only failures and warnings are excepted is excepted."""
+    states = list(states)
+    shown = [shown_status(state.status, state.check_id in waived) for state in states]
+    if not shown:
         return ServerStatus.UNKNOWN
-    return SERVER_STATUS_OF[scanner.compliance_of(statuses)]
+    judged = SERVER_STATUS_OF[scanner.compliance_of(s for s in shown if s != EXCEPTED)]
+    if judged == ServerStatus.COMPLIANT and EXCEPTED in shown:
+        return ServerStatus.EXCEPTED
+    return judged
+
+
+def _status_with_waivers(server: Server, states: list[CheckState], now: datetime) -> str:
+    """settled_status, asking for the server's waivers (one query) only when something fails
+    or warns: nothing else is waived."""
+    if not any(state.status in WAIVABLE for state in states):
+        return settled_status(states)
+    return settled_status(states, waived_checks(server, now))
 
 
 def _save_server(server: Server, location: str, status: str, purpose: str, now: datetime) -> None:

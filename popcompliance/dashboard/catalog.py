@@ -18,21 +18,35 @@ from django.utils.safestring import SafeString
 import scanner
 from popcompliance.compliance.models import CHECK_COLOURS
 from popcompliance.inventory.models import STATUS_COLOURS, ServerStatus
+from popcompliance.waivers.effect import EXCEPTED
 
-CHECK_SYMBOLS = {"pass": "✓", "warn": "!", "fail": "✗", "error": "?", "skip": "–"}
-CHECK_WORDS = {"pass": "pass", "warn": "warn", "fail": "fail", "error": "error", "skip": "skip"}
+# `excepted` is no stored status: a waiver in force shows a fail or warn so
+# (popcompliance.waivers.effect).
+CHECK_SYMBOLS = {"pass": "✓", "warn": "!", "fail": "✗", "error": "?", "skip": "–", EXCEPTED: "◇"}
+CHECK_WORDS = {
+    "pass": "pass",
+    "warn": "warn",
+    "fail": "fail",
+    "error": "error",
+    "skip": "skip",
+    EXCEPTED: "excepted",
+}
+SHOWN_COLOURS = {**CHECK_COLOURS, EXCEPTED: "blue"}
 
 SERVER_SYMBOLS = {
     ServerStatus.NEW: "•",
     ServerStatus.COMPLIANT: "✓",
     ServerStatus.NON_COMPLIANT: "✗",
+    ServerStatus.EXCEPTED: "◇",
     ServerStatus.UNKNOWN: "?",
     ServerStatus.PAUSED: "‖",
 }
-# Worst first: the order "sort by status" and the overview counts use.
+# Worst first: the order "sort by status" and the overview counts use. An excepted server
+# fails checks someone accepted: better than unknown, worse than never scanned or compliant.
 SERVER_STATUS_ORDER = [
     ServerStatus.NON_COMPLIANT,
     ServerStatus.UNKNOWN,
+    ServerStatus.EXCEPTED,
     ServerStatus.NEW,
     ServerStatus.COMPLIANT,
     ServerStatus.PAUSED,
@@ -52,9 +66,9 @@ NOT_SCANNED = Badge("none", "·", "not checked")
 
 
 def check_badge(status: str | None) -> Badge:
-    if not status or status not in CHECK_COLOURS:
+    if not status or status not in SHOWN_COLOURS:
         return NOT_SCANNED
-    return Badge(CHECK_COLOURS[status], CHECK_SYMBOLS[status], CHECK_WORDS[status])
+    return Badge(SHOWN_COLOURS[status], CHECK_SYMBOLS[status], CHECK_WORDS[status])
 
 
 def server_badge(status: str) -> Badge:

@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,8 @@ from popcompliance.dashboard.locations import side_by_side
 from popcompliance.inventory.models import Server
 from popcompliance.locations import DEFAULT_LOCATION, declared
 from popcompliance.maintenance.windows import server_panel
+from popcompliance.waivers.effect import WAIVABLE, shown_status
+from popcompliance.waivers.models import Waiver
 
 RECENT_CHANGES = 10
 # How many scans the "what changed" pickers offer (the raw facts are pruned after 30 days).
@@ -35,20 +38,60 @@ COMPARABLE_RUNS = 50
 
 @dataclass(frozen=True)
 class CheckRow:
-    """One check of the catalog: its worst settled state and the state on each address."""
+    """One check of the catalog: its worst settled state, the state on each address, the
+    waiver in force for it (None: none holds), and the conversation that state rests on in the
+    shown scan (`evidence`, scanner.evidence_for's lines)."""
 
     check_id: str
     title: str
     worst: CheckState | None
     states: list[CheckState]
+    waiver: Waiver | None = None
+    evidence: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def per_address(self) -> bool:
         return len(self.states) > 1
 
+    @property
+    def shown_status(self) -> str | None:
+        """The worst status as shown: a waived fail or warn is excepted."""
+        if self.worst is None:
+            return None
+        return shown_status(self.worst.status, self.waiver is not None)
 
-def check_rows(states: list[CheckState]) -> list[CheckRow]:
-    """Every check of the catalog in catalog order, worst first among its addresses."""
+    @property
+    def in_the_clear(self) -> bool:
+        """Whether its evidence is a conversation before TLS, which anyone on the path reads:
+        the checks of passwords in the clear."""
+        return self.check_id in scanner.CLEARTEXT_PASSWORD_CHECK_IDS
+
+    @property
+    def waivable(self) -> bool:
+        """Failing (or warning) with no waiver: an admin may grant one from here."""
+        return self.waiver is None and self.shown_status in WAIVABLE
+
+
+def with_evidence(rows: list[CheckRow], run: ScanRun | None) -> list[CheckRow]:
+    """Each row with what its worst state rests on in `run`'s facts, at that state's address,
+    where the state was seen from the run's location (another location's scan saw another
+    conversation). Reads the already loaded facts only: no query, whatever the checks."""
+    if run is None or not run.facts:
+        return rows
+    return [
+        replace(
+            row, evidence=scanner.evidence_for(run.facts, row.check_id, row.worst.address or None)
+        )
+        if row.worst is not None and row.worst.location == run.location
+        else row
+        for row in rows
+    ]
+
+
+def check_rows(states: list[CheckState], waivers: Iterable[Waiver] = ()) -> list[CheckRow]:
+    """Every check of the catalog in catalog order, worst first among its addresses, each
+    with the waiver of `waivers` (those in force) that covers it."""
+    waiver_of = {waiver.check_id: waiver for waiver in waivers}
     by_check: dict[str, list[CheckState]] = defaultdict(list)
     for state in states:
         by_check[state.check_id].append(state)
@@ -57,7 +100,8 @@ def check_rows(states: list[CheckState]) -> list[CheckRow]:
     for check_id in [*ids, *sorted(by_check.keys() - set(ids))]:
         found = sorted(by_check.get(check_id, []), key=lambda s: -scanner.STATUS_RANK[s.status])
         worst = found[0] if found else None
-        rows.append(CheckRow(check_id, scanner.check_title(check_id), worst, found))
+        title = scanner.check_title(check_id)
+        rows.append(CheckRow(check_id, title, worst, found, waiver_of.get(check_id)))
     return rows
 
 
@@ -165,7 +209,8 @@ def server_context(server: Server, now: datetime) -> dict[str, Any]:
     by_location = latest_facts_by_location(server)
     latest = shown_run(server, by_location)
     facts = latest.facts if latest else None
-    rows = check_rows(states)
+    waivers = Waiver.objects.in_force(now).covering(server).select_related("approver", "tag")
+    rows = with_evidence(check_rows(states, waivers.order_by("expires_at")), latest)
     endpoints = report.endpoints(facts)
     declared = server.declared_protocols
     applying = sections(server, rows, endpoints)

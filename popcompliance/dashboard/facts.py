@@ -22,6 +22,8 @@ from scanner import (
     ClientProtocol,
     NtlmChallenge,
     login_type_label,
+    revocation_from_dict,
+    revocation_lines,
     whole_days_left,
 )
 
@@ -233,6 +235,8 @@ class ChainView:
 
     chain: list[Json]
     served_at: list[str] = field(default_factory=list)
+    # What was learnt of the leaf's revocation, as (label, text) lines.
+    revocation: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def leaf(self) -> Json:
@@ -253,7 +257,18 @@ def chains(facts: Json | None, now: datetime) -> list[ChainView]:
                 found[key] = ChainView([_certificate(c, now) for c in entry.chain])
             where = f"{endpoint.get('address')} {entry.protocol} {entry.label}"
             found[key].served_at.append(where)
+        for revocation in endpoint.get("revocation") or []:
+            view = found.get(revocation.get("fingerprint_sha256", ""))
+            if view is not None and not view.revocation:
+                view.revocation = _revocation(revocation)
     return list(found.values())
+
+
+def _revocation(data: Json) -> list[tuple[str, str]]:
+    try:
+        return revocation_lines(revocation_from_dict(data))
+    except (KeyError, TypeError, ValueError):
+        return [("Revocation", "stored in a form this version cannot read")]
 
 
 def _certificate(certificate: Json, now: datetime) -> Json:

@@ -29,6 +29,7 @@ from django.db.models import (
     Value,
     When,
 )
+from django.utils import timezone
 from django.utils.safestring import SafeString
 
 import scanner
@@ -51,6 +52,7 @@ from popcompliance.dashboard.catalog import (
     not_declared_html,
 )
 from popcompliance.inventory.models import Server
+from popcompliance.waivers.effect import shown_status, waived_pairs
 
 EXPIRING_WITHIN = timedelta(days=30)
 EXPIRING_PANEL_KEY = "dashboard:expiring-certificates"
@@ -223,7 +225,7 @@ def _matching_as_of(filters: dict[str, Any], fleet: FleetAsOf, ids: list[int]) -
     else:
         checks = history.checks_as_of(fleet.when, Server.objects.filter(pk__in=ids))
     return {
-        c.server_id for c in checks if c.status in wanted and (not check or c.check_id == check)
+        c.server_id for c in checks if c.raw_status in wanted and (not check or c.check_id == check)
     }
 
 
@@ -308,9 +310,14 @@ Worst = dict[int, dict[str, tuple[str, bool]]]
 
 
 def _worst_now(servers: list[Server]) -> Worst:
+    """The stored states, with the waivers in force now (one more query): a waived fail or
+    warn shows as excepted."""
+    ids = [s.pk for s in servers]
+    waived = waived_pairs(ids, timezone.now())
     worst: Worst = defaultdict(dict)
-    for server_id, check_id, rank, confirming in _worst_states([s.pk for s in servers]):
-        worst[server_id][check_id] = (_RANK_STATUS[rank], bool(confirming))
+    for server_id, check_id, rank, confirming in _worst_states(ids):
+        status = shown_status(_RANK_STATUS[rank], (server_id, check_id) in waived)
+        worst[server_id][check_id] = (status, bool(confirming))
     return worst
 
 
@@ -347,7 +354,7 @@ def _worst_states(server_ids: list[int]) -> QuerySet[Any]:
 def trend(now: datetime) -> list[dict[str, Any]]:
     """The daily snapshots of the last TREND_DAYS days, oldest first, for the chart."""
     since = (now - timedelta(days=TREND_DAYS)).date()
-    fields = ("total", "compliant", "non_compliant", "unknown", "paused", "new")
+    fields = ("total", "compliant", "non_compliant", "excepted", "unknown", "paused", "new")
     # values(): the chart needs no model instances, nor each day's failing_checks JSON.
     rows = FleetSnapshot.objects.filter(day__gt=since).order_by("day").values("day", *fields)
     return [{**row, "day": row["day"].isoformat()} for row in rows]

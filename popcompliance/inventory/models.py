@@ -169,6 +169,9 @@ class ServerStatus(models.TextChoices):
     NEW = "new", "New"
     COMPLIANT = "compliant", "Compliant"
     NON_COMPLIANT = "non_compliant", "Non-compliant"
+    # Would be non-compliant, but every failing check is covered by a waiver in force
+    # (popcompliance.waivers): neither compliant nor failing.
+    EXCEPTED = "excepted", "Excepted"
     UNKNOWN = "unknown", "Unknown"
     PAUSED = "paused", "Paused"
 
@@ -177,6 +180,7 @@ STATUS_COLOURS = {
     ServerStatus.NEW: "grey",
     ServerStatus.COMPLIANT: "green",
     ServerStatus.NON_COMPLIANT: "red",
+    ServerStatus.EXCEPTED: "blue",
     ServerStatus.UNKNOWN: "amber",
     ServerStatus.PAUSED: "grey",
 }

@@ -104,7 +104,10 @@ class ReportSerializer(serializers.Serializer):
     profile = serializers.CharField(source="params.profile.name", allow_null=True, default=None)
     total = serializers.IntegerField()
     by_status = serializers.DictField(source="counts", child=serializers.IntegerField())
-    excepted = serializers.IntegerField(help_text="Servers with a check under an exception.")
+    excepted = serializers.IntegerField(
+        help_text="Servers with any check under an exception (by_status.excepted: those whose "
+        "only failures are excepted)."
+    )
     failing = FailingServerSerializer(many=True)
     exceptions = ExceptionSerializer(many=True)
     certificates = CertificateSerializer(many=True, help_text="Expiring within 60 days.")

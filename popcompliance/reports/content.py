@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 import scanner
 from popcompliance.compliance.certificates import seen_at_last_scan
@@ -33,6 +34,8 @@ from popcompliance.dashboard.catalog import SERVER_STATUS_ORDER
 from popcompliance.inventory.models import Server, ServerStatus
 from popcompliance.reports.method import Method, method
 from popcompliance.reports.params import ReportParams, moment_of
+from popcompliance.waivers.effect import EXCEPTED
+from popcompliance.waivers.models import Waiver
 
 TREND_DAYS = 90
 EXPIRING_WITHIN = timedelta(days=60)
@@ -40,9 +43,8 @@ EXPIRING_WITHIN = timedelta(days=60)
 # seen no longer than this before it: sightings are refreshed at each scan (hourly at most), and
 # a server scanned daily still shows the certificate it served.
 SERVED_SLACK = timedelta(days=1)
-# The statuses the report counts as a server's failing check.
+# The status the report counts as a server's failing check (a waived one shows EXCEPTED).
 FAILING = "fail"
-EXCEPTED = "excepted"
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,27 @@ class ExceptionEntry:
 
 
 def exceptions_section(when: datetime | None, servers: QuerySet[Server]) -> list[ExceptionEntry]:
-    """The exceptions in force at `when` (None: now) on the servers in scope. Empty until
-    exceptions (waivers) exist: this is the one place that will read them."""
-    return []
+    """The exceptions (waivers) in force at `when` (None: now) on the servers in scope, or on
+    a tag of one of them, soonest expiry first (one query)."""
+    scope = servers.order_by().values("pk")
+    waivers = (
+        Waiver.objects.in_force(when or timezone.now())
+        .filter(Q(server__in=scope) | Q(tag__servers__in=scope))
+        .distinct()
+        .select_related("server", "tag", "approver")
+        .order_by("expires_at", "pk")
+    )
+    return [
+        ExceptionEntry(
+            waiver.scope_label,
+            waiver.check_id,
+            waiver.justification,
+            waiver.approver.get_username(),
+            waiver.starts_at,
+            waiver.expires_at,
+        )
+        for waiver in waivers
+    ]
 
 
 def check_rows(

@@ -128,7 +128,7 @@ def _summary_sheet(sheet: Any, report: Report) -> None:
     sheet.append(["Servers", report.total])
     for line in report.count_lines:
         sheet.append([line.label, line.count])
-    sheet.append(["Excepted (an exception in force)", report.excepted])
+    sheet.append(["With an exception (a check under one in force)", report.excepted])
     sheet.append(["Failing checks", report.failing_checks])
     sheet.append([])
     sheet.append(["Judged by TLS profile", "Servers"])

@@ -13,6 +13,7 @@
   var SERIES = [
     { key: "compliant", label: "Compliant", colour: "#1a7f37", dash: [], point: "circle" },
     { key: "non_compliant", label: "Non-compliant", colour: "#cf222e", dash: [6, 3], point: "crossRot" },
+    { key: "excepted", label: "Excepted", colour: "#0969da", dash: [8, 2, 2, 2], point: "rectRot" },
     { key: "unknown", label: "Unknown", colour: "#bf8700", dash: [2, 2], point: "triangle" },
     { key: "new", label: "New", colour: "#57606a", dash: [10, 4], point: "rect" },
     { key: "paused", label: "Paused", colour: "#8c959f", dash: [1, 4], point: "dash" }

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("alerts", "0006_alert_maintenance"),
+        ("alerts", "0007_notification_kind_waiver_expiry"),
         ("reports", "0001_initial"),
     ]
 
@@ -34,6 +34,7 @@ class Migration(migrations.Migration):
                     ("expiry", "Certificate expiry"),
                     ("digest", "Daily digest"),
                     ("test", "Test message"),
+                    ("waiver_expiry", "Exception expiry"),
                     ("report", "Monthly compliance report"),
                 ],
                 max_length=20,

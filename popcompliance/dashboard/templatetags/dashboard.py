@@ -53,6 +53,23 @@ def remediation(text: str) -> str:
 
 
 _BACKTICKED = re.compile(r"`([^`\n]+)`")
+# How a transcript line reads: C: what we sent, S: what the server answered, # our notes.
+_SPEAKER = {"sent": "C: ", "received": "S: ", "note": "# "}
+
+
+@register.filter
+def transcript_line(line: dict[str, str]) -> str:
+    """One line of a probe's conversation (scanner.evidence_for) as HTML: its speaker's
+    prefix, the text escaped, each redaction marked so that it reads as one."""
+    direction = line.get("direction", "note")
+    text = str(conditional_escape(line.get("text", "")))
+    marked = text.replace(_REDACTED, f'<span class="redacted">{_REDACTED}</span>')
+    prefix = _SPEAKER.get(direction, "# ")
+    # Safe: the text was escaped above; the spans and the prefix are ours.
+    return mark_safe(f'<span class="line-{direction}">{prefix}{marked}</span>')
+
+
+_REDACTED = "[redacted]"
 
 
 @register.filter
