@@ -160,81 +160,27 @@ def _from_state(state: CheckState) -> CheckAsOf:
 
 
 def _past(when: datetime, server_ids: tuple[int, ...], problems_only: bool) -> list[CheckAsOf]:
-    """The checks of a batch of servers at `when`: their Changes decide where they have any,
-    their states where they have none (see the module's rules)."""
-    changes = _changes_by_key(server_ids)
-    found = [
-        check
-        for key, history in changes.items()
-        if (check := _from_history(key, history, when)) is not None
-    ]
-    states = CheckState.objects.filter(server_id__in=server_ids, since__lte=when).order_by()
-    if problems_only:
-        # A state without Changes passes, unless the history that said otherwise was pruned.
-        states = states.exclude(status__in=scanner.PASSING)
-    found += [
-        _from_state(state)
-        for state in states
-        if (state.server_id, state.location, state.address, state.check_id) not in changes
-    ]
-    if problems_only:
-        return [check for check in found if check.status not in scanner.PASSING]
-    return found
-
-
-def _changes_by_key(server_ids: tuple[int, ...]) -> dict[Key, list[Change]]:
-    """The batch's Changes, oldest first, by key (only what the rules read)."""
-    rows = (
-        Change.objects.filter(server_id__in=server_ids)
-        .only(
-            "server_id",
-            "location",
-            "address",
-            "check_id",
-            "previous_status",
-            "status",
-            "summary",
-            "remediation",
-            "created_at",
-        )
-        .order_by("created_at", "id")
-    )
-    by_key: dict[Key, list[Change]] = {}
-    for change in rows:
-        key = (change.server_id, change.location, change.address, change.check_id)
-        by_key.setdefault(key, []).append(change)
-    return by_key
-
-
-def _from_history(key: Key, history: list[Change], when: datetime) -> CheckAsOf | None:
-    """The check at `when` from its Changes, oldest first; None when it was not yet observed."""
-    before = [change for change in history if change.created_at <= when]
-    if before:
-        last = before[-1]
-        return CheckAsOf(*key, last.status, last.created_at, last.summary, last.remediation)
-    status = history[0].previous_status
-    if not status:
-        return None
-    # Its status from before its first Change kept: since when, and in which words, is gone.
-    return CheckAsOf(*key, status, None, "", "")
+    return _checks_at(when, Server.objects.filter(pk__in=server_ids), problems_only)
 
 
 KEY_COLUMNS = ("server_id", "location", "address", "check_id")
 CHANGE_FIELDS = (*KEY_COLUMNS, "status", "created_at", "summary", "remediation")
 NOT_PASSING = tuple(sorted(set(scanner.STATUS_RANK) - scanner.PASSING))
+ALL_STATUSES = tuple(sorted(scanner.STATUS_RANK))
 
 
-def _problems_at(when: datetime, servers: QuerySet[Server]) -> list[CheckAsOf]:
-    """The checks of `servers` not passing at `when`, by the module's rules, each rule one
-    query for the whole fleet that returns only the checks not passing: the database picks
-    each check's latest Change (a window function), not Python (bench/dashboard.py: the whole
-    fleet's history read in Python took seconds)."""
+def _checks_at(when: datetime, servers: QuerySet[Server], problems_only: bool) -> list[CheckAsOf]:
+    """The checks of `servers` at `when` by the module's rules (`problems_only`: those not
+    passing), unordered. Each rule is one query that returns only the checks it decides: the
+    database picks each check's latest Change with a window function (bench/dashboard.py:
+    reading the fleet's whole history in Python took seconds)."""
+    wanted = NOT_PASSING if problems_only else ALL_STATUSES
     fleet = Subquery(servers.values("pk"))
     changes = Change.objects.filter(server_id__in=fleet)
     return [
-        *_latest_not_passing(changes, when),
-        *_pruned_not_passing(changes, when),
-        *_states_without_changes(when, fleet),
+        *_latest(changes, when, wanted),
+        *_pruned(changes, when, wanted),
+        *_states_without_changes(when, fleet, wanted),
     ]
 
 
@@ -242,9 +188,10 @@ def _per_key(expression: Any, *order: Any) -> Window:
     return Window(expression, partition_by=[F(c) for c in KEY_COLUMNS], order_by=list(order))
 
 
-def _latest_not_passing(changes: QuerySet[Change], when: datetime) -> list[CheckAsOf]:
-    """Rule 1: the checks whose latest Change by `when` left them not passing. Both filters
-    are on window functions, so they apply to each check's latest Change, after the window."""
+def _latest(changes: QuerySet[Change], when: datetime, wanted: tuple[str, ...]) -> list[CheckAsOf]:
+    """Rule 1: the checks whose latest Change by `when` left them in a `wanted` status. Both
+    filters are on window functions, so they apply to each check's latest Change, after the
+    window."""
     newest = (F("created_at").desc(), F("id").desc())
     rows = (
         changes.filter(created_at__lte=when)
@@ -253,15 +200,16 @@ def _latest_not_passing(changes: QuerySet[Change], when: datetime) -> list[Check
             rank=_per_key(RowNumber(), *newest),
             latest=_per_key(FirstValue("status"), *newest),
         )
-        .filter(rank=1, latest__in=NOT_PASSING)
+        .filter(rank=1, latest__in=wanted)
         .values_list(*CHANGE_FIELDS)
     )
     return [CheckAsOf(*row) for row in rows]
 
 
-def _pruned_not_passing(changes: QuerySet[Change], when: datetime) -> list[CheckAsOf]:
-    """Rule 2: the checks with no Change by `when` whose first later Change left a status not
-    passing (their earlier history was pruned): since when, and in which words, is gone."""
+def _pruned(changes: QuerySet[Change], when: datetime, wanted: tuple[str, ...]) -> list[CheckAsOf]:
+    """Rule 2: the checks with no Change by `when` whose first later Change left a `wanted`
+    status ("" is a first sighting: not observed yet). Since when, and in which words, is not
+    known: for a failing status, the history saying so was pruned."""
     earlier = Change.objects.filter(
         **{column: OuterRef(column) for column in KEY_COLUMNS}, created_at__lte=when
     )
@@ -274,19 +222,20 @@ def _pruned_not_passing(changes: QuerySet[Change], when: datetime) -> list[Check
             rank=_per_key(RowNumber(), *oldest),
             before=_per_key(FirstValue("previous_status"), *oldest),
         )
-        .filter(rank=1, before__in=NOT_PASSING)
+        .filter(rank=1, before__in=wanted)
         .values_list(*KEY_COLUMNS, "previous_status")
     )
     return [CheckAsOf(*key, status, None, "", "") for *key, status in rows]
 
 
-def _states_without_changes(when: datetime, fleet: Subquery) -> list[CheckAsOf]:
-    """Rule 3: the check states settled by `when` that no Change ever touched and do not pass
-    (history pruned: a state without Changes has passed since its first sighting)."""
+def _states_without_changes(
+    when: datetime, fleet: Subquery, wanted: tuple[str, ...]
+) -> list[CheckAsOf]:
+    """Rule 3: the check states settled by `when` that no Change ever touched, in a `wanted`
+    status (passing since their first sighting, or failing with their history pruned)."""
     changed = Change.objects.filter(**{column: OuterRef(column) for column in KEY_COLUMNS})
     rows = (
-        CheckState.objects.filter(server_id__in=fleet, since__lte=when)
-        .exclude(status__in=scanner.PASSING)
+        CheckState.objects.filter(server_id__in=fleet, since__lte=when, status__in=wanted)
         .exclude(Exists(changed))
         .values_list(*STATE_FIELDS)
     )
@@ -322,7 +271,7 @@ def fleet_as_of(when: datetime, servers: QuerySet[Server]) -> FleetAsOf:
     existing = servers.filter(created_at__lte=when).order_by()
     waived = waived_pairs(existing, when)
     problems: dict[int, list[CheckAsOf]] = {}
-    for check in sorted(_problems_at(when, existing), key=_order):
+    for check in sorted(_checks_at(when, existing, problems_only=True), key=_order):
         problems.setdefault(check.server_id, []).append(_waived(check, waived))
     observed = set(existing.filter(_observed_by(when)).values_list("pk", flat=True))
     statuses = {
