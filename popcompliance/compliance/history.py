@@ -146,19 +146,6 @@ STATE_FIELDS = (
 )  # fmt: skip
 
 
-def _from_state(state: CheckState) -> CheckAsOf:
-    return CheckAsOf(
-        state.server_id,
-        state.location,
-        state.address,
-        state.check_id,
-        state.status,
-        state.since,
-        state.summary,
-        state.remediation,
-    )
-
-
 def _past(when: datetime, server_ids: tuple[int, ...], problems_only: bool) -> list[CheckAsOf]:
     return _checks_at(when, Server.objects.filter(pk__in=server_ids), problems_only)
 
