@@ -59,7 +59,7 @@ def params_of(request: Request) -> ReportParams:
     return ReportParams(values["as_of"], values["scope"], values["profile"])
 
 
-class FailingCheckSerializer(serializers.Serializer):
+class ReportFailingCheckSerializer(serializers.Serializer):
     check_id = serializers.CharField()
     title = serializers.CharField()
     location = serializers.CharField()
@@ -72,15 +72,15 @@ class FailingCheckSerializer(serializers.Serializer):
         return str(self.context["remediations"][check.remediation])
 
 
-class FailingServerSerializer(serializers.Serializer):
+class ReportFailingServerSerializer(serializers.Serializer):
     name = serializers.CharField(source="server.name")
     host = serializers.CharField(source="server.host")
     site = serializers.CharField(source="server.site")
     status = serializers.CharField()
-    checks = FailingCheckSerializer(many=True)
+    checks = ReportFailingCheckSerializer(many=True)
 
 
-class CertificateSerializer(serializers.Serializer):
+class ReportCertificateSerializer(serializers.Serializer):
     name = serializers.CharField()
     issuer = serializers.CharField()
     not_after = serializers.DateTimeField()
@@ -89,7 +89,7 @@ class CertificateSerializer(serializers.Serializer):
     servers = serializers.ListField(child=serializers.CharField())
 
 
-class ExceptionSerializer(serializers.Serializer):
+class ReportExceptionSerializer(serializers.Serializer):
     applies_to = serializers.CharField()
     check_id = serializers.CharField()
     justification = serializers.CharField()
@@ -108,9 +108,9 @@ class ReportSerializer(serializers.Serializer):
         help_text="Servers with any check under an exception (by_status.excepted: those whose "
         "only failures are excepted)."
     )
-    failing = FailingServerSerializer(many=True)
-    exceptions = ExceptionSerializer(many=True)
-    certificates = CertificateSerializer(many=True, help_text="Expiring within 60 days.")
+    failing = ReportFailingServerSerializer(many=True)
+    exceptions = ReportExceptionSerializer(many=True)
+    certificates = ReportCertificateSerializer(many=True, help_text="Expiring within 60 days.")
 
 
 def as_json(report: Report) -> dict[str, Any]:
@@ -136,6 +136,7 @@ class ReportView(APIView):
     permission_classes = [RolePermission]
 
     @extend_schema(
+        operation_id="reports_retrieve",
         summary="A compliance report as of a day",
         parameters=PARAMETERS,
         responses={200: ReportSerializer, **errors(400, 401)},
@@ -149,6 +150,7 @@ class ReportFileView(APIView):
     renderer_classes = [JSONRenderer, FileRenderer]
 
     @extend_schema(
+        operation_id="reports_file_retrieve",
         summary="A compliance report as a PDF, CSV or XLSX file",
         parameters=[
             OpenApiParameter("file_format", str, OpenApiParameter.PATH, enum=sorted(FORMATS)),
