@@ -37,10 +37,11 @@ deps: $(DEV_STAMP)
 system-deps:
 	@scripts/system-deps.sh test
 
-# Tests that store data run on PostgreSQL; the pipeline's own tests run again on SQLite, the
-# embedded default of `make run`.
+# Tests that store data run on PostgreSQL; the pipeline's own tests, and the reports' (two cursors
+# read at once), run again on SQLite, the embedded default of `make run`.
 EMBEDDED_TESTS := tests/test_recording.py tests/test_schedule.py tests/test_scan_command.py \
-	tests/test_import_export.py tests/test_dispatch.py tests/test_leases.py
+	tests/test_import_export.py tests/test_dispatch.py tests/test_leases.py \
+	tests/test_reports.py tests/test_report_numbers_agree.py
 
 test: deps system-deps lint
 	$(PY) -m pytest
