@@ -141,17 +141,13 @@ def _now(server_ids: tuple[int, ...], problems_only: bool) -> list[CheckAsOf]:
     return [CheckAsOf(*row) for row in states.values_list(*STATE_FIELDS)]
 
 
-STATE_FIELDS = (
-    "server_id", "location", "address", "check_id", "status", "since", "summary", "remediation",
-)  # fmt: skip
-
-
 def _past(when: datetime, server_ids: tuple[int, ...], problems_only: bool) -> list[CheckAsOf]:
     return _checks_at(when, Server.objects.filter(pk__in=server_ids), problems_only)
 
 
 KEY_COLUMNS = ("server_id", "location", "address", "check_id")
 CHANGE_FIELDS = (*KEY_COLUMNS, "status", "created_at", "summary", "remediation")
+STATE_FIELDS = (*KEY_COLUMNS, "status", "since", "summary", "remediation")
 NOT_PASSING = tuple(sorted(set(scanner.STATUS_RANK) - scanner.PASSING))
 ALL_STATUSES = tuple(sorted(scanner.STATUS_RANK))
 
@@ -227,9 +223,6 @@ def _states_without_changes(
         .values_list(*STATE_FIELDS)
     )
     return [CheckAsOf(*row) for row in rows]
-
-
-STATE_FIELDS = (*KEY_COLUMNS, "status", "since", "summary", "remediation")
 
 
 @dataclass(frozen=True)
