@@ -90,7 +90,7 @@ def test_the_trend_covers_the_snapshots_up_to_the_day(fleet):
 
 def test_building_a_report_takes_a_fixed_number_of_queries(fleet, django_assert_max_num_queries):
     # Statuses, servers, their ids, one batch's waivers and states, then one query per section.
-    with django_assert_max_num_queries(9):
+    with django_assert_max_num_queries(10):
         build_report(today_params(), timezone.now())
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 import scanner
@@ -29,7 +31,7 @@ from popcompliance.compliance.history import (
     count_statuses,
     statuses_as_of,
 )
-from popcompliance.compliance.models import CertificateSighting, FleetSnapshot
+from popcompliance.compliance.models import CertificateSighting, FleetSnapshot, ScanRun
 from popcompliance.dashboard.catalog import SERVER_STATUS_ORDER
 from popcompliance.inventory.models import Server, ServerStatus
 from popcompliance.reports.method import Method, method
@@ -66,8 +68,8 @@ class CheckRow:
 
 
 def evidence_for(check: CheckAsOf) -> str:
-    """What the report quotes as the evidence of a check's status: its summary, until probe
-    transcripts are kept (the one place that will quote them)."""
+    """The evidence of a check's status in words: its summary (the conversation it rests on is
+    quoted beside it in the PDF, `quote_transcripts`)."""
     return check.summary
 
 
@@ -146,10 +148,22 @@ class FailingCheck:
     since: datetime | None
     evidence: str
     remediation: int  # its number in Report.remediations
+    # The probe's conversation it rests on, "C: …"/"S: …"/"# …" lines, from the server's last
+    # scan from that location by the report's moment (empty when that scan was pruned).
+    transcript: list[str] = field(default_factory=list)
 
     @property
     def title(self) -> str:
         return scanner.check_title(self.check_id)
+
+    @property
+    def in_the_clear(self) -> bool:
+        """Whether its conversation crossed the network before TLS."""
+        return self.check_id in scanner.CLEARTEXT_PASSWORD_CHECK_IDS
+
+    @property
+    def transcript_text(self) -> str:
+        return "\n".join(self.transcript)
 
 
 @dataclass
@@ -253,6 +267,7 @@ def build_report(params: ReportParams, now: datetime) -> Report:
     servers = params.servers()
     statuses = statuses_as_of(moment, servers)
     failing, remediations, excepted = _failing(check_rows(params, moment, statuses))
+    quote_transcripts(failing, moment or now)
     return Report(
         params=params,
         moment=moment or now,
@@ -300,6 +315,53 @@ def _failing(rows: Iterator[CheckRow]) -> tuple[list[FailingServer], list[Remedi
         )
     ordered = sorted(failing.values(), key=lambda entry: entry.server.name)
     return ordered, list(numbers.values()), len(excepted)
+
+
+# Lines quoted per failing check: the part of a conversation that shows the finding (the
+# greeting, the capabilities, our cancelled login) fits; a whole CAPABILITY list need not.
+TRANSCRIPT_LINES = 14
+# Failing servers whose last scans are read at once: a scan's facts are 40-60 KB of JSON.
+RUNS_PER_BATCH = 100
+PREFIX = {"sent": "C: ", "received": "S: ", "note": "# "}
+
+
+def quote_transcripts(failing: list[FailingServer], moment: datetime) -> None:
+    """Give each failing check the conversation it rests on (scanner.evidence_for), from its
+    server's last scan from the check's location by `moment`. Scans are kept
+    POPC_SCAN_RUN_RETENTION_DAYS (the latest always): a report of an older day may quote none."""
+    for start in range(0, len(failing), RUNS_PER_BATCH):
+        batch = {entry.server.pk: entry for entry in failing[start : start + RUNS_PER_BATCH]}
+        for server_id, location, facts in _last_runs(list(batch), moment):
+            entry = batch[server_id]
+            entry.checks = [
+                replace(check, transcript=_transcript(facts, check))
+                if check.location == location and facts
+                else check
+                for check in entry.checks
+            ]
+
+
+def _transcript(facts: dict[str, Any], check: FailingCheck) -> list[str]:
+    lines = scanner.evidence_for(facts, check.check_id, check.address or None)
+    return [_quoted(line) for line in lines[:TRANSCRIPT_LINES]]
+
+
+def _quoted(line: dict[str, str]) -> str:
+    return PREFIX.get(line["direction"], "") + line["text"]
+
+
+def _last_runs(server_ids: list[int], moment: datetime) -> QuerySet[ScanRun, tuple[Any, ...]]:
+    """Each server's last scan from each location by `moment`, with its facts."""
+    newest = (F("started_at").desc(), F("id").desc())
+    return (
+        ScanRun.objects.filter(server_id__in=server_ids, started_at__lte=moment)
+        .order_by()
+        .annotate(
+            rank=Window(RowNumber(), partition_by=[F("server_id"), F("location")], order_by=newest)
+        )
+        .filter(rank=1)
+        .values_list("server_id", "location", "facts")
+    )
 
 
 def trend(day: date) -> list[dict[str, object]]:
