@@ -15,9 +15,10 @@ from drf_spectacular.utils import extend_schema, extend_schema_field, extend_sch
 from rest_framework import serializers, viewsets
 
 from popcompliance.accounts.roles import OPERATOR
+from popcompliance.api.fields import server_reference, tag_reference
 from popcompliance.api.permissions import RolePermission
 from popcompliance.api.schema import errors
-from popcompliance.inventory.models import Server, Tag
+from popcompliance.inventory.models import Server
 from popcompliance.maintenance.models import MaintenanceWindow
 from popcompliance.maintenance.schedule import Occurrence
 
@@ -45,16 +46,8 @@ class OccurrenceSerializer(serializers.Serializer):
 
 
 class WindowSerializer(serializers.ModelSerializer):
-    server = serializers.PrimaryKeyRelatedField(
-        queryset=Server.objects.all(), required=False, allow_null=True, help_text="A server's id."
-    )
-    tag = serializers.SlugRelatedField(
-        slug_field="name",
-        queryset=Tag.objects.all(),
-        required=False,
-        allow_null=True,
-        help_text="A tag's name: every server with it.",
-    )
+    server = server_reference()
+    tag = tag_reference()
     current = serializers.SerializerMethodField(help_text="The occurrence on now, or null.")
     next = serializers.SerializerMethodField(help_text="The next occurrence, or null.")
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)

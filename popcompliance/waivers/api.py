@@ -19,9 +19,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from popcompliance.accounts.roles import ADMIN
+from popcompliance.api.fields import server_reference, tag_reference
 from popcompliance.api.permissions import RolePermission
 from popcompliance.api.schema import errors
-from popcompliance.inventory.models import Server, Tag
 from popcompliance.waivers import settle
 from popcompliance.waivers.models import Waiver
 
@@ -29,16 +29,8 @@ WRITABLE = ("server", "tag", "check_id", "justification", "starts_at", "expires_
 
 
 class WaiverSerializer(serializers.ModelSerializer):
-    server = serializers.PrimaryKeyRelatedField(
-        queryset=Server.objects.all(), required=False, allow_null=True, help_text="A server's id."
-    )
-    tag = serializers.SlugRelatedField(
-        slug_field="name",
-        queryset=Tag.objects.all(),
-        required=False,
-        allow_null=True,
-        help_text="A tag's name: every server with it.",
-    )
+    server = server_reference()
+    tag = tag_reference()
     check_id = serializers.CharField(help_text="A check of the catalog (docs/checks.md).")
     starts_at = serializers.DateTimeField(
         required=False, help_text="ISO 8601; without an offset it is UTC. Default: now."
