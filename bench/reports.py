@@ -7,7 +7,8 @@ bench/dashboard.py does. Each report is then made by `manage.py report` in a pro
 own, so its figures are its own: wall time, CPU time and peak RSS (VmHWM) of that process,
 and the file's size. Flat memory is shown by the CSV's Python allocations (tracemalloc's peak,
 in a separate run, since tracing slows it) for the whole fleet beside one site's twentieth: a
-CSV whose memory grew with the servers would show it there. The XLSX is timed too (no target).
+CSV whose memory grew with the servers would show it there. The XLSX is timed too (no target),
+and the CSV and PDF again as of a month ago, every status rebuilt from the history.
 The database is dropped at the end. It is not a test.
 
     python bench/reports.py [--servers 10000] [--keep]
@@ -25,6 +26,7 @@ import tempfile
 import time
 import tracemalloc
 import warnings
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +51,9 @@ def measure(environment: dict[str, str], *arguments: str) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def one(file_format: str, scope: str, out: str, trace: bool) -> None:
-    """Make one report into `out`, then print its figures as one JSON line."""
+def one(file_format: str, scope: str, out: str, trace: bool, as_of: str) -> None:
+    """Make one report into `out` (as of the day `as_of`, or today), then print its figures as
+    one JSON line."""
     import django
 
     django.setup()
@@ -59,7 +62,8 @@ def one(file_format: str, scope: str, out: str, trace: bool) -> None:
     if trace:
         tracemalloc.start()
     started, cpu = time.perf_counter(), time.process_time()
-    call_command("report", "--format", file_format, "--scope", scope, "-o", out)
+    day = [] if as_of == "today" else ["--as-of", as_of]
+    call_command("report", "--format", file_format, "--scope", scope, *day, "-o", out)
     figures = {
         "seconds": time.perf_counter() - started,
         "cpu_seconds": time.process_time() - cpu,
@@ -113,11 +117,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--servers", type=int, default=10_000)
     parser.add_argument("--keep", action="store_true", help="keep the database")
-    parser.add_argument("--one", nargs=4, metavar=("FORMAT", "SCOPE", "OUT", "TRACE"))
+    parser.add_argument("--one", nargs=5, metavar=("FORMAT", "SCOPE", "OUT", "TRACE", "AS_OF"))
     args = parser.parse_args()
     if args.one:
-        file_format, scope, out, trace = args.one
-        one(file_format, scope, out, trace == "trace")
+        file_format, scope, out, trace, as_of = args.one
+        one(file_format, scope, out, trace == "trace", as_of)
         return
     warnings.filterwarnings("ignore", message="No directory at")
     workdir = Path(tempfile.mkdtemp(prefix="popc-reports-"))
@@ -130,12 +134,22 @@ def main() -> None:
         vacuum_analyze()
         fleet = fleet_figures()
         site = f"site:{fleet['site'][0]}"
+        past = (date.today() - timedelta(days=30)).isoformat()
+
+        def run(
+            file_format: str, scope: str, name: str, trace: str, as_of: str = "today"
+        ) -> dict[str, Any]:
+            return measure(environment, file_format, scope, str(workdir / name), trace, as_of)
+
         runs = {
-            "csv": measure(environment, "csv", "all", str(workdir / "all.csv"), "plain"),
-            "pdf": measure(environment, "pdf", "all", str(workdir / "all.pdf"), "plain"),
-            "xlsx": measure(environment, "xlsx", "all", str(workdir / "all.xlsx"), "plain"),
-            "csv_traced": measure(environment, "csv", "all", str(workdir / "t.csv"), "trace"),
-            "site_traced": measure(environment, "csv", site, str(workdir / "s.csv"), "trace"),
+            "csv": run("csv", "all", "all.csv", "plain"),
+            "pdf": run("pdf", "all", "all.pdf", "plain"),
+            "xlsx": run("xlsx", "all", "all.xlsx", "plain"),
+            "csv_traced": run("csv", "all", "t.csv", "trace"),
+            "site_traced": run("csv", site, "s.csv", "trace"),
+            # A month ago: every status rebuilt from the history, not read from today's states.
+            "csv_past": run("csv", "all", "past.csv", "plain", past),
+            "pdf_past": run("pdf", "all", "past.pdf", "plain", past),
         }
         report(fleet, runs, site, workdir)
     shutil.rmtree(workdir)
@@ -156,6 +170,8 @@ def report(fleet: dict[str, Any], runs: dict[str, Any], site: str, workdir: Path
     show("PDF, whole fleet", pdf_run, verdict(pdf_ok) + " (< 60 s, < 20 MB)")
     print(f"    {page_count} pages")
     show("XLSX, whole fleet", runs["xlsx"])
+    show("CSV, a month ago", runs["csv_past"], verdict(runs["csv_past"]["seconds"] < CSV_SECONDS))
+    show("PDF, a month ago", runs["pdf_past"], verdict(runs["pdf_past"]["seconds"] < PDF_SECONDS))
     whole, one_site = runs["csv_traced"], runs["site_traced"]
     print(
         f"  CSV memory (tracemalloc peak): whole fleet {whole['traced_peak_mb']:.1f} MB, "
