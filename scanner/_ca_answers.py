@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from scanner._errors import quoted
 from scanner._facts import LookupMethod, RevocationLookup, RevocationStatus
 from scanner._http import FetchError, Request, fetch
 from scanner._target import Settings
@@ -175,14 +174,22 @@ class Asked:
             raise
 
     def read_ocsp(self, method: LookupMethod, url: str, body: bytes) -> RevocationLookup:
-        """The OCSP response `body` about our leaf, checked; raises BadAnswer."""
+        """The OCSP response `body` about our leaf, checked; raises BadAnswer, whatever the
+        bytes (a stapled answer comes from the server we scan)."""
+        try:
+            return self._read_ocsp(method, url, body)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+            # cryptography parses most fields lazily: a malformed one raises when read.
+            raise BadAnswer(f"an answer that cannot be read ({error})") from None
+
+    def _read_ocsp(self, method: LookupMethod, url: str, body: bytes) -> RevocationLookup:
         try:
             response = ocsp.load_der_ocsp_response(body)
         except ValueError:
             raise BadAnswer(f"not an OCSP response ({_bytes(body)})") from None
         if response.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
             raise BadAnswer(f"the responder said {response.response_status.name.lower()}")
-        _verify(response_signer(response, self.issuer), response)
+        _verify(response_signer(response, self.issuer, self.now), response)
         single = self._single(response)
         _check_fresh(single.this_update_utc, single.next_update_utc, self.now)
         return RevocationLookup(
@@ -248,6 +255,13 @@ class Asked:
         return replace(found, revoked_at=revoked.revocation_date_utc, reason=_crl_reason(revoked))
 
     def _verified_crl(self, body: bytes) -> x509.CertificateRevocationList:
+        """The CRL `body`, checked against the issuer; raises BadAnswer, whatever the bytes."""
+        try:
+            return self._read_crl(body)
+        except (ValueError, TypeError, UnsupportedAlgorithm) as error:
+            raise BadAnswer(f"a CRL that cannot be read ({error})") from None
+
+    def _read_crl(self, body: bytes) -> x509.CertificateRevocationList:
         try:
             if body.lstrip().startswith(b"-----BEGIN"):
                 crl = x509.load_pem_x509_crl(body)
@@ -267,7 +281,9 @@ class Asked:
         return crl
 
 
-def response_signer(response: OCSPResponse, issuer: x509.Certificate) -> x509.Certificate:
+def response_signer(
+    response: OCSPResponse, issuer: x509.Certificate, now: datetime
+) -> x509.Certificate:
     """The certificate whose key signed the OCSP answer: the issuer itself, or a certificate
     sent with the answer that the issuer issued for OCSP signing (RFC 6960 §4.2.2.2)."""
     if _is_responder(issuer, response):
@@ -282,8 +298,14 @@ def response_signer(response: OCSPResponse, issuer: x509.Certificate) -> x509.Ce
             raise BadAnswer("its responder certificate is not one the issuer made") from None
         if ExtendedKeyUsageOID.OCSP_SIGNING not in usage:
             raise BadAnswer("its responder certificate is not for OCSP signing")
+        if not _valid_at(candidate, now):
+            raise BadAnswer("its responder certificate is expired or not yet valid")
         return candidate
     raise BadAnswer("it is signed by a responder the issuer did not authorise")
+
+
+def _valid_at(cert: x509.Certificate, now: datetime) -> bool:
+    return cert.not_valid_before_utc - CLOCK_SKEW <= now <= cert.not_valid_after_utc + CLOCK_SKEW
 
 
 def _is_responder(cert: x509.Certificate, response: OCSPResponse) -> bool:
@@ -333,4 +355,6 @@ def _when(moment: datetime) -> str:
 
 
 def _bytes(body: bytes) -> str:
-    return "empty" if not body else f"{len(body)} bytes starting {quoted(body[:24])}"
+    # Its size only: the URL came from the scanned server, and what a host it points at
+    # answered is not for every viewer of the facts to read.
+    return "empty" if not body else f"{len(body)} bytes"

@@ -117,7 +117,7 @@ async def _exchange(address: str, port: int, sent: bytes, request: Request) -> b
 
 async def _read_head(reader: asyncio.StreamReader) -> int | None:
     """Read the status line and headers; the Content-Length, if given. A status other than
-    200 is a FetchError quoting it (a redirect names where it pointed, not followed)."""
+    200 is a FetchError quoting it (a redirect says so, and is not followed)."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.LimitOverrunError:
@@ -134,11 +134,11 @@ async def _read_head(reader: asyncio.StreamReader) -> int | None:
         for name, _, value in (line.partition(":") for line in header_lines if line)
     }
     if words[1] != "200":
-        location = headers.get("location")
-        where = f" to {quote_reply(location, 200)} (redirects are not followed)" if location else ""
+        where = " (a redirect, not followed)" if "location" in headers else ""
         raise FetchError(f"HTTP {quote_reply(status_line, 200)}{where}")
     length = headers.get("content-length", "")
-    return int(length) if length.isdigit() else None
+    # ASCII digits only, and few of them: str.isdigit() also takes "²", which int() refuses.
+    return int(length) if length.isascii() and length.isdigit() and len(length) < 19 else None
 
 
 def _quote(data: bytes) -> str:

@@ -8,6 +8,7 @@ protocol of an address capped at `settings.connections_per_address` open connect
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -48,6 +49,8 @@ from scanner._target import Policy, Settings, Target
 
 Progress = Callable[[ScanReport], None]
 T = TypeVar("T")
+
+LOG = logging.getLogger(__name__)
 
 
 def scan(
@@ -97,7 +100,12 @@ async def scan_target(target: Target, settings: Settings, policy: Policy) -> Sca
             *(_probe_guarded(address, target, settings, policy, gate) for address in addresses)
         )
     )
-    endpoints = await with_revocation(endpoints, target, settings, policy)
+    try:
+        endpoints = await with_revocation(endpoints, target, settings, policy)
+    except Exception:
+        # An answer nobody foresaw (the server and its CA's URLs are the scanned party's) must
+        # cost cert.revocation ("not looked up": error), not the scan of every target with it.
+        LOG.exception("revocation lookup of %s failed", target.host)
     checks, address_checks = evaluate(target, dns, endpoints, policy, started_at)
     return ScanReport(
         target=target,
