@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import (
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
+from scanner._errors import escape_controls
 from scanner._facts import CertificateFacts
 
 T = TypeVar("T")
@@ -62,10 +63,10 @@ def parse_certificate(der: bytes) -> CertificateFacts:
         raise ValueError(f"not a DER certificate: {error}") from error
     key_type, key_bits = _safe(lambda: _key_info(cert), ("unknown", 0))
     return CertificateFacts(
-        subject=_safe(lambda: cert.subject.rfc4514_string(), ""),
-        issuer=_safe(lambda: cert.issuer.rfc4514_string(), ""),
+        subject=_safe(lambda: escape_controls(cert.subject.rfc4514_string()), ""),
+        issuer=_safe(lambda: escape_controls(cert.issuer.rfc4514_string()), ""),
         common_name=_safe(lambda: _common_name(cert), None),
-        dns_names=_safe(lambda: _san(cert, x509.DNSName), ()),
+        dns_names=_safe(lambda: tuple(map(escape_controls, _san(cert, x509.DNSName))), ()),
         ip_addresses=_safe(lambda: tuple(str(ip) for ip in _san(cert, x509.IPAddress)), ()),
         serial=_safe(lambda: format(cert.serial_number, "x"), ""),
         fingerprint_sha256=hashlib.sha256(der).hexdigest(),
@@ -151,7 +152,9 @@ def _common_name(cert: x509.Certificate) -> str | None:
     if not attributes:
         return None
     value = attributes[0].value
-    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+    # Its control characters written out (\x00, \x1b): the names are the scanned server's to
+    # choose, and a NUL cannot be stored (PostgreSQL refuses it) nor an escape sequence shown.
+    return escape_controls(value if isinstance(value, str) else value.decode("utf-8", "replace"))
 
 
 def _san(

@@ -376,3 +376,10 @@ def test_a_failing_state_whose_whole_history_was_pruned_still_counts(timeline):
     day_five = START + timedelta(days=5, hours=12)
     Change.objects.filter(server=mail01).delete()
     assert statuses_as_of(day_five, Server.objects.all())[mail01.pk] == "non_compliant"
+
+
+def test_impossible_or_far_days_are_words_or_now_never_a_500(timeline, api, viewer):
+    assert api.get("/api/v1/summary/", {"as_of": "2026-02-30"}).status_code == 400
+    assert api.get("/api/v1/servers/", {"as_of": "9999-12-31"}).status_code == 200
+    response = viewer.get("/", {"as_of": "9999-12-31"})
+    assert response.status_code == 200 and response.context.get("as_of") is None

@@ -11,7 +11,7 @@ import time_machine
 from popcompliance.alerts.delivery import deliver_pending
 from popcompliance.alerts.models import Notification, NotificationKind
 from popcompliance.reports.models import RETENTION_DAYS, ReportSchedule, StoredReport
-from popcompliance.reports.monthly import last_month_end, send_monthly
+from popcompliance.reports.monthly import MonthlyReportFailed, last_month_end, send_monthly
 from tests.report_fleet import make_fleet
 
 pytest_plugins = ["tests.smtp"]
@@ -86,4 +86,20 @@ def test_stored_reports_go_after_their_retention_with_their_emails():
         send_monthly(FIRST)
     assert StoredReport.prune(FIRST + timedelta(days=RETENTION_DAYS - 1)) == 0
     assert StoredReport.prune(FIRST + timedelta(days=RETENTION_DAYS + 1)) == 1
+    assert not Notification.objects.filter(kind=NotificationKind.REPORT).exists()
+
+
+def test_a_schedule_naming_a_tag_that_is_gone_fails_loudly_and_sends_nothing():
+    """The task fails with the reason (a failing task shows on the overview's worker line and
+    in /metrics), rather than sending nothing in silence."""
+    make_fleet(FIRST - timedelta(days=1))
+    set_recipients(AUDITORS)
+    schedule = ReportSchedule.current()
+    schedule.scope = "tag:decommissioned"
+    schedule.save()
+    with (
+        time_machine.travel(FIRST, tick=False),
+        pytest.raises(MonthlyReportFailed, match="decommissioned"),
+    ):
+        send_monthly(FIRST)
     assert not Notification.objects.filter(kind=NotificationKind.REPORT).exists()

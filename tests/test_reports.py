@@ -21,6 +21,7 @@ from rest_framework.test import APIClient
 
 from popcompliance.audit.models import AuditEntry
 from popcompliance.compliance.history import counts_as_of
+from popcompliance.compliance.models import CheckState
 from popcompliance.reports.content import build_report
 from popcompliance.reports.formats import csv_lines, pdf_bytes, xlsx_bytes
 from popcompliance.reports.models import ReportSchedule
@@ -147,6 +148,16 @@ def test_the_xlsx_opens_and_agrees_with_the_csv(fleet):
     assert len(checks) - 1 == len(csv_rows(params))
     failing = list(book["Failing"].iter_rows(values_only=True))[1:]
     assert sorted(row[3] for row in failing) == ["cert.trusted", "pop3.plaintext_login"]
+
+
+def test_a_control_character_from_a_scanned_server_does_not_break_the_xlsx(fleet):
+    """A certificate's name is the scanned server's to choose; summaries quote it."""
+    CheckState.objects.filter(server=fleet.leaky, check_id="cert.trusted").update(
+        summary="the chain of CN=\x1b[31mevil\x07 does not validate"
+    )
+    book = load_workbook(io.BytesIO(xlsx_bytes(today_params(), timezone.now())), read_only=True)
+    failing = list(book["Failing"].iter_rows(values_only=True))
+    assert any("evil" in str(cell) for row in failing for cell in row)
 
 
 def pdf_text(pdf: bytes, tmp_path: Path) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 
@@ -33,6 +34,14 @@ def make_server(name: str = "mail01", tags: tuple[str, ...] = ()) -> Server:
     server = Server.objects.create(name=name, host=f"{name}.example.com")
     server.tags.set([Tag.objects.get_or_create(name=tag)[0] for tag in tags])
     return server
+
+
+@pytest.fixture(autouse=True)
+def granted_before_start():
+    """Every waiver here is granted the day before START: one is in force only from its
+    grant on (a backdated start does not rewrite the past)."""
+    with time_machine.travel(START - timedelta(days=1), tick=False):
+        yield
 
 
 def waiver(approver: User, **fields: object) -> Waiver:
@@ -172,3 +181,11 @@ def test_a_waiver_shows_a_fail_or_warn_as_excepted_and_nothing_else(status, show
 )
 def test_a_server_whose_only_failures_and_warnings_are_waived_is_excepted(found, waived, expected):
     assert settled_status(states(**found), waived) == expected
+
+
+def test_a_waiver_granted_with_a_past_start_holds_only_from_its_grant(approver):
+    saved = waiver(approver, server=make_server(), starts_at=START - timedelta(days=30))
+    saved.save()
+    granted = saved.created_at
+    assert not Waiver.objects.in_force(granted - MINUTE).exists()
+    assert Waiver.objects.in_force(granted).exists()

@@ -133,7 +133,11 @@ class AsOfField(serializers.Field):
 
 
 def _parse_moment(text: str) -> datetime | None:
-    if day := parse_date(text):
+    try:
+        day = parse_date(text)  # a well-formed impossible day (30 February) raises
+    except ValueError:
+        return None
+    if day is not None:
         return history.end_of_day(day)
     try:
         moment = parse_datetime(text)

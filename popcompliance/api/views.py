@@ -375,7 +375,8 @@ def _summary_as_of(when: datetime) -> dict[str, Any]:
     failing: dict[str, set[int]] = {}
     for server_id, checks in fleet.problems.items():
         for check in checks:
-            if check.status == "fail":
+            # The verdict, waived or not, as today's summary counts CheckState fails.
+            if check.raw_status == "fail":
                 failing.setdefault(check.check_id, set()).add(server_id)
     unresolved = Q(resolved_at__isnull=True) | Q(resolved_at__gt=when)
     return {

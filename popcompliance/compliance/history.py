@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import islice
 from typing import Any
 
@@ -93,9 +93,11 @@ def moment(when: datetime | None, now: datetime | None = None) -> datetime | Non
 def end_of_day(day: date) -> datetime:
     """The last moment of `day` in the configured time zone: "as of 30 June" includes what
     happened on 30 June."""
-    start = datetime.combine(
-        day + timedelta(days=1), time.min, tzinfo=timezone.get_current_timezone()
-    )
+    try:
+        following = day + timedelta(days=1)
+    except OverflowError:  # 31 December 9999: its end is the end of time, a future moment
+        return datetime.max.replace(tzinfo=UTC)
+    start = datetime.combine(following, time.min, tzinfo=timezone.get_current_timezone())
     return start - timedelta(microseconds=1)
 
 

@@ -105,18 +105,37 @@ def write_xlsx(params: ReportParams, now: datetime, out: IO[bytes]) -> None:
 
     report = build_report(params, now)
     book = Workbook(write_only=True)
-    _summary_sheet(book.create_sheet("Summary"), report)
-    _failing_sheet(book.create_sheet("Failing"), report)
-    checks = book.create_sheet("Checks")
+
+    def sheet(title: str) -> CleanSheet:
+        return CleanSheet(book.create_sheet(title))
+
+    _summary_sheet(sheet("Summary"), report)
+    _failing_sheet(sheet("Failing"), report)
+    checks = sheet("Checks")
     checks.append(list(COLUMNS))
     for cells in check_cells(params, now):
         checks.append(cells)
-    _certificates_sheet(book.create_sheet("Certificates"), report)
-    _exceptions_sheet(book.create_sheet("Exceptions"), report)
-    method = book.create_sheet("Method")
+    _certificates_sheet(sheet("Certificates"), report)
+    _exceptions_sheet(sheet("Exceptions"), report)
+    method = sheet("Method")
     for text in report.method.lines():
         method.append([text])
     book.save(out)
+
+
+class CleanSheet:
+    """A sheet whose texts lose the control characters an XLSX cannot hold: a certificate's
+    name is the scanned server's to choose, and openpyxl refuses the whole file for one."""
+
+    def __init__(self, sheet: Any) -> None:
+        self.sheet = sheet
+
+    def append(self, cells: list[Any]) -> None:
+        from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+        self.sheet.append(
+            [ILLEGAL_CHARACTERS_RE.sub("\ufffd", c) if isinstance(c, str) else c for c in cells]
+        )
 
 
 def _summary_sheet(sheet: Any, report: Report) -> None:

@@ -48,8 +48,19 @@ def send_monthly(now: datetime) -> int:
     day = last_month_end(now)
     if day is None or not schedule.recipients:
         return 0
-    stored = StoredReport.objects.filter(key=month_key(day)).first() or _make(schedule, day, now)
+    stored = StoredReport.objects.filter(key=month_key(day)).first()
+    if stored is None:
+        try:
+            stored = _make(schedule, day, now)
+        except ValueError as exc:
+            # A scope or profile that no longer exists (a site renamed, a tag deleted): said
+            # where beat's failures are read (the overview's banner), every hour until fixed.
+            raise MonthlyReportFailed(f"the monthly report cannot be made: {exc}") from exc
     return _queue(stored, schedule.recipients, now)
+
+
+class MonthlyReportFailed(Exception):
+    """The monthly report's schedule names something that no longer exists."""
 
 
 def _make(schedule: ReportSchedule, day: date, now: datetime) -> StoredReport:

@@ -43,9 +43,13 @@ def validate_check_id(value: str) -> None:
 
 class WaiverQuerySet(models.QuerySet["Waiver"]):
     def in_force(self, when: datetime) -> WaiverQuerySet:
-        """The waivers holding at `when`: started, not expired, not revoked by then."""
+        """The waivers holding at `when`: granted, started, not expired, not revoked by then.
+        "Granted by then" keeps the past as it was: a waiver granted today with last month's
+        start does not turn last month's reports and as-of views into exceptions."""
         not_revoked = Q(revoked_at__isnull=True) | Q(revoked_at__gt=when)
-        return self.filter(not_revoked, starts_at__lte=when, expires_at__gt=when)
+        return self.filter(
+            not_revoked, created_at__lte=when, starts_at__lte=when, expires_at__gt=when
+        )
 
     def covering(self, server: Server) -> WaiverQuerySet:
         """The waivers of `server` itself or of one of its tags."""
@@ -128,7 +132,9 @@ class Waiver(models.Model):
         return self.expires_at
 
     def holds_at(self, when: datetime) -> bool:
-        return self.starts_at <= when < self.ends_at
+        """As `in_force`: granted (or not saved yet), started, and not ended by `when`."""
+        granted = self.created_at is None or self.created_at <= when
+        return granted and self.starts_at <= when < self.ends_at
 
     def state(self, now: datetime) -> str:
         """ "in force", "upcoming", "expired" or "revoked", as the pages say it."""
