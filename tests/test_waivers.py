@@ -189,3 +189,23 @@ def test_a_waiver_granted_with_a_past_start_holds_only_from_its_grant(approver):
     granted = saved.created_at
     assert not Waiver.objects.in_force(granted - MINUTE).exists()
     assert Waiver.objects.in_force(granted).exists()
+
+
+def test_joining_or_leaving_a_waived_tag_settles_the_servers_status_at_once(approver):
+    server = make_server("edge01")
+    CheckState.objects.create(
+        server=server, check_id=CHECK, status="fail", summary="in the clear", since=START
+    )
+    server.settle_status("non_compliant", START)
+    server.save()
+    legacy = Tag.objects.create(name="legacy")
+    waiver(approver, tag=legacy).save()
+    with time_machine.travel(START + timedelta(days=1), tick=False):
+        server.tags.add(legacy)
+        assert Server.objects.get(pk=server.pk).status == "excepted"
+        legacy.servers.clear()
+        assert Server.objects.get(pk=server.pk).status == "non_compliant"
+        legacy.servers.add(server)
+        assert Server.objects.get(pk=server.pk).status == "excepted"
+        server.tags.remove(legacy)
+        assert Server.objects.get(pk=server.pk).status == "non_compliant"
