@@ -154,7 +154,9 @@ NOT_PASSING = tuple(sorted(set(scanner.STATUS_RANK) - scanner.PASSING))
 ALL_STATUSES = tuple(sorted(scanner.STATUS_RANK))
 
 
-def _checks_at(when: datetime, servers: QuerySet[Server], problems_only: bool) -> list[CheckAsOf]:
+def _checks_at(
+    when: datetime, servers: QuerySet[Server], problems_only: bool, words: bool = True
+) -> list[CheckAsOf]:
     """The checks of `servers` at `when` by the module's rules (`problems_only`: those not
     passing), unordered. Each rule is one query that returns only the checks it decides: the
     database picks each check's latest Change with a window function (bench/dashboard.py:
@@ -163,9 +165,9 @@ def _checks_at(when: datetime, servers: QuerySet[Server], problems_only: bool) -
     fleet = Subquery(servers.values("pk"))
     changes = Change.objects.filter(server_id__in=fleet)
     return [
-        *_latest(changes, when, wanted),
+        *_latest(changes, when, wanted, words),
         *_pruned(changes, when, wanted),
-        *_states_without_changes(when, fleet, wanted),
+        *_states_without_changes(when, fleet, wanted, words),
     ]
 
 
@@ -173,7 +175,9 @@ def _per_key(expression: Any, *order: Any) -> Window:
     return Window(expression, partition_by=[F(c) for c in KEY_COLUMNS], order_by=list(order))
 
 
-def _latest(changes: QuerySet[Change], when: datetime, wanted: tuple[str, ...]) -> list[CheckAsOf]:
+def _latest(
+    changes: QuerySet[Change], when: datetime, wanted: tuple[str, ...], words: bool
+) -> list[CheckAsOf]:
     """Rule 1: the checks whose latest Change by `when` left them in a `wanted` status. Both
     filters are on window functions, so they apply to each check's latest Change, after the
     window."""
@@ -186,9 +190,9 @@ def _latest(changes: QuerySet[Change], when: datetime, wanted: tuple[str, ...]) 
             latest=_per_key(FirstValue("status"), *newest),
         )
         .filter(rank=1, latest__in=wanted)
-        .values_list(*CHANGE_FIELDS)
+        .values_list(*_fields(CHANGE_FIELDS, words))
     )
-    return [CheckAsOf(*row) for row in rows]
+    return [_check(row) for row in rows]
 
 
 def _pruned(changes: QuerySet[Change], when: datetime, wanted: tuple[str, ...]) -> list[CheckAsOf]:
@@ -214,7 +218,7 @@ def _pruned(changes: QuerySet[Change], when: datetime, wanted: tuple[str, ...]) 
 
 
 def _states_without_changes(
-    when: datetime, fleet: Subquery, wanted: tuple[str, ...]
+    when: datetime, fleet: Subquery, wanted: tuple[str, ...], words: bool
 ) -> list[CheckAsOf]:
     """Rule 3: the check states settled by `when` that no Change ever touched, in a `wanted`
     status (passing since their first sighting, or failing with their history pruned)."""
@@ -222,15 +226,26 @@ def _states_without_changes(
     rows = (
         CheckState.objects.filter(server_id__in=fleet, since__lte=when, status__in=wanted)
         .exclude(Exists(changed))
-        .values_list(*STATE_FIELDS)
+        .values_list(*_fields(STATE_FIELDS, words))
     )
-    return [CheckAsOf(*row) for row in rows]
+    return [_check(row) for row in rows]
+
+
+def _fields(fields: tuple[str, ...], words: bool) -> tuple[str, ...]:
+    """`fields`, without the summary and the remediation unless `words`: the fleet's statuses
+    need neither, and reading them was a third of the time (bench/dashboard.py)."""
+    return fields if words else fields[:-2]
+
+
+def _check(row: tuple[Any, ...]) -> CheckAsOf:
+    return CheckAsOf(*row) if len(row) == len(STATE_FIELDS) else CheckAsOf(*row, "", "")
 
 
 @dataclass(frozen=True)
 class FleetAsOf:
     """Servers at a past moment: each one's status, and the checks that did not pass, by
-    server id (servers added after the moment are left out)."""
+    server id (servers added after the moment are left out). The problems carry their
+    statuses, not their words (summary and remediation are empty): checks_as_of reads those."""
 
     when: datetime
     statuses: dict[int, str]
@@ -253,7 +268,7 @@ def fleet_as_of(when: datetime, servers: QuerySet[Server]) -> FleetAsOf:
     existing = servers.filter(created_at__lte=when).order_by()
     waived = waived_pairs(existing, when)
     problems: dict[int, list[CheckAsOf]] = {}
-    for check in sorted(_checks_at(when, existing, problems_only=True), key=_order):
+    for check in sorted(_checks_at(when, existing, True, words=False), key=_order):
         problems.setdefault(check.server_id, []).append(_waived(check, waived))
     observed = set(existing.filter(_observed_by(when)).values_list("pk", flat=True))
     statuses = {
