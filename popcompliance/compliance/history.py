@@ -232,20 +232,21 @@ def _states_without_changes(
 
 
 def _fields(fields: tuple[str, ...], words: bool) -> tuple[str, ...]:
-    """`fields`, without the summary and the remediation unless `words`: the fleet's statuses
-    need neither, and reading them was a third of the time (bench/dashboard.py)."""
-    return fields if words else fields[:-2]
+    """`fields`, or only the check and its status unless `words`: the fleet's statuses need
+    neither since when nor the summary and remediation, and reading them (a timestamp is
+    parsed in Python) was most of the time (bench/dashboard.py)."""
+    return fields if words else (*KEY_COLUMNS, "status")
 
 
 def _check(row: tuple[Any, ...]) -> CheckAsOf:
-    return CheckAsOf(*row) if len(row) == len(STATE_FIELDS) else CheckAsOf(*row, "", "")
+    return CheckAsOf(*row) if len(row) == len(STATE_FIELDS) else CheckAsOf(*row, None, "", "")
 
 
 @dataclass(frozen=True)
 class FleetAsOf:
     """Servers at a past moment: each one's status, and the checks that did not pass, by
     server id (servers added after the moment are left out). The problems carry their
-    statuses, not their words (summary and remediation are empty): checks_as_of reads those."""
+    statuses only (no since, empty summary and remediation): checks_as_of reads those."""
 
     when: datetime
     statuses: dict[int, str]
