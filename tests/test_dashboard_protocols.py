@@ -6,6 +6,7 @@ page's facts come from real scans of the emulator serving POP3, IMAP4 and SMTP s
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.core.cache import cache
@@ -196,17 +197,15 @@ def test_the_wider_matrix_runs_as_many_queries_whatever_the_protocols(
 # --- The server page -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def three_protocols(emulated, lab_dns, settings) -> Server:
-    """LEAKY_EXCHANGE scanned for real on its six ports and recorded as a worker does."""
-    settings.POPC_DNS_RESOLVER = lab_dns.address
-    endpoint = emulated.start(LEAKY_EXCHANGE)
+def scanned_on_every_door(name: str, endpoint: Any) -> Server:
+    """A server for a started emulated endpoint declaring the three protocols on its six
+    ports, scanned for real and recorded as a worker does."""
     ports = {
         f"{door}_port": endpoint.port(door)
         for door in ("imap", "imaps", "submission", "submissions")
     }
     server = lab_server(
-        "exchange03",
+        name,
         endpoint.address,
         endpoint.pop3_port,
         endpoint.pop3s_port,
@@ -216,6 +215,13 @@ def three_protocols(emulated, lab_dns, settings) -> Server:
     report = scan_servers([Server.objects.select_related("policy").get(pk=server.pk)])
     record_report(server.pk, report[server.pk], purpose="manual")
     return server
+
+
+@pytest.fixture
+def three_protocols(emulated, lab_dns, settings) -> Server:
+    """LEAKY_EXCHANGE scanned for real on its six ports and recorded as a worker does."""
+    settings.POPC_DNS_RESOLVER = lab_dns.address
+    return scanned_on_every_door("exchange03", emulated.start(LEAKY_EXCHANGE))
 
 
 def test_the_server_page_has_a_section_per_declared_protocol_then_the_shared_ones(

@@ -35,7 +35,7 @@ from scanner._transcript import (
 )
 from tests.conftest import Emulated, lab_policy, lab_server
 from tests.dovecot import Dovecot, DovecotConfig, DovecotFactory
-from tests.test_dashboard_protocols import EVERY_PROTOCOL, section
+from tests.test_dashboard_protocols import scanned_on_every_door, section
 from tests.test_docs import documented_keys
 from tests.test_hostile_mail import hostile_target
 
@@ -392,22 +392,7 @@ def test_the_monitoring_login_is_shown_redacted_and_the_probe_cancelled(viewer, 
 @pytest.fixture
 def leaky_exchange(emulated, lab_dns, settings) -> Server:
     settings.POPC_DNS_RESOLVER = lab_dns.address
-    endpoint = emulated.start(LEAKY)
-    ports = {
-        f"{door}_port": endpoint.port(door)
-        for door in ("imap", "imaps", "submission", "submissions")
-    }
-    server = lab_server(
-        "exchange04",
-        endpoint.address,
-        endpoint.pop3_port,
-        endpoint.pop3s_port,
-        protocols=EVERY_PROTOCOL,
-        **ports,
-    )
-    reports = scan_servers([Server.objects.select_related("policy").get(pk=server.pk)])
-    record_report(server.pk, reports[server.pk], purpose="manual")
-    return server
+    return scanned_on_every_door("exchange04", emulated.start(LEAKY))
 
 
 def evidence_of(page: str, check_id: str) -> str:
