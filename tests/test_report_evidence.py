@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from pop3lab.config import EndpointConfig
 from popcompliance.compliance.models import ScanRun
@@ -16,6 +17,7 @@ from popcompliance.reports.content import build_report
 from popcompliance.reports.formats import pdf_bytes
 from popcompliance.reports.params import ReportParams, Scope
 from tests.conftest import lab_server
+from tests.people import make_user, token_for
 from tests.test_reports import pdf_text
 
 PLAINTEXT = EndpointConfig(login_type="PlainTextLogin", ntlm=False)
@@ -60,3 +62,12 @@ def test_without_the_scan_kept_the_summary_stands_alone(leaky):
     [entry] = build_report(today(), timezone.now()).failing
     check = next(c for c in entry.checks if c.check_id == "pop3.plaintext_login")
     assert check.transcript == [] and check.evidence
+
+
+def test_the_api_quotes_it_too(leaky):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token_for(make_user('viewer', 'auditor'))}")
+    body = client.get("/api/v1/reports/").json()
+    [server] = body["failing"]
+    check = next(c for c in server["checks"] if c["check_id"] == "pop3.plaintext_login")
+    assert any(line.startswith("S: +OK") for line in check["transcript"])

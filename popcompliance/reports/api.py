@@ -66,6 +66,11 @@ class ReportFailingCheckSerializer(serializers.Serializer):
     address = serializers.CharField(help_text='"" when about the name.')
     since = serializers.DateTimeField(allow_null=True)
     evidence = serializers.CharField()
+    transcript = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The probe's conversation the finding rests on (C: sent, S: received, "
+        "# our notes; secrets redacted), as the PDF quotes it; empty when none is kept.",
+    )
     remediation = serializers.SerializerMethodField()
 
     def get_remediation(self, check: FailingCheck) -> str:

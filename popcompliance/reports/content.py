@@ -67,12 +67,6 @@ class CheckRow:
     check: CheckAsOf | None
 
 
-def evidence_for(check: CheckAsOf) -> str:
-    """The evidence of a check's status in words: its summary (the conversation it rests on is
-    quoted beside it in the PDF, `quote_transcripts`)."""
-    return check.summary
-
-
 @dataclass(frozen=True)
 class ExceptionEntry:
     """An exception (waiver) in force at the report's moment."""
@@ -309,7 +303,7 @@ def _failing(rows: Iterator[CheckRow]) -> tuple[list[FailingServer], list[Remedi
                 check.location,
                 check.address,
                 check.since,
-                evidence_for(check),
+                check.summary,
                 numbers[key].number,
             )
         )
