@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from django.db import transaction
@@ -128,15 +129,17 @@ class ServerViewSet(
             )
         return Server.objects.all()
 
+    @cached_property
     def _params(self) -> dict[str, Any]:
-        """The list's query parameters; an invalid value is a 400."""
+        """The list's query parameters, validated once per request; an invalid value is a
+        400."""
         params = s.ServerFilterSerializer(data=self.request.query_params)
         params.is_valid(raise_exception=True)
         return params.validated_data  # type: ignore[no-any-return]
 
     def _filtered(self, servers: QuerySet[Server]) -> QuerySet[Server]:
         """Apply ?status (today's), ?site, ?tag and ?search."""
-        wanted = self._params()
+        wanted = self._params
         if "status" in wanted and wanted.get("as_of") is None:
             servers = servers.filter(status=wanted["status"])
         if "site" in wanted:
@@ -148,7 +151,7 @@ class ServerViewSet(
         return servers.order_by("name", "pk")
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        when = self._params().get("as_of")
+        when = self._params.get("as_of")
         if when is None:
             return self._list_now()
         return self._list_as_of(when)
@@ -167,7 +170,7 @@ class ServerViewSet(
         filters on the status then)."""
         servers = self._filtered(Server.objects.all())
         fleet = history.fleet_as_of(when, servers)
-        status_wanted = self._params().get("status")
+        status_wanted = self._params.get("status")
         ids = [
             pk
             for pk in servers.values_list("pk", flat=True)
