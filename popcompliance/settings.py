@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from cryptography.fernet import Fernet
@@ -348,6 +349,10 @@ REDIS_URL = env_str("REDIS_URL") or None
 BROKER_DIR = VAR_DIR / "broker"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
+    if urlsplit(REDIS_URL).scheme in ("redis", "rediss"):
+        # kombu's Redis transport, made to survive a task that finishes after Redis was lost
+        # (popcompliance/broker.py); a Sentinel URL keeps kombu's own.
+        CELERY_BROKER_TRANSPORT = "popcompliance.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # How long a task taken by a worker that died stays invisible before another worker
         # gets it (acks_late); it must outlast the longest scan.
