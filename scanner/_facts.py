@@ -385,6 +385,9 @@ class ScanReport:
     compliant: bool | None
     started_at: datetime
     duration_ms: int
+    # Set when the scan of this target stopped on an error nobody foresaw (a fault of ours):
+    # then every check is `error` and says so, and the other targets' scans went on.
+    failure: str | None = None
 
     @property
     def addresses(self) -> tuple[str, ...]:

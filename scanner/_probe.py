@@ -15,11 +15,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from scanner._catalog import CATALOG
 from scanner._disclosure import probe_ntlm
 from scanner._dns import lookup_addresses, resolve_service
 from scanner._errors import DnsError
 from scanner._evaluate import evaluate
 from scanner._facts import (
+    CheckResult,
     CleartextFacts,
     DnsFacts,
     EndpointFacts,
@@ -78,7 +80,11 @@ async def scan_async(
 
     async def one(target: Target) -> ScanReport:
         async with limit:
-            report = await scan_target(target, settings, policy)
+            try:
+                report = await scan_target(target, settings, policy)
+            except Exception as exc:
+                LOG.exception("the scan of %s failed", target.host)
+                report = failed_scan(target, exc)
         if progress is not None:
             progress(report)
         return report
@@ -116,6 +122,25 @@ async def scan_target(target: Target, settings: Settings, policy: Policy) -> Sca
         compliant=compliance(checks),
         started_at=started_at,
         duration_ms=round((time.monotonic() - clock) * 1000),
+    )
+
+
+def failed_scan(target: Target, error: Exception) -> ScanReport:
+    """The report of a target whose scan stopped on `error`: nothing was judged, so every check
+    is `error` and names it."""
+    failure = f"{type(error).__name__}: {error}"[:500]
+    summary = f"the scan stopped on an unexpected error ({failure}), so nothing was judged"
+    checks = tuple(CheckResult(spec.id, "error", summary) for spec in CATALOG)
+    return ScanReport(
+        target=target,
+        dns=DnsFacts(name=target.service_name or target.host, outcome="error", error=summary),
+        endpoints=(),
+        checks=checks,
+        address_checks=(),
+        compliant=compliance(checks),
+        started_at=datetime.now(UTC),
+        duration_ms=0,
+        failure=failure,
     )
 
 

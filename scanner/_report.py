@@ -55,6 +55,7 @@ def report_to_dict(report: ScanReport) -> JsonObject:
         "compliant": report.compliant,
         "started_at": iso_utc(report.started_at),
         "duration_ms": report.duration_ms,
+        "failure": report.failure,
         "addresses": list(report.addresses),
         "checks": _with_evidence(convert(report.checks), transcripts),
         "address_checks": convert(report.address_checks),
@@ -229,6 +230,7 @@ def _render_header(out: _Lines, report: ScanReport, colour: bool) -> None:
     out.field(0, "Addresses", ", ".join(report.addresses) or "(none)")
     word, status = _COMPLIANT_WORD[report.compliant]
     out.field(0, "Compliant", _paint(word, status, colour), painted=True)
+    out.field(0, "Scan failed", report.failure)
     out.field(0, "Started", iso_utc(report.started_at))
 
 

@@ -23,6 +23,8 @@ from scanner import (
     TlsSupport,
     TranscriptFacts,
 )
+from scanner._catalog import CATALOG
+from scanner._probe import failed_scan
 from scanner._report import render_text, report_to_dict, revocation_from_dict
 
 STARTED = datetime(2025, 6, 1, 12, 0, 0, 500000, tzinfo=UTC)
@@ -172,6 +174,7 @@ def test_json_starts_with_the_contract_fields_in_a_fixed_order() -> None:
         "compliant",
         "started_at",
         "duration_ms",
+        "failure",
         "addresses",
         "checks",
         "address_checks",
@@ -179,6 +182,18 @@ def test_json_starts_with_the_contract_fields_in_a_fixed_order() -> None:
         "endpoints",
         "transcripts",
     ]
+
+
+def test_a_failed_scan_says_why_in_json_and_text_and_judges_nothing() -> None:
+    report = failed_scan(Target("pop.example.com"), RuntimeError("injected fault"))
+    data = report_to_dict(report)
+    assert data["failure"] == "RuntimeError: injected fault"
+    assert data["compliant"] is None and data["endpoints"] == []
+    assert {check["id"] for check in data["checks"]} == {spec.id for spec in CATALOG}
+    assert {check["status"] for check in data["checks"]} == {"error"}
+    assert all("injected fault" in check["summary"] for check in data["checks"])
+    assert "Scan failed:" in render_text([report], colour=False)
+    assert report_to_dict(make_report())["failure"] is None
 
 
 def test_json_survives_a_round_trip_through_json_text() -> None:

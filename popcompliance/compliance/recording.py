@@ -25,15 +25,17 @@ waived is excepted. The states themselves keep the scanner's verdicts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 import scanner
 from popcompliance.compliance.certificates import due_refresh, remember_certificates
+from popcompliance.compliance.dispatch import earliest_schedule
 from popcompliance.compliance.models import (
     Change,
     CheckState,
@@ -47,6 +49,8 @@ from popcompliance.inventory.models import Server, ServerLocation, ServerStatus
 from popcompliance.locations import DEFAULT_LOCATION
 from popcompliance.maintenance.windows import in_maintenance
 from popcompliance.waivers.effect import EXCEPTED, WAIVABLE, shown_status, waived_checks
+
+logger = logging.getLogger(__name__)
 
 # A regression settles on its second consecutive sighting: the scan that saw it and the
 # confirming re-probe.
@@ -67,6 +71,39 @@ class Observation:
     address: str
     check: scanner.CheckResult
     location: str = DEFAULT_LOCATION
+
+
+def record_crash(server: Server, location: str, purpose: str, worker: str, failure: str) -> None:
+    """Keep a visible trace of a scan that crashed (a bug or a bad row): a scan run with the
+    `failure` as its error, and no check judged. A crashed scheduled scan counts as the round's
+    scan: the next one from this location comes one interval on, as after a recorded one, so
+    it cannot starve the dispatcher nor be retried at every lease's end."""
+    logger.error("scan of %s from %s crashed: %s", server, location, failure)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            ScanRun.objects.create(
+                server=server,
+                location=location,
+                purpose=purpose,
+                started_at=now,
+                finished_at=now,
+                error=failure[:2000],
+                worker=worker,
+            )
+            # The schedule as it is now: an edit during the scan may have asked for one sooner.
+            schedule = server.schedules.select_for_update().filter(location=location).first()
+            if schedule is not None:
+                schedule.server = server
+                schedule.save(
+                    update_fields=schedule.finish_scan(purpose == ScanPurpose.SCHEDULED, now)
+                )
+            queued = server.schedules.filter(scan_queued_at__isnull=False).exists()
+            Server.objects.filter(pk=server.pk).update(
+                next_scan_at=earliest_schedule(), **({} if queued else {"scan_queued_at": None})
+            )
+    except DatabaseError:
+        logger.exception("could not record the crash of %s", server)
 
 
 def record_report(

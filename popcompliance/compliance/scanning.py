@@ -55,6 +55,17 @@ def scanner_policy(policy: Policy) -> scanner.Policy:
     return dataclasses.replace(value, ca_bundle_pem="\n".join(filter(None, anchors)))
 
 
+class ScanFailed(Exception):
+    """The scanner stopped on an error nobody foresaw while scanning one server; its message is
+    the report's `failure`. Raised where a crash must be recorded as one, not as checks."""
+
+
+def crash_description(error: Exception) -> str:
+    """What the scan run of a crashed scan says: the error's type and message (a failed scan's
+    are in its report's own words)."""
+    return str(error) if isinstance(error, ScanFailed) else f"{type(error).__name__}: {error}"
+
+
 def scan_servers(
     servers: Sequence[Server],
     *,

@@ -22,7 +22,7 @@ from celery import shared_task
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
@@ -38,10 +38,15 @@ from popcompliance.compliance.dispatch import (
     lease_length,
     note_dispatch_failure,
 )
-from popcompliance.compliance.models import ScanPurpose, ScanRequest, ScanRun
-from popcompliance.compliance.recording import record_report
+from popcompliance.compliance.models import ScanPurpose, ScanRequest
+from popcompliance.compliance.recording import record_crash, record_report
 from popcompliance.compliance.retention import prune as prune_rows
-from popcompliance.compliance.scanning import earlier_tls_support, scan_servers
+from popcompliance.compliance.scanning import (
+    ScanFailed,
+    crash_description,
+    earlier_tls_support,
+    scan_servers,
+)
 from popcompliance.compliance.snapshots import take_snapshot
 from popcompliance.inventory.models import Server, ServerLocation
 from popcompliance.ops import heartbeats
@@ -143,13 +148,15 @@ def scan_server(
         now = timezone.now()
         earlier = {server.pk: earlier_tls_support(server, now, location)} if reuse else None
         report = scan_servers([server], earlier_support=earlier)[server.pk]
+        if report.failure:
+            raise ScanFailed(report.failure)
         recorded = record_report(
             server.pk, report, purpose=purpose, worker=worker, location=location
         )
     except TRANSIENT:
         raise
     except Exception as exc:
-        _record_crash(server, location, purpose, worker, exc)
+        record_crash(server, location, purpose, worker, crash_description(exc))
         raise
     if recorded.changes:
         process_changes.delay(server.pk)  # alerts go out now, not at the next beat
@@ -192,39 +199,6 @@ def _already_done(schedule: ServerLocation, purpose: str, dispatched_at: str | N
     if purpose != ScanPurpose.SCHEDULED or not dispatched_at or schedule.last_scan_at is None:
         return False
     return schedule.last_scan_at >= datetime.fromisoformat(dispatched_at)
-
-
-def _record_crash(server: Server, location: str, purpose: str, worker: str, exc: Exception) -> None:
-    """Keep a visible trace of a scan that crashed (a bug or a bad row), without hiding the
-    exception from Celery. A crashed scheduled scan counts as the round's scan: the next one
-    from this location comes one interval on, as after a recorded one, so it cannot starve
-    the dispatcher nor be retried at every lease's end."""
-    logger.exception("scan of %s from %s crashed", server, location)
-    now = timezone.now()
-    try:
-        with transaction.atomic():
-            ScanRun.objects.create(
-                server=server,
-                location=location,
-                purpose=purpose,
-                started_at=now,
-                finished_at=now,
-                error=f"{type(exc).__name__}: {exc}"[:2000],
-                worker=worker,
-            )
-            # The schedule as it is now: an edit during the scan may have asked for one sooner.
-            schedule = server.schedules.select_for_update().filter(location=location).first()
-            if schedule is not None:
-                schedule.server = server
-                schedule.save(
-                    update_fields=schedule.finish_scan(purpose == ScanPurpose.SCHEDULED, now)
-                )
-            queued = server.schedules.filter(scan_queued_at__isnull=False).exists()
-            Server.objects.filter(pk=server.pk).update(
-                next_scan_at=earliest_schedule(), **({} if queued else {"scan_queued_at": None})
-            )
-    except DatabaseError:
-        logger.exception("could not record the crash of %s", server)
 
 
 class ScanNotQueued(Exception):

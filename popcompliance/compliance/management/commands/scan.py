@@ -11,9 +11,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 import scanner
 from popcompliance.compliance.models import ScanPurpose
-from popcompliance.compliance.recording import record_report
+from popcompliance.compliance.recording import Recorded, record_crash, record_report
 from popcompliance.compliance.scanning import scan_servers
 from popcompliance.inventory.models import Server
+from popcompliance.locations import DEFAULT_LOCATION
 
 
 class ProgressBar:
@@ -51,15 +52,15 @@ class Command(BaseCommand):
         reports = scan_servers(servers, progress=ProgressBar(len(servers), sys.stderr))
         confirm = []
         for server in servers:
-            recorded = record_report(server.pk, reports[server.pk], purpose=ScanPurpose.MANUAL)
-            if recorded.needs_confirmation:
+            recorded = record(server, reports[server.pk], ScanPurpose.MANUAL)
+            if recorded is not None and recorded.needs_confirmation:
                 confirm.append(server)
         if confirm:
             # A suspected regression is re-probed at once: there is nobody to wait for here.
             self.stderr.write(f"re-probing {len(confirm)} suspected regression(s)")
             confirmed = scan_servers(confirm)
             for server in confirm:
-                record_report(server.pk, confirmed[server.pk], purpose=ScanPurpose.CONFIRMATION)
+                record(server, confirmed[server.pk], ScanPurpose.CONFIRMATION)
             reports.update(confirmed)
         self.summarise(servers, reports)
         sys.exit(scanner.exit_status([reports[server.pk] for server in servers]))
@@ -79,6 +80,18 @@ class Command(BaseCommand):
     def summarise(self, servers: list[Server], reports: dict[int, scanner.ScanReport]) -> None:
         for server in servers:
             report = reports[server.pk]
+            if report.failure:
+                self.stdout.write(f"{server.name}: scan failed ({report.failure})")
+                continue
             bad = [f"{c.id} {c.status}" for c in report.checks if c.status in ("fail", "error")]
             verdict = {True: "compliant", False: "NON-COMPLIANT", None: "unknown"}[report.compliant]
             self.stdout.write(f"{server.name}: {verdict}" + (f" ({', '.join(bad)})" if bad else ""))
+
+
+def record(server: Server, report: scanner.ScanReport, purpose: str) -> Recorded | None:
+    """Store the report as the workers do; a scan that crashed is kept as a crash (its scan
+    run says why), not as checks that could not be judged."""
+    if report.failure:
+        record_crash(server, DEFAULT_LOCATION, purpose, "manage.py scan", report.failure)
+        return None
+    return record_report(server.pk, report, purpose=purpose)
