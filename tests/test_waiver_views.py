@@ -6,6 +6,7 @@ query counts still fixed."""
 from __future__ import annotations
 
 from datetime import timedelta
+from queue import SimpleQueue
 
 import pytest
 from django.core.cache import cache
@@ -20,6 +21,7 @@ from popcompliance.inventory.models import Server, Tag
 from popcompliance.waivers.models import Waiver
 from tests.people import make_user, token_for
 from tests.test_dashboard_views import make_server
+from tests.test_dispatch import twice_at_once
 
 pytestmark = pytest.mark.django_db
 
@@ -282,3 +284,30 @@ def test_excepted_servers_have_their_tile_metric_and_daily_count(admin, viewer, 
     metrics = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer metrics-token")
     assert 'popc_servers{status="excepted"} 1' in metrics.content.decode()
     assert take_snapshot(timezone.now()).excepted == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_admins_revoking_at_once_end_it_once():
+    server = failing()
+    admin = make_user("admin", "first-admin")
+    waiver = Waiver.objects.create(
+        server=server,
+        check_id=CHECK,
+        justification="why",
+        approver=admin,
+        starts_at=timezone.now(),
+        expires_at=timezone.now() + timedelta(days=30),
+    )
+    tokens = SimpleQueue()  # one admin's token for each thread
+    tokens.put(token_for(admin))
+    tokens.put(token_for(make_user("admin", "second-admin")))
+
+    def revoke():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {tokens.get()}")
+        return client.post(f"{API}{waiver.pk}/revoke/").status_code
+
+    assert sorted(twice_at_once(revoke)) == [200, 400]
+    revocations = AuditEntry.objects.filter(object_type="waiver", action="changed")
+    assert revocations.count() == 1
+    assert Waiver.objects.get(pk=waiver.pk).revoked_by_id == revocations.get().actor_id

@@ -132,11 +132,8 @@ class WaiverViewSet(
     @action(detail=True, methods=["post"])
     @transaction.atomic
     def revoke(self, request: Request, pk: str) -> Response:
-        waiver = self.get_object()
-        now = timezone.now()
-        if waiver.state(now) in ("revoked", "expired"):
-            body = {"detail": f"The waiver had already ended ({waiver.state(now)})."}
+        waiver, ended = settle.revoke(self.get_object().pk, request.user, timezone.now())
+        if ended:
+            body = {"detail": f"The waiver had already ended ({ended})."}
             return Response(body, status=status.HTTP_400_BAD_REQUEST)
-        waiver.revoke(request.user, now)
-        settle.apply([waiver], now)
         return Response(self.get_serializer(waiver).data)

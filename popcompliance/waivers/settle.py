@@ -37,6 +37,19 @@ from popcompliance.waivers.models import WARN_BEFORE, Waiver
 BATCH = 200
 
 
+def revoke(pk: int, user: object, now: datetime) -> tuple[Waiver, str | None]:
+    """End waiver `pk` now and settle what it held, under the waiver's row lock: of two admins
+    revoking it at once, one does and the other is told it had ended. Returns the waiver and,
+    when it had already ended, how (`revoked` or `expired`). Run inside a transaction."""
+    waiver = Waiver.objects.select_for_update().get(pk=pk)
+    ended = waiver.state(now)
+    if ended in ("revoked", "expired"):
+        return waiver, ended
+    waiver.revoke(user, now)
+    apply([waiver], now)
+    return waiver, None
+
+
 def apply(waivers: Iterable[Waiver], now: datetime) -> int:
     """Settle what `waivers` (granted, revoked, started or expired) change at `now`: the
     stored status of every server they cover, and the hold on the open alerts of the checks

@@ -53,12 +53,9 @@ def waiver_add(request: HttpRequest) -> HttpResponse:
 def waiver_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     """End a waiver now; the record stays. Alerts it held go out within a minute if their
     check still fails."""
-    waiver = get_object_or_404(Waiver.objects.select_for_update(), pk=pk)
-    now = timezone.now()
-    if waiver.state(now) in ("revoked", "expired"):
-        messages.info(request, f"The exception for {waiver} had already ended.")
+    waiver, ended = settle.revoke(get_object_or_404(Waiver, pk=pk).pk, request.user, timezone.now())
+    if ended:
+        messages.info(request, f"The exception for {waiver} had already ended ({ended}).")
         return redirect("waivers:list")
-    waiver.revoke(request.user, now)
-    settle.apply([waiver], now)
     messages.success(request, f"Revoked the exception for {waiver}.")
     return redirect("waivers:list")
