@@ -55,6 +55,7 @@ class _Enumeration:
     errors: list[str] = field(default_factory=list)
     answers: list[ServerAnswer] = field(default_factory=list)
     stalled: bool = False
+    long_hello_answered: bool = False
 
     async def send(self, hello: Callable[[LineConnection], Awaitable[object]]) -> object | None:
         """Run one hello's exchange; None (and the error kept) when it broke off. A hello
@@ -131,6 +132,7 @@ async def enumerate_tls(exchange: Exchange, sni: str | None) -> TlsSupport:
         hellos=run.hellos,
         duration_ms=round((time.monotonic() - clock) * 1000),
         measured_at=measured_at,
+        answers_long_hellos=run.long_hello_answered,
     )
 
 
@@ -147,7 +149,8 @@ async def still_accurate(exchange: Exchange, sni: str | None, earlier: TlsSuppor
         others = [suite.code for suite in suites_for(protocol) if suite.name not in listed]
         if not others:
             return True
-        answer, _ = await _ask_any(run, protocol, others, in_parts=False)
+        trusted = earlier.answers_long_hellos
+        answer, _ = await _ask_any(run, protocol, others, in_parts=False, trust_refusal=trusted)
         return answer is not None and not (answer.accepted and answer.protocol == protocol)
 
     async def still_no_sslv2() -> bool:
@@ -212,15 +215,24 @@ async def _suites_of(run: _Enumeration, protocol: str) -> Listing:
 
 
 async def _ask_any(
-    run: _Enumeration, protocol: str, codes: list[int], in_parts: bool
+    run: _Enumeration,
+    protocol: str,
+    codes: list[int],
+    in_parts: bool,
+    *,
+    trust_refusal: bool = False,
 ) -> tuple[ServerAnswer | None, bool]:
     """The server's pick among `codes`: one hello with all of them, unless that long a hello
-    was refused (then, and from then on, in parts of MAX_SUITES_PER_HELLO). Returns the
-    answer and whether this version is now asked in parts."""
+    was refused (then, and from then on, in parts of MAX_SUITES_PER_HELLO). A refusal is
+    taken as it is with `trust_refusal`: the server is known to answer long hellos. Returns
+    the answer and whether this version is now asked in parts."""
     if not in_parts:
         answer = await run.ask(run.offer(protocol, codes))
         refused = answer is not None and answer.suite is None
-        if not refused or len(codes) <= MAX_SUITES_PER_HELLO:
+        long = len(codes) > MAX_SUITES_PER_HELLO
+        if long and answer is not None and not refused:
+            run.long_hello_answered = True
+        if not refused or not long or trust_refusal:
             return answer, False
     for start in range(0, len(codes), MAX_SUITES_PER_HELLO):
         part = codes[start : start + MAX_SUITES_PER_HELLO]

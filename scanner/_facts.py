@@ -81,7 +81,10 @@ class TlsSupport:
     `error` says what went wrong when a part could not be determined; `hellos` counts the
     connections it took. `measured_at` is when it was enumerated (an earlier scan's, when
     reused), `negotiated` what a full handshake negotiated then ("TLSv1.3 TLS_AES_…"), by
-    which a reused result is known to still describe the same configuration."""
+    which a reused result is known to still describe the same configuration.
+    `answers_long_hellos`: a hello of more than 126 suites got a ServerHello, so the server is
+    not one of those that refuse long hellos; a later check may then take a refused long hello
+    at its word instead of offering its suites again in parts."""
 
     accepted_versions: dict[str, bool | None]
     cipher_suites: dict[str, tuple[str, ...]]
@@ -95,6 +98,7 @@ class TlsSupport:
     duration_ms: int = 0
     measured_at: datetime | None = None
     negotiated: str | None = None
+    answers_long_hellos: bool = False
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,7 @@ def support_from_dict(data: JsonObject) -> TlsSupport:
         duration_ms=data.get("duration_ms") or 0,
         measured_at=datetime.fromisoformat(measured_at) if measured_at else None,
         negotiated=data.get("negotiated"),
+        answers_long_hellos=bool(data.get("answers_long_hellos")),
     )
 
 

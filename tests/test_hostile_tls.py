@@ -104,6 +104,8 @@ def test_a_server_refusing_long_hellos_is_asked_in_parts(emulated):
         "TLS_RSA_WITH_3DES_EDE_CBC_SHA",
     ]
     assert [v for v, ok in support.accepted_versions.items() if ok] == ["TLSv1.2"]
+    # So a later check before reuse asks it in parts too.
+    assert support.answers_long_hellos is False
 
 
 def test_an_sslv2_server_hello_without_ciphers_still_means_sslv2_is_spoken(emulated):

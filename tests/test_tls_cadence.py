@@ -4,6 +4,7 @@ that now negotiates differently gets a fresh one."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -15,7 +16,9 @@ from popcompliance.compliance.models import ScanRun
 from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import earlier_tls_support, scan_servers
 from popcompliance.inventory.models import Server
-from scanner import CLIENT_PROTOCOLS, ScanReport, TlsSupport
+from scanner import CLIENT_PROTOCOLS, ScanReport, Settings, TlsSupport
+from scanner._enumerate import enumerate_tls, still_accurate
+from scanner._session import AddressSession, LoginGate
 from tests.conftest import AllDoors, check_of, lab_server
 
 WINDOWS_2016 = EndpointConfig(profile="exchange2016", windows="2016")
@@ -155,3 +158,53 @@ def test_a_regression_the_handshake_does_not_show_is_caught_before_reuse(server,
     again = implicit_tls(scan(server, fixed, legacy, scheduled=True))
     assert again.measured_at > stored
     assert again.accepted_versions["TLSv1"] is True
+
+
+class CountedHellos:
+    """The enumeration's way to an implicit-TLS entry point, counting the hellos sent."""
+
+    def __init__(self, emulated, config: EndpointConfig) -> None:
+        endpoint = emulated.start(config)
+        self.address, self.target = endpoint.address, emulated.target(endpoint)
+        self.sent = 0
+
+    def run(self, enumeration, *args):
+        """`enumeration(exchange, sni, *args)` in a session of its own (on its own loop)."""
+        settings = Settings(timeout=3)
+        session = AddressSession(self.address, self.target, settings, LoginGate())
+        way_in = session._exchange(self.target.pop3s_port, None)
+
+        async def exchange(hello):
+            self.sent += 1
+            return await way_in(hello)
+
+        self.sent = 0
+        return asyncio.run(enumeration(exchange, self.target.service_name, *args))
+
+    def enumerated(self) -> TlsSupport:
+        return self.run(enumerate_tls)
+
+    def still_accurate(self, earlier: TlsSupport) -> bool:
+        return self.run(still_accurate, earlier)
+
+
+def test_the_check_before_reuse_takes_one_hello_per_version_from_a_server_answering_long_ones(
+    emulated,
+):
+    entry = CountedHellos(emulated, WINDOWS_2016)
+    support = entry.enumerated()
+    assert support.answers_long_hellos is True  # TLS 1.2's 332 suites went in one hello
+    assert entry.still_accurate(support) is True
+    assert entry.sent == 6  # SSLv2, then SSLv3 … TLS 1.3 each offering what it refused
+    # A server not known to answer long hellos is asked TLS 1.2's other suites in parts.
+    assert entry.still_accurate(replace(support, answers_long_hellos=False)) is True
+    assert entry.sent == 9
+
+
+def test_a_suite_newly_accepted_is_found_by_the_one_long_hello(emulated):
+    entry = CountedHellos(emulated, WINDOWS_2016)
+    support = entry.enumerated()
+    tls12 = support.cipher_suites["TLSv1.2"]
+    # As if TLS 1.2's last suite had been switched on since the enumeration.
+    earlier = replace(support, cipher_suites={**support.cipher_suites, "TLSv1.2": tls12[:-1]})
+    assert entry.still_accurate(earlier) is False
