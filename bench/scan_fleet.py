@@ -140,23 +140,60 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 @dataclass
 class Run:
-    """One scan of the fleet: the reports, wall time, connections and CPU on each side."""
+    """One scan of the fleet, summed up as soon as it ends (its reports are not kept, as a
+    command line holds one run's): wall time, connections, CPU on each side, verdicts."""
 
-    reports: list[ScanReport]
+    hosts: int
     seconds: float
-    counter: ConnectionCounter
+    by_port: int
+    by_protocol: dict[str, int]
     scanner_cpu: float
     emulator_cpu: float
+    verdicts: collections.Counter[str]
+    errors: collections.Counter[str]
+    hellos: int
 
 
-def scan_fleet(fleet: list[Target], settings: Settings, policy: Policy, emulator_pid: int) -> Run:
+def scan_fleet(
+    fleet: list[Target], settings: Settings, policy: Policy, emulator_pid: int
+) -> tuple[Run, list[ScanReport]]:
+    """Scan the fleet; its summary, and its reports for the caller to keep or drop."""
     cpu_before = cpu_seconds(), cpu_seconds(emulator_pid)
     with ConnectionCounter() as counter:
         started = time.perf_counter()
         reports = scan(fleet, settings, policy)
         elapsed = time.perf_counter() - started
     scanner_cpu = cpu_seconds() - cpu_before[0]
-    return Run(reports, elapsed, counter, scanner_cpu, cpu_seconds(emulator_pid) - cpu_before[1])
+    emulator_cpu = cpu_seconds(emulator_pid) - cpu_before[1]
+    # Without the enumeration, tls.protocols and tls.ciphers say by design that they were
+    # not tested; only other errors mean overload.
+    errors = collections.Counter(
+        check.id
+        for report in reports
+        for check in report.checks
+        if check.status == "error" and NOT_ENUMERATED not in check.summary
+    )
+    # Hellos of the enumerations made in this run (a reused one keeps its old count).
+    hellos = sum(
+        d.support.hellos
+        for report in reports
+        for d in door_supports(report)
+        # measured_at is kept to the second.
+        if d.support.measured_at is not None
+        and d.support.measured_at >= report.started_at.replace(microsecond=0)
+    )
+    run = Run(
+        hosts=len(reports),
+        seconds=elapsed,
+        by_port=sum(counter.by_port.values()),
+        by_protocol=counter.by_protocol(),
+        scanner_cpu=scanner_cpu,
+        emulator_cpu=emulator_cpu,
+        verdicts=collections.Counter(str(report.compliant) for report in reports),
+        errors=errors,
+        hellos=hellos,
+    )
+    return run, reports
 
 
 @dataclass(frozen=True)
@@ -200,33 +237,15 @@ def offering_earlier(fleet: list[Target], reports: list[ScanReport]) -> list[Tar
 
 
 def describe_run(label: str, run: Run) -> None:
-    reports, elapsed, counter = run.reports, run.seconds, run.counter
-    hosts = max(len(reports), 1)
-    verdicts = collections.Counter(str(report.compliant) for report in reports)
-    # Without the enumeration, tls.protocols and tls.ciphers say by design that they were
-    # not tested; only other errors mean overload.
-    errors = collections.Counter(
-        check.id
-        for report in reports
-        for check in report.checks
-        if check.status == "error" and NOT_ENUMERATED not in check.summary
-    )
-    # Hellos of the enumerations made in this run (a reused one keeps its old count).
-    hellos = sum(
-        d.support.hellos
-        for report in reports
-        for d in door_supports(report)
-        # measured_at is kept to the second.
-        if d.support.measured_at is not None
-        and d.support.measured_at >= report.started_at.replace(microsecond=0)
-    )
-    connections = sum(counter.by_port.values())
+    elapsed, connections, verdicts, errors = run.seconds, run.by_port, run.verdicts, run.errors
+    hosts = max(run.hosts, 1)
+    hellos = run.hellos
     split = ", ".join(
-        f"{name} {count / hosts:.1f}" for name, count in counter.by_protocol().items() if count
+        f"{name} {count / hosts:.1f}" for name, count in run.by_protocol.items() if count
     )
     print(f"{label}:")
     print(f"  wall time:            {elapsed:.2f} s")
-    print(f"  throughput:           {len(reports) / elapsed:.1f} hosts/s (target >= {TARGET:.0f})")
+    print(f"  throughput:           {run.hosts / elapsed:.1f} hosts/s (target >= {TARGET:.0f})")
     print(f"  connections:          {connections / hosts:.1f} per host ({split})")
     print(
         f"  CPU per host:         scanner {run.scanner_cpu / hosts * 1000:.1f} ms, "
@@ -271,18 +290,20 @@ def main() -> None:
 
         # On a shared machine a neighbour's burst slows one run: the best shows what we cost.
         postures = [
-            scan_fleet(fleet, settings(False), policy, emulator.pid)
+            scan_fleet(fleet, settings(False), policy, emulator.pid)[0]
             for _ in range(args.posture_runs)
         ]
-        posture = max(postures, key=lambda run: len(run.reports) / run.seconds)
+        posture = max(postures, key=lambda run: run.hosts / run.seconds)
         full = rescan = single = None
+        single_report = None
         if not args.posture_only:
-            full = scan_fleet(fleet, settings(True), policy, emulator.pid)
+            full, enumerated = scan_fleet(fleet, settings(True), policy, emulator.pid)
             # A scheduled rescan: each enumeration reused once checked (scanner._enumerate).
-            rescan = scan_fleet(
-                offering_earlier(fleet, full.reports), settings(True), policy, emulator.pid
-            )
-            single = scan_fleet(fleet[:1], settings(True), policy, emulator.pid)
+            offered = offering_earlier(fleet, enumerated)
+            del enumerated  # the rescan holds the enumerations it is offered, as a worker does
+            rescan, _ = scan_fleet(offered, settings(True), policy, emulator.pid)
+            del offered
+            single, (single_report,) = scan_fleet(fleet[:1], settings(True), policy, emulator.pid)
         emulator_mb = emulator_peak_mb(emulator)
     finally:
         emulator.terminate()
@@ -294,10 +315,10 @@ def main() -> None:
     print(f"protocols:            {', '.join(protocols)} declared and served on every host")
     print(f"concurrency:          {args.concurrency} hosts, 3 connections per address")
     if len(postures) > 1:
-        rates = ", ".join(f"{len(run.reports) / run.seconds:.1f}" for run in postures)
+        rates = ", ".join(f"{run.hosts / run.seconds:.1f}" for run in postures)
         print(f"posture runs:         {rates} hosts/s (the best is described)")
     describe_run("posture probe only", posture)
-    if full and rescan and single:
+    if full and rescan and single and single_report:
         describe_run("with full TLS enumeration", full)
         describe_run("rescan reusing those enumerations", rescan)
         print(
@@ -307,7 +328,7 @@ def main() -> None:
             f"reuse cost:           {rescan.seconds / posture.seconds:.1f}x the posture's wall time"
         )
         print(f"one host alone:       {single.seconds * 1000:.0f} ms with every enumeration")
-        for door in door_supports(single.reports[0]):
+        for door in door_supports(single_report):
             print(
                 f"  {door.door + ':':<20}{door.support.duration_ms} ms, "
                 f"{door.support.hellos} hellos ({', '.join(door.support.cipher_suites)})"
