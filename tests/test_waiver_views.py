@@ -116,6 +116,10 @@ def test_revoke_refuses_get(admin):
     assert admin.get(reverse("waivers:revoke", args=[1])).status_code == 405
 
 
+def test_revoking_a_waiver_that_does_not_exist_is_404(admin):
+    assert admin.post(reverse("waivers:revoke", args=[999999])).status_code == 404
+
+
 def test_the_form_names_what_is_wrong(admin):
     server = failing()
     tag = Tag.objects.create(name="legacy")

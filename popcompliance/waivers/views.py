@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -53,7 +53,10 @@ def waiver_add(request: HttpRequest) -> HttpResponse:
 def waiver_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     """End a waiver now; the record stays. Alerts it held go out within a minute if their
     check still fails."""
-    waiver, ended = settle.revoke(get_object_or_404(Waiver, pk=pk).pk, request.user, timezone.now())
+    try:
+        waiver, ended = settle.revoke(pk, request.user, timezone.now())
+    except Waiver.DoesNotExist:
+        raise Http404("No such waiver.") from None
     if ended:
         messages.info(request, f"The exception for {waiver} had already ended ({ended}).")
         return redirect("waivers:list")
