@@ -9,12 +9,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from pop3lab.config import EndpointConfig
 from popcompliance.compliance.models import ScanRun
 from popcompliance.compliance.recording import record_report
 from popcompliance.compliance.scanning import earlier_tls_support, scan_servers
+from popcompliance.compliance.tasks import scan_server
 from popcompliance.inventory.models import Server
 from scanner import CLIENT_PROTOCOLS, ScanReport, Settings, TlsSupport
 from scanner._enumerate import enumerate_tls, still_accurate
@@ -208,3 +211,22 @@ def test_a_suite_newly_accepted_is_found_by_the_one_long_hello(emulated):
     # As if TLS 1.2's last suite had been switched on since the enumeration.
     earlier = replace(support, cipher_suites={**support.cipher_suites, "TLSv1.2": tls12[:-1]})
     assert entry.still_accurate(earlier) is False
+
+
+@pytest.mark.parametrize("protocols", ["pop3", "pop3,imap,submission"])
+def test_an_unchanged_scheduled_rescan_task_runs_fourteen_queries(
+    db, settings, lab_dns, redis_broker, protocols
+):
+    # The worker's reads (the server, the last enumerations), and the recording, in bulk
+    # whatever the number of checks: the same count for one protocol as for three.
+    settings.POPC_DNS_RESOLVER = lab_dns.address
+    doors = AllDoors()
+    server = doors.server("mail01", protocols)
+    config = replace(WINDOWS_2016, imap=True, imaps=True, submission=True, submissions=True)
+    with doors.serving(config):
+        for _ in range(2):  # the first scan, then one that settles what it saw
+            scan_server(server.pk)
+        with CaptureQueriesContext(connection) as queries:
+            scan_server(server.pk)
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len(statements) == 14, "\n".join(statement[:120] for statement in statements)

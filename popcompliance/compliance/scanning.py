@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 
 import scanner
+from popcompliance.compliance.models import ScanRun
 from popcompliance.inventory.credentials import UndecryptablePassword
 from popcompliance.inventory.models import Policy, Server, scanner_guard
 from popcompliance.locations import DEFAULT_LOCATION
@@ -119,7 +120,9 @@ def earlier_tls_support(
     hours = server.policy.tls_enumeration_hours
     if not hours:
         return ()
-    runs = server.scan_runs.filter(location=location).exclude(facts__isnull=True)
+    runs = ScanRun.objects.filter(server=server, location=location).exclude(facts__isnull=True)
+    # Not through server.scan_runs: that manager sets each run's server, and reading the
+    # deferred server_id to do so cost a second query.
     run = runs.only("facts").first()
     oldest = now - timedelta(hours=hours)
     reusable = []
