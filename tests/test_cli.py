@@ -8,16 +8,13 @@ import json
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from scanner._cli import exit_status, main, parse_invocation, render, wants_colour
+from tests.certificates import pem, self_signed
 from tests.ports import free_port
 from tests.test_report import make_report
 
@@ -27,22 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def ca_file(tmp_path: Path) -> Path:
     """A real self-signed CA certificate in PEM, as an operator's enterprise CA would be."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+    certificate, _ = self_signed(
+        "Test CA", (x509.BasicConstraints(ca=True, path_length=None), True)
     )
     path = tmp_path / "ca.pem"
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    path.write_bytes(pem(certificate))
     return path
 
 

@@ -4,31 +4,16 @@ an escape sequence never reaches a page, a terminal or a spreadsheet as itself."
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 
 from scanner._certs import parse_certificate
+from tests.certificates import self_signed
 
 
 def hostile_certificate() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "evil\x00\x1b[31m.example")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("a\x00b.example")]), False)
-        .sign(key, hashes.SHA256())
-    )
+    san = x509.SubjectAlternativeName([x509.DNSName("a\x00b.example")])
+    certificate, _ = self_signed("evil\x00\x1b[31m.example", (san, False))
     return certificate.public_bytes(serialization.Encoding.DER)
 
 
