@@ -49,6 +49,18 @@ def failing(name: str = "mail01", **fields: object) -> Server:
     return make_server(name, "non_compliant", checks={CHECK: "fail"}, **fields)
 
 
+def in_force(target: Server, approver: object) -> Waiver:
+    """A waiver of CHECK on `target`, in force from now for a day, justified "why"."""
+    return Waiver.objects.create(
+        server=target,
+        check_id=CHECK,
+        justification="why",
+        approver=approver,
+        starts_at=timezone.now(),
+        expires_at=timezone.now() + timedelta(days=1),
+    )
+
+
 def api_as(role: str) -> APIClient:
     client = APIClient()
     user = make_user(role, f"api-{role}")
@@ -95,14 +107,7 @@ def test_an_admin_revokes_and_the_record_stays_with_who_ended_it(admin):
 def test_viewers_and_operators_read_but_cannot_grant_or_revoke(role, request):
     client = request.getfixturevalue(role)
     server = failing()
-    waiver = Waiver.objects.create(
-        server=server,
-        check_id=CHECK,
-        justification="why",
-        approver=make_user("admin", "boss"),
-        starts_at=timezone.now(),
-        expires_at=timezone.now() + timedelta(days=1),
-    )
+    waiver = in_force(server, make_user("admin", "boss"))
     page = client.get(LIST)
     assert page.status_code == 200 and "why" in page.content.decode()
     assert ADD not in page.content.decode()
@@ -223,14 +228,7 @@ def test_viewer_and_operator_tokens_read_but_get_403_on_writes(role):
     body = {"server": server.pk, "check_id": CHECK, "justification": "why", "expires_at": expires}
     assert api.get(API).status_code == 200
     assert api.post(API, body, format="json").status_code == 403
-    waiver = Waiver.objects.create(
-        server=server,
-        check_id=CHECK,
-        justification="why",
-        approver=make_user("admin", "boss"),
-        starts_at=timezone.now(),
-        expires_at=timezone.now() + timedelta(days=1),
-    )
+    waiver = in_force(server, make_user("admin", "boss"))
     assert api.post(f"{API}{waiver.pk}/revoke/").status_code == 403
     assert not AuditEntry.objects.filter(object_type="waiver", source="api").exists()
 
@@ -294,14 +292,7 @@ def test_excepted_servers_have_their_tile_metric_and_daily_count(admin, viewer, 
 def test_two_admins_revoking_at_once_end_it_once():
     server = failing()
     admin = make_user("admin", "first-admin")
-    waiver = Waiver.objects.create(
-        server=server,
-        check_id=CHECK,
-        justification="why",
-        approver=admin,
-        starts_at=timezone.now(),
-        expires_at=timezone.now() + timedelta(days=30),
-    )
+    waiver = in_force(server, admin)
     tokens = SimpleQueue()  # one admin's token for each thread
     tokens.put(token_for(admin))
     tokens.put(token_for(make_user("admin", "second-admin")))
