@@ -145,7 +145,7 @@ class Run:
 
     hosts: int
     seconds: float
-    by_port: int
+    connections: int
     by_protocol: dict[str, int]
     scanner_cpu: float
     emulator_cpu: float
@@ -185,7 +185,7 @@ def scan_fleet(
     run = Run(
         hosts=len(reports),
         seconds=elapsed,
-        by_port=sum(counter.by_port.values()),
+        connections=sum(counter.by_port.values()),
         by_protocol=counter.by_protocol(),
         scanner_cpu=scanner_cpu,
         emulator_cpu=emulator_cpu,
@@ -237,22 +237,21 @@ def offering_earlier(fleet: list[Target], reports: list[ScanReport]) -> list[Tar
 
 
 def describe_run(label: str, run: Run) -> None:
-    elapsed, connections, verdicts, errors = run.seconds, run.by_port, run.verdicts, run.errors
+    elapsed, verdicts, errors = run.seconds, run.verdicts, run.errors
     hosts = max(run.hosts, 1)
-    hellos = run.hellos
     split = ", ".join(
         f"{name} {count / hosts:.1f}" for name, count in run.by_protocol.items() if count
     )
     print(f"{label}:")
     print(f"  wall time:            {elapsed:.2f} s")
     print(f"  throughput:           {run.hosts / elapsed:.1f} hosts/s (target >= {TARGET:.0f})")
-    print(f"  connections:          {connections / hosts:.1f} per host ({split})")
+    print(f"  connections:          {run.connections / hosts:.1f} per host ({split})")
     print(
         f"  CPU per host:         scanner {run.scanner_cpu / hosts * 1000:.1f} ms, "
         f"emulator {run.emulator_cpu / hosts * 1000:.1f} ms "
         f"(of {2 * elapsed / hosts * 1000:.1f} ms of the two cores' time)"
     )
-    print(f"  TLS hellos:           {hellos / hosts:.1f} per host (enumeration)")
+    print(f"  TLS hellos:           {run.hellos / hosts:.1f} per host (enumeration)")
     print(
         f"  compliant true/false/unknown: {verdicts['True']}/{verdicts['False']}/{verdicts['None']}"
     )
